@@ -1,0 +1,42 @@
+# One command to run the service, one to test it. Both set up what they need first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test index setup eval bench browser clean
+
+serve: $(STAMP)  ## set up, build the index if needed, serve on :8000
+	$(BIN)/rag index
+	$(BIN)/rag serve --host $${RAG_HOST:-127.0.0.1} --port $${RAG_PORT:-8000}
+
+test: $(STAMP) browser  ## set up and run the test suite
+	$(BIN)/python -m pytest -q
+
+setup: $(STAMP)
+
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Debian's Chromium for the browser tests (no browser download is possible here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests"; fi; }
+
+index: $(STAMP)
+	$(BIN)/rag index
+
+eval: $(STAMP)  ## retrieval quality report (writes eval/results/)
+	$(BIN)/rag eval
+
+bench: $(STAMP)  ## speed benchmarks (writes eval/results/bench.json)
+	$(BIN)/python eval/bench.py
+
+clean:
+	rm -rf $(VENV) index/*.faiss index/*.json index/*.npy index/*.onnx

@@ -1,0 +1,1 @@
+"""The web layer: HTTP (FastAPI) and MCP over the `rag` library. It holds no retrieval logic."""

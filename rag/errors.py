@@ -1,0 +1,38 @@
+"""Every error the library raises, in one small module.
+
+Callers (the HTTP layer, MCP tools, the CLI) map these classes to their own
+outcomes: `InvalidInput` -> 422, `NotFound` -> 404, `IndexError_`/`ModelError`
+-> refuse to serve. Messages are written for the person who sent the input.
+"""
+
+
+class RagError(Exception):
+    """Base class: anything the library refuses to do, with a readable reason."""
+
+
+class InvalidInput(RagError):
+    """A question or parameter that cannot be answered as given."""
+
+
+class NotFound(RagError):
+    """An unknown document or passage id."""
+
+
+class IndexProblem(RagError):
+    """The on-disk index is missing, corrupt, or does not match what made it."""
+
+
+class IndexStale(IndexProblem):
+    """The index was built from another corpus, model or chunker than the current one."""
+
+
+class IndexCorrupt(IndexProblem):
+    """The index files do not match their manifest (checksums, counts, format)."""
+
+
+class ModelError(RagError):
+    """The embedding model cannot be loaded or is not the model it claims to be."""
+
+
+class Overloaded(RagError):
+    """The service is busy beyond its queue limits; the caller may retry later."""

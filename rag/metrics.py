@@ -1,0 +1,167 @@
+"""Retrieval metrics for the eval set: pure functions, no I/O, no model.
+
+This module owns the scoring rules of the retrieval evaluation (in the spirit of
+faiss ``contrib/evaluation.py``): when a retrieved passage counts as evidence
+for a question (``quote_hit``), where the first such passage sits in a ranked
+list (``first_hit_rank``), and the rank metrics computed from that
+(``recall_at_k``, ``reciprocal_rank``, ``ndcg_at_k``), plus the precision and
+recall of the answerable / unanswerable decision (``precision_recall``).
+Loading questions, running retrieval and writing reports live elsewhere.
+
+Conventions, chosen so that no function raises on empty input:
+
+* ranks are 1-based; ``None`` means "no hit in the list";
+* a question with no gold quotes never hits (``first_hit_rank`` -> ``None``);
+* ``mean([])`` is 0.0, ``ndcg_at_k`` with no relevant item is 0.0;
+* ``precision_recall`` defines every 0/0 as 0.0 (see its docstring).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from difflib import SequenceMatcher
+
+__all__ = [
+    "normalize_whitespace",
+    "longest_common_run",
+    "quote_hit",
+    "passage_relevances",
+    "first_hit_rank",
+    "recall_at_k",
+    "reciprocal_rank",
+    "ndcg_at_k",
+    "mean",
+    "precision_recall",
+    "f1_score",
+]
+
+_WS = re.compile(r"\s+")
+
+
+def normalize_whitespace(text: str) -> str:
+    """Collapse every run of whitespace (incl. newlines, NBSP) to one space and strip the ends."""
+    return _WS.sub(" ", text).strip()
+
+
+def longest_common_run(a: str, b: str) -> int:
+    """Length of the longest common substring of ``a`` and ``b`` (characters, case-sensitive)."""
+    if not a or not b:
+        return 0
+    # autojunk=False: with the default heuristic, characters frequent in a long
+    # passage (spaces, 'e', ...) are treated as junk and matches get cut short.
+    matcher = SequenceMatcher(None, a, b, autojunk=False)
+    return matcher.find_longest_match(0, len(a), 0, len(b)).size
+
+
+def quote_hit(passage_text: str, quote: str, min_fraction: float = 0.5) -> bool:
+    """Whether a passage contains the gold quote, allowing for a cut at a chunk boundary.
+
+    Both strings are whitespace-normalized first. The passage hits when it
+    contains the whole quote, or else when it contains a contiguous run of the
+    quote at least ``min_fraction`` of the quote's (normalized) length long;
+    that is what is left of a quote split across two neighbouring passages.
+    Matching is otherwise exact (case, punctuation, curly quotes). An empty
+    quote never hits. ``min_fraction`` must be in (0, 1].
+    """
+    if not 0.0 < min_fraction <= 1.0:
+        raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
+    q = normalize_whitespace(quote)
+    if not q:
+        return False
+    p = normalize_whitespace(passage_text)
+    if not p:
+        return False
+    if q in p:
+        return True
+    return longest_common_run(q, p) >= min_fraction * len(q)
+
+
+def passage_relevances(
+    passages: Sequence[str], quotes: Sequence[str], min_fraction: float = 0.5
+) -> list[int]:
+    """Binary relevance of each passage in rank order: 1 when it hits any quote, else 0."""
+    return [int(any(quote_hit(p, q, min_fraction) for q in quotes)) for p in passages]
+
+
+def first_hit_rank(
+    passages: Sequence[str], quotes: Sequence[str], min_fraction: float = 0.5
+) -> int | None:
+    """1-based rank of the first passage that hits any of ``quotes``; ``None`` when none does.
+
+    No quotes (an unanswerable question) or no passages -> ``None``.
+    """
+    if not quotes:
+        return None
+    for rank, passage in enumerate(passages, start=1):
+        if any(quote_hit(passage, q, min_fraction) for q in quotes):
+            return rank
+    return None
+
+
+def recall_at_k(rank: int | None, k: int) -> float:
+    """Hit rate at k for one question: 1.0 when the first hit is at rank <= k, else 0.0.
+
+    With one gold item per question (any quote counts) this is recall@k;
+    averaged over questions it is the usual hit-rate / success@k.
+    """
+    return 1.0 if rank is not None and 1 <= rank <= k else 0.0
+
+
+def reciprocal_rank(rank: int | None, k: int = 10) -> float:
+    """1/rank when the first hit is within the top k, else 0.0 (MRR@k once averaged)."""
+    return 1.0 / rank if rank is not None and 1 <= rank <= k else 0.0
+
+
+def _dcg(gains: Iterable[float]) -> float:
+    return sum(g / math.log2(i + 1) for i, g in enumerate(gains, start=1))
+
+
+def ndcg_at_k(relevances: Sequence[int | float], k: int, n_relevant: int | None = None) -> float:
+    """Normalized DCG at k with binary gains (any relevance > 0 counts as 1).
+
+    ``relevances`` are per retrieved item in rank order. DCG = sum over the top
+    k of gain_i / log2(i + 1) (i 1-based). The ideal DCG is that of the same
+    relevances sorted in decreasing order, i.e. of all relevant items found
+    put first; pass ``n_relevant`` (the number of relevant items that exist)
+    to use that instead, so relevant items that were not retrieved are also
+    charged. Returns 0.0 when there is no relevant item or k <= 0.
+    """
+    if k <= 0:
+        return 0.0
+    gains = [1.0 if r > 0 else 0.0 for r in relevances]
+    n_ideal = int(sum(gains)) if n_relevant is None else max(int(n_relevant), 0)
+    ideal = _dcg([1.0] * min(n_ideal, k))
+    if ideal == 0.0:
+        return 0.0
+    return _dcg(gains[:k]) / ideal
+
+
+def mean(values: Iterable[float]) -> float:
+    """Arithmetic mean; 0.0 for no values."""
+    values = list(values)
+    return sum(values) / len(values) if values else 0.0
+
+
+def precision_recall(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple[float, float]:
+    """Precision and recall of the positive class (``True``), e.g. "answerable".
+
+    precision = TP / (TP + FP), recall = TP / (TP + FN). A zero denominator
+    (nothing predicted positive, or no actual positive) gives 0.0 -- the same
+    convention as scikit-learn's ``zero_division=0``, so an empty input is
+    (0.0, 0.0). Raises ``ValueError`` when the lengths differ.
+    """
+    if len(predicted) != len(actual):
+        raise ValueError(f"length mismatch: {len(predicted)} predictions, {len(actual)} labels")
+    tp = sum(1 for p, a in zip(predicted, actual) if p and a)
+    fp = sum(1 for p, a in zip(predicted, actual) if p and not a)
+    fn = sum(1 for p, a in zip(predicted, actual) if not p and a)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return precision, recall
+
+
+def f1_score(precision: float, recall: float) -> float:
+    """Harmonic mean of precision and recall; 0.0 when both are 0."""
+    return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
