@@ -196,7 +196,7 @@ def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict) -> list
     last = len(blocks)
     while last > first and _is_furniture(blocks[last - 1][2], known):
         last -= 1
-    return [b for b in blocks[first:last] if _normal(b[2]) not in known]
+    return [b for b in blocks[first:last] if not _is_furniture(b[2], known)]
 
 
 def _heading_title(block: str, is_markdown: bool) -> str | None:

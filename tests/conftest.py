@@ -1,0 +1,54 @@
+"""Shared fixtures: one real index (real model, real FAISS) built once per test session.
+
+Tests that need their own index (staleness, corruption) build into their own
+tmp directory from a copy of seeds/; everything else shares `service`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from api.app import create_app  # noqa: E402
+from rag.config import PROJECT_ROOT, Settings  # noqa: E402
+from rag.service import Service  # noqa: E402
+
+SEEDS = PROJECT_ROOT / "seeds"
+ARTICLE = SEEDS / "permanent-revolution-1917-and-today.txt"
+ARTICLE_ID = "permanent-revolution-1917-and-today"
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(index_dir=tmp_path_factory.mktemp("index"), seeds_dir=SEEDS)
+
+
+@pytest.fixture(scope="session")
+def service(settings) -> Service:
+    return Service.open(settings)
+
+
+@pytest.fixture(scope="session")
+def encoder(service):
+    """The sentence-transformers encoder the shared index was built with."""
+    return service._encoder
+
+
+@pytest.fixture(scope="session")
+def client(service):
+    with TestClient(create_app(service=service)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def seeds_copy(tmp_path) -> Path:
+    target = tmp_path / "seeds"
+    shutil.copytree(SEEDS, target)
+    return target

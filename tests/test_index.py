@@ -1,0 +1,109 @@
+"""The index on disk: round trip, staleness, refusal, corruption, atomic writes, reuse of vectors."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from rag.config import Settings
+from rag.errors import IndexCorrupt, IndexProblem, IndexStale
+from rag.index import MANIFEST, build_index, load_index
+from rag.service import Service, index_config
+from rag.documents import load_corpus
+
+
+def _settings(tmp_path, seeds, **overrides) -> Settings:
+    return Settings(index_dir=tmp_path / "index", seeds_dir=seeds, **overrides)
+
+
+def _build(settings, encoder):
+    documents = load_corpus(settings.seeds_dir)
+    config = index_config(settings, documents, encoder.spec)
+    return documents, config, build_index(settings.index_dir, documents, config, encoder, progress=False)
+
+
+def test_build_save_load_round_trip(tmp_path, seeds_copy, encoder, service):
+    settings = _settings(tmp_path, seeds_copy)
+    documents, config, manifest = _build(settings, encoder)
+    loaded = load_index(settings.index_dir, config.fingerprint())
+    assert loaded.id == manifest["id"]
+    assert manifest["model"]["weights_sha256"] == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+    assert manifest["dimension"] == 384 and manifest["counts"]["passages"] == len(loaded.passages)
+    assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 1}
+    assert [p.id for p in loaded.passages] == [p.id for p in service.retriever.passages]
+    stored = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
+    assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-4)
+    fresh = service.retriever.index.vectors.reconstruct_n(0, loaded.vectors.ntotal)
+    assert np.allclose(stored, fresh, atol=1e-5)
+    names = sorted(p.name for p in settings.index_dir.iterdir())
+    assert not [n for n in names if n.startswith(".tmp-")]
+    assert len([n for n in names if n != ".lock"]) == 4  # manifest + three data files
+
+
+def test_stale_index_is_rebuilt_or_refused(tmp_path, seeds_copy, encoder):
+    settings = _settings(tmp_path, seeds_copy)
+    _, _, first = _build(settings, encoder)
+    article = next(seeds_copy.glob("*.txt"))
+    last = "in light of its main historical lessons."
+    text = article.read_text(encoding="utf-8").replace(last, last + "\n\nA new closing paragraph about something else.")
+    article.write_text(text, encoding="utf-8")
+    documents = load_corpus(seeds_copy)
+    with pytest.raises(IndexStale, match="the documents in seeds/ changed"):
+        load_index(settings.index_dir, index_config(settings, documents, encoder.spec).fingerprint())
+    with pytest.raises(IndexProblem, match="refusing to serve"):
+        Service.open(settings.model_copy(update={"auto_build": False}))
+    rebuilt = Service.open(settings)
+    assert rebuilt.retriever.index.id != first["id"]
+    assert rebuilt.retriever.passages[-1].text.endswith("A new closing paragraph about something else.")
+
+
+def test_changed_chunker_makes_the_index_stale(tmp_path, seeds_copy, encoder):
+    settings = _settings(tmp_path, seeds_copy)
+    documents, _, _ = _build(settings, encoder)
+    other = index_config(settings.model_copy(update={"max_passage_tokens": 120}), documents, encoder.spec)
+    with pytest.raises(IndexStale, match="chunker parameters changed"):
+        load_index(settings.index_dir, other.fingerprint())
+
+
+def test_manifest_that_does_not_match_its_files_is_refused(tmp_path, seeds_copy, encoder):
+    settings = _settings(tmp_path, seeds_copy)
+    _, config, manifest = _build(settings, encoder)
+    passages_file = settings.index_dir / manifest["files"]["passages"]["name"]
+    data = bytearray(passages_file.read_bytes())
+    data[100] ^= 0x01
+    passages_file.write_bytes(bytes(data))
+    with pytest.raises(IndexCorrupt, match="does not match its manifest checksum"):
+        load_index(settings.index_dir, config.fingerprint())
+    vectors_file = settings.index_dir / manifest["files"]["vectors"]["name"]
+    vectors_file.write_bytes(vectors_file.read_bytes()[:1000])
+    with pytest.raises(IndexCorrupt, match="truncated or corrupted"):
+        load_index(settings.index_dir, config.fingerprint())
+    (settings.index_dir / MANIFEST).write_text("{ not json")
+    with pytest.raises(IndexCorrupt, match="not valid JSON"):
+        load_index(settings.index_dir, config.fingerprint())
+
+
+def test_format_version_mismatch_is_stale(tmp_path, seeds_copy, encoder):
+    settings = _settings(tmp_path, seeds_copy)
+    _, config, _ = _build(settings, encoder)
+    path = settings.index_dir / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["format_version"] = 99
+    path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexStale, match="format version 99"):
+        load_index(settings.index_dir, config.fingerprint())
+
+
+def test_rebuild_reuses_vectors_of_unchanged_passages(tmp_path, seeds_copy, encoder, caplog):
+    settings = _settings(tmp_path, seeds_copy)
+    _, _, first = _build(settings, encoder)
+    article = next(seeds_copy.glob("*.txt"))
+    text = article.read_text(encoding="utf-8")
+    article.write_text(text.replace("Marx and Engels predicted", "Marx and Engels famously predicted"), encoding="utf-8")
+    with caplog.at_level(logging.INFO, logger="rag.index"):
+        _build(settings, encoder)
+    assert f"embedded 1 passages, reused {first['counts']['passages'] - 1}" in caplog.text
+    leftovers = {p.name for p in settings.index_dir.iterdir()} - {MANIFEST, ".lock"}
+    manifest = json.loads((settings.index_dir / MANIFEST).read_text())
+    assert leftovers == {f["name"] for f in manifest["files"].values()}, "old build files are removed"
