@@ -121,7 +121,7 @@ def cmd_mcp(args, settings: Settings) -> int:
 def cmd_eval(args, settings: Settings) -> int:
     from rag.evaluation import run_cli
 
-    return run_cli(settings, split=args.split, plot=not args.no_plot)
+    return run_cli(settings, split=args.split, plot_png=not args.no_plot)
 
 
 COMMANDS = {"index": cmd_index, "ask": cmd_ask, "serve": cmd_serve, "mcp": cmd_mcp, "eval": cmd_eval}
