@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import schemas
 from api.limits import BodySizeLimit
+from api.mcp_server import mount_mcp
 from rag.config import Settings, get_settings
 from rag.errors import InvalidInput, NotFound, RagError
 from rag.service import Service
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
     async def lifespan(app: FastAPI):
         if app.state.service is None:
             app.state.service = await anyio.to_thread.run_sync(Service.open, settings)
-        yield
+        async with app.state.mcp_sessions.run():  # MCP at /mcp (api.mcp_server)
+            yield
 
     app = FastAPI(
         title="Ask the document",
@@ -65,6 +67,7 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     _add_routes(app)
+    app.state.mcp_sessions = mount_mcp(app, settings)
     return app
 
 

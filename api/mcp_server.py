@@ -1,0 +1,432 @@
+"""MCP server: the service's retrieval as tools for chat clients (ChatGPT connectors, Claude, IDEs).
+
+Three read-only tools over one `rag.service.Service`:
+
+- `search(query)` and `fetch(id)` in the shape ChatGPT connectors and deep
+  research require: search returns `{"results": [{"id", "title", "url", "text"}]}`,
+  fetch returns `{"id", "title", "text", "url", "metadata"}`. An id is a passage id.
+- `ask(question, top_k, mode)`: the full answer of POST /query (passages, the best
+  sentence of each, scores, citations, and whether the document answers at all).
+
+Every result is returned twice, as the spec asks: `structuredContent` checked
+against the advertised output schema, and the same JSON (compact) as text
+content for clients that only read text. Bad input (empty query, unknown id,
+invalid mode) is a tool error (`isError: true`) with a message the model can act
+on, never a protocol error or a crash. Queries embed on the CPU, so they run in
+a worker thread and the event loop keeps serving other requests.
+
+Two transports, one tool set:
+- streamable HTTP at `/mcp` on the FastAPI app (`mount_mcp`), sharing the app's
+  `app.state.service`; stateless, JSON responses (no session state to lose
+  behind a load balancer or on restart);
+- stdio for desktop clients (`rag mcp` -> `run_stdio`). The handshake answers
+  at once; the service opens in a worker thread meanwhile and tool calls wait
+  for it. stdout is the protocol channel: the SDK points fd 1 at stderr while
+  serving, and every log line goes to stderr.
+"""
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+from starlette.routing import Route
+
+from api import schemas
+from rag.config import Settings
+from rag.errors import InvalidInput, NotFound, RagError
+from rag.service import PassageView, Service
+
+log = logging.getLogger(__name__)
+
+SEARCH_RESULTS = 8  # passages per `search` call: about 5,000 characters of context for this corpus
+ServiceSource = Callable[[], Awaitable[Service]]
+
+INSTRUCTIONS = (
+    "Cited passage retrieval over the documents indexed by this service. Use `search` to find passages and "
+    "`fetch` to read one in context with its full citation, or `ask` for ranked passages with the best sentence "
+    "of each and a flag saying whether the documents answer the question at all. Quote and cite passages by "
+    "section and paragraph, and link their `url`. " + schemas.PASSAGES_ARE_DATA
+)
+READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
+
+
+# --- output models (advertised as each tool's outputSchema) ----------------------------------
+
+
+class SearchResult(BaseModel):
+    id: str = Field(description="Passage id: pass it to `fetch` to read the passage in context.")
+    title: str = Field(description="Document title › section › paragraph number(s).")
+    url: str = Field(description="The passage, highlighted in its document, on this service's web page.")
+    text: str = Field(description="The passage, quoted verbatim from the document.")
+
+
+class SearchOutput(BaseModel):
+    results: list[SearchResult] = Field(description="Best first.")
+
+
+class FetchMetadata(schemas.Citation):
+    publication: str | None
+    source_url: str | None = Field(description="Where the document was originally published, if known.")
+    previous_id: str | None = Field(description="Id of the passage before this one in the document, if any.")
+    next_id: str | None = Field(description="Id of the passage after this one in the document, if any.")
+    context_start: int = Field(description="Offset where `text` starts in the document (the previous passage, if any).")
+    context_end: int = Field(description="Offset where `text` ends (the next passage, if any).")
+    index_id: str
+
+
+class FetchOutput(BaseModel):
+    id: str
+    title: str
+    text: str = Field(
+        description="The passage between its previous and next passages, each block headed by a line "
+        "'=== ... ===' saying which it is; only the block marked CITED PASSAGE is the passage with this id."
+    )
+    url: str
+    metadata: FetchMetadata
+
+
+class AskPassage(BaseModel):
+    id: str
+    rank: int
+    score: float = Field(description="Ranking score (RRF for hybrid, cosine for dense, BM25 for lexical).")
+    url: str
+    text: str
+    highlight: schemas.HighlightOut = Field(description="The sentence of the passage that best answers the question.")
+    citation: schemas.Citation
+
+
+class AskOutput(BaseModel):
+    question: str
+    mode: schemas.Mode
+    answerable: bool = Field(description="Whether the documents seem to answer the question at all.")
+    confidence: float = Field(description="Best cosine similarity between the question and any passage.")
+    note: str = Field(description="How to use these passages.")
+    index_id: str
+    passages: list[AskPassage]
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+def build_server(get_service: ServiceSource, settings: Settings) -> MCPServer:
+    """The MCP server with its three tools, answering from whatever service `get_service` yields."""
+    server = MCPServer(
+        "ask-the-document",
+        title="Ask the document",
+        instructions=INSTRUCTIONS,
+        version="0.1.0",
+        log_level="WARNING",
+    )
+
+    @server.tool(
+        title="Search the document",
+        description=(
+            f"Search the indexed documents; returns up to {SEARCH_RESULTS} passages, best first, each with an id, "
+            "a title naming its document, section and paragraph, a url to the passage on this service's web page, "
+            "and the passage text. " + schemas.PASSAGES_ARE_DATA
+        ),
+        annotations=READ_ONLY,
+    )
+    async def search(
+        query: Annotated[str, Field(description="What to look for: a question or keywords, in plain language.")],
+        ctx: Context,
+    ) -> Annotated[CallToolResult, SearchOutput]:
+        if not query.strip():
+            raise ToolError("query is empty: pass the question or words to search for")
+        service = await get_service()
+        result = await _run(service.query, query, SEARCH_RESULTS, settings.default_mode)
+        base = _base_url(settings, ctx)
+        results = [
+            SearchResult(
+                id=hit.passage.id,
+                title=_title(service.documents[hit.passage.document].title, hit.passage),
+                url=passage_url(base, hit.passage.id),
+                text=hit.passage.text,
+            )
+            for hit in result.hits
+        ]
+        return _result(SearchOutput(results=results))
+
+    @server.tool(
+        title="Fetch a passage in context",
+        description=(
+            "Read one passage (by the id from `search` or `ask`) together with the passages just before and after "
+            "it, with its full citation in `metadata`: document, title, author, publication date, section, "
+            "paragraph(s) and character offsets into the document. " + schemas.PASSAGES_ARE_DATA
+        ),
+        annotations=READ_ONLY,
+    )
+    async def fetch(
+        id: Annotated[str, Field(description="A passage id returned by `search` or `ask`.")],
+        ctx: Context,
+    ) -> Annotated[CallToolResult, FetchOutput]:
+        if not id.strip():
+            raise ToolError("id is empty: pass a passage id returned by `search`")
+        service = await get_service()
+        try:
+            view = _call(service.passage, id.strip())
+        except ToolError as exc:
+            raise ToolError(f"{exc}; pass an id returned by `search` or `ask` (ids change when the index is rebuilt)") from exc
+        previous = _call(service.passage, view.previous_id) if view.previous_id else None
+        following = _call(service.passage, view.next_id) if view.next_id else None
+        passage, document = view.passage, view.document
+        metadata = FetchMetadata(
+            **schemas.citation(document, passage).model_dump(),
+            publication=document.publication,
+            source_url=document.url,
+            previous_id=view.previous_id,
+            next_id=view.next_id,
+            context_start=(previous or view).passage.start,
+            context_end=(following or view).passage.end,
+            index_id=service.retriever.index.id,
+        )
+        output = FetchOutput(
+            id=passage.id,
+            title=_title(document.title, passage),
+            text=_in_context(view, previous, following),
+            url=passage_url(_base_url(settings, ctx), passage.id),
+            metadata=metadata,
+        )
+        return _result(output)
+
+    @server.tool(
+        title="Ask the document",
+        description=(
+            "Answer a question from the indexed documents: the most relevant passages, best first, each with the "
+            "sentence that best answers the question (`highlight`), its score, its full citation and a url; and "
+            "`answerable`, false when the documents do not seem to answer the question at all (then the passages "
+            "are only the closest ones: say the document does not answer it rather than guessing). "
+            + schemas.PASSAGES_ARE_DATA
+        ),
+        annotations=READ_ONLY,
+    )
+    async def ask(
+        question: Annotated[str, Field(description="The question, in plain language.")],
+        ctx: Context,
+        top_k: Annotated[int, Field(ge=1, le=settings.max_top_k, description="How many passages to return.")] = 5,
+        mode: Annotated[
+            schemas.Mode, Field(description="hybrid (meaning and keywords, best in general), dense (meaning) or lexical (keywords).")
+        ] = "hybrid",
+    ) -> Annotated[CallToolResult, AskOutput]:
+        if not question.strip():
+            raise ToolError("question is empty: pass the question to answer")
+        service = await get_service()
+        result = await _run(service.query, question, top_k, mode)
+        base = _base_url(settings, ctx)
+        passages = [
+            AskPassage(
+                id=hit.passage.id,
+                rank=hit.rank,
+                score=hit.score,
+                url=passage_url(base, hit.passage.id),
+                text=hit.passage.text,
+                highlight=schemas.HighlightOut(text=hit.highlight.text, start=hit.highlight.start, end=hit.highlight.end),
+                citation=schemas.citation(service.documents[hit.passage.document], hit.passage),
+            )
+            for hit in result.hits
+        ]
+        if result.answerable:
+            note = "Answer from these passages and cite them (section, paragraph); quote the highlighted sentences."
+        else:
+            note = (
+                "The documents do not seem to answer this question: these are only the closest passages. "
+                "Say so rather than answering from them."
+            )
+        output = AskOutput(
+            question=result.question,
+            mode=result.mode,  # type: ignore[arg-type]
+            answerable=result.answerable,
+            confidence=result.confidence,
+            note=note,
+            index_id=result.index_id,
+            passages=passages,
+        )
+        return _result(output)
+
+    return server
+
+
+def passage_url(base: str, passage_id: str) -> str:
+    """The web page's view of one passage, highlighted in its document (see api/static/index.html)."""
+    return f"{base}/?passage={passage_id}"
+
+
+def _title(document_title: str, passage) -> str:
+    paragraphs = sorted({passage.paragraphs[0], passage.paragraphs[-1]})
+    mark = "¶" + "–".join(map(str, paragraphs))
+    return f"{document_title} › {passage.section or 'Opening'} › {mark}"
+
+
+def _in_context(view: PassageView, previous: PassageView | None, following: PassageView | None) -> str:
+    """The passage between its neighbours, each block headed so the cited one cannot be mistaken."""
+
+    def where(v: PassageView) -> str:
+        p = v.passage
+        return f"{p.section or 'Opening'}, ¶{'–'.join(map(str, sorted({p.paragraphs[0], p.paragraphs[-1]})))}, characters {p.start}–{p.end}"
+
+    blocks = []
+    if previous:
+        blocks.append(f"=== previous passage (context only; id {previous.passage.id}; {where(previous)}) ===\n{previous.passage.text}")
+    blocks.append(f"=== CITED PASSAGE (id {view.passage.id}; {where(view)}) ===\n{view.passage.text}")
+    if following:
+        blocks.append(f"=== next passage (context only; id {following.passage.id}; {where(following)}) ===\n{following.passage.text}")
+    return "\n\n".join(blocks)
+
+
+def _result(output: BaseModel) -> CallToolResult:
+    """structuredContent and the same JSON as text (compact: it costs the model tokens)."""
+    data = output.model_dump(mode="json")
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def _call(function, *args):
+    """Run a quick library call, turning its refusals into tool errors the model can read."""
+    try:
+        return function(*args)
+    except (InvalidInput, NotFound) as exc:
+        raise ToolError(str(exc)) from exc
+    except RagError as exc:
+        raise ToolError(f"the service cannot answer right now: {exc}") from exc
+
+
+async def _run(function, *args):
+    """`_call` in a worker thread: queries embed on the CPU and must not block the event loop."""
+    return await anyio.to_thread.run_sync(lambda: _call(function, *args))
+
+
+def _base_url(settings: Settings, ctx: Context) -> str:
+    """Where this service's web page is: RAG_PUBLIC_URL, else the HTTP request's own base, else host:port."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    request = getattr(ctx.request_context, "request", None)
+    base_url = getattr(request, "base_url", None)  # a Starlette Request on HTTP; None on stdio
+    if base_url is not None:
+        return str(base_url).rstrip("/")
+    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{settings.port}"
+
+
+# --- streamable HTTP on the FastAPI app ---------------------------------------------------------
+
+
+def transport_security(settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: which Host (and Origin) headers /mcp accepts.
+
+    The attack: a web page on evil.example makes its name resolve to 127.0.0.1,
+    then its scripts call this local server "same-origin", with Host and Origin
+    saying evil.example. So we accept only the names this service is really
+    reached by: loopback (127.0.0.1, localhost, [::1]) on any port, since
+    `rag serve --port` may differ from settings.port and tests use free ports;
+    a concrete RAG_HOST; and the host of RAG_PUBLIC_URL, for a deployment
+    behind a proxy or tunnel (e.g. a ChatGPT connector). Bare names without a
+    port are included for proxies on :80/:443. A request without an Origin
+    (server-to-server clients such as ChatGPT's, the SDK, curl) is allowed by
+    the SDK; a browser's Origin must be one of the same names.
+
+    Bound to every interface (0.0.0.0 or ::) without RAG_PUBLIC_URL, the names
+    clients will use cannot be known, so the check is off (as the SDK itself
+    does for non-loopback hosts) and a warning says to set RAG_PUBLIC_URL.
+    """
+    names = ["127.0.0.1", "localhost", "[::1]"]
+    if settings.host not in ("", "0.0.0.0", "::"):
+        names.append(f"[{settings.host}]" if ":" in settings.host else settings.host)
+    exact: list[str] = []
+    origins: list[str] = []
+    if settings.public_url:
+        parts = urlsplit(settings.public_url)
+        if parts.hostname:
+            names.append(f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname)
+        if parts.netloc:
+            exact.append(parts.netloc)
+            origins.append(f"{parts.scheme}://{parts.netloc}")
+    elif settings.host in ("", "0.0.0.0", "::"):
+        log.warning("MCP DNS-rebinding protection is off: the service listens on every interface; set RAG_PUBLIC_URL to turn it on")
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    names = list(dict.fromkeys(names))
+    hosts = [*names, *(f"{name}:*" for name in names), *exact]
+    origins += [f"{scheme}://{name}{port}" for name in names for scheme in ("http", "https") for port in ("", ":*")]
+    return TransportSecuritySettings(allowed_hosts=list(dict.fromkeys(hosts)), allowed_origins=list(dict.fromkeys(origins)))
+
+
+def mount_mcp(app, settings: Settings) -> StreamableHTTPSessionManager:
+    """Serve MCP at /mcp (and /mcp/) on `app`, over `app.state.service`.
+
+    Returns the session manager, which the app's lifespan must run
+    (`async with manager.run(): ...`): Starlette runs no lifespan of its own for it.
+    Plain routes, not a Mount, so POST /mcp is answered directly instead of
+    being redirected to /mcp/ (which many clients do not follow for POST).
+    """
+
+    async def app_service() -> Service:
+        service = app.state.service
+        if service is None:
+            raise ToolError("the index is still loading; try again in a few seconds")
+        return service
+
+    server = build_server(app_service, settings)
+    # Builds (and keeps on `server.session_manager`) a fresh session manager; the Starlette app it returns is unused.
+    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=transport_security(settings))
+    manager = server.session_manager
+    endpoint = StreamableHTTPASGIApp(manager)
+    for path in ("/mcp", "/mcp/"):
+        app.router.routes.append(Route(path, endpoint=endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False))
+    return manager
+
+
+# --- stdio (`rag mcp`) -----------------------------------------------------------------------
+
+
+class _BackgroundService:
+    """Opens the service in a worker thread; tool calls wait for it (or get the reason it failed)."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.ready = anyio.Event()
+        self.service: Service | None = None
+        self.error: str | None = None
+
+    async def load(self) -> None:
+        try:
+            self.service = await anyio.to_thread.run_sync(Service.open, self.settings, abandon_on_cancel=True)
+        except RagError as exc:
+            self.error = str(exc)
+            log.error("rag mcp: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - reported to the client instead of killing the server
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("rag mcp: cannot open the service")
+        finally:
+            self.ready.set()
+
+    async def get(self) -> Service:
+        await self.ready.wait()
+        if self.service is None:
+            raise ToolError(f"the service could not start: {self.error}")
+        return self.service
+
+
+def run_stdio(settings: Settings) -> None:
+    """Serve MCP over stdin/stdout until the client closes stdin (`rag mcp`)."""
+    background = _BackgroundService(settings)
+    server = build_server(background.get, settings)
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(background.load)
+            await server.run_stdio_async()
+            tasks.cancel_scope.cancel()
+
+    anyio.run(main)
+
