@@ -20,18 +20,21 @@ Two transports, one tool set:
   `app.state.service`; stateless, JSON responses (no session state to lose
   behind a load balancer or on restart);
 - stdio for desktop clients (`rag mcp` -> `run_stdio`). The handshake answers
-  at once; the service opens in a worker thread meanwhile and tool calls wait
+  at once; the service opens in a background thread meanwhile and tool calls wait
   for it. stdout is the protocol channel: the SDK points fd 1 at stderr while
   serving, and every log line goes to stderr.
 """
 
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -98,7 +101,7 @@ class FetchOutput(BaseModel):
 class AskPassage(BaseModel):
     id: str
     rank: int
-    score: float = Field(description="Ranking score (RRF for hybrid, cosine for dense, BM25 for lexical).")
+    score: float = Field(description="Ranking score: higher ranks first; comparable only within one answer.")
     url: str
     text: str
     highlight: schemas.HighlightOut = Field(description="The sentence of the passage that best answers the question.")
@@ -109,7 +112,7 @@ class AskOutput(BaseModel):
     question: str
     mode: schemas.Mode
     answerable: bool = Field(description="Whether the documents seem to answer the question at all.")
-    confidence: float = Field(description="Best cosine similarity between the question and any passage.")
+    confidence: float = Field(description="How well the best passage matches; `answerable` compares it with a calibrated threshold.")
     note: str = Field(description="How to use these passages.")
     index_id: str
     passages: list[AskPassage]
@@ -390,7 +393,12 @@ def mount_mcp(app, settings: Settings) -> StreamableHTTPSessionManager:
 
 
 class _BackgroundService:
-    """Opens the service in a worker thread; tool calls wait for it (or get the reason it failed)."""
+    """Opens the service in a daemon thread; tool calls wait for it (or get the reason it failed).
+
+    A daemon thread rather than an anyio worker: when the client closes stdin while
+    the model is still loading (or the index building), the process exits at once
+    instead of waiting for the load to finish.
+    """
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -398,17 +406,24 @@ class _BackgroundService:
         self.service: Service | None = None
         self.error: str | None = None
 
-    async def load(self) -> None:
-        try:
-            self.service = await anyio.to_thread.run_sync(Service.open, self.settings, abandon_on_cancel=True)
-        except RagError as exc:
-            self.error = str(exc)
-            log.error("rag mcp: %s", exc)
-        except Exception as exc:  # noqa: BLE001 - reported to the client instead of killing the server
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.exception("rag mcp: cannot open the service")
-        finally:
-            self.ready.set()
+    def start(self) -> None:
+        token = anyio.lowlevel.current_token()
+
+        def load() -> None:
+            try:
+                self.service = Service.open(self.settings)
+            except RagError as exc:
+                self.error = str(exc)
+                log.error("rag mcp: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - reported to the client instead of killing the server
+                self.error = f"{type(exc).__name__}: {exc}"
+                log.exception("rag mcp: cannot open the service")
+            try:
+                anyio.from_thread.run_sync(self.ready.set, token=token)
+            except RuntimeError:  # the event loop is gone: the server has stopped
+                pass
+
+        threading.Thread(target=load, name="rag-mcp-open", daemon=True).start()
 
     async def get(self) -> Service:
         await self.ready.wait()
@@ -423,10 +438,8 @@ def run_stdio(settings: Settings) -> None:
     server = build_server(background.get, settings)
 
     async def main() -> None:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(background.load)
-            await server.run_stdio_async()
-            tasks.cancel_scope.cancel()
+        background.start()
+        await server.run_stdio_async()
 
     anyio.run(main)
 
