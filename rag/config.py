@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     max_question_chars: int = 2000
     max_top_k: int = 50
     max_batch_questions: int = 32
-    answerable_threshold: float | None = Field(None, description="Override the calibrated 'answerable' threshold.")
+    answerable_threshold: float | None = Field(None, ge=0, le=1, description="Probability above which a question counts as answerable (default 0.5).")
 
     # HTTP
     host: str = "127.0.0.1"

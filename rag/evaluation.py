@@ -35,6 +35,7 @@ class Answer:
     answerable: bool
     confidence: float
     highlight: str | None  # the top passage's highlighted sentence, if the system marks one
+    features: tuple[float, float] = (0.0, 0.0)  # answerability features (similarity, coverage)
 
 
 System = Callable[[str], Answer]
@@ -48,7 +49,8 @@ def service_system(service, mode: str) -> System:
     def run(question: str) -> Answer:
         result = service.query(question, DEPTH, mode)
         top = result.hits[0].highlight.text if result.hits else None
-        return Answer([h.passage.text for h in result.hits], result.answerable, result.confidence, top)
+        features = (result.similarity, result.coverage)
+        return Answer([h.passage.text for h in result.hits], result.answerable, result.confidence, top, features)
 
     return run
 
@@ -84,6 +86,7 @@ def score_question(question: dict, answer: Answer) -> dict:
         "answerable": question["answerable"],
         "predicted_answerable": answer.answerable,
         "confidence": round(answer.confidence, 4),
+        "features": answer.features,
         "rank": rank,
         "returned_chars": metrics.mean(len(t) for t in answer.texts[:5]),
         "top": [t[:120] for t in answer.texts[:3]],
@@ -135,17 +138,14 @@ def evaluate(systems: dict[str, System], questions: list[dict]) -> dict:
     return report
 
 
-def calibrate_threshold(rows: list[dict]) -> float:
-    """The confidence threshold that best separates answerable from unanswerable (balanced accuracy)."""
-    scores = sorted({r["confidence"] for r in rows})
-    best, best_value = 0.0, -1.0
-    for low, high in zip(scores, scores[1:]):
-        threshold = (low + high) / 2
-        tpr = metrics.mean(float(r["confidence"] >= threshold) for r in rows if r["answerable"])
-        tnr = metrics.mean(float(r["confidence"] < threshold) for r in rows if not r["answerable"])
-        if (tpr + tnr) / 2 > best_value:
-            best, best_value = threshold, (tpr + tnr) / 2
-    return round(best, 4)
+def fit_answerability(rows: list[dict]) -> dict | None:
+    """Refit the answerability model on these rows (use the dev split only)."""
+    from rag.answerable import fit
+
+    try:
+        return fit([tuple(r["features"]) for r in rows], [r["answerable"] for r in rows]).as_dict()
+    except ValueError:
+        return None
 
 
 # --- reporting ---------------------------------------------------------------------------
@@ -209,15 +209,15 @@ def run_cli(settings: Settings, split: str | None = None, plot_png: bool = True)
     systems["baseline (1000/200 chars, dense)"] = baseline_system(service)
     report = evaluate(systems, questions)
     report["index"] = service.info()
-    report["threshold_in_use"] = service.retriever.answerable_threshold
+    report["answerability_in_use"] = service.retriever.answerability.as_dict()
     dev_rows = [r for r in report["rows"]["hybrid"] if r["split"] == "dev"]
-    report["threshold_calibrated_on_dev"] = calibrate_threshold(dev_rows) if dev_rows else None
+    report["answerability_fit_on_dev"] = fit_answerability(dev_rows)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     (RESULTS_DIR / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
     for group in ["all", "split=dev", "split=test"] + sorted(g for g in report["systems"]["hybrid"] if g.startswith("kind=")):
         if group in report["systems"]["hybrid"]:
             print(f"\n### {group}\n{table(report, group)}")
-    print(f"\nanswerable threshold in use {report['threshold_in_use']}, calibrated on dev {report['threshold_calibrated_on_dev']}")
+    print(f"\nanswerability model in use {report['answerability_in_use']}\n  refitted on dev:         {report['answerability_fit_on_dev']}")
     missed = misses(report, "hybrid", questions)
     print(f"\nhybrid misses at 5 ({len(missed)}):\n" + "\n".join(missed))
     if plot_png and "split=test" in report["systems"]["hybrid"]:

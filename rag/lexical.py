@@ -3,7 +3,8 @@
 Built from the passages at load time (bm25s indexes thousands of passages in
 milliseconds), so the index on disk holds no second, derived copy that could
 drift from the passages. What is indexed is the same context-prefixed text the
-dense side embeds (title and section, then the passage).
+dense side embeds (title and section, then the passage). English stop words and
+question words are dropped; terms are Snowball-stemmed.
 """
 
 from __future__ import annotations
@@ -13,21 +14,32 @@ import logging
 import bm25s
 import numpy as np
 import Stemmer
+from bm25s.stopwords import STOPWORDS_EN
 
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+
+# Words that shape a question but never name its subject: as query terms they only
+# pull in passages that happen to ask a question themselves ("Why was ...").
+QUESTION_WORDS = ("why", "how", "what", "when", "who", "whom", "whose", "which", "where", "did", "does", "do")
+STOPWORDS = sorted(set(STOPWORDS_EN) | set(QUESTION_WORDS))
 
 
 class LexicalIndex:
     def __init__(self, texts: list[str]):
         self._stemmer = Stemmer.Stemmer("english")
-        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self._stemmer, show_progress=False)
+        tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False)
         self._bm25 = bm25s.BM25()
         self._bm25.index(tokens, show_progress=False)
         self.size = len(texts)
 
+    def terms(self, text: str) -> set[str]:
+        """The stemmed content terms of `text`, as BM25 sees them."""
+        return set(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False, return_ids=False)[0])
+
     def scores(self, question: str) -> np.ndarray:
         """BM25 score of every passage for `question` (zeros when it shares no term)."""
-        terms = bm25s.tokenize([question], stopwords="en", stemmer=self._stemmer, show_progress=False, return_ids=False)[0]
+        terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False, return_ids=False)[0]
         if not terms:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)

@@ -3,13 +3,17 @@
 Three modes over one index:
 - `dense`: cosine similarity of the question embedding with passage embeddings (FAISS);
 - `lexical`: BM25 (see rag.lexical);
-- `hybrid` (default): reciprocal rank fusion (RRF, k=60) of the dense and lexical
-  rankings, which needs no score calibration between the two.
+- `hybrid` (default): the two fused (below).
 
 Each returned passage carries the sentence that best answers the question
 (`highlight`: highest cosine between the question and the sentence embeddings
-computed at index time), and the result says whether the corpus seems to hold
-an answer at all (`answerable`: the best dense cosine against a threshold).
+computed at index time, nudged by shared terms), and the result says whether
+the corpus seems to hold an answer at all (`answerable`, see rag.answerable).
+
+Signals are put on one scale by z-scores over the candidate pool before they
+are added: dense = passage cosine + best-sentence cosine, lexical = BM25,
+hybrid = dense + 0.75 x lexical. On the dev split this beat RRF (R@1 0.83 vs
+0.67) and either signal alone; see the README's Retrieval quality section.
 Results are small frozen dataclasses; the HTTP and MCP layers serialise them.
 """
 
@@ -21,12 +25,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag.answerable import DEFAULT_MODEL
 from rag.chunking import Passage
 from rag.errors import InvalidInput
 
 MODES = ("hybrid", "dense", "lexical")
 RRF_K = 60
-DEFAULT_ANSWERABLE_THRESHOLD = 0.35
+CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
+LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
+HIGHLIGHT_TERM_WEIGHT = 0.1  # share of question terms a sentence holds, added to its cosine (dev split: 0.60 -> 0.65)
 
 
 @dataclass(frozen=True)
@@ -49,10 +56,12 @@ class QueryResult:
     question: str
     mode: str
     answerable: bool
-    confidence: float  # best cosine between the question and any passage or sentence
+    confidence: float  # probability that the documents hold an answer (rag.answerable)
     hits: list[Hit]
     index_id: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    similarity: float = 0.0  # the answerability features, kept for calibration
+    coverage: float = 0.0
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -90,15 +99,19 @@ def rrf(rankings: list[list[int]], k: int = RRF_K) -> dict[int, float]:
 
 
 class Retriever:
-    def __init__(self, loaded_index, documents: dict, lexical, encoder, answerable_threshold: float = DEFAULT_ANSWERABLE_THRESHOLD):
+    def __init__(self, loaded_index, documents: dict, lexical, encoder, answerability=DEFAULT_MODEL, answerable_threshold: float = 0.5):
         self.index = loaded_index
         self.documents = documents  # id -> Document: the version this index was built from
         self.passages: list[Passage] = loaded_index.passages
         self.lexical = lexical
         self.encoder = encoder
+        self.answerability = answerability
         self.answerable_threshold = answerable_threshold
         self.position = {p.id: i for i, p in enumerate(self.passages)}
-        self.depth = min(len(self.passages), 100)
+        self.depth = min(len(self.passages), CANDIDATE_DEPTH)
+        self.passage_vectors = loaded_index.vectors.reconstruct_n(0, loaded_index.vectors.ntotal)
+        self.sentence_terms = [lexical.terms(p.text[s - p.start : e - p.start]) for p in self.passages for s, e in p.sentences]
+        self.passage_terms = [lexical.terms(p.text) for p in self.passages]
 
     def search(self, question: str, top_k: int = 5, mode: str = "hybrid") -> QueryResult:
         """Rank passages for an already-cleaned question (see `clean_question`)."""
@@ -113,41 +126,73 @@ class Retriever:
 
         query = self.encoder.encode([question])[0]
         lap("embed")
-        dense_scores, dense_ids = self.index.vectors.search(query[None, :], self.depth)
-        dense_ranking = [int(i) for i in dense_ids[0] if i >= 0]
+        candidates: dict[str, np.ndarray] = {}
+        if mode != "lexical":
+            _, ids = self.index.vectors.search(query[None, :], self.depth)
+            candidates["dense"] = ids[0][ids[0] >= 0]
         lap("dense")
-        scored: list[tuple[int, float]]
-        if mode == "dense":
-            scored = list(zip(dense_ranking, map(float, dense_scores[0])))
-        else:
+        if mode != "dense":
             lexical_scores = self.lexical.scores(question)
-            lexical_ranking = [int(i) for i in np.argsort(-lexical_scores, kind="stable")[: self.depth] if lexical_scores[i] > 0]
+            top = np.argsort(-lexical_scores, kind="stable")[: self.depth]
+            candidates["lexical"] = top[lexical_scores[top] > 0]
             lap("lexical")
-            if mode == "lexical":
-                scored = [(i, float(lexical_scores[i])) for i in lexical_ranking]
-            else:
-                fused = rrf([dense_ranking, lexical_ranking])
-                scored = sorted(fused.items(), key=lambda item: -item[1])
-            lap("fusion")
+        pool = np.unique(np.concatenate(list(candidates.values()))) if candidates else np.array([], dtype=np.int64)
+        passage_cos = self.passage_vectors[pool] @ query
+        sentence_cos = self._sentence_max(pool, query)
+        scores = np.zeros(len(pool), dtype=np.float32)
+        if mode != "lexical":
+            scores += zscore(passage_cos) + zscore(sentence_cos)
+        if mode != "dense":
+            weight = 1.0 if mode == "lexical" else LEXICAL_WEIGHT
+            scores += weight * zscore(lexical_scores[pool])
+        order = np.argsort(-scores, kind="stable")
+        lap("fusion")
+        question_terms = self.lexical.terms(question)
         hits = [
-            Hit(self.passages[i], round(score, 6), rank, self._highlight(i, query))
-            for rank, (i, score) in enumerate(scored[:top_k], start=1)
+            Hit(self.passages[int(pool[j])], round(float(scores[j]), 6), rank, self._highlight(int(pool[j]), query, question_terms))
+            for rank, j in enumerate(order[:top_k], start=1)
         ]
         lap("highlight")
-        confidence = float(dense_scores[0][0]) if len(dense_ranking) else 0.0
+        similarity = float((passage_cos.max() + sentence_cos.max()) / 2) if len(pool) else 0.0
+        top_three = [int(pool[j]) for j in order[:3]]
+        coverage = max((len(question_terms & self.passage_terms[i]) / len(question_terms) for i in top_three), default=0.0) if question_terms else 0.0
+        confidence = self.answerability.probability(similarity, coverage)
         return QueryResult(
             question=question,
             mode=mode,
             answerable=confidence >= self.answerable_threshold,
-            confidence=round(confidence, 6),
+            confidence=round(confidence, 4),
             hits=hits,
             index_id=self.index.id,
             timings_ms=timings,
+            similarity=round(similarity, 6),
+            coverage=round(coverage, 6),
         )
 
-    def _highlight(self, passage_index: int, query: np.ndarray) -> Highlight:
+    def _sentence_max(self, pool: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """For each pooled passage, the best cosine between the question and one of its sentences."""
+        rows = self.index.sentence_rows
+        best = np.empty(len(pool), dtype=np.float32)
+        for j, i in enumerate(pool):
+            first, count = rows[int(i)]
+            best[j] = (self.index.sentence_vectors[first : first + count] @ query).max()
+        return best
+
+    def _highlight(self, passage_index: int, query: np.ndarray, question_terms: set[str]) -> Highlight:
+        """The passage's sentence closest to the question in meaning, nudged by shared terms."""
         first, count = self.index.sentence_rows[passage_index]
         passage = self.passages[passage_index]
         similarities = self.index.sentence_vectors[first : first + count] @ query
+        if question_terms:
+            overlap = [len(question_terms & self.sentence_terms[first + k]) / len(question_terms) for k in range(count)]
+            similarities = similarities + HIGHLIGHT_TERM_WEIGHT * np.asarray(overlap, dtype=np.float32)
         start, end = passage.sentences[int(np.argmax(similarities))]
         return Highlight(passage.text[start - passage.start : end - passage.start], start, end)
+
+
+def zscore(values: np.ndarray) -> np.ndarray:
+    """Scores on a common scale (mean 0, unit spread) so signals of different units can be added."""
+    if len(values) < 2:
+        return np.zeros(len(values), dtype=np.float32)
+    spread = float(values.std())
+    return ((values - values.mean()) / spread).astype(np.float32) if spread > 0 else np.zeros(len(values), dtype=np.float32)

@@ -26,9 +26,9 @@ from rag.config import Settings
 from rag.documents import Document, load_corpus
 from rag.embedding import ModelSpec, SentenceTransformerEncoder, resolve_model
 from rag.errors import IndexProblem, NotFound
-from rag.index import IndexConfig, LoadedIndex, build_index, embedding_text, expected_config, load_index
+from rag.index import IndexConfig, LoadedIndex, build_index, embedding_text, expected_config, load_index, remove_strays
 from rag.lexical import LexicalIndex
-from rag.retrieval import DEFAULT_ANSWERABLE_THRESHOLD, QueryResult, Retriever, check_params, clean_question
+from rag.retrieval import QueryResult, Retriever, check_params, clean_question
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,13 @@ class Service:
     # --- opening -----------------------------------------------------------------------
 
     @classmethod
-    def open(cls, settings: Settings, progress: bool = False) -> "Service":
+    def open(cls, settings: Settings, progress: bool = False, force: bool = False) -> "Service":
+        """Load (or build) the index and serve it; `force` rebuilds it first even if it is current."""
         documents = load_corpus(settings.seeds_dir)
         model = resolve_model(settings.model)
         config = index_config(settings, documents, model)
         encoder_box: dict = {}
-        loaded = ensure_index(settings, documents, config, encoder_box, progress=progress)
+        loaded = ensure_index(settings, documents, config, encoder_box, progress=progress, force=force)
         encoder = encoder_box.get("encoder") or SentenceTransformerEncoder(model, settings.device)
         return cls(settings, model, make_retriever(settings, documents, loaded, encoder))
 
@@ -77,10 +78,12 @@ class Service:
 
     # --- answering ---------------------------------------------------------------------
 
-    def query(self, question: object, top_k: object = 5, mode: object = "hybrid") -> QueryResult:
+    def query(self, question: object, top_k: object = 5, mode: object = "hybrid", retriever: Retriever | None = None) -> QueryResult:
+        """Answer from the current index, or from `retriever` (a caller that took `self.retriever` first,
+        to render the result with that same version's documents even if a reload happens meanwhile)."""
         question = clean_question(question, self.settings.max_question_chars)
         check_params(top_k, mode, self.settings.max_top_k)
-        return self.retriever.search(question, top_k, mode)  # type: ignore[arg-type]
+        return (retriever or self.retriever).search(question, top_k, mode)  # type: ignore[arg-type]
 
     def document(self, document_id: str) -> Document:
         try:
@@ -137,7 +140,9 @@ def ensure_index(
     expected = config.fingerprint()
     if not force:
         try:
-            return load_index(settings.index_dir, expected)
+            loaded = load_index(settings.index_dir, expected)
+            remove_strays_if_idle(settings.index_dir)
+            return loaded
         except IndexProblem as problem:
             if not settings.auto_build:
                 raise IndexProblem(f"{problem}; refusing to serve it (run `rag index`, or set RAG_AUTO_BUILD=true)") from problem
@@ -150,12 +155,38 @@ def ensure_index(
                 pass
         encoder = encoder_box.get("encoder") or SentenceTransformerEncoder(config.model, settings.device)
         encoder_box["encoder"] = encoder
-        build_index(settings.index_dir, documents, config, encoder, progress=progress)
+        try:
+            build_index(settings.index_dir, documents, config, encoder, progress=progress)
+        except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
+            raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
     return load_index(settings.index_dir, expected)
+
+
+def remove_strays_if_idle(index_dir: Path) -> list[str]:
+    """Remove leftovers of an interrupted build (`.tmp-` files, unnamed data files), unless a build is running.
+
+    Takes the build lock without waiting: a build in progress owns its temp files.
+    """
+    try:
+        with open(index_dir / ".lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return []
+            try:
+                removed = remove_strays(index_dir)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError as exc:  # a read-only index directory is served as it is
+        log.debug("could not clean %s: %s", index_dir, exc)
+        return []
+    if removed:
+        log.warning("removed %d file(s) left by an interrupted build: %s", len(removed), ", ".join(sorted(removed)))
+    return removed
 
 
 def make_retriever(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder) -> Retriever:
     by_id = {d.id: d for d in documents}
     lexical = LexicalIndex([embedding_text(by_id[p.document], p) for p in loaded.passages])
-    threshold = settings.answerable_threshold if settings.answerable_threshold is not None else DEFAULT_ANSWERABLE_THRESHOLD
-    return Retriever(loaded, by_id, lexical, encoder, threshold)
+    threshold = settings.answerable_threshold if settings.answerable_threshold is not None else 0.5
+    return Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)
