@@ -113,19 +113,24 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     by_id = {d.id: d for d in documents}
     texts = [embedding_text(by_id[p.document], p) for p in passages]
     _check_window(texts, encoder)
-    vectors = _embed_reusing(index_dir, texts, encoder, config, progress)
+    old = _previous_index(index_dir, config)
+    vectors = _embed_reusing(texts, encoder, _old_passage_vectors(old), progress, "passages")
     sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]
-    sentence_vectors = encoder.encode(sentence_texts, progress=progress)
+    sentence_vectors = _embed_reusing(sentence_texts, encoder, _old_sentence_vectors(old), progress, "sentences")
     faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max)
 
     import faiss
 
     build = uuid.uuid4().hex[:12]
-    files = {
-        "vectors": _write_file(index_dir, f"vectors-{build}.faiss", faiss.serialize_index(faiss_index).tobytes()),
-        "passages": _write_file(index_dir, f"passages-{build}.json", _passages_json(passages, texts)),
-        "sentences": _write_file(index_dir, f"sentences-{build}.npy", _npy_bytes(sentence_vectors)),
-    }
+    try:
+        files = {
+            "vectors": _write_file(index_dir, f"vectors-{build}.faiss", faiss.serialize_index(faiss_index).tobytes()),
+            "passages": _write_file(index_dir, f"passages-{build}.json", _passages_json(passages, texts)),
+            "sentences": _write_file(index_dir, f"sentences-{build}.npy", _npy_bytes(sentence_vectors)),
+        }
+    except BaseException:
+        _discard_build(index_dir, build)
+        raise
     fingerprint = config.fingerprint()
     content_id = hashlib.sha256(json.dumps([fingerprint, [f["sha256"] for f in files.values()]], sort_keys=True).encode()).hexdigest()[:12]
     manifest = {
@@ -141,7 +146,12 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
         "counts": {"documents": len(documents), "passages": len(passages), "sentences": len(sentence_texts)},
         "files": files,
     }
-    _write_file(index_dir, MANIFEST, json.dumps(manifest, indent=2).encode(), checksum=False)
+    manifest["manifest_sha256"] = _manifest_digest(manifest)  # a flipped byte anywhere in the manifest is caught
+    try:
+        _write_file(index_dir, MANIFEST, json.dumps(manifest, indent=2).encode(), checksum=False)
+    except BaseException:
+        _discard_build(index_dir, build)
+        raise
     remove_strays(index_dir)
     log.info("built index %s: %d passages in %.1fs", content_id, len(passages), manifest["build_seconds"])
     return manifest
@@ -177,26 +187,39 @@ def _text_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _embed_reusing(index_dir: Path, texts: list[str], encoder, config: IndexConfig, progress: bool) -> np.ndarray:
+def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], progress: bool, what: str) -> np.ndarray:
     """Embed `texts`, taking vectors for unchanged texts from the current index of the same model."""
-    reusable = _reusable_vectors(index_dir, config)
+    if not texts:
+        return encoder.encode([])
     missing = [t for t in dict.fromkeys(texts) if _text_key(t) not in reusable]
     if missing:
         fresh = encoder.encode(missing, progress=progress)
         reusable.update({_text_key(t): v for t, v in zip(missing, fresh)})
-    log.info("embedded %d passages, reused %d", len(missing), len(texts) - len(missing))
+    log.info("embedded %d %s, reused %d", len(missing), what, len(texts) - len(missing))
     return np.stack([reusable[_text_key(t)] for t in texts]).astype(np.float32)
 
 
-def _reusable_vectors(index_dir: Path, config: IndexConfig) -> dict[str, np.ndarray]:
+def _previous_index(index_dir: Path, config: IndexConfig) -> LoadedIndex | None:
+    """The current index if it is intact and made by the same model (its vectors can be reused)."""
     try:
         old = load_index(index_dir, expected=None)
     except IndexProblem:
-        return {}
-    if old.manifest.get("model") != config.model.as_dict() or old.manifest.get("index_type") != "flat":
+        return None
+    return old if old.manifest.get("model") == config.model.as_dict() else None
+
+
+def _old_passage_vectors(old: LoadedIndex | None) -> dict[str, np.ndarray]:
+    if old is None or old.manifest.get("index_type") != "flat":
         return {}
     vectors = old.vectors.reconstruct_n(0, old.vectors.ntotal)
     return dict(zip(old.embedded_keys, vectors))
+
+
+def _old_sentence_vectors(old: LoadedIndex | None) -> dict[str, np.ndarray]:
+    if old is None:
+        return {}
+    texts = [p.text[s - p.start : e - p.start] for p in old.passages for s, e in p.sentences]
+    return {_text_key(t): v for t, v in zip(texts, old.sentence_vectors)}
 
 
 def _passages_json(passages: list[Passage], texts: list[str]) -> bytes:
@@ -232,6 +255,18 @@ def _write_file(index_dir: Path, name: str, data: bytes, checksum: bool = True) 
     return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
+def _discard_build(index_dir: Path, build: str) -> None:
+    """After a failed write (disk full, I/O error), remove this build's data files, so the old index is
+    left exactly as it was; unless the manifest naming them was already put in place."""
+    try:
+        if json.loads((index_dir / MANIFEST).read_text()).get("build") == build:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    for path in index_dir.glob(f"*-{build}.*"):
+        path.unlink(missing_ok=True)
+
+
 def remove_strays(index_dir: Path) -> list[str]:
     """Delete temp files and data files that the current manifest does not name."""
     try:
@@ -263,7 +298,17 @@ def read_manifest(index_dir: Path) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise IndexStale(f"{path} has format version {found!r}; this service reads version {FORMAT_VERSION}")
+    if "manifest_sha256" not in manifest:
+        raise IndexStale(f"{path} has no manifest checksum (written by an older build); rebuild with `rag index`")
+    if manifest["manifest_sha256"] != _manifest_digest(manifest):
+        raise IndexCorrupt(f"{path} does not match its own checksum: it was corrupted or edited; rebuild with `rag index`")
     return manifest
+
+
+def _manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its own checksum field."""
+    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def stale_reasons(manifest: dict, expected: dict) -> list[str]:
@@ -279,21 +324,40 @@ def stale_reasons(manifest: dict, expected: dict) -> list[str]:
 
 def load_index(index_dir: Path, expected: dict | None) -> LoadedIndex:
     """Load and verify the index; `expected` is `IndexConfig.fingerprint()` (None skips the staleness check)."""
-    import faiss
-
     index_dir = Path(index_dir)
     manifest = read_manifest(index_dir)
     if expected is not None and (reasons := stale_reasons(manifest, expected)):
         raise IndexStale(f"index {manifest.get('id')} is stale: {', '.join(reasons)}")
+    try:
+        return _load_verified(index_dir, manifest)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a well-formed but wrong manifest
+        raise IndexCorrupt(f"manifest in {index_dir} is malformed ({type(exc).__name__}: {exc}); rebuild with `rag index`") from exc
+
+
+def _load_verified(index_dir: Path, manifest: dict) -> LoadedIndex:
+    import faiss
+
+    if not isinstance(manifest.get("id"), str):
+        raise IndexCorrupt(f"manifest in {index_dir} has no index id")
     try:
         files = {key: _read_verified(index_dir, manifest["files"][key]) for key in ("vectors", "passages", "sentences")}
         counts = manifest["counts"]
         dimension = manifest["dimension"]
     except (KeyError, TypeError) as exc:
         raise IndexCorrupt(f"manifest in {index_dir} lacks {exc}; rebuild with `rag index`") from exc
-    vectors = faiss.deserialize_index(np.frombuffer(files["vectors"], dtype=np.uint8))
+    # The checksums matched, so these bytes are what the build wrote; a parser error still means a bad index
+    # (e.g. a manifest re-signed over foreign files), never a crash. Plain data only: no pickle on this path.
+    try:
+        vectors = faiss.deserialize_index(np.frombuffer(files["vectors"], dtype=np.uint8))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise IndexCorrupt(f"index {manifest.get('id')}: the vectors file is not a FAISS index: {exc}") from exc
     passages, embedded_keys = _parse_passages(files["passages"])
-    sentence_vectors = np.load(io.BytesIO(files["sentences"]), allow_pickle=False)
+    try:
+        sentence_vectors = np.load(io.BytesIO(files["sentences"]), allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise IndexCorrupt(f"index {manifest.get('id')}: the sentences file is not a plain float array: {exc}") from exc
+    if not isinstance(sentence_vectors, np.ndarray) or sentence_vectors.dtype != np.float32:
+        raise IndexCorrupt(f"index {manifest.get('id')}: the sentences file is not a float32 array")
     if vectors.ntotal != counts["passages"] or len(passages) != counts["passages"] or vectors.d != dimension:
         raise IndexCorrupt(f"index {manifest['id']}: file contents do not match the manifest's counts")
     rows, cursor = [], 0
