@@ -21,13 +21,15 @@ from pathlib import Path
 import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import schemas
-from api.limits import BodySizeLimit
+from api.limits import describe_body_error
+from api.middleware import install_middleware
+from api.observability import Metrics
+from api.ops import add_ops_routes
 from api.mcp_server import mount_mcp
 from rag.config import Settings, get_settings
 from rag.errors import InvalidInput, NotFound, RagError
@@ -40,6 +42,15 @@ ERROR_RESPONSES = {
     404: {"model": schemas.ErrorResponse, "description": "Unknown id"},
     413: {"model": schemas.ErrorResponse, "description": "Request body too large"},
     422: {"model": schemas.ErrorResponse, "description": "Invalid input; `error` says what is wrong"},
+}
+# What any route may answer besides its own codes (see api.middleware, api.limits).
+COMMON_RESPONSES = {
+    400: {"model": schemas.ErrorResponse, "description": "Body that cannot be parsed (not UTF-8, nested too deeply, ...)"},
+    401: {"model": schemas.ErrorResponse, "description": "Missing or wrong API key (only when one is configured)"},
+    413: ERROR_RESPONSES[413],
+    422: ERROR_RESPONSES[422],
+    429: {"model": schemas.ErrorResponse, "description": "Rate limit exceeded (only when configured); see Retry-After"},
+    503: {"model": schemas.ErrorResponse, "description": "Index not loaded or unusable"},
 }
 
 
@@ -58,15 +69,15 @@ def create_app(settings: Settings | None = None, service: Service | None = None)
         version="0.1.0",
         description="Cited passage retrieval over the documents in seeds/. " + schemas.PASSAGES_ARE_DATA,
         lifespan=lifespan,
-        responses={422: ERROR_RESPONSES[422]},
+        responses=COMMON_RESPONSES,
     )
     app.state.service = service
     app.state.settings = settings
     _install_error_handlers(app)
-    if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"], allow_headers=["*"])
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.state.metrics = Metrics(lambda: app.state.service)
+    install_middleware(app, settings, app.state.metrics)  # request ids, logs, metrics, CORS, rate limit, API key, body size
     _add_routes(app)
+    add_ops_routes(app, app.state.metrics)  # POST /query/batch, GET /metrics, POST /admin/reload
     app.state.mcp_sessions = mount_mcp(app, settings)
     return app
 
@@ -89,7 +100,7 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/query", response_model=schemas.QueryResponse, tags=["query"], summary="Ask a question (GET)")
     async def get_query(
         request: Request,
-        q: str = Query(..., min_length=1, max_length=2000, description="The question."),
+        q: str = Query(..., min_length=1, max_length=2000, description="The question.", json_schema_extra={"pattern": schemas.QUESTION_PATTERN}),
         top_k: int = Query(5, ge=1, le=50),
         mode: schemas.Mode = Query("hybrid"),
     ) -> schemas.QueryResponse:
@@ -133,11 +144,13 @@ def _add_routes(app: FastAPI) -> None:
 
 async def _answer(request: Request, question: str, top_k: int, mode: str) -> schemas.QueryResponse:
     service = _service(request)
+    retriever = service.retriever  # one index version for the whole answer, even if a reload swaps it meanwhile
     started = time.perf_counter()
-    result = await run_in_threadpool(service.query, question, top_k, mode)
+    result = await run_in_threadpool(service.query, question, top_k, mode, retriever)
     took_ms = (time.perf_counter() - started) * 1000
-    model = service.retriever.index.manifest["model"]["name"]
-    return schemas.query_response(result, service.retriever.documents, model, took_ms)
+    request.app.state.metrics.observe_query(result)
+    model = retriever.index.manifest["model"]["name"]
+    return schemas.query_response(result, retriever.documents, model, took_ms)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -165,6 +178,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        message = describe_body_error(exc) or message
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.url.path}"
         return JSONResponse({"error": message, "detail": None}, status_code=exc.status_code, headers=getattr(exc, "headers", None))

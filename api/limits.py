@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 
-class BodyTooLarge(Exception):
-    pass
+
+class BodyTooLarge(HTTPException):
+    """Raised from `receive` once a streamed body passes the limit.
+
+    An HTTPException so that FastAPI's body parsing re-raises it (it turns any
+    other error while reading the body into a 400) and the app answers 413.
+    """
+
+    def __init__(self, max_bytes: int):
+        super().__init__(413, f"request body is over the limit of {max_bytes} bytes", headers={"Connection": "close"})
 
 
 class BodySizeLimit:
@@ -39,7 +48,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge()
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message):
@@ -60,3 +69,17 @@ async def _reply(send, status: int, message: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def describe_body_error(exc: Exception) -> str | None:
+    """A readable reason for FastAPI's generic 400 "There was an error parsing the body", from its cause."""
+    cause = exc.__cause__
+    if cause is None or getattr(exc, "status_code", None) != 400:
+        return None
+    if isinstance(cause, RecursionError):
+        return "request body is nested too deeply to parse"
+    if isinstance(cause, UnicodeError):
+        return "request body is not valid UTF-8 JSON"
+    if isinstance(cause, ValueError) and "digits" in str(cause):
+        return "request body holds a number too long to parse"
+    return "request body could not be parsed as JSON"

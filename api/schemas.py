@@ -6,9 +6,10 @@ the schema tells clients the rules; the library enforces the configured ones.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from rag.documents import Document
 from rag.retrieval import Hit, QueryResult
@@ -21,10 +22,34 @@ PASSAGES_ARE_DATA = (
 )
 
 
+# What the library accepts (rag.retrieval.clean_question): some visible text and no control characters
+# other than tab/newline. Documented in the schema only; the library enforces it with a readable message.
+QUESTION_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
+Question = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        json_schema_extra={"pattern": QUESTION_PATTERN},
+        description="The question, in plain language (not only whitespace, no control characters).",
+    ),
+]
+
+
+def _integer_only(value: object) -> object:
+    """JSON Schema's integer: 5 and 5.0, not true or "5" (pydantic's lax mode would take those as 1 and 5)."""
+    if isinstance(value, (bool, str, bytes)):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
+
+
+TopK = Annotated[int, Field(ge=1, le=50, description="How many passages to return."), BeforeValidator(_integer_only)]
+
+
 class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    question: str = Field(..., min_length=1, max_length=2000, description="The question, in plain language.")
-    top_k: int = Field(5, ge=1, le=50, description="How many passages to return.")
+    question: Question
+    top_k: TopK = 5
     mode: Mode = Field("hybrid", description="hybrid (dense + BM25 fused by RRF), dense or lexical.")
 
 

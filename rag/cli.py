@@ -63,10 +63,8 @@ def cmd_index(args, settings: Settings) -> int:
     from rag.service import Service
 
     started = time.perf_counter()
-    service = Service.open(settings, progress=True) if not args.force else None
-    if service is None:
-        service = Service.open(settings.model_copy(update={"auto_build": True}), progress=True)
-        service.reload(force=True, progress=True)
+    # `rag index` always may build; --force builds once even when the index is current (not twice when stale).
+    service = Service.open(settings.model_copy(update={"auto_build": True}), progress=True, force=args.force)
     manifest = service.retriever.index.manifest
     sizes = [len(p.text) for p in service.retriever.passages]
     print(
@@ -105,10 +103,23 @@ def cmd_serve(args, settings: Settings) -> int:
 
     from api.app import create_app
 
+    import signal
+
+    from api.observability import configure_json_logging
+    from api.ops import reload_in_background
+
     host = args.host or settings.host
     port = args.port or settings.port
-    uvicorn.run(create_app(settings), host=host, port=port, timeout_graceful_shutdown=10, log_level="info")
+    configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))  # JSON lines on stderr, one per request
+    app = create_app(settings)
+    # SIGHUP: reload the index (after `rag index` in another process) without dropping a request.
+    signal.signal(signal.SIGHUP, lambda signum, frame: reload_in_background(app))
+    # SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to SHUTDOWN_GRACE_SECONDS), exit.
+    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, log_config=None, access_log=False)
     return 0
+
+
+SHUTDOWN_GRACE_SECONDS = 10
 
 
 def cmd_mcp(args, settings: Settings) -> int:
