@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     encoder: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Query encoder: 'onnx' (fast path, default model only), 'torch' (sentence-transformers) or 'auto'."
     )
+    encoder_dir: Path = Field(PROJECT_ROOT / "index" / "encoders", description="Where the exported ONNX query model is cached.")
     auto_build: bool = Field(True, description="Build the index at startup when it is missing or stale.")
     index_type: Literal["auto", "flat", "hnsw"] = "auto"
     exact_search_max: int = Field(50_000, description="With index_type=auto: exact search up to this many vectors, HNSW above.")

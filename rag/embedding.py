@@ -103,6 +103,7 @@ class SentenceTransformerEncoder:
         except Exception as exc:  # any load failure becomes one clear message
             raise ModelError(f"cannot load embedding model {spec.location!r}: {exc}") from exc
         self.spec = spec
+        self.kind = "torch"
         self.dimension = int(self.model.get_embedding_dimension())
         self.max_seq_length = int(self.model.max_seq_length)
         self._tokenizer = self.model.tokenizer
@@ -122,3 +123,92 @@ class SentenceTransformerEncoder:
             show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+# --- the query encoder --------------------------------------------------------------------
+
+ONNX_CHECK_TEXTS = (
+    "Why did Trotsky think the bourgeoisie could not lead?",
+    "a",
+    "The theory of the permanent revolution was put to the test by new revolutionary uprisings in the mid-20th century. " * 12,
+)
+
+
+def is_default_model(spec: ModelSpec) -> bool:
+    return spec.weights_sha256 == DEFAULT_MODEL_SHA256 and spec.local_dir is not None
+
+
+def onnx_path(encoder_dir: Path, spec: ModelSpec) -> Path:
+    """Where the exported query model for `spec` lives: a build artifact, named by the weights it came from."""
+    return Path(encoder_dir) / f"{(spec.weights_sha256 or 'unknown')[:16]}.onnx"
+
+
+def ensure_onnx(encoder_dir: Path, spec: ModelSpec, reference=None) -> Path:
+    """The verified ONNX export of the default model, exporting (and checking) it first if needed.
+
+    A sidecar `<name>.onnx.json` records the export's sha256 and the weights it came from; a file
+    that does not match is exported again. The export is compared with sentence-transformers
+    (cosine >= 0.999 on fixed texts) before it is accepted.
+    """
+    import json
+
+    from rag.onnx_encoder import OnnxEncoder, export_onnx
+
+    path = onnx_path(encoder_dir, spec)
+    meta_path = path.with_name(path.name + ".json")
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta["weights_sha256"] == spec.weights_sha256 and meta["sha256"] == file_sha256(path):
+            return path
+    except (OSError, ValueError, KeyError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(spec.local_dir, path)
+    reference = reference or SentenceTransformerEncoder(spec)
+    expected = reference.encode(list(ONNX_CHECK_TEXTS))
+    got = OnnxEncoder(path, spec.local_dir, max_seq_length=reference.max_seq_length).encode(list(ONNX_CHECK_TEXTS))
+    worst = float(np.min(np.sum(expected * got, axis=1)))
+    if worst < 0.999:
+        path.unlink(missing_ok=True)
+        raise ModelError(f"the ONNX export disagrees with sentence-transformers (cosine {worst:.4f}); not using it")
+    tmp = meta_path.with_name(meta_path.name + ".tmp")
+    tmp.write_text(json.dumps({"weights_sha256": spec.weights_sha256, "sha256": file_sha256(path), "min_cosine": worst}))
+    os.replace(tmp, meta_path)
+    return path
+
+
+class OnnxQueryEncoder:
+    """The fast query path (rag.onnx_encoder) with the same attributes as the reference encoder."""
+
+    def __init__(self, spec: ModelSpec, path: Path, max_seq_length: int = 256):
+        from rag.onnx_encoder import OnnxEncoder
+
+        self.spec = spec
+        self.kind = "onnx"
+        self.max_seq_length = max_seq_length
+        self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length)
+        self.dimension = self._encoder.dim
+
+    def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32) -> np.ndarray:
+        return self._encoder.encode(list(texts))
+
+
+def query_encoder(encoder_setting: str, spec: ModelSpec, encoder_dir: Path, reference=None, device: str = "cpu"):
+    """The encoder that embeds questions: ONNX for the default model unless told otherwise.
+
+    'auto' falls back to sentence-transformers (with a warning) if the export cannot be made;
+    'onnx' refuses instead; 'torch' always uses sentence-transformers. Any model other than the
+    packaged default always uses sentence-transformers.
+    """
+    import logging
+
+    if encoder_setting != "torch" and is_default_model(spec):
+        try:
+            return OnnxQueryEncoder(spec, ensure_onnx(encoder_dir, spec, reference))
+        except Exception as exc:
+            if encoder_setting == "onnx":
+                raise ModelError(f"cannot use the ONNX query encoder: {exc}") from exc
+            logging.getLogger(__name__).warning("ONNX query encoder unavailable (%s); using sentence-transformers", exc)
+    elif encoder_setting == "onnx":
+        raise ModelError("RAG_ENCODER=onnx works only with the packaged default model")
+    return reference or SentenceTransformerEncoder(spec, device)

@@ -63,7 +63,7 @@ def baseline_system(service, chunk_chars: int = 1000, overlap: int = 200) -> Sys
     for doc in service.documents.values():
         step = chunk_chars - overlap
         windows += [doc.text[i : i + chunk_chars] for i in range(0, max(len(doc.text) - overlap, 1), step)]
-    encoder = service._encoder
+    encoder = service.retriever.encoder
     vectors = encoder.encode(windows)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)

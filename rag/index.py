@@ -86,16 +86,34 @@ class LoadedIndex:
 
 # --- what is embedded -------------------------------------------------------------------
 
-EMBEDDING_TEXT_VERSION = "title+section+text/1"
+EMBEDDING_TEXT_VERSION = "title+section+text+previous-opening/2"
 
 
-def embedding_text(document: Document, passage: Passage) -> str:
-    """What the model sees for a passage: its document title and section, then its text.
-
-    Only the embedding gets this context; the returned passage is the source slice.
-    """
+def heading_text(document: Document, passage: Passage) -> str:
+    """A passage under its document title and section: what BM25 indexes, and what must fit the window."""
     heading = f"{document.title}. {passage.section}." if passage.section else f"{document.title}."
     return f"{heading}\n{passage.text}"
+
+
+def embedding_text(document: Document, passage: Passage, previous: Passage | None = None) -> str:
+    """What the model sees for a passage: title and section, its text, then the opening sentence
+    of the passage before it in the same section.
+
+    A paragraph often continues its neighbour's argument without naming its subject ("The
+    bourgeoisie had strong ties..." under a paragraph that opens "Trotsky asserted..."); the
+    neighbour's opening sentence names it. It comes last, so if the whole does not fit the model
+    window, truncation cuts only this context, never the passage. Only the embedding sees it;
+    the returned passage is the source slice.
+    """
+    text = heading_text(document, passage)
+    if previous is not None and previous.document == passage.document and previous.section == passage.section:
+        start, end = previous.sentences[0]
+        text += "\n" + document.text[start:end]
+    return text
+
+
+def embedding_texts(passages: list[Passage], documents: dict[str, Document]) -> list[str]:
+    return [embedding_text(documents[p.document], p, passages[i - 1] if i else None) for i, p in enumerate(passages)]
 
 
 # --- build ------------------------------------------------------------------------------
@@ -111,8 +129,8 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     if not passages:
         raise IndexProblem("the corpus has no body text to index (is seeds/ empty?)")
     by_id = {d.id: d for d in documents}
-    texts = [embedding_text(by_id[p.document], p) for p in passages]
-    _check_window(texts, encoder)
+    _check_window([heading_text(by_id[p.document], p) for p in passages], encoder)
+    texts = embedding_texts(passages, by_id)
     old = _previous_index(index_dir, config)
     vectors = _embed_reusing(texts, encoder, _old_passage_vectors(old), progress, "passages")
     sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]

@@ -2,9 +2,9 @@
 
 Built from the passages at load time (bm25s indexes thousands of passages in
 milliseconds), so the index on disk holds no second, derived copy that could
-drift from the passages. What is indexed is the same context-prefixed text the
-dense side embeds (title and section, then the passage). English stop words and
-question words are dropped; terms are Snowball-stemmed.
+drift from the passages. What is indexed is the passage under its title and
+section (rag.index.heading_text). English stop words and question words are
+dropped; terms are Snowball-stemmed.
 """
 
 from __future__ import annotations

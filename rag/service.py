@@ -24,9 +24,10 @@ from pathlib import Path
 from rag.chunking import ChunkerParams, Passage
 from rag.config import Settings
 from rag.documents import Document, load_corpus
-from rag.embedding import ModelSpec, SentenceTransformerEncoder, resolve_model
+from rag.batching import BatchingEncoder
+from rag.embedding import ModelSpec, SentenceTransformerEncoder, query_encoder, resolve_model
 from rag.errors import IndexProblem, NotFound
-from rag.index import IndexConfig, LoadedIndex, build_index, embedding_text, expected_config, load_index, remove_strays
+from rag.index import IndexConfig, LoadedIndex, build_index, expected_config, heading_text, load_index, remove_strays
 from rag.lexical import LexicalIndex
 from rag.retrieval import QueryResult, Retriever, check_params, clean_question
 
@@ -42,12 +43,18 @@ class PassageView:
 
 
 class Service:
-    def __init__(self, settings: Settings, model: ModelSpec, retriever: Retriever):
+    def __init__(self, settings: Settings, model: ModelSpec, retriever: Retriever, build_encoder=None):
         self.settings = settings
         self.model = model
         self.retriever = retriever
         self._reload_lock = threading.Lock()
-        self._encoder = retriever.encoder
+        self._build_box = {"encoder": build_encoder} if build_encoder else {}
+
+    def build_encoder(self) -> SentenceTransformerEncoder:
+        """The reference (sentence-transformers) encoder that builds indexes, loaded on first use."""
+        if "encoder" not in self._build_box:
+            self._build_box["encoder"] = SentenceTransformerEncoder(self.model, self.settings.device)
+        return self._build_box["encoder"]
 
     # --- opening -----------------------------------------------------------------------
 
@@ -59,8 +66,9 @@ class Service:
         config = index_config(settings, documents, model)
         encoder_box: dict = {}
         loaded = ensure_index(settings, documents, config, encoder_box, progress=progress, force=force)
-        encoder = encoder_box.get("encoder") or SentenceTransformerEncoder(model, settings.device)
-        return cls(settings, model, make_retriever(settings, documents, loaded, encoder))
+        reference = encoder_box.get("encoder")  # loaded only if the index had to be built
+        encoder = BatchingEncoder(query_encoder(settings.encoder, model, settings.encoder_dir, reference, settings.device))
+        return cls(settings, model, make_retriever(settings, documents, loaded, encoder), reference)
 
     @property
     def documents(self) -> dict[str, Document]:
@@ -71,8 +79,8 @@ class Service:
         with self._reload_lock:
             documents = load_corpus(self.settings.seeds_dir)
             config = index_config(self.settings, documents, self.model)
-            loaded = ensure_index(self.settings, documents, config, {"encoder": self._encoder}, progress=progress, force=force)
-            retriever = make_retriever(self.settings, documents, loaded, self._encoder)
+            loaded = ensure_index(self.settings, documents, config, self._build_box, progress=progress, force=force)
+            retriever = make_retriever(self.settings, documents, loaded, self.retriever.encoder)
             self.retriever = retriever  # one reference swap: queries in flight keep the old one
             return loaded.id
 
@@ -112,6 +120,7 @@ class Service:
             "index_id": index.id,
             "model": index.manifest["model"]["name"],
             "index_type": index.manifest["index_type"],
+            "encoder": getattr(self.retriever.encoder, "kind", "torch"),
             "documents": len(self.documents),
             "passages": len(index.passages),
         }
@@ -187,6 +196,6 @@ def remove_strays_if_idle(index_dir: Path) -> list[str]:
 
 def make_retriever(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder) -> Retriever:
     by_id = {d.id: d for d in documents}
-    lexical = LexicalIndex([embedding_text(by_id[p.document], p) for p in loaded.passages])
+    lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
     threshold = settings.answerable_threshold if settings.answerable_threshold is not None else 0.5
     return Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)

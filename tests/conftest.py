@@ -38,7 +38,7 @@ def service(settings) -> Service:
 @pytest.fixture(scope="session")
 def encoder(service):
     """The sentence-transformers encoder the shared index was built with."""
-    return service._encoder
+    return service.build_encoder()
 
 
 @pytest.fixture(scope="session")

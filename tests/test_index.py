@@ -100,7 +100,8 @@ def test_rebuild_reuses_vectors_of_unchanged_passages(tmp_path, seeds_copy, enco
     _, _, first = _build(settings, encoder)
     article = next(seeds_copy.glob("*.txt"))
     text = article.read_text(encoding="utf-8")
-    article.write_text(text.replace("Marx and Engels predicted", "Marx and Engels famously predicted"), encoding="utf-8")
+    # a sentence that is not a passage opening: only its own passage embeds it (openings are neighbour context)
+    article.write_text(text.replace("interpretation of traditional Marxism", "interpretation of orthodox Marxism"), encoding="utf-8")
     with caplog.at_level(logging.INFO, logger="rag.index"):
         _build(settings, encoder)
     assert f"embedded 1 passages, reused {first['counts']['passages'] - 1}" in caplog.text
