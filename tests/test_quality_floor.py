@@ -1,0 +1,16 @@
+"""CI guard: the default mode must stay at or above the retrieval floor in eval/floor.json."""
+
+import json
+
+from rag.evaluation import EVAL_DIR, baseline_system, evaluate, load_questions, service_system
+
+
+def test_default_mode_holds_the_floor_and_beats_the_tutorial_baseline(service):
+    floor = json.loads((EVAL_DIR / "floor.json").read_text())
+    questions = [q for q in load_questions() if q["split"] == floor["split"]]
+    report = evaluate({"default": service_system(service, floor["mode"]), "baseline": baseline_system(service)}, questions)
+    got, baseline = report["systems"]["default"]["all"], report["systems"]["baseline"]["all"]
+    for metric in ("r@1", "r@5", "mrr@10", "highlight@1"):
+        assert got[metric] >= floor[metric], f"{metric} fell to {got[metric]:.3f}, below the floor {floor[metric]}"
+    assert got["mean_chars"] <= floor["max_mean_chars"]
+    assert got["r@1"] > baseline["r@1"] and got["mrr@10"] > baseline["mrr@10"]
