@@ -5,6 +5,7 @@ streaming, and so every route is covered, including ones mounted later (MCP
 at /mcp). The order, outermost first, is decided once in `install_middleware`:
 
     RequestContext   request id (X-Request-ID), one JSON access-log line, request metrics,
+                     X-Content-Type-Options: nosniff, a correct Allow on 405,
                      and a last-resort JSON 500 naming the request id
     CORS             only when settings.cors_origins is set (closed by default)
     RateLimit        only when settings.rate_limit_per_minute > 0: token bucket per client IP, 429 + Retry-After
@@ -103,6 +104,8 @@ class RequestContext:
                 status = message["status"]
                 headers = MutableHeaders(scope=message)
                 headers.append("X-Request-ID", request_id)
+                if "x-content-type-options" not in headers:  # JSON holding "<script>" is never sniffed as HTML
+                    headers.append("X-Content-Type-Options", "nosniff")
                 if status == 405:  # Starlette names only the first route of a path; list every route's methods
                     headers["Allow"] = ", ".join(self._allowed_methods(scope)) or headers.get("Allow", "")
             await send(message)

@@ -56,7 +56,17 @@ def write_tiny_seeds(target: Path, extra: str | None = None, extra_doc: str | No
 
 
 def settings_for(seeds: Path, index: Path, **overrides) -> Settings:
-    return Settings(seeds_dir=seeds, index_dir=index, **overrides)
+    """Settings for a test corpus; the sentence-transformers query encoder (see `use_encoder`)."""
+    return Settings(seeds_dir=seeds, index_dir=index, **{"encoder": "torch", **overrides})
+
+
+def use_encoder(monkeypatch, encoder) -> None:
+    """Make Service.open/reload use an already-loaded encoder instead of loading the model again."""
+    import rag.embedding
+    import rag.service
+
+    monkeypatch.setattr(rag.service, "SentenceTransformerEncoder", lambda spec, device="cpu": encoder)
+    monkeypatch.setattr(rag.embedding, "SentenceTransformerEncoder", lambda spec, device="cpu": encoder)
 
 
 def index_files(index_dir: Path) -> dict[str, str]:

@@ -39,6 +39,7 @@ from tests.reliability_support import (
     manifest,
     resign,
     settings_for,
+    use_encoder,
     write_tiny_seeds,
 )
 
@@ -49,7 +50,7 @@ QUESTIONS = ("lighthouse keeper counting zebras", "What did Trotsky observe abou
 @pytest.fixture
 def shared_encoder(encoder, monkeypatch):
     """Service.open uses the session's already-loaded model instead of loading it again."""
-    monkeypatch.setattr(rag.service, "SentenceTransformerEncoder", lambda spec, device="cpu": encoder)
+    use_encoder(monkeypatch, encoder)
     return encoder
 
 
@@ -59,7 +60,7 @@ def tiny(tmp_path_factory, encoder):
     root = tmp_path_factory.mktemp("tiny")
     seeds = write_tiny_seeds(root / "seeds")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(rag.service, "SentenceTransformerEncoder", lambda spec, device="cpu": encoder)
+        use_encoder(mp, encoder)
         Service.open(settings_for(seeds, root / "index"))
     return seeds, root / "index", manifest(root / "index")
 
