@@ -213,7 +213,8 @@ def run_cli(settings: Settings, split: str | None = None, plot_png: bool = True)
     dev_rows = [r for r in report["rows"]["hybrid"] if r["split"] == "dev"]
     report["answerability_fit_on_dev"] = fit_answerability(dev_rows)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    (RESULTS_DIR / "eval.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
+    out = RESULTS_DIR / ("eval.json" if split is None else f"eval-{split}.json")  # the full run is the reference
+    out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     for group in ["all", "split=dev", "split=test"] + sorted(g for g in report["systems"]["hybrid"] if g.startswith("kind=")):
         if group in report["systems"]["hybrid"]:
             print(f"\n### {group}\n{table(report, group)}")
@@ -222,5 +223,5 @@ def run_cli(settings: Settings, split: str | None = None, plot_png: bool = True)
     print(f"\nhybrid misses at 5 ({len(missed)}):\n" + "\n".join(missed))
     if plot_png and "split=test" in report["systems"]["hybrid"]:
         plot(report, RESULTS_DIR / "recall.png")
-        print(f"\nwrote {RESULTS_DIR / 'eval.json'} and {RESULTS_DIR / 'recall.png'}")
+        print(f"\nwrote {out} and {RESULTS_DIR / 'recall.png'}")
     return 0
