@@ -17,19 +17,13 @@ import pytest
 
 from rag.metrics import quote_hit
 
+from tests.test_documents import HEADINGS  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 QUESTIONS = ROOT / "eval" / "questions.jsonl"
 SEED_TEXT = ROOT / "seeds" / "permanent-revolution-1917-and-today.txt"
 
-HEADINGS = [
-    "Dogmatism vs. dialectical thought: Stagism vs. permanent revolution",
-    "A Closer Analysis",
-    "Material basis for communism",
-    "Post WW2 Revolutions",
-    "The Theory Negated",
-    "Its Relevance Today",
-]
-SECTIONS = ["Introduction", *HEADINGS]
+SECTIONS = ["Introduction", *HEADINGS[1:]]  # the eval set names the untitled opening "Introduction"
 ANSWERABLE_KINDS = {"paraphrase", "entity", "number", "why_how", "multi_paragraph"}
 KINDS = ANSWERABLE_KINDS | {"unanswerable"}
 KEYS = {"id", "question", "quotes", "kind", "section", "split", "answerable"}
@@ -68,7 +62,7 @@ def rows() -> list[dict]:
 
 @pytest.fixture(scope="module")
 def section_spans(text) -> dict[str, tuple[int, int]]:
-    starts = [0] + [text.index(f"\n{h}\n") for h in HEADINGS] + [len(text)]
+    starts = [0] + [text.index(f"\n{h}\n") for h in HEADINGS[1:]] + [len(text)]
     return {name: (a, b) for name, a, b in zip(SECTIONS, starts, starts[1:])}
 
 
