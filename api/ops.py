@@ -125,9 +125,9 @@ def reload_index(app: FastAPI) -> dict:
     previous = service.retriever.index.id
     try:
         current = service.reload()
-    except Exception:
+    except Exception as exc:  # the old index keeps serving; the caller gets a 503 with the reason
         metrics.reloads.labels("failed").inc()
-        raise
+        raise RagError(f"reload failed, still serving index {previous}: {exc}") from exc
     changed = current != previous
     metrics.reloads.labels("changed" if changed else "unchanged").inc()
     log.info("index reloaded: %s -> %s", previous, current)

@@ -115,11 +115,17 @@ def cmd_serve(args, settings: Settings) -> int:
     # SIGHUP: reload the index (after `rag index` in another process) without dropping a request.
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_in_background(app))
     # SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to SHUTDOWN_GRACE_SECONDS), exit.
-    uvicorn.run(app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS, log_config=None, access_log=False)
+    # Keep-alive: idle connections live longer than common clients keep them (httpx 5 s, aiohttp 15 s), so a
+    # client never reuses a connection the server is closing at that instant (its request would be reset).
+    uvicorn.run(
+        app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS, log_config=None, access_log=False,
+    )
     return 0
 
 
 SHUTDOWN_GRACE_SECONDS = 10
+KEEP_ALIVE_SECONDS = 20
 
 
 def cmd_mcp(args, settings: Settings) -> int:

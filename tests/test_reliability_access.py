@@ -98,6 +98,18 @@ def test_admin_reload_needs_the_key_or_this_machine(service, keyed):
     assert response.json() == {"index_id": service.retriever.index.id, "previous": service.retriever.index.id, "changed": False}
 
 
+def test_a_failed_reload_is_a_503_and_the_old_index_keeps_serving(service, keyed, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(service, "reload", broken)
+    response = keyed.post("/admin/reload", headers={"X-API-Key": KEY})
+    assert response.status_code == 503
+    assert response.json()["error"] == f"reload failed, still serving index {service.retriever.index.id}: [Errno 5] Input/output error"
+    assert keyed.post("/query", json={"question": "Trotsky"}, headers={"X-API-Key": KEY}).status_code == 200
+    assert 'rag_index_reloads_total{outcome="failed"} 1.0' in keyed.get("/metrics", headers={"X-API-Key": KEY}).text
+
+
 # --- CORS --------------------------------------------------------------------------------------
 
 GOOD, EVIL = "https://good.example", "https://evil.example"

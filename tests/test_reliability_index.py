@@ -6,6 +6,7 @@ index builds in about a second; the properties do not depend on its size.
 
 from __future__ import annotations
 
+import collections
 import errno
 import fcntl
 import io
@@ -142,6 +143,9 @@ def test_truncated_or_flipped_index_files_are_refused_and_never_crash_the_reader
     assert run.returncode == 0, f"the loader crashed (exit {run.returncode}): {run.stderr[-3000:]}"
     results = json.loads(run.stdout.strip().splitlines()[-1])
     plain = [r for r in results if not r["resigned"]]
+    tally = collections.Counter((r["resigned"], r["outcome"]) for r in results)
+    print(f"\ncorruption: {len(results)} variants loaded in a subprocess (exit 0): "
+          + ", ".join(f"{'re-signed ' if k[0] else ''}{k[1]} {v}" for k, v in sorted(tally.items())))
     assert len(plain) >= 4 * (12 + 7)
     for r in plain:
         # refused with a reason, or (manifest only) a flip that left the same JSON document, e.g. "\n" -> "\r"
