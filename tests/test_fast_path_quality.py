@@ -1,0 +1,91 @@
+"""The fast query path changes speed, not answers.
+
+* The service with the ONNX query encoder (the session `service`, RAG_ENCODER default) and the
+  same service with sentence-transformers (RAG_ENCODER=torch), over the same index, return the
+  same top 5 in hybrid mode for every eval question; a rare tie flipped by float noise is
+  tolerated only if recall@5 stays within 0.01.
+* The micro-batcher (rag.batching.BatchingEncoder) hands every concurrent caller its own vector,
+  equal to what a lone call returns, and really does batch them.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from rag.batching import BatchingEncoder
+from rag.evaluation import evaluate, load_questions, service_system
+from rag.service import Service
+
+QUESTIONS = load_questions()
+
+
+@pytest.fixture(scope="module")
+def torch_service(settings, service) -> Service:
+    """The same index (built by the session `service`), queried through sentence-transformers."""
+    return Service.open(settings.model_copy(update={"encoder": "torch"}))
+
+
+def test_the_two_services_use_different_encoders(service, torch_service):
+    assert service.info()["encoder"] == "onnx"
+    assert torch_service.info()["encoder"] == "torch"
+    assert service.info()["index_id"] == torch_service.info()["index_id"]
+
+
+def test_onnx_and_torch_rank_every_eval_question_alike(service, torch_service):
+    differing = []
+    for q in QUESTIONS:
+        onnx_ids = [h.passage.id for h in service.query(q["question"], 5, "hybrid").hits]
+        torch_ids = [h.passage.id for h in torch_service.query(q["question"], 5, "hybrid").hits]
+        if onnx_ids != torch_ids:
+            differing.append((q["id"], onnx_ids, torch_ids))
+    if not differing:
+        return
+    # Float noise may flip a near tie; allowed only rarely and only if quality is unchanged.
+    assert len(differing) <= max(1, len(QUESTIONS) // 50), differing
+    report = evaluate({"onnx": service_system(service, "hybrid"), "torch": service_system(torch_service, "hybrid")}, QUESTIONS)
+    r5 = {name: groups["all"]["r@5"] for name, groups in report["systems"].items()}
+    assert abs(r5["onnx"] - r5["torch"]) <= 0.01, (r5, differing)
+
+
+def test_concurrent_queries_are_batched_and_get_their_own_vectors(service):
+    batcher = service.retriever.encoder
+    assert isinstance(batcher, BatchingEncoder)
+    texts = [q["question"] for q in QUESTIONS[:64]]
+    alone = np.stack([batcher.encode([t])[0] for t in texts])  # one at a time: each is its own batch
+
+    n_threads = 16
+    got: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(n_threads)
+    batches_before, texts_before = batcher.batches, batcher.texts
+
+    def worker(indices: range) -> None:
+        try:
+            start.wait(timeout=30)
+            for i in indices:
+                got[i] = batcher.encode([texts[i]])[0]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(range(k, len(texts), n_threads),)) for k in range(n_threads)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a caller never got its vector"
+    assert not errors, errors
+
+    batches = batcher.batches - batches_before
+    embedded = batcher.texts - texts_before
+    assert embedded >= len(texts)
+    assert batches < embedded, f"{embedded} texts in {batches} forward passes: nothing was batched"
+
+    together = np.stack([got[i] for i in range(len(texts))])
+    # Padding to the longest text in a batch changes only float rounding, never which vector is whose.
+    cosines = np.sum(together * alone, axis=1)
+    assert cosines.min() > 0.99999, cosines.min()
+    np.testing.assert_allclose(together, alone, atol=1e-4)
+    assert (np.argmax(together @ alone.T, axis=1) == np.arange(len(texts))).all()
