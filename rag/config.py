@@ -35,8 +35,8 @@ class Settings(BaseSettings):
     )
     encoder_dir: Path = Field(PROJECT_ROOT / "index" / "encoders", description="Where the exported ONNX query model is cached.")
     auto_build: bool = Field(True, description="Build the index at startup when it is missing or stale.")
-    index_type: Literal["auto", "flat", "hnsw"] = "auto"
-    exact_search_max: int = Field(50_000, description="With index_type=auto: exact search up to this many vectors, HNSW above.")
+    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
+    exact_search_max: int = Field(50_000, description="With index_type=auto: exact search up to this many vectors, HNSW above (IVF above 250,000).")
 
     # chunker
     max_passage_tokens: int = Field(200, description="Upper bound on word pieces per passage (the model window is 256).")
