@@ -127,7 +127,6 @@ async def run(args) -> dict:
         send = send_raw if args.client == "raw" else send_httpx
 
         async def worker() -> None:
-            nonlocal completed_in_window, issued
             raw = RawClient(args.url, args.timeout) if args.client == "raw" else None
             try:
                 await work(raw)
