@@ -134,6 +134,7 @@ class Ready(BaseModel):
     index_id: str
     model: str
     index_type: str
+    encoder: str = Field(description="Query encoder in use: onnx (fast path) or torch (sentence-transformers).")
     documents: int
     passages: int
 
