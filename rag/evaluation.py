@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from rag import metrics
 from rag.config import PROJECT_ROOT, Settings

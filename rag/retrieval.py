@@ -30,7 +30,6 @@ from rag.chunking import Passage
 from rag.errors import InvalidInput
 
 MODES = ("hybrid", "dense", "lexical")
-RRF_K = 60
 CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
 LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
 HIGHLIGHT_TERM_WEIGHT = 0.1  # share of question terms a sentence holds, added to its cosine (dev split: 0.60 -> 0.65)
@@ -87,15 +86,6 @@ def check_params(top_k: object, mode: object, max_top_k: int) -> None:
         raise InvalidInput(f"top_k must be an integer from 1 to {max_top_k}")
     if mode not in MODES:
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-
-
-def rrf(rankings: list[list[int]], k: int = RRF_K) -> dict[int, float]:
-    """Reciprocal rank fusion: each list adds 1 / (k + rank) to every item it ranks (rank from 1)."""
-    fused: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            fused[item] = fused.get(item, 0.0) + 1.0 / (k + rank)
-    return fused
 
 
 class Retriever:

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx
 import httpx2
-import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
