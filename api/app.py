@@ -119,10 +119,8 @@ def _add_routes(app: FastAPI) -> None:
     @app.get("/passages/{passage_id}", response_model=schemas.PassageDetail, tags=["documents"], responses={404: ERROR_RESPONSES[404]})
     async def get_passage(passage_id: str, request: Request) -> schemas.PassageDetail:
         """One passage with its citation and the ids of its neighbours in the document."""
-        service = _service(request)
-        view = service.passage(passage_id)
-        info = service.info()
-        return schemas.passage_detail(view, schemas.IndexInfo(id=info["index_id"], model=info["model"]))
+        view = _service(request).passage(passage_id)  # passage, neighbours and index id from one index version
+        return schemas.passage_detail(view)
 
     @app.get("/health", response_model=schemas.Health, tags=["ops"])
     async def health() -> schemas.Health:

@@ -193,12 +193,12 @@ def _summary_fields(document: Document) -> dict:
     return {**document.metadata(), "characters": len(document.text)}
 
 
-def passage_detail(view: PassageView, index: IndexInfo) -> PassageDetail:
+def passage_detail(view: PassageView) -> PassageDetail:
     return PassageDetail(
         id=view.passage.id,
         text=view.passage.text,
         citation=citation(view.document, view.passage),
         previous=view.previous_id,
         next=view.next_id,
-        index=index,
+        index=IndexInfo(id=view.index_id, model=view.model),
     )

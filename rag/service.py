@@ -40,6 +40,8 @@ class PassageView:
     document: Document
     previous_id: str | None
     next_id: str | None
+    index_id: str  # the index version the passage was read from
+    model: str
 
 
 class Service:
@@ -112,7 +114,8 @@ class Service:
             return passages[i].id if ok else None
 
         document = retriever.documents[passage.document]
-        return PassageView(passage, document, neighbour(position - 1), neighbour(position + 1))
+        model = retriever.index.manifest["model"]["name"]
+        return PassageView(passage, document, neighbour(position - 1), neighbour(position + 1), retriever.index.id, model)
 
     def info(self) -> dict:
         index = self.retriever.index
