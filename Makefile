@@ -4,14 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test index setup eval bench browser clean
+.PHONY: serve test test-fast index setup eval bench browser clean
 
-serve: $(STAMP)  ## set up, build the index if needed, serve on :8000
+serve: $(STAMP)  ## set up, build the index if needed, serve on $RAG_PORT (default 8000)
 	$(BIN)/rag index
-	$(BIN)/rag serve --host $${RAG_HOST:-127.0.0.1} --port $${RAG_PORT:-8000}
+	exec $(BIN)/rag serve
 
-test: $(STAMP) browser  ## set up and run the test suite
+test: $(STAMP) browser  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)  ## the unit tier: the edit-test loop (no live servers, subprocesses or browser)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 setup: $(STAMP)
 
@@ -32,11 +35,11 @@ browser:
 index: $(STAMP)
 	$(BIN)/rag index
 
-eval: $(STAMP)  ## retrieval quality report (writes eval/results/)
+eval: $(STAMP)  ## retrieval quality report (full report under an ignored folder; tracked summary only)
 	$(BIN)/rag eval
 
-bench: $(STAMP)  ## speed benchmarks (writes eval/results/bench.json)
+bench: $(STAMP)  ## speed benchmarks
 	$(BIN)/python eval/bench.py
 
 clean:
-	rm -rf $(VENV) index/*.faiss index/*.json index/*.npy index/*.onnx
+	rm -rf $(VENV) index/*.faiss index/*.json index/*.npy index/encoders

@@ -45,8 +45,10 @@ from pydantic import BaseModel, Field
 from starlette.routing import Route
 
 from api import schemas
+from api.settings import ServerSettings
 from rag.config import Settings
 from rag.errors import InvalidInput, NotFound, RagError
+from rag.passage_text import UNTITLED_SECTION, location, paragraph_mark
 from rag.service import PassageView, Service
 
 log = logging.getLogger(__name__)
@@ -121,7 +123,7 @@ class AskOutput(BaseModel):
 # --- the server -----------------------------------------------------------------------------
 
 
-def build_server(get_service: ServiceSource, settings: Settings) -> MCPServer:
+def build_server(get_service: ServiceSource, settings: Settings, server_settings: ServerSettings) -> MCPServer:
     """The MCP server with its three tools, answering from whatever service `get_service` yields."""
     server = MCPServer(
         "ask-the-document",
@@ -148,11 +150,12 @@ def build_server(get_service: ServiceSource, settings: Settings) -> MCPServer:
             raise ToolError("query is empty: pass the question or words to search for")
         service = await get_service()
         result = await _run(service.query, query, SEARCH_RESULTS, settings.default_mode)
-        base = _base_url(settings, ctx)
+        base = _base_url(server_settings, ctx)
+        documents = result.snapshot.documents  # the version the hits come from
         results = [
             SearchResult(
                 id=hit.passage.id,
-                title=_title(service.documents[hit.passage.document].title, hit.passage),
+                title=_title(documents[hit.passage.document].title, hit.passage),
                 url=passage_url(base, hit.passage.id),
                 text=hit.passage.text,
             )
@@ -175,13 +178,13 @@ def build_server(get_service: ServiceSource, settings: Settings) -> MCPServer:
     ) -> Annotated[CallToolResult, FetchOutput]:
         if not id.strip():
             raise ToolError("id is empty: pass a passage id returned by `search`")
-        service = await get_service()
+        snapshot = (await get_service()).snapshot  # passage, neighbours and index id from one index version
         try:
-            view = _call(service.passage, id.strip())
+            view = _call(snapshot.passage, id.strip())
         except ToolError as exc:
             raise ToolError(f"{exc}; pass an id returned by `search` or `ask` (ids change when the index is rebuilt)") from exc
-        previous = _call(service.passage, view.previous_id) if view.previous_id else None
-        following = _call(service.passage, view.next_id) if view.next_id else None
+        previous = snapshot.passage(view.previous_id) if view.previous_id else None
+        following = snapshot.passage(view.next_id) if view.next_id else None
         passage, document = view.passage, view.document
         metadata = FetchMetadata(
             **schemas.citation(document, passage).model_dump(),
@@ -191,13 +194,13 @@ def build_server(get_service: ServiceSource, settings: Settings) -> MCPServer:
             next_id=view.next_id,
             context_start=(previous or view).passage.start,
             context_end=(following or view).passage.end,
-            index_id=service.retriever.index.id,
+            index_id=snapshot.id,
         )
         output = FetchOutput(
             id=passage.id,
             title=_title(document.title, passage),
             text=_in_context(view, previous, following),
-            url=passage_url(_base_url(settings, ctx), passage.id),
+            url=passage_url(_base_url(server_settings, ctx), passage.id),
             metadata=metadata,
         )
         return _result(output)
@@ -216,16 +219,22 @@ def build_server(get_service: ServiceSource, settings: Settings) -> MCPServer:
     async def ask(
         question: Annotated[str, Field(description="The question, in plain language.")],
         ctx: Context,
-        top_k: Annotated[int, Field(ge=1, le=settings.max_top_k, description="How many passages to return.")] = 5,
+        # Bounds and choices are advertised in the schema and checked by the library, which says what is
+        # wrong in one plain sentence (pydantic's own messages carry type codes and links).
+        top_k: Annotated[
+            int, Field(description="How many passages to return.", json_schema_extra={"minimum": 1, "maximum": settings.max_top_k})
+        ] = 5,
         mode: Annotated[
-            schemas.Mode, Field(description="hybrid (meaning and keywords, best in general), dense (meaning) or lexical (keywords).")
-        ] = "hybrid",
+            str,
+            Field(description=schemas.MODE_DESCRIPTION, json_schema_extra={"enum": ["hybrid", "dense", "lexical"]}),
+        ] = settings.default_mode,
     ) -> Annotated[CallToolResult, AskOutput]:
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
         service = await get_service()
         result = await _run(service.query, question, top_k, mode)
-        base = _base_url(settings, ctx)
+        base = _base_url(server_settings, ctx)
+        documents = result.snapshot.documents
         passages = [
             AskPassage(
                 id=hit.passage.id,
@@ -234,7 +243,7 @@ def build_server(get_service: ServiceSource, settings: Settings) -> MCPServer:
                 url=passage_url(base, hit.passage.id),
                 text=hit.passage.text,
                 highlight=schemas.HighlightOut(text=hit.highlight.text, start=hit.highlight.start, end=hit.highlight.end),
-                citation=schemas.citation(service.documents[hit.passage.document], hit.passage),
+                citation=schemas.citation(documents[hit.passage.document], hit.passage),
             )
             for hit in result.hits
         ]
@@ -265,9 +274,7 @@ def passage_url(base: str, passage_id: str) -> str:
 
 
 def _title(document_title: str, passage) -> str:
-    paragraphs = sorted({passage.paragraphs[0], passage.paragraphs[-1]})
-    mark = "¶" + "–".join(map(str, paragraphs))
-    return f"{document_title} › {passage.section or 'Opening'} › {mark}"
+    return f"{document_title} › {location(passage)}"
 
 
 def _in_context(view: PassageView, previous: PassageView | None, following: PassageView | None) -> str:
@@ -275,7 +282,7 @@ def _in_context(view: PassageView, previous: PassageView | None, following: Pass
 
     def where(v: PassageView) -> str:
         p = v.passage
-        return f"{p.section or 'Opening'}, ¶{'–'.join(map(str, sorted({p.paragraphs[0], p.paragraphs[-1]})))}, characters {p.start}–{p.end}"
+        return f"{p.section or UNTITLED_SECTION}, {paragraph_mark(p)}, characters {p.start}–{p.end}"
 
     blocks = []
     if previous:
@@ -308,7 +315,7 @@ async def _run(function, *args):
     return await anyio.to_thread.run_sync(lambda: _call(function, *args))
 
 
-def _base_url(settings: Settings, ctx: Context) -> str:
+def _base_url(settings: ServerSettings, ctx: Context) -> str:
     """Where this service's web page is: RAG_PUBLIC_URL, else the HTTP request's own base, else host:port."""
     if settings.public_url:
         return settings.public_url.rstrip("/")
@@ -325,7 +332,7 @@ def _base_url(settings: Settings, ctx: Context) -> str:
 # --- streamable HTTP on the FastAPI app ---------------------------------------------------------
 
 
-def transport_security(settings: Settings) -> TransportSecuritySettings:
+def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
     """DNS-rebinding protection: which Host (and Origin) headers /mcp accepts.
 
     The attack: a web page on evil.example makes its name resolve to 127.0.0.1,
@@ -364,7 +371,7 @@ def transport_security(settings: Settings) -> TransportSecuritySettings:
     return TransportSecuritySettings(allowed_hosts=list(dict.fromkeys(hosts)), allowed_origins=list(dict.fromkeys(origins)))
 
 
-def mount_mcp(app, settings: Settings) -> StreamableHTTPSessionManager:
+def mount_mcp(app, settings: Settings, server_settings: ServerSettings) -> StreamableHTTPSessionManager:
     """Serve MCP at /mcp (and /mcp/) on `app`, over `app.state.service`.
 
     Returns the session manager, which the app's lifespan must run
@@ -379,13 +386,15 @@ def mount_mcp(app, settings: Settings) -> StreamableHTTPSessionManager:
             raise ToolError("the index is still loading; try again in a few seconds")
         return service
 
-    server = build_server(app_service, settings)
+    server = build_server(app_service, settings, server_settings)
     # Builds (and keeps on `server.session_manager`) a fresh session manager; the Starlette app it returns is unused.
-    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=transport_security(settings))
+    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=transport_security(server_settings))
     manager = server.session_manager
     endpoint = StreamableHTTPASGIApp(manager)
     for path in ("/mcp", "/mcp/"):
-        app.router.routes.append(Route(path, endpoint=endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False))
+        # POST only: the server is stateless, so it offers no GET event stream and no session to DELETE;
+        # the spec allows answering those with 405 (a GET stream would otherwise stay open forever).
+        app.router.routes.append(Route(path, endpoint=endpoint, methods=["POST"], include_in_schema=False))
     return manager
 
 
@@ -432,10 +441,10 @@ class _BackgroundService:
         return self.service
 
 
-def run_stdio(settings: Settings) -> None:
+def run_stdio(settings: Settings, server_settings: ServerSettings) -> None:
     """Serve MCP over stdin/stdout until the client closes stdin (`rag mcp`)."""
     background = _BackgroundService(settings)
-    server = build_server(background.get, settings)
+    server = build_server(background.get, settings, server_settings)
 
     async def main() -> None:
         background.start()

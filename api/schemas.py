@@ -1,16 +1,21 @@
 """The HTTP contract: request and response models, and their conversion from `rag` results.
 
-These models are what /docs shows. Limits here mirror the library's defaults so
-the schema tells clients the rules; the library enforces the configured ones.
+These models are what /docs shows. The request models carry the configured
+limits (`request_models(settings)` builds them per app from the library
+settings: question length, top_k, batch size), so the schema tells clients the
+rules that are really enforced and HTTP, MCP and the CLI accept the same
+values. Responses are rendered from the snapshot a result carries.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from rag.config import Settings
 from rag.documents import Document
 from rag.retrieval import Hit, QueryResult
 from rag.service import PassageView
@@ -25,15 +30,18 @@ PASSAGES_ARE_DATA = (
 # What the library accepts (rag.retrieval.clean_question): some visible text and no control characters
 # other than tab/newline. Documented in the schema only; the library enforces it with a readable message.
 QUESTION_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
-Question = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=2000,
-        json_schema_extra={"pattern": QUESTION_PATTERN},
-        description="The question, in plain language (not only whitespace, no control characters).",
-    ),
-]
+
+
+def question_type(max_chars: int):
+    return Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=max_chars,
+            json_schema_extra={"pattern": QUESTION_PATTERN},
+            description="The question, in plain language (not only whitespace, no control characters).",
+        ),
+    ]
 
 
 def _integer_only(value: object) -> object:
@@ -43,14 +51,45 @@ def _integer_only(value: object) -> object:
     return value
 
 
-TopK = Annotated[int, Field(ge=1, le=50, description="How many passages to return."), BeforeValidator(_integer_only)]
+def top_k_type(max_top_k: int):
+    return Annotated[int, Field(ge=1, le=max_top_k, description="How many passages to return."), BeforeValidator(_integer_only)]
 
 
-class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    question: Question
-    top_k: TopK = 5
-    mode: Mode = Field("hybrid", description="hybrid (dense + BM25 fused by RRF), dense or lexical.")
+MODE_DESCRIPTION = "hybrid (meaning and keywords: dense and BM25 scores z-normalised and added), dense (meaning) or lexical (BM25)."
+
+
+@dataclass(frozen=True)
+class RequestModels:
+    """The request models of one app, with its configured limits."""
+
+    query: type[BaseModel]
+    batch: type[BaseModel]
+    max_question_chars: int
+    max_top_k: int
+
+
+def request_models(settings: Settings) -> RequestModels:
+    Question = question_type(settings.max_question_chars)
+    TopK = top_k_type(settings.max_top_k)
+    default_mode = settings.default_mode
+
+    class QueryRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        question: Question
+        top_k: TopK = 5
+        mode: Mode = Field(default_mode, description=MODE_DESCRIPTION)
+
+    class BatchQueryRequest(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        # The cap is advertised here and enforced by the library (Service.batch_query), which names it.
+        questions: list[Question] = Field(
+            ..., min_length=1, description=f"The questions (at most {settings.max_batch_questions}).",
+            json_schema_extra={"maxItems": settings.max_batch_questions},
+        )
+        top_k: TopK = 5
+        mode: Mode = Field(default_mode, description=MODE_DESCRIPTION)
+
+    return RequestModels(QueryRequest, BatchQueryRequest, settings.max_question_chars, settings.max_top_k)
 
 
 class Citation(BaseModel):
@@ -129,6 +168,16 @@ class Health(BaseModel):
     status: Literal["ok"]
 
 
+class BatchQueryResponse(BaseModel):
+    results: list[QueryResponse] = Field(description="One answer per question, in order.")
+
+
+class ReloadResponse(BaseModel):
+    index_id: str = Field(description="The index served now.")
+    previous: str = Field(description="The index served before the reload.")
+    changed: bool
+
+
 class Ready(BaseModel):
     status: Literal["ready"]
     index_id: str
@@ -168,7 +217,9 @@ def passage_out(hit: Hit, document: Document) -> PassageOut:
     )
 
 
-def query_response(result: QueryResult, documents: dict[str, Document], model: str, took_ms: float) -> QueryResponse:
+def query_response(result: QueryResult, took_ms: float) -> QueryResponse:
+    """The HTTP answer, rendered from the snapshot the result was computed on."""
+    documents, model = result.snapshot.documents, result.snapshot.model
     return QueryResponse(
         question=result.question,
         mode=result.mode,  # type: ignore[arg-type]
@@ -200,5 +251,5 @@ def passage_detail(view: PassageView) -> PassageDetail:
         citation=citation(view.document, view.passage),
         previous=view.previous_id,
         next=view.next_id,
-        index=IndexInfo(id=view.index_id, model=view.model),
+        index=IndexInfo(id=view.snapshot.id, model=view.snapshot.model),
     )

@@ -353,7 +353,7 @@ def section_inproc(service, index_dir: Path, questions: list[str], n: int, block
 
 def encoder_cost(service, worker: PlainWorker, questions: list[str], rounds: int = 3, chunk: int = 64) -> dict:
     """Milliseconds of embedding per question, one per call and in batches of 16: what micro-batching can gain."""
-    onnx = service.retriever.encoder.inner  # the OnnxQueryEncoder behind the batcher
+    onnx = service.snapshot.snapshot.retriever.encoder.inner  # the OnnxQueryEncoder behind the batcher
 
     def onnx_case(batch: int):
         def run(qs: list[str]) -> float:
@@ -408,8 +408,8 @@ def section_quality(onnx_service, torch_service) -> dict:
         a = onnx_service.query(q["question"], 5, "hybrid")
         b = torch_service.query(q["question"], 5, "hybrid")
         same_top5 += [h.passage.id for h in a.hits] == [h.passage.id for h in b.hits]
-        va = onnx_service.retriever.encoder.encode([q["question"]])[0]
-        vb = torch_service.retriever.encoder.encode([q["question"]])[0]
+        va = onnx_service.snapshot.snapshot.retriever.encoder.encode([q["question"]])[0]
+        vb = torch_service.snapshot.snapshot.retriever.encoder.encode([q["question"]])[0]
         worst_cos = min(worst_cos, float(va @ vb))
     delta = {k: round(abs(metrics["onnx hybrid"][k] - metrics["torch hybrid"][k]), 4) for k in ("r@1", "r@5", "mrr@10")}
     result = {

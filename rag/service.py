@@ -1,99 +1,69 @@
-"""The service: one object that holds the corpus, the model and the index, and answers.
+"""The service: one immutable index snapshot at a time, and everything a caller can ask of it.
 
-`Service.open(settings)` loads the documents, resolves the model (checking the
-default model's hash), and loads the index if it matches what the current
-configuration would build; if it is missing, stale or corrupt it is rebuilt
-(with `auto_build`, the default) or refused with the reason. Builds hold an
-exclusive lock on `index/.lock`, so two processes never build at once.
+`Service.open(settings, encoders=...)` loads the documents, resolves the model
+(checking the default model's hash), and loads the index if it matches what the
+current configuration would build; if it is missing, stale or corrupt it is
+rebuilt (with `auto_build`, the default) or refused with the reason (rag.build).
+The encoders come from an injectable `rag.encoders.Encoders` provider.
 
-Everything a caller can ask (query, documents, passages, readiness) is a
-method here, so the HTTP app, the MCP tools and the CLI are thin. The current
-retriever is swapped as one reference on `reload()`: a query in flight keeps
-the index it started with, and its result names that index.
+A `Snapshot` is one index version with everything rendered from it: the
+documents it was built from, its passages, its id and model, and the retriever
+over it. It never changes. `Service.snapshot` is swapped as one reference on
+`reload()`; every answer (`QueryResult.snapshot`) carries the snapshot it was
+computed on, and transports render documents, titles and citations from that,
+so a reload in the middle of a request can never mix two index versions.
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import threading
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from rag.chunking import ChunkerParams, Passage
+from rag.build import IndexConfig, load_or_build
 from rag.config import Settings
 from rag.documents import Document, load_corpus
-from rag.batching import BatchingEncoder
-from rag.embedding import ModelSpec, SentenceTransformerEncoder, query_encoder, resolve_model
-from rag.errors import IndexProblem, NotFound
-from rag.index import IndexConfig, LoadedIndex, build_index, expected_config, heading_text, load_index, remove_strays
+from rag.encoders import Encoders
+from rag.errors import InvalidInput, NotFound
 from rag.lexical import LexicalIndex
+from rag.model import ModelSpec, resolve_model
+from rag.passage_text import heading_text
 from rag.retrieval import QueryResult, Retriever, check_params, clean_question
+from rag.store import LoadedIndex
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PassageView:
-    passage: Passage
+    passage: object  # rag.chunking.Passage
     document: Document
     previous_id: str | None
     next_id: str | None
-    index_id: str  # the index version the passage was read from
-    model: str
+    snapshot: "Snapshot"
 
 
-class Service:
-    def __init__(self, settings: Settings, model: ModelSpec, retriever: Retriever, build_encoder=None):
-        self.settings = settings
-        self.model = model
-        self.retriever = retriever
-        self._reload_lock = threading.Lock()
-        self._build_box = {"encoder": build_encoder} if build_encoder else {}
+@dataclass(frozen=True, eq=False)
+class Snapshot:
+    """One index version and everything answered from it."""
 
-    def build_encoder(self) -> SentenceTransformerEncoder:
-        """The reference (sentence-transformers) encoder that builds indexes, loaded on first use."""
-        if "encoder" not in self._build_box:
-            self._build_box["encoder"] = SentenceTransformerEncoder(self.model, self.settings.device)
-        return self._build_box["encoder"]
-
-    # --- opening -----------------------------------------------------------------------
-
-    @classmethod
-    def open(cls, settings: Settings, progress: bool = False, force: bool = False) -> "Service":
-        """Load (or build) the index and serve it; `force` rebuilds it first even if it is current."""
-        documents = load_corpus(settings.seeds_dir)
-        model = resolve_model(settings.model)
-        config = index_config(settings, documents, model)
-        encoder_box: dict = {}
-        loaded = ensure_index(settings, documents, config, encoder_box, progress=progress, force=force)
-        reference = encoder_box.get("encoder")  # loaded only if the index had to be built
-        encoder = BatchingEncoder(query_encoder(settings.encoder, model, settings.encoder_dir, reference, settings.device))
-        return cls(settings, model, make_retriever(settings, documents, loaded, encoder), reference)
+    index: LoadedIndex
+    documents: Mapping[str, Document]  # id -> Document: the version this index was built from
+    retriever: Retriever
+    encoder_kind: str
 
     @property
-    def documents(self) -> dict[str, Document]:
-        return self.retriever.documents
+    def id(self) -> str:
+        return self.index.id
 
-    def reload(self, force: bool = False, progress: bool = False) -> str:
-        """Rebuild if needed (or if forced) and swap in the new index; returns the index id now served."""
-        with self._reload_lock:
-            documents = load_corpus(self.settings.seeds_dir)
-            config = index_config(self.settings, documents, self.model)
-            loaded = ensure_index(self.settings, documents, config, self._build_box, progress=progress, force=force)
-            retriever = make_retriever(self.settings, documents, loaded, self.retriever.encoder)
-            self.retriever = retriever  # one reference swap: queries in flight keep the old one
-            return loaded.id
+    @property
+    def model(self) -> str:
+        return self.index.manifest["model"]["name"]
 
-    # --- answering ---------------------------------------------------------------------
-
-    def query(self, question: object, top_k: object = 5, mode: object = "hybrid", retriever: Retriever | None = None) -> QueryResult:
-        """Answer from the current index, or from `retriever` (a caller that took `self.retriever` first,
-        to render the result with that same version's documents even if a reload happens meanwhile)."""
-        question = clean_question(question, self.settings.max_question_chars)
-        check_params(top_k, mode, self.settings.max_top_k)
-        return (retriever or self.retriever).search(question, top_k, mode)  # type: ignore[arg-type]
+    @property
+    def passages(self):
+        return self.index.passages
 
     def document(self, document_id: str) -> Document:
         try:
@@ -102,103 +72,104 @@ class Service:
             raise NotFound(f"no document with id {document_id!r}") from None
 
     def passage(self, passage_id: str) -> PassageView:
-        retriever = self.retriever
-        position = retriever.position.get(passage_id)
+        position = self.retriever.position.get(passage_id)
         if position is None:
-            raise NotFound(f"no passage with id {passage_id!r} in index {retriever.index.id}")
-        passages = retriever.passages
+            raise NotFound(f"no passage with id {passage_id!r} in index {self.id}")
+        passages = self.passages
         passage = passages[position]
 
         def neighbour(i: int) -> str | None:
             ok = 0 <= i < len(passages) and passages[i].document == passage.document
             return passages[i].id if ok else None
 
-        document = retriever.documents[passage.document]
-        model = retriever.index.manifest["model"]["name"]
-        return PassageView(passage, document, neighbour(position - 1), neighbour(position + 1), retriever.index.id, model)
+        return PassageView(passage, self.documents[passage.document], neighbour(position - 1), neighbour(position + 1), self)
 
     def info(self) -> dict:
-        index = self.retriever.index
         return {
-            "index_id": index.id,
-            "model": index.manifest["model"]["name"],
-            "index_type": index.manifest["index_type"],
-            "encoder": getattr(self.retriever.encoder, "kind", "torch"),
+            "index_id": self.id,
+            "model": self.model,
+            "index_type": self.index.manifest["index_type"],
+            "encoder": self.encoder_kind,
             "documents": len(self.documents),
-            "passages": len(index.passages),
+            "passages": len(self.passages),
         }
 
 
-def index_config(settings: Settings, documents: list[Document], model: ModelSpec) -> IndexConfig:
-    chunker = ChunkerParams(max_tokens=settings.max_passage_tokens, min_chars=settings.min_passage_chars)
-    return expected_config(documents, model, chunker, settings.index_type, settings.exact_search_max)
+class Service:
+    def __init__(self, settings: Settings, model: ModelSpec, encoders: Encoders, snapshot: Snapshot):
+        self.settings = settings
+        self.model = model
+        self.encoders = encoders
+        self.snapshot = snapshot
+        self._reload_lock = threading.Lock()
 
+    @classmethod
+    def open(cls, settings: Settings, encoders: Encoders | None = None) -> "Service":
+        """Load the index (building it first if missing or stale and `auto_build` allows) and serve it."""
+        model = resolve_model(settings.model)
+        encoders = encoders or Encoders.from_settings(settings, model)
+        return cls(settings, model, encoders, _open_snapshot(settings, model, encoders))
 
-@contextmanager
-def build_lock(index_dir: Path):
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    @property
+    def documents(self) -> Mapping[str, Document]:
+        return self.snapshot.documents
 
+    def reload(self) -> str:
+        """Re-read seeds/ and the index (rebuilding if needed and allowed) and swap it in; returns the index id now served."""
+        with self._reload_lock:
+            snapshot = _open_snapshot(self.settings, self.model, self.encoders)
+            self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
+            return snapshot.id
 
-def ensure_index(
-    settings: Settings, documents: list[Document], config: IndexConfig, encoder_box: dict, progress: bool = False, force: bool = False
-) -> LoadedIndex:
-    """Load the index that matches `config`; build it first if missing, stale or corrupt (and allowed)."""
-    expected = config.fingerprint()
-    if not force:
-        try:
-            loaded = load_index(settings.index_dir, expected)
-            remove_strays_if_idle(settings.index_dir)
-            return loaded
-        except IndexProblem as problem:
-            if not settings.auto_build:
-                raise IndexProblem(f"{problem}; refusing to serve it (run `rag index`, or set RAG_AUTO_BUILD=true)") from problem
-            log.warning("%s; rebuilding", problem)
-    with build_lock(settings.index_dir):
-        if not force:  # another process may have built it while we waited for the lock
+    # --- answering ---------------------------------------------------------------------
+
+    def query(self, question: object, top_k: object = 5, mode: object = None, snapshot: Snapshot | None = None) -> QueryResult:
+        """Rank passages for `question` on the current snapshot (or the given one)."""
+        snapshot = snapshot or self.snapshot
+        question = clean_question(question, self.settings.max_question_chars)
+        mode = self.settings.default_mode if mode is None else mode
+        check_params(top_k, mode, self.settings.max_top_k)
+        return snapshot.retriever.search(question, top_k, mode, snapshot)  # type: ignore[arg-type]
+
+    def batch_query(self, questions: object, top_k: object = 5, mode: object = None) -> list[QueryResult]:
+        """Several questions, all answered from one snapshot; an invalid one names its position."""
+        limit = self.settings.max_batch_questions
+        if not isinstance(questions, list) or not questions:
+            raise InvalidInput("questions must be a non-empty list of strings")
+        if len(questions) > limit:
+            raise InvalidInput(f"questions: at most {limit} per batch; got {len(questions)}")
+        snapshot = self.snapshot
+        mode = self.settings.default_mode if mode is None else mode
+        check_params(top_k, mode, self.settings.max_top_k)
+        cleaned = []
+        for i, question in enumerate(questions):
             try:
-                return load_index(settings.index_dir, expected)
-            except IndexProblem:
-                pass
-        encoder = encoder_box.get("encoder") or SentenceTransformerEncoder(config.model, settings.device)
-        encoder_box["encoder"] = encoder
-        try:
-            build_index(settings.index_dir, documents, config, encoder, progress=progress)
-        except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
-            raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
-    return load_index(settings.index_dir, expected)
+                cleaned.append(clean_question(question, self.settings.max_question_chars))
+            except InvalidInput as exc:
+                raise InvalidInput(f"questions[{i}]: {exc}") from None
+        return [snapshot.retriever.search(q, top_k, mode, snapshot) for q in cleaned]  # type: ignore[arg-type]
+
+    def document(self, document_id: str) -> Document:
+        return self.snapshot.document(document_id)
+
+    def passage(self, passage_id: str) -> PassageView:
+        return self.snapshot.passage(passage_id)
+
+    def info(self) -> dict:
+        return self.snapshot.info()
 
 
-def remove_strays_if_idle(index_dir: Path) -> list[str]:
-    """Remove leftovers of an interrupted build (`.tmp-` files, unnamed data files), unless a build is running.
-
-    Takes the build lock without waiting: a build in progress owns its temp files.
-    """
-    try:
-        with open(index_dir / ".lock", "a") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return []
-            try:
-                removed = remove_strays(index_dir)
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-    except OSError as exc:  # a read-only index directory is served as it is
-        log.debug("could not clean %s: %s", index_dir, exc)
-        return []
-    if removed:
-        log.warning("removed %d file(s) left by an interrupted build: %s", len(removed), ", ".join(sorted(removed)))
-    return removed
+def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders) -> Snapshot:
+    documents = load_corpus(settings.seeds_dir)
+    config = IndexConfig.of(settings, documents, model)
+    loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build)
+    query_encoder = encoders.query()
+    return make_snapshot(settings, documents, loaded, query_encoder)
 
 
-def make_retriever(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder) -> Retriever:
+def make_snapshot(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder) -> Snapshot:
     by_id = {d.id: d for d in documents}
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
     threshold = settings.answerable_threshold if settings.answerable_threshold is not None else 0.5
-    return Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)
+    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)
+    return Snapshot(loaded, by_id, retriever, getattr(encoder, "kind", "torch"))

@@ -18,6 +18,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from api.app import create_app  # noqa: E402
 from rag.config import PROJECT_ROOT, Settings  # noqa: E402
+from rag.encoders import Encoders  # noqa: E402
+from rag.model import resolve_model  # noqa: E402
 from rag.service import Service  # noqa: E402
 
 SEEDS = PROJECT_ROOT / "seeds"
@@ -31,14 +33,21 @@ def settings(tmp_path_factory) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def service(settings) -> Service:
-    return Service.open(settings)
+def encoders() -> Encoders:
+    """One provider for the default model: each encoder is loaded once per test session, shared by every service."""
+    settings = Settings()
+    return Encoders.from_settings(settings, resolve_model(settings.model))
 
 
 @pytest.fixture(scope="session")
-def encoder(service):
-    """The sentence-transformers encoder the shared index was built with."""
-    return service.build_encoder()
+def service(settings, encoders) -> Service:
+    return Service.open(settings, encoders)
+
+
+@pytest.fixture(scope="session")
+def encoder(encoders):
+    """The sentence-transformers encoder that builds indexes."""
+    return encoders.reference()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ Protocol, one line each way:
        EXIT <pid> <status>       (the child ended: its exit code, or -signal)
 
 With slow_seconds > 0 the child's index writes are slowed ("a slow disk"):
-every fsync and rename in rag.index sleeps that long first, so a kill at a
+every fsync and rename in rag.store sleeps that long first, so a kill at a
 random moment of the write phase lands between any two steps of it.
 """
 
@@ -29,12 +29,13 @@ def emit(line: str) -> None:
 
 
 def run_child(index_dir: str, seeds_dir: str, slow: float) -> int:
-    import rag.index
+    import rag.store
+    import rag.build
     from rag import cli
 
     os.environ["RAG_INDEX_DIR"] = index_dir
     os.environ["RAG_SEEDS_DIR"] = seeds_dir
-    original_write = rag.index._write_file
+    original_write = rag.store.write_file
     announced = False
 
     def write_file(*args, **kwargs):
@@ -44,7 +45,7 @@ def run_child(index_dir: str, seeds_dir: str, slow: float) -> int:
             emit(f"WRITING {os.getpid()}")
         return original_write(*args, **kwargs)
 
-    rag.index._write_file = write_file
+    rag.store.write_file = write_file
     if slow > 0:
 
         class SlowOS:
@@ -59,7 +60,7 @@ def run_child(index_dir: str, seeds_dir: str, slow: float) -> int:
                 time.sleep(slow)
                 return os.replace(src, dst)
 
-        rag.index.os = SlowOS()
+        rag.store.os = SlowOS()
     sys.stdout = open(os.devnull, "w")  # the CLI's summary line is not protocol
     return cli.main(["index", "--force"])
 
@@ -71,9 +72,9 @@ def main() -> None:
     import sentence_transformers  # noqa: F401
     import torch  # noqa: F401
 
-    import rag.cli  # noqa: F401
+    import api.cli  # noqa: F401
     import rag.service  # noqa: F401
-    from rag.embedding import resolve_model
+    from rag.model import resolve_model
 
     resolve_model("default")  # hash the weights once; children inherit the cache
     emit("READY")

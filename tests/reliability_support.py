@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.config import PROJECT_ROOT, Settings
-from rag.index import MANIFEST, _manifest_digest
+from rag.store import MANIFEST, manifest_digest
 
 ARTICLE = PROJECT_ROOT / "seeds" / "permanent-revolution-1917-and-today.txt"
 VENV_BIN = Path(sys.executable).parent
@@ -56,17 +56,8 @@ def write_tiny_seeds(target: Path, extra: str | None = None, extra_doc: str | No
 
 
 def settings_for(seeds: Path, index: Path, **overrides) -> Settings:
-    """Settings for a test corpus; the sentence-transformers query encoder (see `use_encoder`)."""
-    return Settings(seeds_dir=seeds, index_dir=index, **{"encoder": "torch", **overrides})
-
-
-def use_encoder(monkeypatch, encoder) -> None:
-    """Make Service.open/reload use an already-loaded encoder instead of loading the model again."""
-    import rag.embedding
-    import rag.service
-
-    monkeypatch.setattr(rag.service, "SentenceTransformerEncoder", lambda spec, device="cpu": encoder)
-    monkeypatch.setattr(rag.embedding, "SentenceTransformerEncoder", lambda spec, device="cpu": encoder)
+    """Settings for a test corpus (open it with the session's `encoders` to reuse the loaded model)."""
+    return Settings(seeds_dir=seeds, index_dir=index, **overrides)
 
 
 def index_files(index_dir: Path) -> dict[str, str]:
@@ -90,7 +81,7 @@ def resign(index_dir: Path, key: str, data: bytes) -> None:
     m["files"][key]["bytes"] = len(data)
     m["files"][key]["sha256"] = hashlib.sha256(data).hexdigest()
     m.pop("manifest_sha256", None)
-    m["manifest_sha256"] = _manifest_digest(m)
+    m["manifest_sha256"] = manifest_digest(m)
     (index_dir / MANIFEST).write_text(json.dumps(m, indent=2))
 
 

@@ -1,13 +1,11 @@
 """The HTTP contract of issue 2, through the ASGI app with the real model and index."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ARTICLE_ID, PROJECT_ROOT
+from api.cli import main
+from tests.conftest import ARTICLE_ID
 
 DEMO = "Why did Trotsky think the bourgeoisie could not lead?"
 
@@ -89,22 +87,25 @@ def test_bad_input_is_a_clear_422(client, body, words):
 def test_health_ready_and_openapi(client, service):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
-    assert ready["status"] == "ready" and ready["passages"] == len(service.retriever.passages) and ready["index_id"]
+    assert ready["status"] == "ready" and ready["passages"] == len(service.snapshot.passages) and ready["index_id"]
     schema = client.get("/openapi.json").json()
     assert {"/query", "/documents", "/documents/{document_id}", "/passages/{passage_id}", "/health", "/ready"} <= set(schema["paths"])
     assert client.get("/docs").status_code == 200
 
 
-def test_cli_ask_prints_citations(settings, service):
-    env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_AUTO_BUILD": "false"}
-    out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", DEMO, "-k", "2"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "Dogmatism vs. dialectical thought" in out.stdout and "¶9" in out.stdout and "➜" in out.stdout
-    as_json = subprocess.run([sys.executable, "-m", "rag.cli", "ask", DEMO, "-k", "1", "--json"], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert json.loads(as_json.stdout)["passages"][0]["citation"]["paragraph"] == 9
+def test_cli_ask_prints_citations(settings, service, encoders, monkeypatch, capsys):
+    monkeypatch.setenv("RAG_INDEX_DIR", str(settings.index_dir))
+    monkeypatch.setenv("RAG_AUTO_BUILD", "false")
+    assert main(["ask", DEMO, "-k", "2"], encoders) == 0
+    out = capsys.readouterr().out
+    assert "Dogmatism vs. dialectical thought" in out and "¶9" in out and "➜" in out
+    assert main(["ask", DEMO, "-k", "1", "--json"], encoders) == 0
+    assert json.loads(capsys.readouterr().out)["passages"][0]["citation"]["paragraph"] == 9
 
 
-def test_cli_reports_a_refused_index_in_one_line(tmp_path):
-    env = {**os.environ, "RAG_INDEX_DIR": str(tmp_path / "none"), "RAG_AUTO_BUILD": "false"}
-    out = subprocess.run([sys.executable, "-m", "rag.cli", "ask", DEMO], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "refusing to serve" in out.stderr and "Traceback" not in out.stderr
+def test_cli_reports_a_refused_index_in_one_line(tmp_path, encoders, monkeypatch, capsys):
+    monkeypatch.setenv("RAG_INDEX_DIR", str(tmp_path / "none"))
+    monkeypatch.setenv("RAG_AUTO_BUILD", "false")
+    assert main(["ask", DEMO], encoders) == 2
+    err = capsys.readouterr().err
+    assert "refusing to serve" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

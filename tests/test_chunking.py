@@ -2,7 +2,7 @@
 
 from rag.chunking import ChunkerParams, chunk_document, sentence_spans
 from rag.documents import load_document
-from rag.index import heading_text
+from rag.passage_text import heading_text
 from tests.conftest import ARTICLE
 
 
@@ -12,7 +12,7 @@ def _passages(encoder, **params):
 
 
 def test_every_passage_is_its_source_slice(service):
-    for passage in service.retriever.passages:
+    for passage in service.snapshot.passages:
         doc = service.documents[passage.document]
         assert doc.text[passage.start : passage.end] == passage.text
         for start, end in passage.sentences:
@@ -34,7 +34,7 @@ def test_passages_cover_the_whole_body_once(encoder):
 
 def test_no_passage_exceeds_the_model_window(encoder, service):
     limit = encoder.max_seq_length - 2
-    for passage in service.retriever.passages:
+    for passage in service.snapshot.passages:
         doc = service.documents[passage.document]
         assert encoder.count_tokens(heading_text(doc, passage)) <= limit  # any neighbour context comes after
         assert encoder.count_tokens(passage.text) <= 200

@@ -19,13 +19,16 @@ from rag.batching import BatchingEncoder
 from rag.evaluation import evaluate, load_questions, service_system
 from rag.service import Service
 
+pytestmark = pytest.mark.slow  # live servers, subprocesses, browsers or whole-set runs: `make test`, not `make test-fast`
+
 QUESTIONS = load_questions()
 
 
 @pytest.fixture(scope="module")
-def torch_service(settings, service) -> Service:
+def torch_service(settings, service, encoders) -> Service:
     """The same index (built by the session `service`), queried through sentence-transformers."""
-    return Service.open(settings.model_copy(update={"encoder": "torch"}))
+    encoders.reference()
+    return Service.open(settings.model_copy(update={"encoder": "torch"}), encoders.with_query_encoder("torch"))
 
 
 def test_the_two_services_use_different_encoders(service, torch_service):
@@ -51,7 +54,7 @@ def test_onnx_and_torch_rank_every_eval_question_alike(service, torch_service):
 
 
 def test_concurrent_queries_are_batched_and_get_their_own_vectors(service):
-    batcher = service.retriever.encoder
+    batcher = service.snapshot.snapshot.retriever.encoder
     assert isinstance(batcher, BatchingEncoder)
     texts = [q["question"] for q in QUESTIONS[:64]]
     alone = np.stack([batcher.encode([t])[0] for t in texts])  # one at a time: each is its own batch

@@ -8,8 +8,9 @@ import pytest
 
 from rag.config import Settings
 from rag.errors import IndexCorrupt, IndexProblem, IndexStale
-from rag.index import MANIFEST, build_index, load_index
-from rag.service import Service, index_config
+from rag.build import IndexConfig, build_index
+from rag.store import MANIFEST, load_index
+from rag.service import Service
 from rag.documents import load_corpus
 
 
@@ -19,7 +20,7 @@ def _settings(tmp_path, seeds, **overrides) -> Settings:
 
 def _build(settings, encoder):
     documents = load_corpus(settings.seeds_dir)
-    config = index_config(settings, documents, encoder.spec)
+    config = IndexConfig.of(settings, documents, encoder.spec)
     return documents, config, build_index(settings.index_dir, documents, config, encoder, progress=False)
 
 
@@ -31,17 +32,17 @@ def test_build_save_load_round_trip(tmp_path, seeds_copy, encoder, service):
     assert manifest["model"]["weights_sha256"] == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     assert manifest["dimension"] == 384 and manifest["counts"]["passages"] == len(loaded.passages)
     assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 1}
-    assert [p.id for p in loaded.passages] == [p.id for p in service.retriever.passages]
+    assert [p.id for p in loaded.passages] == [p.id for p in service.snapshot.passages]
     stored = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
     assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-4)
-    fresh = service.retriever.index.vectors.reconstruct_n(0, loaded.vectors.ntotal)
+    fresh = service.snapshot.index.vectors.reconstruct_n(0, loaded.vectors.ntotal)
     assert np.allclose(stored, fresh, atol=1e-5)
     names = sorted(p.name for p in settings.index_dir.iterdir())
     assert not [n for n in names if n.startswith(".tmp-")]
     assert len([n for n in names if n != ".lock"]) == 4  # manifest + three data files
 
 
-def test_stale_index_is_rebuilt_or_refused(tmp_path, seeds_copy, encoder):
+def test_stale_index_is_rebuilt_or_refused(tmp_path, seeds_copy, encoder, encoders):
     settings = _settings(tmp_path, seeds_copy)
     _, _, first = _build(settings, encoder)
     article = next(seeds_copy.glob("*.txt"))
@@ -50,18 +51,18 @@ def test_stale_index_is_rebuilt_or_refused(tmp_path, seeds_copy, encoder):
     article.write_text(text, encoding="utf-8")
     documents = load_corpus(seeds_copy)
     with pytest.raises(IndexStale, match="the documents in seeds/ changed"):
-        load_index(settings.index_dir, index_config(settings, documents, encoder.spec).fingerprint())
+        load_index(settings.index_dir, IndexConfig.of(settings, documents, encoder.spec).fingerprint())
     with pytest.raises(IndexProblem, match="refusing to serve"):
-        Service.open(settings.model_copy(update={"auto_build": False}))
-    rebuilt = Service.open(settings)
-    assert rebuilt.retriever.index.id != first["id"]
-    assert rebuilt.retriever.passages[-1].text.endswith("A new closing paragraph about something else.")
+        Service.open(settings.model_copy(update={"auto_build": False}), encoders)
+    rebuilt = Service.open(settings, encoders)
+    assert rebuilt.snapshot.index.id != first["id"]
+    assert rebuilt.snapshot.passages[-1].text.endswith("A new closing paragraph about something else.")
 
 
 def test_changed_chunker_makes_the_index_stale(tmp_path, seeds_copy, encoder):
     settings = _settings(tmp_path, seeds_copy)
     documents, _, _ = _build(settings, encoder)
-    other = index_config(settings.model_copy(update={"max_passage_tokens": 120}), documents, encoder.spec)
+    other = IndexConfig.of(settings.model_copy(update={"max_passage_tokens": 120}), documents, encoder.spec)
     with pytest.raises(IndexStale, match="chunker parameters changed"):
         load_index(settings.index_dir, other.fingerprint())
 
@@ -102,7 +103,7 @@ def test_rebuild_reuses_vectors_of_unchanged_passages(tmp_path, seeds_copy, enco
     text = article.read_text(encoding="utf-8")
     # a sentence that is not a passage opening: only its own passage embeds it (openings are neighbour context)
     article.write_text(text.replace("interpretation of traditional Marxism", "interpretation of orthodox Marxism"), encoding="utf-8")
-    with caplog.at_level(logging.INFO, logger="rag.index"):
+    with caplog.at_level(logging.INFO, logger="rag.build"):
         _build(settings, encoder)
     assert f"embedded 1 passages, reused {first['counts']['passages'] - 1}" in caplog.text
     leftovers = {p.name for p in settings.index_dir.iterdir()} - {MANIFEST, ".lock"}

@@ -10,7 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
-from rag import index as rag_index
+from rag import ann as rag_index
 from rag.config import PROJECT_ROOT, Settings
 from rag.service import Service
 
@@ -24,10 +24,9 @@ def clustered(n: int, dim: int = 384, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.parametrize("n, expected", [(800, "flat"), (2_000, "hnsw"), (4_000, "ivf")])
 def test_auto_picks_by_size_and_the_index_round_trips(monkeypatch, n, expected):
-    monkeypatch.setattr(rag_index, "IVF_ABOVE", 3_000)
     vectors = clustered(n + 100)
     data, queries = vectors[:n], vectors[n:]
-    built, kind = rag_index.make_faiss_index(data, "auto", exact_search_max=1_000)
+    built, kind = rag_index.make_faiss_index(data, "auto", exact_search_max=1_000, ivf_above=3_000)
     assert kind == expected
 
     loaded = faiss.deserialize_index(faiss.serialize_index(built))  # what the index file holds
@@ -54,9 +53,9 @@ def test_index_type_can_be_forced():
         assert rag_index.make_faiss_index(data, forced, exact_search_max=50_000)[1] == forced
 
 
-def test_service_serves_a_forced_ivf_index(tmp_path):
-    service = Service.open(Settings(index_dir=tmp_path / "index", seeds_dir=PROJECT_ROOT / "seeds", index_type="ivf"))
-    assert service.retriever.index.manifest["index_type"] == "ivf"
+def test_service_serves_a_forced_ivf_index(tmp_path, encoders):
+    service = Service.open(Settings(index_dir=tmp_path / "index", seeds_dir=PROJECT_ROOT / "seeds", index_type="ivf"), encoders)
+    assert service.snapshot.index.manifest["index_type"] == "ivf"
     assert service.info()["index_type"] == "ivf"
     result = service.query("What is the theory of permanent revolution?", 5, "hybrid")
     assert result.hits and result.hits[0].passage.text

@@ -18,6 +18,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from api.mcp_server import transport_security
 from api.schemas import PASSAGES_ARE_DATA
+from api.settings import ServerSettings
 from rag.config import PROJECT_ROOT, Settings
 
 MORENO_QUESTION = "Who revised the theory of permanent revolution in 1984?"
@@ -196,18 +197,18 @@ def test_http_path_and_dns_rebinding_checks(live_server):
 
 
 def test_allowed_hosts_follow_settings():
-    local = transport_security(Settings())
+    local = transport_security(ServerSettings())
     assert local.enable_dns_rebinding_protection
     assert {"127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"} <= set(local.allowed_hosts)
     assert "http://localhost:*" in local.allowed_origins
-    public = transport_security(Settings(host="0.0.0.0", public_url="https://rag.example.org"))
+    public = transport_security(ServerSettings(host="0.0.0.0", public_url="https://rag.example.org"))
     assert public.enable_dns_rebinding_protection
     assert "rag.example.org" in public.allowed_hosts and "https://rag.example.org" in public.allowed_origins
     assert "0.0.0.0:*" not in public.allowed_hosts
-    named = transport_security(Settings(host="docs.internal", port=9000))
+    named = transport_security(ServerSettings(host="docs.internal", port=9000))
     assert "docs.internal:*" in named.allowed_hosts
     # bound to every interface with no public URL: the names clients use are unknowable, so the check is off
-    assert not transport_security(Settings(host="0.0.0.0")).enable_dns_rebinding_protection
+    assert not transport_security(ServerSettings(host="0.0.0.0")).enable_dns_rebinding_protection
 
 
 # --- stdio: `rag mcp` as a desktop client launches it -----------------------------------------------
@@ -217,7 +218,7 @@ def stdio_params(settings: Settings, **env) -> StdioServerParameters:
     # The SDK passes the child only HOME, LOGNAME, PATH, SHELL, TERM and USER: configuration goes in env.
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "rag.cli", "mcp"],
+        args=["-m", "api.cli", "mcp"],
         cwd=str(PROJECT_ROOT),
         env={
             "RAG_INDEX_DIR": str(settings.index_dir),
@@ -246,7 +247,7 @@ def test_stdio_rag_mcp(service, settings):
     first = found["results"][0]
     assert first["text"].startswith("Nahuel Moreno revised the theory")
     assert first["url"] == f"https://rag.example.org/?passage={first['id']}"  # RAG_PUBLIC_URL, trailing slash dropped
-    assert fetched["metadata"]["index_id"] == service.retriever.index.id  # the same index, loaded not rebuilt
+    assert fetched["metadata"]["index_id"] == service.snapshot.index.id  # the same index, loaded not rebuilt
     assert answer["mode"] == "lexical" and len(answer["passages"]) == 2
     assert "no passage with id 'nope'" in error_text(missing)
 

@@ -10,11 +10,12 @@ from fastapi.testclient import TestClient
 
 import api.middleware
 from api.app import create_app
+from api.settings import ServerSettings
 from api.mcp_server import INSTRUCTIONS
 from api.middleware import RateLimit
 from api.schemas import PASSAGES_ARE_DATA
 from rag.service import Service
-from tests.reliability_support import INJECTION, settings_for, use_encoder, write_tiny_seeds
+from tests.reliability_support import INJECTION, settings_for, write_tiny_seeds
 
 KEY = "k3y-For-Tests-0123456789abcdef"
 MCP_INIT = {
@@ -27,7 +28,7 @@ MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": 
 
 
 def _app(service, **overrides):
-    return create_app(service=service, settings=service.settings.model_copy(update=overrides))
+    return create_app(service=service, server_settings=ServerSettings(**overrides))
 
 
 @pytest.fixture(scope="module")
@@ -76,26 +77,12 @@ def test_without_a_key_nothing_asks_for_one(client):
     assert client.post("/query", json={"question": "Trotsky"}).status_code == 200
 
 
-def test_keys_are_compared_in_constant_time(keyed, monkeypatch):
-    calls = []
-    real = api.middleware.hmac.compare_digest
-
-    def spy(a, b):
-        calls.append((len(a), len(b)))
-        return real(a, b)
-
-    monkeypatch.setattr(api.middleware.hmac, "compare_digest", spy)
-    keyed.get("/documents", headers={"X-API-Key": "short"})
-    keyed.get("/documents", headers={"X-API-Key": KEY})
-    assert calls and all(a == b == 32 for a, b in calls)  # sha256 digests: the key's length does not leak
-
-
 def test_admin_reload_needs_the_key_or_this_machine(service, keyed):
     with TestClient(_app(service)) as open_client:  # no key: TestClient's peer is "testclient", not loopback
         assert open_client.post("/admin/reload").status_code == 403
     response = keyed.post("/admin/reload", headers={"X-API-Key": KEY})
     assert response.status_code == 200
-    assert response.json() == {"index_id": service.retriever.index.id, "previous": service.retriever.index.id, "changed": False}
+    assert response.json() == {"index_id": service.snapshot.index.id, "previous": service.snapshot.index.id, "changed": False}
 
 
 def test_a_failed_reload_is_a_503_and_the_old_index_keeps_serving(service, keyed, monkeypatch):
@@ -105,7 +92,7 @@ def test_a_failed_reload_is_a_503_and_the_old_index_keeps_serving(service, keyed
     monkeypatch.setattr(service, "reload", broken)
     response = keyed.post("/admin/reload", headers={"X-API-Key": KEY})
     assert response.status_code == 503
-    assert response.json()["error"] == f"reload failed, still serving index {service.retriever.index.id}: [Errno 5] Input/output error"
+    assert response.json()["error"] == f"reload failed, still serving index {service.snapshot.index.id}: [Errno 5] Input/output error"
     assert keyed.post("/query", json={"question": "Trotsky"}, headers={"X-API-Key": KEY}).status_code == 200
     assert 'rag_index_reloads_total{outcome="failed"} 1.0' in keyed.get("/metrics", headers={"X-API-Key": KEY}).text
 
@@ -186,14 +173,12 @@ AURORA = (
 
 
 @pytest.fixture(scope="module")
-def injected(tmp_path_factory, encoder):
+def injected(tmp_path_factory, encoders):
     """A corpus with a document that tries to give orders; returns (client, document text)."""
     root = tmp_path_factory.mktemp("injection")
     text = AURORA + INJECTION + "\n"
     seeds = write_tiny_seeds(root / "seeds", extra_doc=text)
-    with pytest.MonkeyPatch.context() as mp:
-        use_encoder(mp, encoder)
-        service = Service.open(settings_for(seeds, root / "index"))
+    service = Service.open(settings_for(seeds, root / "index"), encoders)
     with TestClient(create_app(service=service)) as client:
         yield client, text
 

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import rag.index
+import rag.store
 import rag.service
 from rag.config import PROJECT_ROOT
 from rag.errors import IndexCorrupt, IndexProblem, IndexStale
-from rag.index import MANIFEST, load_index
+from rag.store import MANIFEST, load_index
 from rag.service import Service
 from tests.reliability_support import (
     EXTRA_PARAGRAPH,
@@ -40,29 +40,21 @@ from tests.reliability_support import (
     manifest,
     resign,
     settings_for,
-    use_encoder,
     write_tiny_seeds,
 )
+
+pytestmark = pytest.mark.slow  # live servers, subprocesses, browsers or whole-set runs: `make test`, not `make test-fast`
 
 FINGERPRINT_KEYS = ("format_version", "model", "chunker", "embedding_text", "corpus_sha256")
 QUESTIONS = ("lighthouse keeper counting zebras", "What did Trotsky observe about foreign capital?", "Mensheviks feudal economy")
 
 
-@pytest.fixture
-def shared_encoder(encoder, monkeypatch):
-    """Service.open uses the session's already-loaded model instead of loading it again."""
-    use_encoder(monkeypatch, encoder)
-    return encoder
-
-
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, encoder):
+def tiny(tmp_path_factory, encoders):
     """A pristine small index: (seeds, index_dir, manifest)."""
     root = tmp_path_factory.mktemp("tiny")
     seeds = write_tiny_seeds(root / "seeds")
-    with pytest.MonkeyPatch.context() as mp:
-        use_encoder(mp, encoder)
-        Service.open(settings_for(seeds, root / "index"))
+    Service.open(settings_for(seeds, root / "index"), encoders)
     return seeds, root / "index", manifest(root / "index")
 
 
@@ -77,7 +69,7 @@ CORRUPTION_SCRIPT = textwrap.dedent(
     import json, random, shutil, sys
     from pathlib import Path
     from rag.errors import IndexProblem
-    from rag.index import load_index
+    from rag.store import load_index
     from tests.reliability_support import manifest, resign
 
     pristine, work, expected_path = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
@@ -165,7 +157,7 @@ def test_truncated_or_flipped_index_files_are_refused_and_never_crash_the_reader
     ("key", "mutation"),
     [("manifest", "truncate"), ("vectors", "flip"), ("passages", "truncate"), ("sentences", "flip")],
 )
-def test_corrupted_index_is_rebuilt_at_startup_or_refused(tiny, tmp_path, shared_encoder, key, mutation):
+def test_corrupted_index_is_rebuilt_at_startup_or_refused(tiny, tmp_path, encoders, key, mutation):
     seeds, pristine, original = tiny
     index = copy_index(pristine, tmp_path / "index")
     path = index / (MANIFEST if key == "manifest" else original["files"][key]["name"])
@@ -177,10 +169,10 @@ def test_corrupted_index_is_rebuilt_at_startup_or_refused(tiny, tmp_path, shared
     path.write_bytes(bytes(data))
 
     with pytest.raises(IndexProblem, match="refusing to serve it") as refused:
-        Service.open(settings_for(seeds, index, auto_build=False))
+        Service.open(settings_for(seeds, index, auto_build=False), encoders)
     assert isinstance(refused.value.__cause__, (IndexCorrupt, IndexStale))
-    service = Service.open(settings_for(seeds, index))  # auto_build: rebuilt from the sources
-    assert service.retriever.index.id == original["id"]  # same content, same id
+    service = Service.open(settings_for(seeds, index), encoders)  # auto_build: rebuilt from the sources
+    assert service.snapshot.index.id == original["id"]  # same content, same id
     assert load_index(index, None).id == original["id"]
     assert not [n for n in index_files(index) if n.startswith(".tmp-")]
 
@@ -236,7 +228,7 @@ class Harness:
         self.log.close()
 
 
-def test_sigkill_at_random_moments_of_a_rebuild_leaves_the_old_or_the_new_index(tmp_path, shared_encoder):
+def test_sigkill_at_random_moments_of_a_rebuild_leaves_the_old_or_the_new_index(tmp_path, encoders):
     """`rag index --force` (the real CLI, in forked children) killed with SIGKILL at random moments,
     KILLS times: half uniformly over the whole run, half inside the write phase (slowed down so the
     kill lands between any two of its steps). After each kill the next start serves the complete old
@@ -244,8 +236,8 @@ def test_sigkill_at_random_moments_of_a_rebuild_leaves_the_old_or_the_new_index(
     old_seeds = write_tiny_seeds(tmp_path / "old-seeds")
     new_seeds = write_tiny_seeds(tmp_path / "new-seeds", extra=EXTRA_PARAGRAPH)
     pristine = tmp_path / "pristine"
-    old = Service.open(settings_for(old_seeds, pristine))
-    reference = {old.retriever.index.id: answers(old)}
+    old = Service.open(settings_for(old_seeds, pristine), encoders)
+    reference = {old.snapshot.index.id: answers(old)}
     rng = random.Random(5)
     harness = Harness(tmp_path / "harness.log")
     try:
@@ -256,9 +248,9 @@ def test_sigkill_at_random_moments_of_a_rebuild_leaves_the_old_or_the_new_index(
         written = time.monotonic()
         assert harness.expect("EXIT", timeout=60) == [str(pid), "0"], (tmp_path / "harness.log").read_text()[-3000:]
         full_run, write_phase = time.monotonic() - started, time.monotonic() - written
-        new = Service.open(settings_for(new_seeds, copy_index(work, tmp_path / "new"), auto_build=False))
-        reference[new.retriever.index.id] = answers(new)
-        assert len(reference) == 2 and reference[new.retriever.index.id] != reference[old.retriever.index.id]
+        new = Service.open(settings_for(new_seeds, copy_index(work, tmp_path / "new"), auto_build=False), encoders)
+        reference[new.snapshot.index.id] = answers(new)
+        assert len(reference) == 2 and reference[new.snapshot.index.id] != reference[old.snapshot.index.id]
         # the slowed write phase: 4 files x (fsync + rename + directory fsync) plus loading afterwards
         slow_write_phase = write_phase + 12 * SLOW_WRITE_SECONDS
 
@@ -283,14 +275,14 @@ def test_sigkill_at_random_moments_of_a_rebuild_leaves_the_old_or_the_new_index(
 
             loaded = load_index(work, None)  # never raises: the current manifest and its files are complete
             assert loaded.id in reference, f"kill {i}: serving an index that is neither old nor new"
-            seeds = old_seeds if loaded.id == old.retriever.index.id else new_seeds
-            service = Service.open(settings_for(seeds, work, auto_build=False))  # the next start
-            assert service.retriever.index.id == loaded.id
+            seeds = old_seeds if loaded.id == old.snapshot.index.id else new_seeds
+            service = Service.open(settings_for(seeds, work, auto_build=False), encoders)  # the next start
+            assert service.snapshot.index.id == loaded.id
             assert answers(service) == reference[loaded.id], f"kill {i}: answers differ from that version's"
             remaining = set(index_files(work))
             assert not [n for n in remaining if n.startswith(".tmp-")], f"kill {i}: temp files left: {remaining}"
             assert remaining == {MANIFEST} | {f["name"] for f in manifest(work)["files"].values()}
-            outcomes["old" if loaded.id == old.retriever.index.id else "new"] += 1
+            outcomes["old" if loaded.id == old.snapshot.index.id else "new"] += 1
             assert status in (0, -9)
         print(f"\nSIGKILL x{KILLS}: {outcomes}, {killed_mid_write} left partial files (cleaned at the next start); "
               f"full run {full_run:.1f}s, write phase {write_phase:.2f}s")
@@ -319,13 +311,13 @@ def _failing(real, fail_at: int, counter: list[int], error: int = errno.ENOSPC):
     # fsync #7 is the manifest's own (before its rename). #8, after the rename, is not a "failed write".
     [("write", 1), ("write", 2), ("write", 3), ("write", 4), ("fsync", 1), ("fsync", 2), ("fsync", 5), ("fsync", 7)],
 )
-def test_a_failed_write_leaves_the_old_index_served_and_untouched(tiny, tmp_path, shared_encoder, monkeypatch, step, fail_at):
+def test_a_failed_write_leaves_the_old_index_served_and_untouched(tiny, tmp_path, encoders, monkeypatch, step, fail_at):
     """Disk full (ENOSPC on the Nth file write) or an I/O error on the Nth fsync during a forced rebuild:
     the rebuild fails with a clear IndexProblem, the old index's files are byte-identical, no temp file is
     left, and the running service keeps answering from the old index."""
     seeds, pristine, original = tiny
     index = copy_index(pristine, tmp_path / "index")
-    service = Service.open(settings_for(seeds, index, auto_build=False))
+    service = Service.open(settings_for(seeds, index, auto_build=False), encoders)
     before = index_files(index)
     counter = [0]
     if step == "write":
@@ -349,7 +341,7 @@ def test_a_failed_write_leaves_the_old_index_served_and_untouched(tiny, tmp_path
             handle = real_open(path, mode, *args, **kwargs)
             return FailingFile(handle) if "w" in mode else handle
 
-        monkeypatch.setattr(rag.index, "open", failing_open, raising=False)
+        monkeypatch.setattr(rag.store, "open", failing_open, raising=False)
     else:
 
         class FailingOS:
@@ -358,17 +350,17 @@ def test_a_failed_write_leaves_the_old_index_served_and_untouched(tiny, tmp_path
             def __getattr__(self, name):
                 return getattr(os, name)
 
-        monkeypatch.setattr(rag.index, "os", FailingOS())
+        monkeypatch.setattr(rag.store, "os", FailingOS())
     with pytest.raises(IndexProblem, match="cannot write the index"):
         service.reload(force=True)
     monkeypatch.undo()
     assert index_files(index) == before
-    assert service.retriever.index.id == original["id"]
+    assert service.snapshot.index.id == original["id"]
     assert service.query("Trotsky", 1).hits
     assert load_index(index, None).id == original["id"]
 
 
-def test_a_real_full_disk_leaves_the_old_index(tiny, tmp_path, shared_encoder):
+def test_a_real_full_disk_leaves_the_old_index(tiny, tmp_path, encoders):
     """The same on a real, small tmpfs filled up to leave less room than a second copy of the index needs."""
     seeds, pristine, original = tiny
     mount = tmp_path / "disk"
@@ -379,7 +371,7 @@ def test_a_real_full_disk_leaves_the_old_index(tiny, tmp_path, shared_encoder):
         total = sum((pristine / f["name"]).stat().st_size for f in original["files"].values())
         for room in (total // 4, total // 2, total - 8192):
             index = copy_index(pristine, mount / "index")
-            service = Service.open(settings_for(seeds, index, auto_build=False))
+            service = Service.open(settings_for(seeds, index, auto_build=False), encoders)
             before = index_files(index)
             stat = os.statvfs(mount)
             filler = stat.f_bavail * stat.f_frsize - room
@@ -407,7 +399,7 @@ class Planted:
 
 
 @pytest.mark.parametrize("key", ["sentences", "vectors", "passages"])
-def test_a_planted_pickle_is_never_executed(tiny, tmp_path, shared_encoder, key):
+def test_a_planted_pickle_is_never_executed(tiny, tmp_path, encoders, key):
     """A pickle in place of an index file, with a manifest re-signed to vouch for it: refused as
     IndexCorrupt, and its payload (create a marker file) never runs."""
     seeds, pristine, _ = tiny
@@ -425,7 +417,7 @@ def test_a_planted_pickle_is_never_executed(tiny, tmp_path, shared_encoder, key)
     with pytest.raises(IndexCorrupt):
         load_index(index, None)
     with pytest.raises(IndexProblem):
-        Service.open(settings_for(seeds, index, auto_build=False))
+        Service.open(settings_for(seeds, index, auto_build=False), encoders)
     assert not marker.exists(), "the planted pickle was executed"
     if key == "sentences":
         np.load(io.BytesIO(data), allow_pickle=True)
@@ -447,7 +439,7 @@ def test_no_load_path_uses_a_code_executing_format():
 # --- leftovers ----------------------------------------------------------------------------------
 
 
-def test_leftovers_of_an_interrupted_build_are_removed_at_start_but_not_during_a_build(tiny, tmp_path, shared_encoder):
+def test_leftovers_of_an_interrupted_build_are_removed_at_start_but_not_during_a_build(tiny, tmp_path, encoders):
     seeds, pristine, original = tiny
     index = copy_index(pristine, tmp_path / "index")
     strays = [".tmp-1234abcd-vectors-deadbeef.faiss", "vectors-deadbeef0000.faiss", "sentences-deadbeef0000.npy"]
@@ -455,8 +447,8 @@ def test_leftovers_of_an_interrupted_build_are_removed_at_start_but_not_during_a
         (index / name).write_bytes(b"partial")
     with open(index / ".lock", "w") as lock:  # another process is building: its files are not ours to remove
         fcntl.flock(lock, fcntl.LOCK_EX)
-        Service.open(settings_for(seeds, index, auto_build=False))
+        Service.open(settings_for(seeds, index, auto_build=False), encoders)
         assert all((index / name).exists() for name in strays)
         fcntl.flock(lock, fcntl.LOCK_UN)
-    Service.open(settings_for(seeds, index, auto_build=False))
+    Service.open(settings_for(seeds, index, auto_build=False), encoders)
     assert set(index_files(index)) == {MANIFEST} | {f["name"] for f in original["files"].values()}

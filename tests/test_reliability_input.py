@@ -19,6 +19,8 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.settings import ServerSettings
+from rag.service import Service
 from tests.reliability_support import peak_rss_kib, reset_peak_rss
 
 HOSTILE_BODIES = [
@@ -104,8 +106,7 @@ def test_deep_nesting_under_a_large_body_limit_is_refused_not_a_recursion_crash(
     body = b"[" * 100_000 + b"]" * 100_000
     with TestClient(create_app(service=service)) as default_client:
         assert default_client.post("/query", content=body, headers={"content-type": "application/json"}).status_code == 413
-    settings = service.settings.model_copy(update={"max_body_bytes": 1_000_000})
-    with TestClient(create_app(service=service, settings=settings)) as big_client:
+    with TestClient(create_app(service=service, server_settings=ServerSettings(max_body_bytes=1_000_000))) as big_client:
         response = big_client.post("/query", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 400
         assert response.json()["error"] == "request body is nested too deeply to parse"
@@ -130,7 +131,8 @@ def test_batch_size_is_capped_by_settings(service, client):
     assert client.post("/query/batch", json={"questions": ["why?"] * 33}).status_code == 422
     assert client.post("/query/batch", json={"questions": []}).status_code == 422
     settings = service.settings.model_copy(update={"max_batch_questions": 3})
-    with TestClient(create_app(service=service, settings=settings)) as small:
+    small_service = Service(settings, service.model, service.encoders, service.snapshot)  # same index, other limits
+    with TestClient(create_app(service=small_service)) as small:
         response = small.post("/query/batch", json={"questions": ["why?"] * 4})
         assert response.status_code == 422
         assert response.json()["error"] == "questions: at most 3 per batch; got 4"

@@ -20,21 +20,23 @@ import time
 import httpx
 import pytest
 
-from rag import cli
-from rag.index import load_index
+from api import cli
+from api import server as server_module
+from rag.store import load_index
 from tests.reliability_support import ARTICLE, EXTRA_PARAGRAPH, copy_index, rag_serve, rss_kib
+
+pytestmark = pytest.mark.slow  # live servers, subprocesses, browsers or whole-set runs: `make test`, not `make test-fast`
 
 CLIENTS = 32
 LOAD_SECONDS = 20
 WARMUP_SECONDS = 3
-# httpx's default idle expiry (5 s): `rag serve` keeps idle connections open longer (cli.KEEP_ALIVE_SECONDS),
+# httpx's default idle expiry (5 s): `rag serve` keeps idle connections open longer (api.server.KEEP_ALIVE_SECONDS),
 # so a client never reuses a connection at the instant the server closes it (with uvicorn's default of 5 s
 # this test lost about 1 request in 500 that way: reset before the server read it).
 LIMITS = httpx.Limits(max_connections=CLIENTS, max_keepalive_connections=CLIENTS)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, settings, service):
+def _serve_copy(tmp_path_factory, settings, service):
     """`rag serve` over copies of seeds/ and of the session's index (loaded, never rebuilt: RAG_AUTO_BUILD=false)."""
     root = tmp_path_factory.mktemp("live")
     seeds = root / "seeds"
@@ -43,6 +45,18 @@ def server(tmp_path_factory, settings, service):
     log = root / "server.log"
     with rag_serve(seeds, index, log) as (process, base):
         yield {"process": process, "base": base, "seeds": seeds, "index": index, "log": log, "old": service}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory, settings, service):
+    """One server shared by the tests that leave it running."""
+    yield from _serve_copy(tmp_path_factory, settings, service)
+
+
+@pytest.fixture
+def own_server(tmp_path_factory, settings, service):
+    """A server of its own, for a test that stops it."""
+    yield from _serve_copy(tmp_path_factory, settings, service)
 
 
 def questions(n: int, seed: int) -> list[str]:
@@ -119,8 +133,8 @@ def test_reload_while_serving_drops_nothing_and_each_answer_is_from_one_index(se
     8 clients query; SIGHUP makes the server swap it in. No request fails, every response's passages belong
     to the index its `index.id` names, and once a client has seen the new index it never sees the old."""
     base, old_service = server["base"], server["old"]
-    old_id = old_service.retriever.index.id
-    versions = {old_id: {p.id: p.text for p in old_service.retriever.passages}}
+    old_id = old_service.snapshot.index.id
+    versions = {old_id: {p.id: p.text for p in old_service.snapshot.passages}}
     article = next(server["seeds"].glob("*.txt"))
     article.write_text(article.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + EXTRA_PARAGRAPH + "\n", encoding="utf-8")
     pool = ["Who counted zebras at the lighthouse?", *questions(2_000, seed=2)]
@@ -208,9 +222,10 @@ def test_an_idle_keep_alive_connection_outlives_common_client_expiries(server):
             assert data.startswith(b"HTTP/1.1 200")
 
 
-def test_sigterm_lets_requests_in_flight_finish_then_exits(server):
+def test_sigterm_lets_requests_in_flight_finish_then_exits(own_server):
     """Slow requests (batches of 32 questions) in flight when SIGTERM arrives all complete with 200; new
     connections are refused at once; the process shuts down cleanly within the graceful-shutdown timeout."""
+    server = own_server
     process, base = server["process"], server["base"]
     batch = {"questions": questions(32, seed=3), "top_k": 50}
 
@@ -233,7 +248,7 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits(server):
             return sent, await asyncio.gather(*tasks), late
 
     sent, outcomes, late = asyncio.run(run())
-    exit_code = process.wait(cli.SHUTDOWN_GRACE_SECONDS + 10)
+    exit_code = process.wait(server_module.SHUTDOWN_GRACE_SECONDS + 10)
     exited = time.monotonic() - sent
     print(f"\nSIGTERM: {len(outcomes)} requests in flight all answered; new request got {late}; exited {exit_code} after {exited:.1f}s")
     assert all(status == 200 and count == 32 for status, _, count in outcomes), outcomes
@@ -243,4 +258,4 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits(server):
     assert exit_code in (0, -signal.SIGTERM)
     messages = [json.loads(line).get("message") for line in server["log"].read_text().splitlines() if line.startswith("{")]
     assert "Application shutdown complete." in messages and messages[-1].startswith("Finished server process")
-    assert exited <= cli.SHUTDOWN_GRACE_SECONDS + 5
+    assert exited <= server_module.SHUTDOWN_GRACE_SECONDS + 5

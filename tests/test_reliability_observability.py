@@ -31,7 +31,7 @@ def value(metrics: dict, name: str, **labels) -> float:
 
 def test_metrics_count_requests_by_route_template_and_time_each_stage(service):
     with TestClient(create_app(service=service)) as client:
-        passage_id = service.retriever.passages[0].id
+        passage_id = service.snapshot.passages[0].id
         client.post("/query", json={"question": "What is permanent revolution?"})
         client.get("/query", params={"q": "Who was Trotsky?", "mode": "dense"})
         client.post("/query/batch", json={"questions": ["Mensheviks", "Lenin"], "mode": "lexical"})

@@ -1,13 +1,16 @@
-"""The `rag` command: build the index, ask from a terminal, serve HTTP, and more.
+"""The `rag` command: the composition root for a terminal. Build the index, ask, serve, evaluate.
 
     rag index [--force]             build the index if missing or stale (or always)
     rag ask "question" [-k 5] [--mode hybrid] [--json]
     rag serve [--host H] [--port P]
     rag eval ...                    retrieval quality report (see rag.evaluation)
     rag mcp                         MCP server over stdio, for desktop chat clients
+    rag --version
 
-Settings come from the environment (RAG_*, see rag.config); flags override them.
-Errors print one line to stderr and exit non-zero, never a traceback.
+Settings come from the environment (RAG_*: library settings in rag.config,
+server settings in api.settings); flags override them. Errors print one line
+to stderr and exit non-zero, never a traceback; a closed pipe (`| head`) ends
+quietly. Every command is a function tested in-process through `main(argv)`.
 """
 
 from __future__ import annotations
@@ -18,15 +21,25 @@ import logging
 import os
 import sys
 import textwrap
-import time
+from importlib import metadata as package_metadata
 
 from rag.config import Settings
 from rag.errors import RagError
 
+PACKAGE = "ask-the-document"
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="rag", description="Ask the document: cited passage retrieval.")
-    sub = parser.add_subparsers(dest="command", required=True)
+
+def version() -> str:
+    try:
+        return package_metadata.version(PACKAGE)
+    except package_metadata.PackageNotFoundError:  # running from a checkout without installing
+        return "unknown"
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="rag", description="Ask the document: cited passage retrieval.")
+    root.add_argument("--version", action="version", version=f"rag {version()}")
+    sub = root.add_subparsers(dest="command", required=True)
 
     p_index = sub.add_parser("index", help="build (or rebuild) the index")
     p_index.add_argument("--force", action="store_true", help="rebuild even if the index is current")
@@ -34,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p_ask = sub.add_parser("ask", help="ask a question and print cited passages")
     p_ask.add_argument("question")
     p_ask.add_argument("-k", "--top-k", type=int, default=5)
-    p_ask.add_argument("--mode", default="hybrid", choices=["hybrid", "dense", "lexical"])
+    p_ask.add_argument("--mode", default=None, choices=["hybrid", "dense", "lexical"], help="default: RAG_DEFAULT_MODE (hybrid)")
     p_ask.add_argument("--json", action="store_true", help="print the HTTP API's JSON instead")
 
     p_serve = sub.add_parser("serve", help="serve the HTTP API (and MCP at /mcp)")
@@ -46,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     p_eval = sub.add_parser("eval", help="measure retrieval quality on eval/questions.jsonl")
     p_eval.add_argument("--split", default=None, help="only this split (dev or test); default: both")
     p_eval.add_argument("--no-plot", action="store_true")
+    return root
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None, encoders=None) -> int:
+    """Run one command; `encoders` (a rag.encoders.Encoders) lets a caller share an already-loaded model."""
+    args = parser().parse_args(argv)
+    args.encoders = encoders
     logging.basicConfig(level=os.environ.get("RAG_LOG_LEVEL", "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
@@ -55,43 +73,49 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         print(f"rag {args.command}: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`rag ask ... | head -1`): not an error
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit; let that write go nowhere
+        return 0
     except KeyboardInterrupt:
         return 130
 
 
 def cmd_index(args, settings: Settings) -> int:
-    from rag.service import Service
+    from rag.build import build
 
-    started = time.perf_counter()
-    # `rag index` always may build; --force builds once even when the index is current (not twice when stale).
-    service = Service.open(settings.model_copy(update={"auto_build": True}), progress=True, force=args.force)
-    manifest = service.retriever.index.manifest
-    sizes = [len(p.text) for p in service.retriever.passages]
+    report = build(settings, args.encoders, force=args.force, progress=True)
+    manifest = report.manifest
+    counts = manifest["counts"]
+    where = f"index {manifest['id']} in {settings.index_dir}: {counts['passages']} passages from {counts['documents']} document(s)"
+    if not report.built:
+        print(f"{where}, up to date (built {manifest['created_at']}); nothing to do ({report.seconds:.1f}s)")
+        return 0
     print(
-        f"index {manifest['id']} in {settings.index_dir}: {manifest['counts']['passages']} passages "
-        f"from {manifest['counts']['documents']} document(s), {min(sizes)}–{max(sizes)} characters "
-        f"(mean {sum(sizes) / len(sizes):.0f}), model {manifest['model']['name']}, {manifest['index_type']} search; "
-        f"built in {manifest['build_seconds']:.1f}s ({time.perf_counter() - started:.1f}s with loading)"
+        f"{where}, model {manifest['model']['name']}, {manifest['index_type']} search; "
+        f"built in {manifest['build_seconds']:.1f}s ({report.seconds:.1f}s with loading)"
     )
     return 0
 
 
 def cmd_ask(args, settings: Settings) -> int:
+    from rag.passage_text import location
     from rag.service import Service
 
-    service = Service.open(settings)
+    service = Service.open(settings, args.encoders)
     result = service.query(args.question, args.top_k, args.mode)
     if args.json:
         from api.schemas import query_response
 
-        response = query_response(result, service.documents, service.info()["model"], sum(result.timings_ms.values()))
+        response = query_response(result, sum(result.timings_ms.values()))
         print(json.dumps(response.model_dump(), indent=2, ensure_ascii=False))
         return 0
+    documents = result.snapshot.documents
     verdict = "" if result.answerable else "  (the documents may not answer this)"
     print(f"{result.question}{verdict}\n")
     for hit in result.hits:
-        p, doc = hit.passage, service.documents[hit.passage.document]
-        where = f"{doc.title} › {p.section or 'opening'} › ¶{'–'.join(map(str, sorted({p.paragraphs[0], p.paragraphs[-1]})))}"
+        p, doc = hit.passage, documents[hit.passage.document]
+        where = f"{doc.title} › {location(p)}"
         print(f"[{hit.rank}] {where}  chars {p.start}–{p.end}  score {hit.score:.4f}")
         print(textwrap.indent(textwrap.fill(p.text, 96), "    "))
         print(f"    ➜ {hit.highlight.text}\n")
@@ -99,39 +123,20 @@ def cmd_ask(args, settings: Settings) -> int:
 
 
 def cmd_serve(args, settings: Settings) -> int:
-    import uvicorn
+    from api.server import serve
+    from api.settings import ServerSettings
 
-    from api.app import create_app
-
-    import signal
-
-    from api.observability import configure_json_logging
-    from api.ops import reload_in_background
-
-    host = args.host or settings.host
-    port = args.port or settings.port
-    configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))  # JSON lines on stderr, one per request
-    app = create_app(settings)
-    # SIGHUP: reload the index (after `rag index` in another process) without dropping a request.
-    signal.signal(signal.SIGHUP, lambda signum, frame: reload_in_background(app))
-    # SIGTERM/SIGINT: stop accepting, let requests in flight finish (up to SHUTDOWN_GRACE_SECONDS), exit.
-    # Keep-alive: idle connections live longer than common clients keep them (httpx 5 s, aiohttp 15 s), so a
-    # client never reuses a connection the server is closing at that instant (its request would be reset).
-    uvicorn.run(
-        app, host=host, port=port, timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS, log_config=None, access_log=False,
-    )
+    server_settings = ServerSettings()
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    serve(settings, server_settings.model_copy(update=overrides))
     return 0
-
-
-SHUTDOWN_GRACE_SECONDS = 10
-KEEP_ALIVE_SECONDS = 20
 
 
 def cmd_mcp(args, settings: Settings) -> int:
     from api.mcp_server import run_stdio
+    from api.settings import ServerSettings
 
-    run_stdio(settings)
+    run_stdio(settings, ServerSettings())
     return 0
 
 

@@ -1,0 +1,34 @@
+"""What every route depends on: the service, the settings, the metrics — one `Depends` each.
+
+Routes never reach into `app.state` themselves. `get_service` answers 503 (via
+`RagError`) while the index is still loading in the lifespan.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+
+from api.observability import Metrics
+from api.settings import ServerSettings
+from rag.config import Settings
+from rag.errors import RagError
+from rag.service import Service
+
+
+def get_service(request: Request) -> Service:
+    service = request.app.state.service
+    if service is None:  # only while the lifespan is still opening it
+        raise RagError("the index is not loaded yet")
+    return service
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_server_settings(request: Request) -> ServerSettings:
+    return request.app.state.server_settings
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
