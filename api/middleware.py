@@ -141,9 +141,13 @@ class RequestContext:
             )
             REQUEST_ID.reset(token)
 
+    def _routes(self) -> list:
+        """Every route, with those of included routers (FastAPI wraps them) listed in place."""
+        return list(_flatten(self.router.routes))
+
     def _allowed_methods(self, scope) -> list[str]:
         methods: set[str] = set()
-        for candidate in self.router.routes:
+        for candidate in self._routes():
             try:
                 match, _ = candidate.matches({**scope, "method": "GET"})
             except Exception:  # pragma: no cover
@@ -156,7 +160,7 @@ class RequestContext:
         """The route template (bounded label), matched after the fact if a middleware answered first."""
         route = scope.get("route")
         if route is None:
-            for candidate in self.router.routes:
+            for candidate in self._routes():
                 try:
                     match, _ = candidate.matches(scope)
                 except Exception:  # pragma: no cover - a route that cannot match this scope
@@ -165,6 +169,15 @@ class RequestContext:
                     route = candidate
                     break
         return getattr(route, "path", None) or "<unmatched>"
+
+
+def _flatten(routes):
+    for route in routes:
+        included = getattr(route, "original_router", None)  # fastapi's _IncludedRouter (no prefix is used here)
+        if included is not None:
+            yield from _flatten(included.routes)
+        else:
+            yield route
 
 
 # --- API key ---------------------------------------------------------------------------------

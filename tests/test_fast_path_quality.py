@@ -54,7 +54,7 @@ def test_onnx_and_torch_rank_every_eval_question_alike(service, torch_service):
 
 
 def test_concurrent_queries_are_batched_and_get_their_own_vectors(service):
-    batcher = service.snapshot.snapshot.retriever.encoder
+    batcher = service.snapshot.retriever.encoder
     assert isinstance(batcher, BatchingEncoder)
     texts = [q["question"] for q in QUESTIONS[:64]]
     alone = np.stack([batcher.encode([t])[0] for t in texts])  # one at a time: each is its own batch
