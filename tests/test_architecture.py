@@ -22,6 +22,7 @@ from rag.service import Service
 from rag.store import load_index
 from tests.reliability_support import settings_for, write_tiny_seeds
 
+LOCAL = "http://127.0.0.1"
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
@@ -100,7 +101,7 @@ def test_ask_json_into_a_closed_pipe_ends_quietly(service):
 def test_top_k_limit_from_settings_holds_on_http_and_mcp(service):
     settings = service.settings.model_copy(update={"max_top_k": 80})
     wide = Service(settings, service.model, service.encoders, service.snapshot)
-    with TestClient(create_app(service=wide)) as client:
+    with TestClient(create_app(service=wide), base_url=LOCAL) as client:
         assert client.post("/query", json={"question": "What is permanent revolution?", "top_k": 60}).status_code == 200
         assert client.get("/query", params={"q": "What is permanent revolution?", "top_k": 60}).status_code == 200
         too_many = client.post("/query", json={"question": "What is permanent revolution?", "top_k": 81})
@@ -112,7 +113,15 @@ def test_top_k_limit_from_settings_holds_on_http_and_mcp(service):
         assert len(reply["structuredContent"]["passages"]) == min(60, len(service.snapshot.passages))
 
 
-def test_mcp_argument_errors_are_one_plain_sentence(client):
+@pytest.fixture(scope="module")
+def local_client(service):
+    """Over the loopback name, which /mcp's DNS-rebinding check accepts (TestClient's default "testserver" it refuses)."""
+    with TestClient(create_app(service=service), base_url=LOCAL) as client:
+        yield client
+
+
+def test_mcp_argument_errors_are_one_plain_sentence(local_client):
+    client = local_client
     call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
             "params": {"name": "ask", "arguments": {"question": "Who was Trotsky?", "top_k": 500, "mode": "fuzzy"}}}
     reply = client.post("/mcp", json=call, headers=MCP_HEADERS).json()["result"]
@@ -122,8 +131,8 @@ def test_mcp_argument_errors_are_one_plain_sentence(client):
     assert "pydantic" not in text and "http" not in text
 
 
-def test_get_on_mcp_is_405_not_an_endless_stream(client):
-    response = client.get("/mcp", headers={"Accept": "text/event-stream"})
+def test_get_on_mcp_is_405_not_an_endless_stream(local_client):
+    response = local_client.get("/mcp", headers={"Accept": "text/event-stream"})
     assert response.status_code == 405
     assert "POST" in response.headers["allow"]
 
