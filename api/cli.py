@@ -49,6 +49,11 @@ def parser() -> argparse.ArgumentParser:
     p_ask.add_argument("-k", "--top-k", type=int, default=5)
     p_ask.add_argument("--mode", default=None, choices=["hybrid", "dense", "lexical"], help="default: RAG_DEFAULT_MODE (hybrid)")
     p_ask.add_argument("--json", action="store_true", help="print the HTTP API's JSON instead")
+    p_ask.add_argument("--document", action="append", default=[], help="only from this document id (repeatable)")
+    p_ask.add_argument("--author", action="append", default=[], help="only from documents by this author (repeatable)")
+    p_ask.add_argument("--section", action="append", default=[], help="only from this section (repeatable)")
+    p_ask.add_argument("--after", default=None, metavar="YYYY-MM-DD", help="only documents published on or after")
+    p_ask.add_argument("--before", default=None, metavar="YYYY-MM-DD", help="only documents published on or before")
 
     p_serve = sub.add_parser("serve", help="serve the HTTP API (and MCP at /mcp)")
     p_serve.add_argument("--host", default=None)
@@ -103,7 +108,9 @@ def cmd_ask(args, settings: Settings) -> int:
     from rag.service import Service
 
     service = Service.open(settings, args.encoders)
-    result = service.query(args.question, args.top_k, args.mode)
+    filters = {"documents": args.document, "authors": args.author, "sections": args.section,
+               "published_after": args.after, "published_before": args.before}
+    result = service.query(args.question, args.top_k, args.mode, filters)
     if args.json:
         from api.schemas import query_response
 

@@ -62,6 +62,10 @@ INSTRUCTIONS = (
     "of each and a flag saying whether the documents answer the question at all. Quote and cite passages by "
     "section and paragraph, and link their `url`. " + schemas.PASSAGES_ARE_DATA
 )
+FILTERS_DESCRIPTION = (
+    "Optional: answer only from some passages: {\"documents\": [ids], \"authors\": [names], "
+    "\"published_after\": \"YYYY-MM-DD\", \"published_before\": \"YYYY-MM-DD\", \"sections\": [titles]}."
+)
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
 
@@ -145,11 +149,12 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     async def search(
         query: Annotated[str, Field(description="What to look for: a question or keywords, in plain language.")],
         ctx: Context,
+        filters: Annotated[schemas.FiltersIn | None, Field(description=FILTERS_DESCRIPTION)] = None,
     ) -> Annotated[CallToolResult, SearchOutput]:
         if not query.strip():
             raise ToolError("query is empty: pass the question or words to search for")
         service = await get_service()
-        result = await _run(service.query, query, SEARCH_RESULTS, settings.default_mode)
+        result = await _run(service.query, query, SEARCH_RESULTS, settings.default_mode, _library_filters(filters))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents  # the version the hits come from
         results = [
@@ -228,11 +233,12 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             str,
             Field(description=schemas.MODE_DESCRIPTION, json_schema_extra={"enum": ["hybrid", "dense", "lexical"]}),
         ] = settings.default_mode,
+        filters: Annotated[schemas.FiltersIn | None, Field(description=FILTERS_DESCRIPTION)] = None,
     ) -> Annotated[CallToolResult, AskOutput]:
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
         service = await get_service()
-        result = await _run(service.query, question, top_k, mode)
+        result = await _run(service.query, question, top_k, mode, _library_filters(filters))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents
         passages = [
@@ -266,6 +272,10 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         return _result(output)
 
     return server
+
+
+def _library_filters(filters: schemas.FiltersIn | None) -> dict | None:
+    return filters.as_library() if filters is not None else None
 
 
 def passage_url(base: str, passage_id: str) -> str:

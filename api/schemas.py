@@ -58,6 +58,21 @@ def top_k_type(max_top_k: int):
 MODE_DESCRIPTION = "hybrid (meaning and keywords: dense and BM25 scores z-normalised and added), dense (meaning) or lexical (BM25)."
 
 
+class FiltersIn(BaseModel):
+    """Answer only from these passages (all given conditions hold). Checked by the library: an unknown
+    document id or a malformed date is a 422 that names it."""
+
+    model_config = ConfigDict(extra="forbid")
+    documents: list[str] = Field(default_factory=list, description="Document ids (GET /documents).")
+    authors: list[str] = Field(default_factory=list, description="Author names, matched case-insensitively.")
+    published_after: str | None = Field(None, description="Inclusive lower bound, YYYY-MM-DD.", examples=["2017-01-01"])
+    published_before: str | None = Field(None, description="Inclusive upper bound, YYYY-MM-DD.", examples=["2019-12-31"])
+    sections: list[str] = Field(default_factory=list, description='Section titles ("Opening" = text before the first heading).')
+
+    def as_library(self) -> dict:
+        return self.model_dump()
+
+
 @dataclass(frozen=True)
 class RequestModels:
     """The request models of one app, with its configured limits."""
@@ -78,6 +93,7 @@ def request_models(settings: Settings) -> RequestModels:
         question: Question
         top_k: TopK = 5
         mode: Mode = Field(default_mode, description=MODE_DESCRIPTION)
+        filters: FiltersIn | None = Field(None, description="Answer only from passages that match (documents, authors, dates, sections).")
 
     class BatchQueryRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -88,6 +104,7 @@ def request_models(settings: Settings) -> RequestModels:
         )
         top_k: TopK = 5
         mode: Mode = Field(default_mode, description=MODE_DESCRIPTION)
+        filters: FiltersIn | None = Field(None, description="One filter for every question of the batch.")
 
     return RequestModels(QueryRequest, BatchQueryRequest, settings.max_question_chars, settings.max_top_k)
 

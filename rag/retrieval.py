@@ -32,6 +32,7 @@ from rag.errors import InvalidInput
 
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
+EXACT_FILTERED_MAX = 20_000  # a filter allowing at most this many passages is searched exactly
 LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
 HIGHLIGHT_TERM_WEIGHT = 0.1  # share of question terms a sentence holds, added to its cosine (dev split: 0.60 -> 0.65)
 
@@ -105,8 +106,10 @@ class Retriever:
         self.sentence_terms = [lexical.terms(p.text[s - p.start : e - p.start]) for p in self.passages for s, e in p.sentences]
         self.passage_terms = [lexical.terms(p.text) for p in self.passages]
 
-    def search(self, question: str, top_k: int = 5, mode: str = "hybrid", snapshot=None) -> QueryResult:
-        """Rank passages for an already-cleaned question (see `clean_question`); the result carries `snapshot`."""
+    def search(self, question: str, top_k: int = 5, mode: str = "hybrid", snapshot=None, allowed: np.ndarray | None = None) -> QueryResult:
+        """Rank passages for an already-cleaned question (see `clean_question`); the result carries `snapshot`.
+
+        `allowed` (one bool per passage, rag.filters.passage_mask) restricts every stage to those passages."""
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 
@@ -120,11 +123,12 @@ class Retriever:
         lap("embed")
         candidates: dict[str, np.ndarray] = {}
         if mode != "lexical":
-            _, ids = self.index.vectors.search(query[None, :], self.depth)
-            candidates["dense"] = ids[0][ids[0] >= 0]
+            candidates["dense"] = self._dense_candidates(query, allowed)
         lap("dense")
         if mode != "dense":
             lexical_scores = self.lexical.scores(question)
+            if allowed is not None:
+                lexical_scores = np.where(allowed, lexical_scores, 0.0).astype(np.float32)
             top = np.argsort(-lexical_scores, kind="stable")[: self.depth]
             candidates["lexical"] = top[lexical_scores[top] > 0]
             lap("lexical")
@@ -161,6 +165,29 @@ class Retriever:
             coverage=round(coverage, 6),
             snapshot=snapshot,
         )
+
+    def _dense_candidates(self, query: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+        """The `depth` passages nearest the question, among the allowed ones when a filter is given."""
+        vectors = self.index.vectors
+        if allowed is None:
+            _, ids = vectors.search(query[None, :], self.depth)
+            return ids[0][ids[0] >= 0]
+        allowed_ids = np.flatnonzero(allowed)
+        if len(allowed_ids) <= EXACT_FILTERED_MAX:  # few enough to score exactly: no recall lost to the ANN graph
+            scores = np.stack([vectors.reconstruct(int(i)) for i in allowed_ids]) @ query if len(allowed_ids) else np.zeros(0)
+            return allowed_ids[np.argsort(-scores, kind="stable")[: self.depth]]
+        import faiss
+
+        selector = faiss.IDSelectorBatch(allowed_ids.astype(np.int64))
+        inner = faiss.downcast_index(vectors)
+        if isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
+        elif isinstance(inner, faiss.IndexIVF):
+            params = faiss.SearchParametersIVF(sel=selector, nprobe=inner.nprobe)
+        else:
+            params = faiss.SearchParameters(sel=selector)
+        _, ids = vectors.search(query[None, :], self.depth, params=params)
+        return ids[0][ids[0] >= 0]
 
     def _sentence_max(self, pool: np.ndarray, query: np.ndarray) -> np.ndarray:
         """For each pooled passage, the best cosine between the question and one of its sentences."""

@@ -21,11 +21,14 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
+
 from rag.build import IndexConfig, load_or_build
 from rag.config import Settings
 from rag.documents import Document, load_corpus
 from rag.encoders import Encoders
 from rag.errors import InvalidInput, NotFound
+from rag.filters import Filters, passage_mask
 from rag.lexical import LexicalIndex
 from rag.model import ModelSpec, resolve_model
 from rag.passage_text import heading_text
@@ -84,6 +87,11 @@ class Snapshot:
 
         return PassageView(passage, self.documents[passage.document], neighbour(position - 1), neighbour(position + 1), self)
 
+    def allowed(self, filters: object) -> np.ndarray | None:
+        """The passages `filters` allows (one bool each), or None for no filter; InvalidInput names what is wrong."""
+        parsed = Filters.parse(filters, self.documents)
+        return passage_mask(parsed, self.passages, self.documents)
+
     def info(self) -> dict:
         return {
             "index_id": self.id,
@@ -123,16 +131,19 @@ class Service:
 
     # --- answering ---------------------------------------------------------------------
 
-    def query(self, question: object, top_k: object = 5, mode: object = None, snapshot: Snapshot | None = None) -> QueryResult:
-        """Rank passages for `question` on the current snapshot (or the given one)."""
+    def query(
+        self, question: object, top_k: object = 5, mode: object = None, filters: object = None, snapshot: Snapshot | None = None
+    ) -> QueryResult:
+        """Rank passages for `question` on the current snapshot (or the given one), within `filters` (rag.filters)."""
         snapshot = snapshot or self.snapshot
         question = clean_question(question, self.settings.max_question_chars)
         mode = self.settings.default_mode if mode is None else mode
         check_params(top_k, mode, self.settings.max_top_k)
-        return snapshot.retriever.search(question, top_k, mode, snapshot)  # type: ignore[arg-type]
+        allowed = snapshot.allowed(filters)
+        return snapshot.retriever.search(question, top_k, mode, snapshot, allowed)  # type: ignore[arg-type]
 
-    def batch_query(self, questions: object, top_k: object = 5, mode: object = None) -> list[QueryResult]:
-        """Several questions, all answered from one snapshot; an invalid one names its position."""
+    def batch_query(self, questions: object, top_k: object = 5, mode: object = None, filters: object = None) -> list[QueryResult]:
+        """Several questions, all answered from one snapshot within one filter; an invalid one names its position."""
         limit = self.settings.max_batch_questions
         if not isinstance(questions, list) or not questions:
             raise InvalidInput("questions must be a non-empty list of strings")
@@ -147,7 +158,8 @@ class Service:
                 cleaned.append(clean_question(question, self.settings.max_question_chars))
             except InvalidInput as exc:
                 raise InvalidInput(f"questions[{i}]: {exc}") from None
-        return [snapshot.retriever.search(q, top_k, mode, snapshot) for q in cleaned]  # type: ignore[arg-type]
+        allowed = snapshot.allowed(filters)
+        return [snapshot.retriever.search(q, top_k, mode, snapshot, allowed) for q in cleaned]  # type: ignore[arg-type]
 
     def document(self, document_id: str) -> Document:
         return self.snapshot.document(document_id)
