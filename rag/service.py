@@ -122,10 +122,11 @@ class Service:
     def documents(self) -> Mapping[str, Document]:
         return self.snapshot.documents
 
-    def reload(self) -> str:
-        """Re-read seeds/ and the index (rebuilding if needed and allowed) and swap it in; returns the index id now served."""
+    def reload(self, force: bool = False) -> str:
+        """Re-read seeds/ and the index (rebuilding if needed and allowed, or always with `force`) and swap it in;
+        returns the index id now served."""
         with self._reload_lock:
-            snapshot = _open_snapshot(self.settings, self.model, self.encoders)
+            snapshot = _open_snapshot(self.settings, self.model, self.encoders, force)
             self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
             return snapshot.id
 
@@ -171,10 +172,10 @@ class Service:
         return self.snapshot.info()
 
 
-def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders) -> Snapshot:
+def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False) -> Snapshot:
     documents = load_corpus(settings.seeds_dir)
     config = IndexConfig.of(settings, documents, model)
-    loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build)
+    loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build or force, force=force)
     query_encoder = encoders.query()
     return make_snapshot(settings, documents, loaded, query_encoder)
 

@@ -44,7 +44,7 @@ from rag.errors import IndexCorrupt, IndexProblem, IndexStale
 FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 DATA_FILE = re.compile(r"^(vectors-[0-9a-f]{12}\.faiss|passages-[0-9a-f]{12}\.json|sentences-[0-9a-f]{12}\.npy)$")
-TEMP_FILE = re.compile(r"^\.tmp-[0-9a-f]{8}-(manifest\.json|vectors-[0-9a-f]{12}\.faiss|passages-[0-9a-f]{12}\.json|sentences-[0-9a-f]{12}\.npy)$")
+TEMP_FILE = re.compile(r"^\.tmp-[0-9a-f]{8}-(manifest\.json|(vectors|passages|sentences)-[0-9a-f]+\.(faiss|json|npy))$")
 
 
 @dataclass

@@ -31,7 +31,7 @@ def emit(line: str) -> None:
 def run_child(index_dir: str, seeds_dir: str, slow: float) -> int:
     import rag.store
     import rag.build
-    from rag import cli
+    from api import cli
 
     os.environ["RAG_INDEX_DIR"] = index_dir
     os.environ["RAG_SEEDS_DIR"] = seeds_dir
