@@ -423,11 +423,13 @@ def run_cli(
     split: str | None = None,
     plot_png: bool = True,
     configs: Sequence[Path] = (),
+    cache: Path = CACHE_DIR,
 ) -> int:
     """`rag eval`: score `questions` (a JSONL file or a BEIR folder; default the bundled set) in `modes`
     (default all three) for the current settings and each configuration file, print the tables, write
     the run folder `out` (default eval/runs/<UTC time>/). The bundled set with no split also rewrites
-    the tracked eval/results/summary.json and recall.png. Returns the exit code."""
+    the tracked eval/results/summary.json and recall.png. `cache` holds the indexes built for BEIR
+    corpora and configurations (default eval/runs/.cache/). Returns the exit code."""
     from rag.service import Service
 
     modes = list(modes or MODES)
@@ -446,8 +448,8 @@ def run_cli(
         question_list = [q for q in question_list if q.split == split]
         if not question_list:
             raise InvalidInput(f"no question in {source.name} has \"split\": {split!r}")
-    base = beir_config(source, settings) if source.is_dir() else Config("default", settings)
-    config_list = [base] + [load_config(p, base.settings) for p in configs]
+    base = beir_config(source, settings, cache) if source.is_dir() else Config("default", settings)
+    config_list = [base] + [load_config(p, base.settings, cache) for p in configs]
     names = [c.name for c in config_list]
     if len(set(names)) < len(names):
         raise InvalidInput(f"two configurations share a name: {names}")
