@@ -432,7 +432,7 @@ def run_cli(
     corpora and configurations (default eval/runs/.cache/). Returns the exit code."""
     from rag.service import Service
 
-    modes = list(modes or MODES)
+    modes = list(MODES) if not modes or "all" in modes else list(dict.fromkeys(modes))
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise InvalidInput(f"unknown mode {bad[0]!r}; use one of {', '.join(MODES)} or all")
@@ -444,6 +444,7 @@ def run_cli(
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InvalidInput(f"{out} already exists and is not an empty folder; give a new --out")
     question_list = load_questions(source)
+    check_questions(question_list, source, settings.max_question_chars)
     if split is not None:
         question_list = [q for q in question_list if q.split == split]
         if not question_list:
@@ -496,6 +497,17 @@ def run_cli(
         write_summary(report, RESULTS_DIR, plot_png and wrote_plot, out)
     print(f"\nwrote {out}/ (metrics.json, per_question.jsonl, run.trec, qrels.trec{', recall.png' if wrote_plot else ''}, report.json)")
     return 0
+
+
+def check_questions(questions: list[Question], source: Path, max_chars: int) -> None:
+    """Refuse, before anything runs, a question the service itself would refuse (too long, control characters)."""
+    from rag.retrieval import clean_question
+
+    for q in questions:
+        try:
+            clean_question(q.question, max_chars)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{source.name} line {q.line}: field 'question': {exc}") from None
 
 
 def _mkdir(path: Path) -> Path:

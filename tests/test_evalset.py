@@ -267,3 +267,15 @@ def test_a_tiny_beir_folder_is_indexed_as_documents_and_scored_by_its_qrels(tiny
     assert result["ir_measures"]["dense"]["ndcg@3"] == pytest.approx(result["systems"]["dense"]["ndcg@3"], abs=1e-9)
     rows = [json.loads(line) for line in (out / "per_question.jsonl").read_text().splitlines()]
     assert rows[0]["systems"]["dense"]["passages"][0]["document"] == "chess"  # the corpus _id, not the file name
+
+
+def test_run_refuses_before_building_anything_a_question_the_service_would_refuse_or_a_bad_mode(tmp_path):
+    questions = write(tmp_path / "q.jsonl", [{"question": "short", "quotes": ["x"]}, {"question": "far too long a question", "quotes": ["x"]}])
+    settings = Settings(seeds_dir=tmp_path / "no-seeds", index_dir=tmp_path / "index", max_question_chars=10)
+    with pytest.raises(InvalidInput, match=r"q.jsonl line 2: field 'question': question is 23 characters long"):
+        run_cli(settings, questions, tmp_path / "out", cache=tmp_path / "cache")
+    with pytest.raises(InvalidInput, match="unknown mode 'fuzzy'"):
+        run_cli(settings, questions, tmp_path / "out", ["fuzzy"], cache=tmp_path / "cache")
+    with pytest.raises(InvalidInput, match="--k must be between 1 and 50"):
+        run_cli(settings, questions, tmp_path / "out", k=0, cache=tmp_path / "cache")
+    assert list(tmp_path.iterdir()) == [questions]
