@@ -93,7 +93,7 @@ def distinct_questions(seed: int = 6) -> list[str]:
     """The eval questions in many wordings (prefix x suffix x with/without '?'): ~147k, no two alike."""
     from rag.evaluation import load_questions
 
-    base = [q["question"] for q in load_questions()]
+    base = [q.question for q in load_questions()]
     variants = set()
     for question in base:
         stems = {question, question.rstrip("?")}
@@ -405,11 +405,11 @@ def section_quality(onnx_service, torch_service) -> dict:
     same_top5 = 0
     worst_cos = 1.0
     for q in questions:
-        a = onnx_service.query(q["question"], 5, "hybrid")
-        b = torch_service.query(q["question"], 5, "hybrid")
+        a = onnx_service.query(q.question, 5, "hybrid")
+        b = torch_service.query(q.question, 5, "hybrid")
         same_top5 += [h.passage.id for h in a.hits] == [h.passage.id for h in b.hits]
-        va = onnx_service.retriever.encoder.encode([q["question"]])[0]
-        vb = torch_service.retriever.encoder.encode([q["question"]])[0]
+        va = onnx_service.retriever.encoder.encode([q.question])[0]
+        vb = torch_service.retriever.encoder.encode([q.question])[0]
         worst_cos = min(worst_cos, float(va @ vb))
     delta = {k: round(abs(metrics["onnx hybrid"][k] - metrics["torch hybrid"][k]), 4) for k in ("r@1", "r@5", "mrr@10")}
     result = {
