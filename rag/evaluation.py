@@ -30,9 +30,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+
+from pydantic import ValidationError
 
 from rag import evalstats, metrics, trec
 from rag.config import PROJECT_ROOT, Settings
@@ -186,7 +188,10 @@ def score_question(question: Question, answer: Answer, relevant: dict[str, int] 
             for i, (p, r) in enumerate(zip(answer.passages[:k], relevances), start=1)
         ],
     }
-    if question.answerable:
+    # an answerable question whose gold matches no passage of the index cannot be ranked (a typo in a quote, a
+    # passage id from another index): it is left out of the rank metrics and reported, as trec_eval leaves it out
+    row["scored"] = question.answerable and (relevant is None or bool(relevant))
+    if row["scored"]:
         row.update({f"r@{c}": metrics.recall_at_k(rank, c) for c in ks_for(k)})
         row[f"mrr@{k}"] = metrics.reciprocal_rank(rank, k)
         row[f"ndcg@{k}"] = metrics.ndcg_at_k(relevances, k, n_relevant)
@@ -200,7 +205,7 @@ def rank_metrics(k: int) -> list[str]:
 
 
 def summarize(rows: list[dict], k: int = DEPTH) -> dict:
-    answerable = [r for r in rows if r["answerable"]]
+    answerable = [r for r in rows if r["scored"]]
     summary = {"questions": len(answerable)}
     for key in rank_metrics(k):
         summary[key] = round(metrics.mean(r[key] for r in answerable), 4)
@@ -246,13 +251,13 @@ def evaluate(
 
 
 def compare(report: dict, k: int = DEPTH, rounds: int = 10_000) -> list[dict]:
-    """The first system against each other one, per rank metric over the answerable questions:
+    """The first system against each other one, per rank metric over the scored (answerable) questions:
     means, paired randomization p-value, wins/losses/ties, and which questions moved (by first-hit rank)."""
     names = list(report["rows"])
     out = []
     for other in names[1:]:
-        a_rows = [r for r in report["rows"][names[0]] if r["answerable"]]
-        b_rows = [r for r in report["rows"][other] if r["answerable"]]
+        a_rows = [r for r in report["rows"][names[0]] if r["scored"]]
+        b_rows = [r for r in report["rows"][other] if r["scored"]]
         entry = {"a": names[0], "b": other, "metrics": {}}
         for key in rank_metrics(k):
             a, b = [r[key] for r in a_rows], [r[key] for r in b_rows]
@@ -316,7 +321,7 @@ def misses(report: dict, system: str, questions: list[Question], k: int = 5) -> 
     by_id = {q.id: q for q in questions}
     out = []
     for row in report["rows"][system]:
-        if row["answerable"] and (row["rank"] is None or row["rank"] > k):
+        if row["scored"] and (row["rank"] is None or row["rank"] > k):
             q = by_id[row["id"]]
             got = " / ".join(t[:70].replace("\n", " ") + "…" for t in row["top"][:2])
             wanted = (q.quotes or q.passages or q.documents or ("?",))[0]
@@ -382,8 +387,9 @@ def load_config(path: Path, base: Settings, cache: Path = CACHE_DIR) -> Config:
     values = {**base.model_dump(), "index_dir": cache / f"config-{name}-{digest}", **overrides}
     try:
         settings = Settings(**values)
-    except ValueError as exc:
-        raise InvalidInput(f"config {path}: {exc}".splitlines()[0] + f" ({str(exc).splitlines()[-1].strip()})") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidInput(f"config {path}: setting {'.'.join(map(str, first['loc']))!r}: {first['msg']}") from None
     return Config(name, settings)
 
 
@@ -450,7 +456,7 @@ def run_cli(
         if not question_list:
             raise InvalidInput(f"no question in {source.name} has \"split\": {split!r}")
     base = beir_config(source, settings, cache) if source.is_dir() else Config("default", settings)
-    config_list = [base] + [load_config(p, base.settings, cache) for p in configs]
+    config_list = [base] + [replace(load_config(p, base.settings, cache), document_names=base.document_names) for p in configs]
     names = [c.name for c in config_list]
     if len(set(names)) < len(names):
         raise InvalidInput(f"two configurations share a name: {names}")
@@ -578,8 +584,9 @@ def print_report(report: dict, questions: list[Question], standard: dict, k: int
     if report["comparisons"]:
         print(f"\n### comparisons (answerable questions)\n{comparison_table(report['comparisons'])}")
     if report["gold_not_in_index"]:
-        print(f"\nwarning: no passage of the index holds the gold of {len(report['gold_not_in_index'])} answerable question(s): "
-              f"{', '.join(report['gold_not_in_index'][:10])} (a quote with a typo, or a passage id from another index?)")
+        print(f"\nwarning: no passage of the index holds the gold of {len(report['gold_not_in_index'])} answerable question(s), "
+              f"left out of the rank metrics: {', '.join(report['gold_not_in_index'][:10])} "
+              "(a quote with a typo, or a passage id from another index?)")
     if bundled:
         print(f"\nanswerability model in use {report['answerability_in_use']}\n  refitted on dev:         {report['answerability_fit_on_dev']}")
     missed = misses(report, first, questions)

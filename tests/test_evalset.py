@@ -216,6 +216,7 @@ def test_own_questions_give_known_numbers_trec_files_agree_with_ir_measures_and_
         {"id": "honey", "question": "What do honey bees make from the nectar of flowers?", "quotes": ["make honey from the nectar"], "document": "bees"},
         {"id": "etna", "question": "Which active volcano is in Sicily?", "quotes": ["Mount Etna in Sicily"], "split": "test"},
         {"id": "mars", "question": "Who was the first person to walk on Mars?", "answerable": False},
+        {"id": "typo", "question": "Where do bees live?", "quotes": ["bees live in plastic boxes"]},  # in no passage
     ])
     small = root / "small.json"
     small.write_text(json.dumps({"name": "small", "settings": {"max_passage_tokens": 24, "min_passage_chars": 10}}))
@@ -231,7 +232,7 @@ def test_own_questions_give_known_numbers_trec_files_agree_with_ir_measures_and_
         standard = result["ir_measures"][name]
         for key in ("r@1", "r@3", "r@5", "mrr@5", "ndcg@5"):
             assert standard[key] == pytest.approx(numbers[key], abs=1e-9), (name, key)
-    assert result["gold_not_in_index"] == []
+    assert result["gold_not_in_index"] == ["typo"]  # left out of the rank metrics, as trec_eval leaves it out
     compared = result["comparisons"][0]
     assert (compared["a"], compared["b"]) == ("default/hybrid", "default/lexical")
     assert compared["metrics"]["r@1"] == {"a": 1.0, "b": 1.0, "p": 1.0, "wins": 0, "losses": 0, "ties": 3}
@@ -239,7 +240,7 @@ def test_own_questions_give_known_numbers_trec_files_agree_with_ir_measures_and_
     qrels = trec.read_qrels(out / "qrels.trec")
     assert set(qrels) == {"knight", "honey", "etna"}  # the unanswerable question has no relevant passage
     rows = [json.loads(line) for line in (out / "per_question.jsonl").read_text().splitlines()]
-    assert [r["id"] for r in rows] == ["knight", "honey", "etna", "mars"]
+    assert [r["id"] for r in rows] == ["knight", "honey", "etna", "mars", "typo"]
     top = rows[0]["systems"]["default/hybrid"]["passages"][0]
     assert top["rank"] == 1 and top["document"] == "chess" and top["gold"] is True and top["id"] in qrels["knight"]
     assert trec.read_run(out / "run.trec")["default/hybrid"]["knight"][top["id"]] == top["score"]
@@ -279,3 +280,23 @@ def test_run_refuses_before_building_anything_a_question_the_service_would_refus
     with pytest.raises(InvalidInput, match="--k must be between 1 and 50"):
         run_cli(settings, questions, tmp_path / "out", k=0, cache=tmp_path / "cache")
     assert list(tmp_path.iterdir()) == [questions]
+
+
+def test_a_bad_configuration_file_is_one_clear_error(tmp_path):
+    from rag.evaluation import load_config
+
+    base = Settings(seeds_dir=tmp_path, index_dir=tmp_path / "index")
+    cases = {
+        "not json": "config .*cannot read it as JSON",
+        '{"name": "x", "settings": {"chunk_size": 3}}': r"field 'settings': unknown setting\(s\) \['chunk_size'\]",
+        '{"name": "x", "settings": {"max_passage_tokens": "many"}}': "setting 'max_passage_tokens': Input should be a valid integer",
+        '{"name": "a b", "settings": {}}': "field 'name'",
+    }
+    for text, pattern in cases.items():
+        path = tmp_path / "c.json"
+        path.write_text(text)
+        with pytest.raises(InvalidInput, match=pattern):
+            load_config(path, base, tmp_path / "cache")
+    path.write_text('{"name": "small", "settings": {"max_passage_tokens": 120}}')
+    config = load_config(path, base, tmp_path / "cache")
+    assert config.settings.max_passage_tokens == 120 and config.settings.index_dir.parent == tmp_path / "cache"
