@@ -256,9 +256,10 @@ def compare(report: dict, k: int = DEPTH, rounds: int = 10_000) -> list[dict]:
     names = list(report["rows"])
     out = []
     for other in names[1:]:
-        a_rows = [r for r in report["rows"][names[0]] if r["scored"]]
-        b_rows = [r for r in report["rows"][other] if r["scored"]]
-        entry = {"a": names[0], "b": other, "metrics": {}}
+        b_by_id = {r["id"]: r for r in report["rows"][other] if r["scored"]}
+        a_rows = [r for r in report["rows"][names[0]] if r["scored"] and r["id"] in b_by_id]  # scored by both
+        b_rows = [b_by_id[r["id"]] for r in a_rows]
+        entry = {"a": names[0], "b": other, "questions": len(a_rows), "metrics": {}}
         for key in rank_metrics(k):
             a, b = [r[key] for r in a_rows], [r[key] for r in b_rows]
             entry["metrics"][key] = {
@@ -482,7 +483,9 @@ def run_cli(
     report["answerability_in_use"] = first_service.retriever.answerability.as_dict()
     report["answerability_fit_on_dev"] = fit_answerability([r for r in report["rows"][runs[base.name][0]] if r["split"] == "dev"])
     report["comparisons"] = compare({"rows": {n: report["rows"][n] for n in systems if n != BASELINE}}, k)
-    report["gold_not_in_index"] = sorted(q.id for q in question_list if q.answerable and not gold[runs[base.name][0]][q.id])
+    report["gold_not_in_index"] = {  # per configuration: answerable questions none of whose gold is in its index
+        c.name: sorted(q.id for q in question_list if q.answerable and not gold[runs[c.name][0]][q.id]) for c in config_list
+    }
 
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=_mkdir(out.parent)))
     try:
@@ -582,15 +585,15 @@ def print_report(report: dict, questions: list[Question], standard: dict, k: int
         print(f"ir_measures on run.trec/qrels.trec, {name}: " + ", ".join(f"{key} {numbers[key]:.4f}" for key in rank_metrics(k))
               + f" (largest gap to the table: {gap:.4f})")
     if report["comparisons"]:
-        print(f"\n### comparisons (answerable questions)\n{comparison_table(report['comparisons'])}")
-    if report["gold_not_in_index"]:
-        print(f"\nwarning: no passage of the index holds the gold of {len(report['gold_not_in_index'])} answerable question(s), "
-              f"left out of the rank metrics: {', '.join(report['gold_not_in_index'][:10])} "
-              "(a quote with a typo, or a passage id from another index?)")
+        print(f"\n### comparisons (questions both sides could score)\n{comparison_table(report['comparisons'])}")
+    for config, missing in report["gold_not_in_index"].items():
+        if missing:
+            print(f"\nwarning: no passage of the {config} index holds the gold of {len(missing)} answerable question(s), "
+                  f"left out of the rank metrics: {', '.join(missing[:10])} (a quote with a typo, or a passage id from another index?)")
     if bundled:
         print(f"\nanswerability model in use {report['answerability_in_use']}\n  refitted on dev:         {report['answerability_fit_on_dev']}")
     missed = misses(report, first, questions)
-    print(f"\n{first} misses at 5 ({len(missed)}):\n" + "\n".join(missed))
+    print(f"\n{first} misses at 5 ({len(missed)}):\n" + ("\n".join(missed) or "(none)"))
 
 
 def write_summary(report: dict, folder: Path, with_plot: bool, run_folder: Path) -> None:

@@ -216,7 +216,7 @@ def test_own_questions_give_known_numbers_trec_files_agree_with_ir_measures_and_
         {"id": "honey", "question": "What do honey bees make from the nectar of flowers?", "quotes": ["make honey from the nectar"], "document": "bees"},
         {"id": "etna", "question": "Which active volcano is in Sicily?", "quotes": ["Mount Etna in Sicily"], "split": "test"},
         {"id": "mars", "question": "Who was the first person to walk on Mars?", "answerable": False},
-        {"id": "typo", "question": "Where do bees live?", "quotes": ["bees live in plastic boxes"]},  # in no passage
+        {"id": "typo", "question": "Where do bees live?", "quotes": ["penguins nest on the ice shelf"]},  # in no passage
     ])
     small = root / "small.json"
     small.write_text(json.dumps({"name": "small", "settings": {"max_passage_tokens": 24, "min_passage_chars": 10}}))
@@ -232,9 +232,9 @@ def test_own_questions_give_known_numbers_trec_files_agree_with_ir_measures_and_
         standard = result["ir_measures"][name]
         for key in ("r@1", "r@3", "r@5", "mrr@5", "ndcg@5"):
             assert standard[key] == pytest.approx(numbers[key], abs=1e-9), (name, key)
-    assert result["gold_not_in_index"] == ["typo"]  # left out of the rank metrics, as trec_eval leaves it out
+    assert result["gold_not_in_index"] == {"default": ["typo"], "small": ["typo"]}  # left out of the rank metrics, as trec_eval does
     compared = result["comparisons"][0]
-    assert (compared["a"], compared["b"]) == ("default/hybrid", "default/lexical")
+    assert (compared["a"], compared["b"], compared["questions"]) == ("default/hybrid", "default/lexical", 3)
     assert compared["metrics"]["r@1"] == {"a": 1.0, "b": 1.0, "p": 1.0, "wins": 0, "losses": 0, "ties": 3}
 
     qrels = trec.read_qrels(out / "qrels.trec")
