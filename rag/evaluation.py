@@ -14,8 +14,8 @@ and those `ir_measures` computes from run.trec and qrels.trec are the same: reca
 rate (the first relevant passage within k), MRR@k the reciprocal rank of that first hit, nDCG@k
 binary with the ideal over every relevant passage of the index.
 
-`run_cli` is the `rag eval` command: it writes metrics.json, per_question.jsonl, run.trec,
-qrels.trec, report.json and recall.png into a new folder (default eval/runs/<time>/, ignored by
+`run_cli` is the `rag eval` command: it writes metrics.json, per_question.jsonl, run.trec (and
+run.<system>.trec for every other system), qrels.trec, report.json and recall.png into a new folder (default eval/runs/<time>/, ignored by
 git), building them in a temp folder renamed into place at the end so a failed run leaves nothing
 half-written; the bundled run also rewrites the compact tracked summary eval/results/summary.json.
 """
@@ -504,7 +504,7 @@ def run_cli(
     print_report(report, question_list, standard, k, bundled)
     if bundled and split is None:
         write_summary(report, RESULTS_DIR, plot_png and wrote_plot, out)
-    print(f"\nwrote {out}/ (metrics.json, per_question.jsonl, run.trec, qrels.trec{', recall.png' if wrote_plot else ''}, report.json)")
+    print(f"\nwrote {out}/: " + ", ".join(sorted(p.name for p in out.iterdir())))
     return 0
 
 
@@ -530,24 +530,28 @@ def _plot_group(report: dict) -> str:
 
 
 def write_run_files(folder: Path, report: dict, questions: list[Question], gold: dict, runs: dict, k: int) -> dict:
-    """metrics.json, per_question.jsonl, and per configuration the TREC run and qrels (run.trec and qrels.trec
-    for the first, <name>.run.trec and <name>.qrels.trec for the others). Returns ir_measures' numbers per system."""
+    """metrics.json, per_question.jsonl, one TREC run file per system and one qrels file per configuration.
+
+    Each run file holds one run, as trec_eval expects: run.trec the first system (the one the others are
+    compared against), run.<system>.trec each other one ('/' in a name becomes '.'); qrels.trec the gold of
+    the first configuration's index, qrels.<config>.trec that of each other. Returns ir_measures' numbers.
+    """
     standard: dict = {}
+    first = next(iter(runs.values()))[0]
     for i, (config, names) in enumerate(runs.items()):
-        prefix = "" if i == 0 else f"{config}."
-        run_lines = []
-        for name in names:
-            for row in report["rows"][name]:
-                ids = [p["id"] for p in row["passages"]]
-                run_lines += trec.run_lines(row["id"], ids, [p["score"] for p in row["passages"]], name)
+        qrels_path = folder / ("qrels.trec" if i == 0 else f"qrels.{config}.trec")
         relevant = gold[names[0]]
-        trec.write_lines(folder / f"{prefix}run.trec", run_lines)
-        trec.write_lines(folder / f"{prefix}qrels.trec", [line for q in questions for line in trec.qrels_lines(q.id, relevant[q.id])])
-        try:
-            measured = trec.standard_metrics(folder / f"{prefix}run.trec", folder / f"{prefix}qrels.trec", k, KS)
-        except ImportError:  # ir-measures is a dependency; a trimmed install still gets our own numbers
-            measured = {}
+        trec.write_lines(qrels_path, [line for q in questions for line in trec.qrels_lines(q.id, relevant[q.id])])
         for name in names:
+            run_path = folder / ("run.trec" if name == first else f"run.{name.replace('/', '.')}.trec")
+            lines = []
+            for row in report["rows"][name]:
+                lines += trec.run_lines(row["id"], [p["id"] for p in row["passages"]], [p["score"] for p in row["passages"]], name)
+            trec.write_lines(run_path, lines)
+            try:
+                measured = trec.standard_metrics(run_path, qrels_path, k, KS)
+            except ImportError:  # ir-measures is a dependency; a trimmed install still gets our own numbers
+                continue
             if name in measured:
                 standard[name] = {key: v for key, v in measured[name].items() if key != "per_question"}
     with open(folder / "per_question.jsonl", "w", encoding="utf-8") as handle:
@@ -582,7 +586,7 @@ def print_report(report: dict, questions: list[Question], standard: dict, k: int
     for name, numbers in standard.items():
         ours = report["systems"][name]["all"]
         gap = max(abs(ours[key] - numbers[key]) for key in rank_metrics(k))
-        print(f"ir_measures on run.trec/qrels.trec, {name}: " + ", ".join(f"{key} {numbers[key]:.4f}" for key in rank_metrics(k))
+        print(f"ir_measures from the TREC files, {name}: " + ", ".join(f"{key} {numbers[key]:.4f}" for key in rank_metrics(k))
               + f" (largest gap to the table: {gap:.4f})")
     if report["comparisons"]:
         print(f"\n### comparisons (questions both sides could score)\n{comparison_table(report['comparisons'])}")

@@ -222,8 +222,9 @@ def test_own_questions_give_known_numbers_trec_files_agree_with_ir_measures_and_
     small.write_text(json.dumps({"name": "small", "settings": {"max_passage_tokens": 24, "min_passage_chars": 10}}))
     out = root / "run"
     assert run_cli(settings, questions, out, ["hybrid", "lexical"], k=5, plot_png=True, configs=[small], cache=root / "cache") == 0
-    assert sorted(p.name for p in out.iterdir()) == sorted([
-        "metrics.json", "per_question.jsonl", "run.trec", "qrels.trec", "small.run.trec", "small.qrels.trec", "recall.png", "report.json"])
+    assert sorted(p.name for p in out.iterdir()) == sorted([  # one run a file, one qrels per index
+        "metrics.json", "per_question.jsonl", "run.trec", "run.default.lexical.trec", "run.small.hybrid.trec", "run.small.lexical.trec",
+        "qrels.trec", "qrels.small.trec", "recall.png", "report.json"])
     result = json.loads((out / "metrics.json").read_text())
     assert set(result["systems"]) == {"default/hybrid", "default/lexical", "small/hybrid", "small/lexical"}
     for name, numbers in result["systems"].items():
@@ -244,8 +245,9 @@ def test_own_questions_give_known_numbers_trec_files_agree_with_ir_measures_and_
     top = rows[0]["systems"]["default/hybrid"]["passages"][0]
     assert top["rank"] == 1 and top["document"] == "chess" and top["gold"] is True and top["id"] in qrels["knight"]
     assert trec.read_run(out / "run.trec")["default/hybrid"]["knight"][top["id"]] == top["score"]
-    small_qrels = trec.read_qrels(out / "small.qrels.trec")  # the other configuration's own passages
-    assert set(small_qrels) == set(qrels) and set(small_qrels["knight"]) <= set(trec.read_run(out / "small.run.trec")["small/hybrid"]["knight"])
+    small_qrels = trec.read_qrels(out / "qrels.small.trec")  # the other configuration's own passages
+    assert set(small_qrels) == set(qrels) and set(small_qrels["knight"]) <= set(trec.read_run(out / "run.small.hybrid.trec")["small/hybrid"]["knight"])
+    assert set(trec.read_run(out / "run.default.lexical.trec")) == {"default/lexical"}
     printed = capsys.readouterr().out
     assert "| default/hybrid | 3 |" in printed and "comparisons" in printed
 
