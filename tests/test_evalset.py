@@ -302,3 +302,22 @@ def test_a_bad_configuration_file_is_one_clear_error(tmp_path):
     path.write_text('{"name": "small", "settings": {"max_passage_tokens": 120}}')
     config = load_config(path, base, tmp_path / "cache")
     assert config.settings.max_passage_tokens == 120 and config.settings.index_dir.parent == tmp_path / "cache"
+
+
+@pytest.mark.slow  # the shared article index; ~15 s
+def test_the_bundled_test_split_scores_the_same_by_passage_id_as_by_quote_and_as_ir_measures(settings, service, tmp_path):
+    """Gold resolved over the whole index and matched by id gives the numbers the quote rule gives on the
+    retrieved texts (the old way), and ir_measures reads them back from the TREC files."""
+    from rag.evaluation import evaluate, service_system
+
+    out = tmp_path / "run"
+    assert run_cli(settings, QUESTIONS, out, ["hybrid"], split="test", plot_png=False, cache=tmp_path / "cache") == 0
+    result = json.loads((out / "metrics.json").read_text())
+    by_id = result["systems"]["hybrid"]
+    assert result["gold_not_in_index"] == {"default": []}
+    for key in ("r@1", "r@3", "r@5", "r@10", "mrr@10", "ndcg@10"):
+        assert result["ir_measures"]["hybrid"][key] == pytest.approx(by_id[key], abs=1e-4), key
+    test_split = [q for q in load_questions(QUESTIONS) if q.split == "test"]
+    by_quote = evaluate({"hybrid": service_system(service, "hybrid")}, test_split)["systems"]["hybrid"]["all"]
+    for key in ("questions", "r@1", "r@3", "r@5", "r@10", "mrr@10", "highlight@1", "answerable_recall", "unanswerable_recall"):
+        assert by_id[key] == by_quote[key], key
