@@ -437,8 +437,6 @@ def run_cli(
     the run folder `out` (default eval/runs/<UTC time>/). The bundled set with no split also rewrites
     the tracked eval/results/summary.json and recall.png. `cache` holds the indexes built for BEIR
     corpora and configurations (default eval/runs/.cache/). Returns the exit code."""
-    from rag.service import Service
-
     modes = list(MODES) if not modes or "all" in modes else list(dict.fromkeys(modes))
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -462,50 +460,64 @@ def run_cli(
     if len(set(names)) < len(names):
         raise InvalidInput(f"two configurations share a name: {names}")
 
-    systems, gold, runs, info = {}, {}, {}, {}
-    for config in config_list:
-        service = Service.open(config.settings)
-        info[config.name] = service.info()
-        relevant = {q.id: resolve_gold(q, service.retriever.passages, config.document_names) for q in question_list}
-        runs[config.name] = []
-        for mode in modes:
-            name = mode if len(config_list) == 1 else f"{config.name}/{mode}"
-            systems[name] = service_system(service, mode, k, config.document_names)
-            gold[name] = relevant
-            runs[config.name].append(name)
-        if config is base:
-            first_service = service
+    systems, gold, runs, info, first_service = open_systems(config_list, question_list, modes, k)
     if bundled and len(config_list) == 1 and modes == list(MODES) and k == DEPTH:
         systems[BASELINE] = baseline_system(first_service, k=k)
     report = evaluate(systems, question_list, gold, k)
-    report.update({"source": str(source), "k": k, "modes": modes, "configs": {c.name: info[c.name] for c in config_list}})
-    report["index"] = info[base.name]
+    report.update({"source": str(source), "k": k, "modes": modes, "configs": info, "index": info[base.name]})
     report["answerability_in_use"] = first_service.retriever.answerability.as_dict()
     report["answerability_fit_on_dev"] = fit_answerability([r for r in report["rows"][runs[base.name][0]] if r["split"] == "dev"])
     report["comparisons"] = compare({"rows": {n: report["rows"][n] for n in systems if n != BASELINE}}, k)
     report["gold_not_in_index"] = {  # per configuration: answerable questions none of whose gold is in its index
         c.name: sorted(q.id for q in question_list if q.answerable and not gold[runs[c.name][0]][q.id]) for c in config_list
     }
+    standard = write_run_folder(out, report, question_list, gold, runs, k, plot_png)
+    print_report(report, question_list, standard, k, bundled)
+    if bundled and split is None:
+        write_summary(report, RESULTS_DIR, plot_png, out)
+    print(f"\nwrote {out}/: " + ", ".join(sorted(p.name for p in out.iterdir())))
+    return 0
 
+
+def open_systems(config_list: list[Config], questions: list[Question], modes: list[str], k: int):
+    """Open each configuration's service, resolve every question's gold over its index, and name its systems.
+
+    Returns (systems, gold per system, system names per configuration, index info per configuration, the
+    first configuration's service).
+    """
+    from rag.service import Service
+
+    systems, gold, runs, info, first = {}, {}, {}, {}, None
+    for config in config_list:
+        service = Service.open(config.settings)
+        first = first or service
+        info[config.name] = service.info()
+        relevant = {q.id: resolve_gold(q, service.retriever.passages, config.document_names) for q in questions}
+        runs[config.name] = []
+        for mode in modes:
+            name = mode if len(config_list) == 1 else f"{config.name}/{mode}"
+            systems[name] = service_system(service, mode, k, config.document_names)
+            gold[name] = relevant
+            runs[config.name].append(name)
+    return systems, gold, runs, info, first
+
+
+def write_run_folder(out: Path, report: dict, questions: list[Question], gold: dict, runs: dict, k: int, plot_png: bool) -> dict:
+    """Every output file, written into a temp folder beside `out` and renamed to `out` at the end (or removed)."""
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=_mkdir(out.parent)))
     try:
-        standard = write_run_files(work, report, question_list, gold, runs, k)
-        wrote_plot = plot_png
-        if wrote_plot:
+        standard = write_run_files(work, report, questions, gold, runs, k)
+        if plot_png:
             plot(report, work / "recall.png", _plot_group(report), k)
         (work / "report.json").write_text(json.dumps(report, indent=1, ensure_ascii=False))
         if out.exists():
-            out.rmdir()  # empty, checked above
+            out.rmdir()  # empty, checked before anything ran
         os.chmod(work, 0o755)  # mkdtemp makes it private; the run folder is an ordinary one
         os.rename(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)  # our own temp folder: nothing half-written stays
         raise
-    print_report(report, question_list, standard, k, bundled)
-    if bundled and split is None:
-        write_summary(report, RESULTS_DIR, plot_png and wrote_plot, out)
-    print(f"\nwrote {out}/: " + ", ".join(sorted(p.name for p in out.iterdir())))
-    return 0
+    return standard
 
 
 def check_questions(questions: list[Question], source: Path, max_chars: int) -> None:
