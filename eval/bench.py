@@ -26,7 +26,7 @@ own thread count, one per core), "plain-1t" the same with torch pinned to one th
            alternated, median of --cold-rounds.
   scale    eval/bench_scale.py: the FAISS index the service picks at 10k / 100k / 1M vectors.
 
-One module per benchmark (bench_build, bench_inprocess, bench_quality, bench_http, bench_cold,
+One module per benchmark (bench_index, bench_inprocess, bench_quality, bench_http, bench_cold,
 bench_scale), shared helpers in harness.py, tables and targets in bench_report.py; this file only
 chooses what runs and in which order. Each module also runs alone: `python eval/bench_http.py --quick`.
 
@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT / "eval"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench_build import section_build  # noqa: E402
+from bench_index import section_build  # noqa: E402
 from bench_cold import section_cold  # noqa: E402
 from bench_http import section_http  # noqa: E402
 from bench_inprocess import section_inproc  # noqa: E402

@@ -1,6 +1,6 @@
 """What every benchmark in eval/ shares: paths, percentiles, a free port, k-NN recall, the machine, servers.
 
-Each benchmark module (bench_build, bench_inprocess, bench_quality, bench_http, bench_cold,
+Each benchmark module (bench_index, bench_inprocess, bench_quality, bench_http, bench_cold,
 bench_scale, bench_encoder) imports its helpers from here instead of carrying its own copy;
 eval/bench.py drives them and eval/bench_report.py turns their results into tables and the
 tracked summary. Nothing here imports torch or numpy at module level: eval/loadgen.py imports

@@ -32,7 +32,7 @@ def section_build(index_dir: Path) -> dict:
 
 
 
-if __name__ == "__main__":  # this benchmark alone, e.g. `python eval/bench_build.py --quick`
+if __name__ == "__main__":  # this benchmark alone, e.g. `python eval/bench_index.py --quick`
     import bench
 
     sys.exit(bench.main(["--sections", "build", *sys.argv[1:]]))
