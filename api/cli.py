@@ -22,6 +22,7 @@ import os
 import sys
 import textwrap
 from importlib import metadata as package_metadata
+from pathlib import Path
 
 from rag.config import Settings
 from rag.errors import RagError
@@ -61,8 +62,14 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("mcp", help="serve MCP over stdio (for desktop chat clients)")
 
-    p_eval = sub.add_parser("eval", help="measure retrieval quality on eval/questions.jsonl")
-    p_eval.add_argument("--split", default=None, help="only this split (dev or test); default: both")
+    p_eval = sub.add_parser("eval", help="measure retrieval quality (default: the bundled eval/questions.jsonl)")
+    p_eval.add_argument("--questions", type=Path, default=None, metavar="FILE", help="a JSONL question file or a BEIR folder")
+    p_eval.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the run (default eval/runs/<time>/)")
+    p_eval.add_argument("--mode", default="all", choices=["hybrid", "dense", "lexical", "all"])
+    p_eval.add_argument("--k", type=int, default=10, help="ranking depth (default 10)")
+    p_eval.add_argument("--config", type=Path, action="append", default=[], metavar="FILE",
+                        help='a configuration to compare, e.g. {"name": "small", "settings": {"max_passage_tokens": 120}} (repeatable)')
+    p_eval.add_argument("--split", default=None, help="only questions with this split (e.g. dev or test)")
     p_eval.add_argument("--no-plot", action="store_true")
     return root
 
@@ -150,7 +157,10 @@ def cmd_mcp(args, settings: Settings) -> int:
 def cmd_eval(args, settings: Settings) -> int:
     from rag.evaluation import run_cli
 
-    return run_cli(settings, split=args.split, plot_png=not args.no_plot)
+    return run_cli(
+        settings, questions=args.questions, out=args.out, modes=[args.mode], k=args.k, split=args.split,
+        plot_png=not args.no_plot, configs=args.config, encoders=args.encoders,
+    )
 
 
 COMMANDS = {"index": cmd_index, "ask": cmd_ask, "serve": cmd_serve, "mcp": cmd_mcp, "eval": cmd_eval}

@@ -18,6 +18,7 @@ Usage:  python eval/bench_encoder.py [--rounds 5] [--onnx PATH] [--unfused] [--t
 from __future__ import annotations
 
 import argparse
+from functools import partial
 import os
 import statistics
 import subprocess
@@ -32,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from harness import percentile  # noqa: E402
+
 SEED = ROOT / "seeds" / "permanent-revolution-1917-and-today.txt"
 TOPICS = [
     "permanent revolution", "the peasantry", "the Bolsheviks", "the Mensheviks", "Lenin's April Theses",
@@ -44,8 +47,7 @@ TOPICS = [
 QUESTIONS = [f"What does the article say about {t}?" for t in TOPICS] + [f"Why does {t} matter today" for t in TOPICS]
 
 
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(np.asarray(xs), q)) * 1e3
+pct = partial(percentile, scale=1e3)  # seconds in, milliseconds out
 
 
 def cold_start(model_dir: Path, onnx_path: Path, rounds: int, threads: int) -> None:

@@ -45,6 +45,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
+from harness import knn_recall, percentile, proc_status  # noqa: E402
+
 DIM = 384
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 SIZE_TIMEOUT_S = 1500  # per size, hard limit on its subprocess
@@ -82,13 +84,6 @@ def make_queries(pool: np.ndarray, seed: int = 1, noise: float = 0.5) -> np.ndar
 # --- one size, in this process -------------------------------------------------------------
 
 
-def rss_kb(field: str = "VmRSS") -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
-
-
 def _trim_heap() -> None:
     try:
         import ctypes
@@ -96,10 +91,6 @@ def _trim_heap() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def pct(values, q: float) -> float:
-    return round(float(np.percentile(np.asarray(values), q)), 4)
 
 
 def single_query_ms(index, queries: np.ndarray, k: int = 10) -> list[float]:
@@ -123,11 +114,11 @@ def run_size(n: int, n_queries: int, index_type: str, exact_search_max: int) -> 
     generate_s = time.perf_counter() - t0
 
     _trim_heap()  # hand freed temporaries back to the OS, so the RSS growth below is the index's
-    rss_before = rss_kb()
+    rss_before = proc_status("self", "VmRSS")
     started = time.perf_counter()
     index, chosen = make_faiss_index(vectors, index_type, exact_search_max)
     build_s = time.perf_counter() - started
-    rss_after = rss_kb()
+    rss_after = proc_status("self", "VmRSS")
     params = index_params(index, chosen)
 
     single_query_ms(index, queries[: min(20, n_queries)])  # warm up
@@ -137,7 +128,7 @@ def run_size(n: int, n_queries: int, index_type: str, exact_search_max: int) -> 
     exact = faiss.IndexFlatIP(vectors.shape[1])
     exact.add(vectors)
     sims, truth = exact.search(queries, 10)
-    recall = recall_at_10(found, truth)
+    recall = knn_recall(found, truth)
     sweep = recall_sweep(index, chosen, queries, truth)
     exact_lat = latencies if chosen == "flat" else single_query_ms(exact, queries[: min(60, n_queries)])
     index_bytes = len(faiss.serialize_index(index))
@@ -148,12 +139,12 @@ def run_size(n: int, n_queries: int, index_type: str, exact_search_max: int) -> 
         "params": params,
         "generate_s": round(generate_s, 2),
         "build_s": round(build_s, 2),
-        "search_ms_p50": pct(latencies, 50),
-        "search_ms_p99": pct(latencies, 99),
+        "search_ms_p50": percentile(latencies, 50, digits=4),
+        "search_ms_p99": percentile(latencies, 99, digits=4),
         "queries": len(latencies),
         "recall_at_10": round(recall, 4),
         "recall_sweep": sweep,
-        "exact_search_ms_p50": pct(exact_lat, 50),
+        "exact_search_ms_p50": percentile(exact_lat, 50, digits=4),
         "index_bytes": index_bytes,
         "index_mb": round(index_bytes / 2**20, 1),
         "raw_vectors_mb": round(vectors.nbytes / 2**20, 1),
@@ -162,10 +153,6 @@ def run_size(n: int, n_queries: int, index_type: str, exact_search_max: int) -> 
         "neighbour_cosine_top10_mean": round(float(sims[:, 9].mean()), 3),
         "faiss_threads": faiss.omp_get_max_threads(),
     }
-
-
-def recall_at_10(found: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a.tolist()) & set(b.tolist())) / 10 for a, b in zip(found, truth)]))
 
 
 def recall_sweep(index, chosen: str, queries: np.ndarray, truth: np.ndarray) -> dict:
@@ -182,7 +169,7 @@ def recall_sweep(index, chosen: str, queries: np.ndarray, truth: np.ndarray) -> 
     out = {}
     for value in values:
         setattr(target, name, value)
-        out[f"{name}={value}"] = round(recall_at_10(index.search(queries, 10)[1], truth), 4)
+        out[f"{name}={value}"] = round(knn_recall(index.search(queries, 10)[1], truth), 4)
     setattr(target, name, kept)
     return out
 
@@ -287,10 +274,10 @@ def calibrate(limit: int = 12_000, n_queries: int = 500) -> dict:
         out = {"top1_cosine": round(float(sims[:, 0].mean()), 3), "top10_cosine": round(float(sims[:, 9].mean()), 3)}
         for p in (1, 2, 4, 8, 16, 32):
             ivf.nprobe = p
-            out[f"ivf128 nprobe={p}"] = round(recall_at_10(ivf.search(queries, 10)[1], truth), 3)
+            out[f"ivf128 nprobe={p}"] = round(knn_recall(ivf.search(queries, 10)[1], truth), 3)
         for ef in (16, 32, 64, 128):
             hnsw.hnsw.efSearch = ef
-            out[f"hnsw efSearch={ef}"] = round(recall_at_10(hnsw.search(queries, 10)[1], truth), 3)
+            out[f"hnsw efSearch={ef}"] = round(knn_recall(hnsw.search(queries, 10)[1], truth), 3)
         return out
 
     result = {"vectors": len(real), "real": curves(real), "synthetic": curves(synthetic)}

@@ -34,14 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    k = (len(sorted_values) - 1) * q / 100
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+from harness import percentile  # the same percentile as every other benchmark (eval/ is this script's folder)
 
 
 class RawClient:

@@ -40,10 +40,10 @@ def test_the_two_services_use_different_encoders(service, torch_service):
 def test_onnx_and_torch_rank_every_eval_question_alike(service, torch_service):
     differing = []
     for q in QUESTIONS:
-        onnx_ids = [h.passage.id for h in service.query(q["question"], 5, "hybrid").hits]
-        torch_ids = [h.passage.id for h in torch_service.query(q["question"], 5, "hybrid").hits]
+        onnx_ids = [h.passage.id for h in service.query(q.question, 5, "hybrid").hits]
+        torch_ids = [h.passage.id for h in torch_service.query(q.question, 5, "hybrid").hits]
         if onnx_ids != torch_ids:
-            differing.append((q["id"], onnx_ids, torch_ids))
+            differing.append((q.id, onnx_ids, torch_ids))
     if not differing:
         return
     # Float noise may flip a near tie; allowed only rarely and only if quality is unchanged.
@@ -56,7 +56,7 @@ def test_onnx_and_torch_rank_every_eval_question_alike(service, torch_service):
 def test_concurrent_queries_are_batched_and_get_their_own_vectors(service):
     batcher = service.snapshot.retriever.encoder
     assert isinstance(batcher, BatchingEncoder)
-    texts = [q["question"] for q in QUESTIONS[:64]]
+    texts = [q.question for q in QUESTIONS[:64]]
     alone = np.stack([batcher.encode([t])[0] for t in texts])  # one at a time: each is its own batch
 
     n_threads = 16

@@ -7,7 +7,7 @@ from rag.evaluation import EVAL_DIR, baseline_system, evaluate, load_questions, 
 
 def test_default_mode_holds_the_floor_and_beats_the_tutorial_baseline(service):
     floor = json.loads((EVAL_DIR / "floor.json").read_text())
-    questions = [q for q in load_questions() if q["split"] == floor["split"]]
+    questions = [q for q in load_questions() if q.split == floor["split"]]
     report = evaluate({"default": service_system(service, floor["mode"]), "baseline": baseline_system(service)}, questions)
     got, baseline = report["systems"]["default"]["all"], report["systems"]["baseline"]["all"]
     for metric in ("r@1", "r@5", "mrr@10", "highlight@1"):
