@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag import verdict as verdicts
 from rag.answerable import DEFAULT_MODEL
 from rag.chunking import Passage
 from rag.errors import InvalidInput
@@ -61,6 +62,8 @@ class QueryResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     similarity: float = 0.0  # the answerability features, kept for calibration
     coverage: float = 0.0
+    verdict: verdicts.Verdict = "not_found"  # found / uncertain / not_found (rag.verdict); answerable = not not_found
+    features: verdicts.VerdictFeatures | None = None  # what the verdict was decided from, kept for calibration
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -97,11 +100,16 @@ class Retriever:
         self.encoder = encoder
         self.answerability = answerability
         self.answerable_threshold = answerable_threshold
+        self.verdict_model = verdicts.MODEL
+        self.found_threshold = verdicts.FOUND_THRESHOLD
         self.position = {p.id: i for i, p in enumerate(self.passages)}
         self.depth = min(len(self.passages), CANDIDATE_DEPTH)
         self.passage_vectors = loaded_index.vectors.reconstruct_n(0, loaded_index.vectors.ntotal)
         self.sentence_terms = [lexical.terms(p.text[s - p.start : e - p.start]) for p in self.passages for s, e in p.sentences]
         self.passage_terms = [lexical.terms(p.text) for p in self.passages]
+        self.sentence_texts = [p.text[s - p.start : e - p.start] for p in self.passages for s, e in p.sentences]
+        self.idf = verdicts.idf_table(self.passage_terms)
+        self.unseen_idf = verdicts.unseen_idf(self.idf, len(self.passages))
 
     def search(self, question: str, top_k: int = 5, mode: str = "hybrid") -> QueryResult:
         """Rank passages for an already-cleaned question (see `clean_question`)."""
@@ -146,18 +154,33 @@ class Retriever:
         similarity = float((passage_cos.max() + sentence_cos.max()) / 2) if len(pool) else 0.0
         top_three = [int(pool[j]) for j in order[:3]]
         coverage = max((len(question_terms & self.passage_terms[i]) / len(question_terms) for i in top_three), default=0.0) if question_terms else 0.0
-        confidence = self.answerability.probability(similarity, coverage)
+        assessment = self._assess(question, question_terms, query, top_three)
+        lap("verdict")
         return QueryResult(
             question=question,
             mode=mode,
-            answerable=confidence >= self.answerable_threshold,
-            confidence=round(confidence, 4),
+            answerable=assessment.answerable,
+            confidence=assessment.confidence,
             hits=hits,
             index_id=self.index.id,
             timings_ms=timings,
             similarity=round(similarity, 6),
             coverage=round(coverage, 6),
+            verdict=assessment.verdict,
+            features=assessment.features,
         )
+
+    def _assess(self, question: str, question_terms: set[str], query: np.ndarray, top: list[int]) -> verdicts.Assessment:
+        """The verdict (rag.verdict) from the top passages' sentences; embeds the masked question once more."""
+        rows = [r for i in top for r in range(self.index.sentence_rows[i][0], sum(self.index.sentence_rows[i]))]
+        vectors = self.index.sentence_vectors[rows]
+        cosines = vectors @ query
+        sentences = [verdicts.Sentence(self.sentence_texts[r], self.sentence_terms[r], float(c)) for r, c in zip(rows, cosines)]
+        closest = rows[int(np.argmax(cosines))] if rows else None
+        masked = verdicts.masked_question(question, self.sentence_terms[closest], self.lexical.terms) if rows else None
+        relation = verdicts.relation_cos(self.encoder.encode([masked])[0], vectors) if masked else float(cosines.max(initial=0.0))
+        features = verdicts.features(question, question_terms, sentences, self.idf, self.unseen_idf, relation)
+        return verdicts.assess(features, self.verdict_model, self.answerable_threshold, self.found_threshold)
 
     def _sentence_max(self, pool: np.ndarray, query: np.ndarray) -> np.ndarray:
         """For each pooled passage, the best cosine between the question and one of its sentences."""
