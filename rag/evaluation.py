@@ -34,7 +34,8 @@ class Answer:
     answerable: bool
     confidence: float
     highlight: str | None  # the top passage's highlighted sentence, if the system marks one
-    features: tuple[float, float] = (0.0, 0.0)  # answerability features (similarity, coverage)
+    features: tuple[float, ...] = ()  # the verdict's features (rag.verdict.FEATURES)
+    verdict: str | None = None  # found / uncertain / not_found, if the system gives one
 
 
 System = Callable[[str], Answer]
@@ -48,8 +49,8 @@ def service_system(service, mode: str) -> System:
     def run(question: str) -> Answer:
         result = service.query(question, DEPTH, mode)
         top = result.hits[0].highlight.text if result.hits else None
-        features = (result.similarity, result.coverage)
-        return Answer([h.passage.text for h in result.hits], result.answerable, result.confidence, top, features)
+        features = result.features.values() if result.features else ()
+        return Answer([h.passage.text for h in result.hits], result.answerable, result.confidence, top, features, result.verdict)
 
     return run
 
@@ -86,6 +87,7 @@ def score_question(question: dict, answer: Answer) -> dict:
         "predicted_answerable": answer.answerable,
         "confidence": round(answer.confidence, 4),
         "features": answer.features,
+        "verdict": answer.verdict,
         "rank": rank,
         "returned_chars": metrics.mean(len(t) for t in answer.texts[:5]),
         "top": [t[:120] for t in answer.texts[:3]],
@@ -117,6 +119,7 @@ def summarize(rows: list[dict]) -> dict:
             "unanswerable_recall": round(r_neg, 4),
         }
     )
+    summary.update(verdict_summary(rows))
     return summary
 
 
@@ -208,7 +211,7 @@ def run_cli(settings: Settings, split: str | None = None, plot_png: bool = True)
     systems["baseline (1000/200 chars, dense)"] = baseline_system(service)
     report = evaluate(systems, questions)
     report["index"] = service.info()
-    report["answerability_in_use"] = service.retriever.answerability.as_dict()
+    report["answerability_in_use"] = service.retriever.verdict_model.as_dict()
     dev_rows = [r for r in report["rows"]["hybrid"] if r["split"] == "dev"]
     report["answerability_fit_on_dev"] = fit_answerability(dev_rows)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -216,7 +219,7 @@ def run_cli(settings: Settings, split: str | None = None, plot_png: bool = True)
     out.write_text(json.dumps(report, indent=1, ensure_ascii=False))
     for group in ["all", "split=dev", "split=test"] + sorted(g for g in report["systems"]["hybrid"] if g.startswith("kind=")):
         if group in report["systems"]["hybrid"]:
-            print(f"\n### {group}\n{table(report, group)}")
+            print(f"\n### {group}\n{table(report, group)}\n{verdict_table(report, group)}")
     print(f"\nanswerability model in use {report['answerability_in_use']}\n  refitted on dev:         {report['answerability_fit_on_dev']}")
     missed = misses(report, "hybrid", questions)
     print(f"\nhybrid misses at 5 ({len(missed)}):\n" + "\n".join(missed))
@@ -224,3 +227,44 @@ def run_cli(settings: Settings, split: str | None = None, plot_png: bool = True)
         plot(report, RESULTS_DIR / "recall.png")
         print(f"\nwrote {out} and {RESULTS_DIR / 'recall.png'}")
     return 0
+
+
+# --- the verdict (issue 12) ----------------------------------------------------------------
+# "off-topic" is the first unanswerable batch (kind "unanswerable"); "near-topic" the second (facts the article
+# does not give about people and events it names).
+
+VERDICT_COLUMNS = ["auroc_near", "auroc_all", "kept_answerable", "refused_off_topic", "refused_near_topic"]
+
+
+def verdict_summary(rows: list[dict]) -> dict:
+    """AUROC of `confidence` (answerable vs near-topic, vs every unanswerable), kept/refused rates, three-way counts."""
+    answerable = [r for r in rows if r["answerable"]]
+    near = [r for r in rows if r["kind"] == "near-topic"]
+    off = [r for r in rows if r["kind"] == "unanswerable"]
+
+    def area(negatives: list[dict]) -> float | None:
+        both = answerable + negatives
+        return round(metrics.auroc([r["confidence"] for r in both], [r["answerable"] for r in both]), 4) if answerable and negatives else None
+
+    out = {
+        "auroc_near": area(near),
+        "auroc_all": area(near + off),
+        "kept_answerable": round(metrics.kept_rate(r["predicted_answerable"] for r in answerable), 4),
+        "refused_off_topic": round(metrics.refused_rate(r["predicted_answerable"] for r in off), 4),
+        "refused_near_topic": round(metrics.refused_rate(r["predicted_answerable"] for r in near), 4),
+    }
+    for name, group in (("answerable", answerable), ("off_topic", off), ("near_topic", near)):
+        out[f"verdicts_{name}"] = {v: sum(1 for r in group if r.get("verdict") == v) for v in ("found", "uncertain", "not_found")}
+    return out
+
+
+def verdict_table(report: dict, group: str) -> str:
+    lines = [f"| system | {' | '.join(VERDICT_COLUMNS)} | found/uncertain/not_found: answerable · off-topic · near-topic |", "|" + "---|" * (len(VERDICT_COLUMNS) + 2)]
+    for name, groups in report["systems"].items():
+        s = groups.get(group)
+        if not s or s.get("verdicts_answerable", {}).get("found") is None:
+            continue
+        cells = ["–" if s[c] is None else f"{s[c]:.3f}" for c in VERDICT_COLUMNS]
+        three = " · ".join("/".join(str(s[f"verdicts_{g}"][v]) for v in ("found", "uncertain", "not_found")) for g in ("answerable", "off_topic", "near_topic"))
+        lines.append(f"| {name} | {' | '.join(cells)} | {three} |")
+    return "\n".join(lines)

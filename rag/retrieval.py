@@ -6,9 +6,9 @@ Three modes over one index:
 - `hybrid` (default): the two fused (below).
 
 Each returned passage carries the sentence that best answers the question
-(`highlight`: highest cosine between the question and the sentence embeddings
-computed at index time, nudged by shared terms), and the result says whether
-the corpus seems to hold an answer at all (`answerable`, see rag.answerable).
+(`highlight`, and `highlights` when the evidence spans two sentences; see
+rag.highlight), and the result says whether the corpus seems to hold an answer
+(`verdict`, `answerable`, `confidence`; see rag.verdict).
 
 Signals are put on one scale by z-scores over the candidate pool before they
 are added: dense = passage cosine + best-sentence cosine, lexical = BM25,
@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rag import highlight as highlighting
 from rag import verdict as verdicts
 from rag.answerable import DEFAULT_MODEL
 from rag.chunking import Passage
@@ -33,7 +34,6 @@ from rag.errors import InvalidInput
 MODES = ("hybrid", "dense", "lexical")
 CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
 LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
-HIGHLIGHT_TERM_WEIGHT = 0.1  # share of question terms a sentence holds, added to its cosine (dev split: 0.60 -> 0.65)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ class Hit:
     passage: Passage
     score: float
     rank: int
-    highlight: Highlight
+    highlight: Highlight  # the sentence that best answers the question (rag.highlight)
+    highlights: tuple[Highlight, ...] = ()  # every sentence to mark, in text order: the best, and its neighbour when the evidence spans both
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class Retriever:
         lap("fusion")
         question_terms = self.lexical.terms(question)
         hits = [
-            Hit(self.passages[int(pool[j])], round(float(scores[j]), 6), rank, self._highlight(int(pool[j]), query, question_terms))
+            Hit(self.passages[int(pool[j])], round(float(scores[j]), 6), rank, *self._highlight(int(pool[j]), query, question, question_terms))
             for rank, j in enumerate(order[:top_k], start=1)
         ]
         lap("highlight")
@@ -191,16 +192,22 @@ class Retriever:
             best[j] = (self.index.sentence_vectors[first : first + count] @ query).max()
         return best
 
-    def _highlight(self, passage_index: int, query: np.ndarray, question_terms: set[str]) -> Highlight:
-        """The passage's sentence closest to the question in meaning, nudged by shared terms."""
+    def _highlight(self, passage_index: int, query: np.ndarray, question: str, question_terms: set[str]) -> tuple[Highlight, tuple[Highlight, ...]]:
+        """The passage's sentence that answers the question, and the sentences to mark (rag.highlight)."""
         first, count = self.index.sentence_rows[passage_index]
         passage = self.passages[passage_index]
-        similarities = self.index.sentence_vectors[first : first + count] @ query
-        if question_terms:
-            overlap = [len(question_terms & self.sentence_terms[first + k]) / len(question_terms) for k in range(count)]
-            similarities = similarities + HIGHLIGHT_TERM_WEIGHT * np.asarray(overlap, dtype=np.float32)
-        start, end = passage.sentences[int(np.argmax(similarities))]
-        return Highlight(passage.text[start - passage.start : end - passage.start], start, end)
+        cosines = self.index.sentence_vectors[first : first + count] @ query
+        candidates = [
+            highlighting.Candidate(
+                self.sentence_texts[first + k], start, end, float(cosines[k]),
+                verdicts.coverage(question_terms, self.sentence_terms[first + k], self.idf, self.unseen_idf),
+                highlighting.holds_answer_type(question, self.sentence_texts[first + k]),
+            )
+            for k, (start, end) in enumerate(passage.sentences)
+        ]
+        best, marked = highlighting.choose(candidates)
+        spans = {k: Highlight(candidates[k].text, candidates[k].start, candidates[k].end) for k in marked}
+        return spans[best], tuple(spans[k] for k in marked)
 
 
 def zscore(values: np.ndarray) -> np.ndarray:
