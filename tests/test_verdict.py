@@ -127,7 +127,8 @@ def test_an_off_topic_question_is_not_found(service):
 
 def test_a_near_topic_fact_the_article_does_not_give_is_not_found(service):
     result = service.query("When did Leon Trotsky die?", 3, "hybrid")
-    assert result.verdict == "not_found" and result.features.answer_type == 0.0
+    assert result.verdict == "not_found" and not result.answerable
+    assert result.features.relation_cos < 0.2, "with Leon Trotsky masked, 'When did die' matches nothing"
 
 
 def test_uncertain_sits_between(service):
@@ -136,7 +137,7 @@ def test_uncertain_sits_between(service):
     assert V.ANSWERABLE_THRESHOLD <= result.confidence < V.FOUND_THRESHOLD
 
 
-UNCERTAIN = "Who led the Mensheviks in the 1905 revolution?"
+UNCERTAIN = "Who financed the Jacobins?"  # the article names them, says what they did, not who paid (confidence ~0.59)
 
 
 @pytest.mark.parametrize("mode", ["dense", "lexical"])
