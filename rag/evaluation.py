@@ -262,7 +262,7 @@ def verdict_table(report: dict, group: str) -> str:
     lines = [f"| system | {' | '.join(VERDICT_COLUMNS)} | found/uncertain/not_found: answerable · off-topic · near-topic |", "|" + "---|" * (len(VERDICT_COLUMNS) + 2)]
     for name, groups in report["systems"].items():
         s = groups.get(group)
-        if not s or s.get("verdicts_answerable", {}).get("found") is None:
+        if not s or not any(s["verdicts_answerable"].values()):  # the system gives no verdict (the baseline)
             continue
         cells = ["–" if s[c] is None else f"{s[c]:.3f}" for c in VERDICT_COLUMNS]
         three = " · ".join("/".join(str(s[f"verdicts_{g}"][v]) for v in ("found", "uncertain", "not_found")) for g in ("answerable", "off_topic", "near_topic"))
