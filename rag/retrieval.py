@@ -110,7 +110,7 @@ class Retriever:
         self.passage_terms = [lexical.terms(p.text) for p in self.passages]
         self.sentence_texts = [p.text[s - p.start : e - p.start] for p in self.passages for s, e in p.sentences]
         self.idf = verdicts.idf_table(self.passage_terms)
-        self.unseen_idf = verdicts.unseen_idf(self.idf, len(self.passages))
+        self.unseen_idf = verdicts.unseen_idf(len(self.passages))
 
     def search(self, question: str, top_k: int = 5, mode: str = "hybrid") -> QueryResult:
         """Rank passages for an already-cleaned question (see `clean_question`)."""

@@ -42,7 +42,7 @@ from typing import Literal
 from rag.answerable import AnswerabilityModel
 
 Verdict = Literal["found", "uncertain", "not_found"]
-AnswerType = Literal["date", "number", "person", "place"]
+AnswerType = Literal["date", "number", "place"]
 
 FEATURES = ("answer_type", "sentence_cos", "relation_cos")
 
@@ -111,7 +111,7 @@ def type_met(kind: AnswerType | None, sentence: str, question: str) -> bool:
 
 
 def idf_table(passage_terms: Sequence[set[str]]) -> dict[str, float]:
-    """BM25's IDF of every term the passages use; `idf(term)` gives unseen terms the top weight."""
+    """BM25's IDF of every term the passages use (look unseen terms up with `unseen_idf`)."""
     n = len(passage_terms)
     df: dict[str, int] = {}
     for terms in passage_terms:
@@ -120,7 +120,8 @@ def idf_table(passage_terms: Sequence[set[str]]) -> dict[str, float]:
     return {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
 
 
-def unseen_idf(table: dict[str, float], passages: int) -> float:
+def unseen_idf(passages: int) -> float:
+    """The IDF of a term no passage uses: the top weight, so a question word the corpus never says counts most."""
     return math.log(1 + (passages + 0.5) / 0.5)
 
 

@@ -51,7 +51,7 @@ def test_rarity_weighted_coverage():
     assert V.coverage({"lenin", "revolut"}, {"lenin", "revolut", "x"}, idf, unseen=4.0) == 1.0
     assert V.coverage(set(), {"lenin"}, idf, unseen=4.0) == 0.0
     table = V.idf_table([{"a", "b"}, {"a"}, {"c"}])
-    assert table["a"] < table["b"] == table["c"] < V.unseen_idf(table, 3)
+    assert table["a"] < table["b"] == table["c"] < V.unseen_idf(3)
 
 
 def test_masked_question_keeps_what_the_evidence_does_not_say(terms_of):
