@@ -1,15 +1,15 @@
-"""Whether the documents seem to hold an answer: a two-feature logistic model.
+"""The answerability model: a small class-balanced logistic regression over N features.
 
-A bi-encoder's similarity alone separates answerable from unanswerable
-questions poorly when the unanswerable ones are near the topic ("Who led the
-Mensheviks?" asked of an essay that names them). Two signals together do
-better: `similarity`, the mean of the best passage cosine and the best sentence
-cosine, and `coverage`, the share of the question's content terms (stemmed,
-stop words out) that the best of the top three passages contains.
+It owns the model and its fitting, nothing else: which features go in and what
+the probability is used for live in rag.verdict. Features are standardised with
+the fitting set's means and spreads; the weights are fitted on the dev split
+only (`rag eval` refits and prints them) and written in code by hand, so the
+test split never sees them.
 
-The weights are fitted by `rag eval` on the dev split only (class-balanced
-logistic regression, features standardised with the dev means and spreads) and
-written here by hand; the test split never sees them.
+History: the first model had two features (`similarity`, the mean of the best
+passage and best sentence cosines, and `coverage`, the share of question terms
+in the best of the top three passages); rag.verdict's three-feature model
+replaced it (issue 12).
 """
 
 from __future__ import annotations
@@ -22,13 +22,15 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AnswerabilityModel:
-    mean: tuple[float, float]  # of (similarity, coverage) on the fitting set
-    scale: tuple[float, float]
-    weights: tuple[float, float]
+    mean: tuple[float, ...]  # of each feature on the fitting set
+    scale: tuple[float, ...]
+    weights: tuple[float, ...]
     bias: float
 
-    def probability(self, similarity: float, coverage: float) -> float:
-        z = [(x - m) / s for x, m, s in zip((similarity, coverage), self.mean, self.scale)]
+    def probability(self, *features: float) -> float:
+        if len(features) != len(self.weights):
+            raise ValueError(f"the model takes {len(self.weights)} features, got {len(features)}")
+        z = [(x - m) / s for x, m, s in zip(features, self.mean, self.scale)]
         logit = sum(w * v for w, v in zip(self.weights, z)) + self.bias
         return 1.0 / (1.0 + math.exp(-max(min(logit, 50.0), -50.0)))
 
@@ -36,7 +38,7 @@ class AnswerabilityModel:
         return {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
 
 
-def fit(features: list[tuple[float, float]], answerable: list[bool], l2: float = 1.0, steps: int = 3000) -> AnswerabilityModel:
+def fit(features: list[tuple[float, ...]], answerable: list[bool], l2: float = 1.0, steps: int = 3000) -> AnswerabilityModel:
     """Class-balanced, L2-regularised logistic regression by gradient descent (small data, no dependencies)."""
     X = np.asarray(features, dtype=np.float64)
     y = np.asarray(answerable, dtype=np.float64)
@@ -51,9 +53,5 @@ def fit(features: list[tuple[float, float]], answerable: list[bool], l2: float =
         p = 1.0 / (1.0 + np.exp(-(Z @ w)))
         grad = Z.T @ ((p - y) * weight) / len(y) + l2 * np.r_[w[:-1], 0.0] / len(y)
         w -= grad
-    r = lambda v: round(float(v), 4)  # noqa: E731
-    return AnswerabilityModel((r(mean[0]), r(mean[1])), (r(scale[0]), r(scale[1])), (r(w[0]), r(w[1])), r(w[2]))
-
-
-# Fitted with `rag eval` on the dev split (see eval/results/eval.json, "answerability_fit_on_dev").
-DEFAULT_MODEL = AnswerabilityModel(mean=(0.5349, 0.5385), scale=(0.1181, 0.2044), weights=(1.0593, 0.9577), bias=0.754)
+    r = lambda values: tuple(round(float(v), 4) for v in values)  # noqa: E731
+    return AnswerabilityModel(r(mean), r(scale), r(w[:-1]), round(float(w[-1]), 4))

@@ -67,7 +67,8 @@ class Answer:
     answerable: bool
     confidence: float
     highlight: str | None  # the top passage's highlighted sentence, if the system marks one
-    features: tuple[float, float] = (0.0, 0.0)  # answerability features (similarity, coverage)
+    features: tuple[float, ...] = ()  # the verdict's features (rag.verdict.FEATURES)
+    verdict: str | None = None  # found / uncertain / not_found, if the system gives one
 
     @property
     def texts(self) -> list[str]:
@@ -97,7 +98,8 @@ def service_system(service, mode: str, k: int = DEPTH, document_names: dict[str,
         passages = tuple(
             Retrieved(h.passage.text, h.score, h.passage.id, names.get(h.passage.document, h.passage.document)) for h in result.hits
         )
-        return Answer(passages, result.answerable, result.confidence, top, (result.similarity, result.coverage))
+        features = result.features.values() if result.features else ()
+        return Answer(passages, result.answerable, result.confidence, top, features, result.verdict)
 
     return run
 
@@ -180,6 +182,7 @@ def score_question(question: Question, answer: Answer, relevant: dict[str, int] 
         "predicted_answerable": answer.answerable,
         "confidence": round(answer.confidence, 4),
         "features": answer.features,
+        "verdict": answer.verdict,
         "rank": rank,
         "returned_chars": metrics.mean(len(t) for t in answer.texts[:5]),
         "top": [t[:120] for t in answer.texts[:3]],
@@ -226,6 +229,7 @@ def summarize(rows: list[dict], k: int = DEPTH) -> dict:
     )
     auc = evalstats.auroc([r["confidence"] for r in rows], actual)
     summary["confidence_auroc"] = None if auc is None else round(auc, 4)
+    summary.update(verdict_summary(rows))
     return summary
 
 
@@ -467,7 +471,7 @@ def run_cli(
         systems[BASELINE] = baseline_system(first_service, k=k)
     report = evaluate(systems, question_list, gold, k)
     report.update({"source": str(source), "k": k, "modes": modes, "configs": info, "index": info[base.name]})
-    report["answerability_in_use"] = first_service.snapshot.retriever.answerability.as_dict()
+    report["answerability_in_use"] = first_service.snapshot.retriever.verdict_model.as_dict()
     report["answerability_fit_on_dev"] = fit_answerability([r for r in report["rows"][runs[base.name][0]] if r["split"] == "dev"])
     report["comparisons"] = compare({"rows": {n: report["rows"][n] for n in systems if n != BASELINE}}, k)
     report["gold_not_in_index"] = {  # per configuration: answerable questions none of whose gold is in its index
@@ -603,7 +607,7 @@ def print_report(report: dict, questions: list[Question], standard: dict, k: int
     if bundled:
         groups += sorted(g for g in report["systems"][first] if g.startswith("kind="))
     for group in groups:
-        print(f"\n### {group}\n{table(report, group, k)}")
+        print(f"\n### {group}\n{table(report, group, k)}\n{verdict_table(report, group)}")
     for name, numbers in standard.items():
         ours = report["systems"][name]["all"]
         gap = max(abs(ours[key] - numbers[key]) for key in rank_metrics(k))
@@ -651,3 +655,44 @@ def _commit() -> str | None:
     except OSError:
         return None
     return done.stdout.strip() or None
+
+
+# --- the verdict (issue 12) ----------------------------------------------------------------
+# "off-topic" is the first unanswerable batch (kind "unanswerable"); "near-topic" the second (facts the article
+# does not give about people and events it names).
+
+VERDICT_COLUMNS = ["auroc_near", "auroc_all", "kept_answerable", "refused_off_topic", "refused_near_topic"]
+
+
+def verdict_summary(rows: list[dict]) -> dict:
+    """AUROC of `confidence` (answerable vs near-topic, vs every unanswerable), kept/refused rates, three-way counts."""
+    answerable = [r for r in rows if r["answerable"]]
+    near = [r for r in rows if r["kind"] == "near-topic"]
+    off = [r for r in rows if r["kind"] == "unanswerable"]
+
+    def area(negatives: list[dict]) -> float | None:
+        both = answerable + negatives
+        return round(metrics.auroc([r["confidence"] for r in both], [r["answerable"] for r in both]), 4) if answerable and negatives else None
+
+    out = {
+        "auroc_near": area(near),
+        "auroc_all": area(near + off),
+        "kept_answerable": round(metrics.kept_rate(r["predicted_answerable"] for r in answerable), 4),
+        "refused_off_topic": round(metrics.refused_rate(r["predicted_answerable"] for r in off), 4),
+        "refused_near_topic": round(metrics.refused_rate(r["predicted_answerable"] for r in near), 4),
+    }
+    for name, group in (("answerable", answerable), ("off_topic", off), ("near_topic", near)):
+        out[f"verdicts_{name}"] = {v: sum(1 for r in group if r.get("verdict") == v) for v in ("found", "uncertain", "not_found")}
+    return out
+
+
+def verdict_table(report: dict, group: str) -> str:
+    lines = [f"| system | {' | '.join(VERDICT_COLUMNS)} | found/uncertain/not_found: answerable · off-topic · near-topic |", "|" + "---|" * (len(VERDICT_COLUMNS) + 2)]
+    for name, groups in report["systems"].items():
+        s = groups.get(group)
+        if not s or not any(s["verdicts_answerable"].values()):  # the system gives no verdict (the baseline)
+            continue
+        cells = ["–" if s[c] is None else f"{s[c]:.3f}" for c in VERDICT_COLUMNS]
+        three = " · ".join("/".join(str(s[f"verdicts_{g}"][v]) for v in ("found", "uncertain", "not_found")) for g in ("answerable", "off_topic", "near_topic"))
+        lines.append(f"| {name} | {' | '.join(cells)} | {three} |")
+    return "\n".join(lines)

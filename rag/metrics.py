@@ -165,3 +165,43 @@ def precision_recall(predicted: Sequence[bool], actual: Sequence[bool]) -> tuple
 def f1_score(precision: float, recall: float) -> float:
     """Harmonic mean of precision and recall; 0.0 when both are 0."""
     return 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+
+
+# --- the verdict (issue 12): ranking quality of a confidence, and what a threshold keeps -------------------
+
+
+def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random negative.
+
+    Ties between a positive and a negative count as half (the Mann-Whitney U statistic over all pairs,
+    computed from ranks with ties averaged). Raises ``ValueError`` when the lengths differ or when either
+    class is missing (the area is undefined then).
+    """
+    if len(scores) != len(labels):
+        raise ValueError(f"length mismatch: {len(scores)} scores, {len(labels)} labels")
+    n_pos = sum(1 for y in labels if y)
+    n_neg = len(labels) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError("AUROC needs at least one positive and one negative")
+    order = sorted(range(len(scores)), key=lambda i: scores[i])
+    ranks = [0.0] * len(scores)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and scores[order[j + 1]] == scores[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1  # 1-based average rank of the tie group
+        i = j + 1
+    positive_rank_sum = sum(r for r, y in zip(ranks, labels) if y)
+    return (positive_rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def kept_rate(predicted_answerable: Iterable[bool]) -> float:
+    """Share of questions let through (predicted answerable); 0.0 for none."""
+    return mean(1.0 if p else 0.0 for p in predicted_answerable)
+
+
+def refused_rate(predicted_answerable: Iterable[bool]) -> float:
+    """Share of questions turned away (predicted not answerable); 0.0 for none."""
+    return mean(0.0 if p else 1.0 for p in predicted_answerable)

@@ -6,9 +6,9 @@ Three modes over one index:
 - `hybrid` (default): the two fused (below).
 
 Each returned passage carries the sentence that best answers the question
-(`highlight`: highest cosine between the question and the sentence embeddings
-computed at index time, nudged by shared terms), and the result says whether
-the corpus seems to hold an answer at all (`answerable`, see rag.answerable).
+(`highlight`, and `highlights` when the evidence spans two sentences; see
+rag.highlight), and the result says whether the corpus seems to hold an answer
+(`verdict`, `answerable`, `confidence`; see rag.verdict).
 
 Signals are put on one scale by z-scores over the candidate pool before they
 are added: dense = passage cosine + best-sentence cosine, lexical = BM25,
@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rag.answerable import DEFAULT_MODEL
+from rag import highlight as highlighting
+from rag import verdict as verdicts
 from rag.chunking import Passage
 from rag.errors import InvalidInput
 
@@ -34,7 +35,6 @@ MODES = ("hybrid", "dense", "lexical")
 CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
 EXACT_FILTERED_MAX = 20_000  # a filter allowing at most this many passages is searched exactly
 LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
-HIGHLIGHT_TERM_WEIGHT = 0.1  # share of question terms a sentence holds, added to its cosine (dev split: 0.60 -> 0.65)
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class Hit:
     passage: Passage
     score: float
     rank: int
-    highlight: Highlight
+    highlight: Highlight  # the sentence that best answers the question (rag.highlight)
+    highlights: tuple[Highlight, ...] = ()  # every sentence to mark, in text order: the best, and its neighbour when the evidence spans both
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,8 @@ class QueryResult:
     similarity: float = 0.0  # the answerability features, kept for calibration
     coverage: float = 0.0
     snapshot: object = field(default=None, repr=False, compare=False)  # rag.service.Snapshot the hits come from
+    verdict: verdicts.Verdict = "not_found"  # found / uncertain / not_found (rag.verdict); answerable = not not_found
+    features: verdicts.VerdictFeatures | None = None  # what the verdict was decided from, kept for calibration
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -92,19 +95,23 @@ def check_params(top_k: object, mode: object, max_top_k: int) -> None:
 
 
 class Retriever:
-    def __init__(self, loaded_index, documents: dict, lexical, encoder, answerability=DEFAULT_MODEL, answerable_threshold: float = 0.5):
+    def __init__(self, loaded_index, documents: dict, lexical, encoder, answerable_threshold: float = verdicts.ANSWERABLE_THRESHOLD):
         self.index = loaded_index
         self.documents = documents  # id -> Document: the version this index was built from
         self.passages: list[Passage] = loaded_index.passages
         self.lexical = lexical
         self.encoder = encoder
-        self.answerability = answerability
         self.answerable_threshold = answerable_threshold
+        self.verdict_model = verdicts.MODEL
+        self.found_threshold = verdicts.FOUND_THRESHOLD
         self.position = {p.id: i for i, p in enumerate(self.passages)}
         self.depth = min(len(self.passages), CANDIDATE_DEPTH)
         self.passage_vectors = loaded_index.vectors.reconstruct_n(0, loaded_index.vectors.ntotal)
         self.sentence_terms = [lexical.terms(p.text[s - p.start : e - p.start]) for p in self.passages for s, e in p.sentences]
         self.passage_terms = [lexical.terms(p.text) for p in self.passages]
+        self.sentence_texts = [p.text[s - p.start : e - p.start] for p in self.passages for s, e in p.sentences]
+        self.idf = verdicts.idf_table(self.passage_terms)
+        self.unseen_idf = verdicts.unseen_idf(len(self.passages))
 
     def search(self, question: str, top_k: int = 5, mode: str = "hybrid", snapshot=None, allowed: np.ndarray | None = None) -> QueryResult:
         """Rank passages for an already-cleaned question (see `clean_question`); the result carries `snapshot`.
@@ -145,24 +152,27 @@ class Retriever:
         lap("fusion")
         question_terms = self.lexical.terms(question)
         hits = [
-            Hit(self.passages[int(pool[j])], round(float(scores[j]), 6), rank, self._highlight(int(pool[j]), query, question_terms))
+            Hit(self.passages[int(pool[j])], round(float(scores[j]), 6), rank, *self._highlight(int(pool[j]), query, question, question_terms))
             for rank, j in enumerate(order[:top_k], start=1)
         ]
         lap("highlight")
         similarity = float((passage_cos.max() + sentence_cos.max()) / 2) if len(pool) else 0.0
         top_three = [int(pool[j]) for j in order[:3]]
         coverage = max((len(question_terms & self.passage_terms[i]) / len(question_terms) for i in top_three), default=0.0) if question_terms else 0.0
-        confidence = self.answerability.probability(similarity, coverage)
+        assessment = self._assess(question, question_terms, query, top_three)
+        lap("verdict")
         return QueryResult(
             question=question,
             mode=mode,
-            answerable=confidence >= self.answerable_threshold,
-            confidence=round(confidence, 4),
+            answerable=assessment.answerable,
+            confidence=assessment.confidence,
             hits=hits,
             index_id=self.index.id,
             timings_ms=timings,
             similarity=round(similarity, 6),
             coverage=round(coverage, 6),
+            verdict=assessment.verdict,
+            features=assessment.features,
             snapshot=snapshot,
         )
 
@@ -189,6 +199,18 @@ class Retriever:
         _, ids = vectors.search(query[None, :], self.depth, params=params)
         return ids[0][ids[0] >= 0]
 
+    def _assess(self, question: str, question_terms: set[str], query: np.ndarray, top: list[int]) -> verdicts.Assessment:
+        """The verdict (rag.verdict) from the top passages' sentences; embeds the masked question once more."""
+        rows = [r for i in top for r in range(self.index.sentence_rows[i][0], sum(self.index.sentence_rows[i]))]
+        vectors = self.index.sentence_vectors[rows]
+        cosines = vectors @ query
+        sentences = [verdicts.Sentence(self.sentence_texts[r], self.sentence_terms[r], float(c)) for r, c in zip(rows, cosines)]
+        closest = rows[int(np.argmax(cosines))] if rows else None
+        masked = verdicts.masked_question(question, self.sentence_terms[closest], self.lexical.terms) if rows else None
+        relation = verdicts.relation_cos(self.encoder.encode([masked])[0], vectors) if masked else float(cosines.max(initial=0.0))
+        features = verdicts.features(question, question_terms, sentences, self.idf, self.unseen_idf, relation)
+        return verdicts.assess(features, self.verdict_model, self.answerable_threshold, self.found_threshold)
+
     def _sentence_max(self, pool: np.ndarray, query: np.ndarray) -> np.ndarray:
         """For each pooled passage, the best cosine between the question and one of its sentences."""
         rows = self.index.sentence_rows
@@ -198,16 +220,22 @@ class Retriever:
             best[j] = (self.index.sentence_vectors[first : first + count] @ query).max()
         return best
 
-    def _highlight(self, passage_index: int, query: np.ndarray, question_terms: set[str]) -> Highlight:
-        """The passage's sentence closest to the question in meaning, nudged by shared terms."""
+    def _highlight(self, passage_index: int, query: np.ndarray, question: str, question_terms: set[str]) -> tuple[Highlight, tuple[Highlight, ...]]:
+        """The passage's sentence that answers the question, and the sentences to mark (rag.highlight)."""
         first, count = self.index.sentence_rows[passage_index]
         passage = self.passages[passage_index]
-        similarities = self.index.sentence_vectors[first : first + count] @ query
-        if question_terms:
-            overlap = [len(question_terms & self.sentence_terms[first + k]) / len(question_terms) for k in range(count)]
-            similarities = similarities + HIGHLIGHT_TERM_WEIGHT * np.asarray(overlap, dtype=np.float32)
-        start, end = passage.sentences[int(np.argmax(similarities))]
-        return Highlight(passage.text[start - passage.start : end - passage.start], start, end)
+        cosines = self.index.sentence_vectors[first : first + count] @ query
+        candidates = [
+            highlighting.Candidate(
+                self.sentence_texts[first + k], start, end, float(cosines[k]),
+                verdicts.coverage(question_terms, self.sentence_terms[first + k], self.idf, self.unseen_idf),
+                highlighting.holds_answer_type(question, self.sentence_texts[first + k]),
+            )
+            for k, (start, end) in enumerate(passage.sentences)
+        ]
+        best, marked = highlighting.choose(candidates)
+        spans = {k: Highlight(candidates[k].text, candidates[k].start, candidates[k].end) for k in marked}
+        return spans[best], tuple(spans[k] for k in marked)
 
 
 def zscore(values: np.ndarray) -> np.ndarray:

@@ -183,6 +183,6 @@ def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders, for
 def make_snapshot(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder) -> Snapshot:
     by_id = {d.id: d for d in documents}
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
-    threshold = settings.answerable_threshold if settings.answerable_threshold is not None else 0.5
-    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)
+    retriever = Retriever(loaded, by_id, lexical, encoder) if settings.answerable_threshold is None else \
+        Retriever(loaded, by_id, lexical, encoder, answerable_threshold=settings.answerable_threshold)
     return Snapshot(loaded, by_id, retriever, getattr(encoder, "kind", "torch"))

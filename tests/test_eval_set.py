@@ -5,6 +5,11 @@ seed article; a retrieved passage is evidence when it hits any of them
 (rag.metrics.quote_hit). These tests keep the file honest: quotes really are in
 the article, sit in the stated section, do not accidentally "hit" unrelated
 paragraphs, and the dev/test split is the seeded, kind-stratified draw below.
+
+The set grew once (issue 12): near-topic unanswerable questions (`near-topic`:
+people, parties and events the article names, facts it does not give) and more
+paraphrases, ids after q128 and n001 on. The new rows got their own seeded draw,
+so the first batch's splits did not move.
 """
 
 import collections
@@ -25,12 +30,20 @@ SEED_TEXT = ROOT / "seeds" / "permanent-revolution-1917-and-today.txt"
 
 SECTIONS = ["Introduction", *HEADINGS[1:]]  # the eval set names the untitled opening "Introduction"
 ANSWERABLE_KINDS = {"paraphrase", "entity", "number", "why_how", "multi_paragraph"}
-KINDS = ANSWERABLE_KINDS | {"unanswerable"}
+UNANSWERABLE_KINDS = {"unanswerable", "near-topic"}  # "unanswerable": the first batch, mostly off the article's topic
+KINDS = ANSWERABLE_KINDS | UNANSWERABLE_KINDS
 KEYS = {"id", "question", "quotes", "kind", "section", "split", "answerable"}
 
 # The split was drawn once, before any retrieval run, with this seed and rule.
 SPLIT_SEED = 20180111
 DEV_FRACTION = 0.4
+SECOND_BATCH_SEED = 2018011112  # issue 12's additions, drawn the same way before any system saw them
+FIRST_BATCH_LAST_ANSWERABLE = 128
+
+
+def batch(row_id: str) -> int:
+    """1 for the original set, 2 for issue 12's additions (q129 on, every n id)."""
+    return 2 if row_id.startswith("n") or (row_id.startswith("q") and int(row_id[1:]) > FIRST_BATCH_LAST_ANSWERABLE) else 1
 
 
 def assign_splits(rows: list[dict], seed: int = SPLIT_SEED, dev_fraction: float = DEV_FRACTION) -> dict[str, str]:
@@ -87,8 +100,8 @@ def test_schema(rows):
             assert re.fullmatch(r"q\d{3}", r["id"]), r["id"]
         else:
             assert r["answerable"] is False, r["id"]
-            assert r["kind"] == "unanswerable" and r["section"] is None and r["quotes"] == [], r["id"]
-            assert re.fullmatch(r"u\d{3}", r["id"]), r["id"]
+            assert r["kind"] in UNANSWERABLE_KINDS and r["section"] is None and r["quotes"] == [], r["id"]
+            assert re.fullmatch(r"u\d{3}" if r["kind"] == "unanswerable" else r"n\d{3}", r["id"]), r["id"]
 
 
 def test_ids_and_questions_unique(rows):
@@ -104,7 +117,9 @@ def test_readme_example_not_in_eval_set(rows):
 
 def test_counts(rows):
     assert len(answerable(rows)) >= 60
-    assert len([r for r in rows if not r["answerable"]]) >= 15
+    assert len([r for r in rows if r["kind"] == "unanswerable"]) >= 15
+    assert len([r for r in rows if r["kind"] == "near-topic"]) >= 45
+    assert len([r for r in rows if r["kind"] == "paraphrase" and batch(r["id"]) == 2]) >= 30
 
 
 def test_every_quote_verbatim_in_article(text, rows):
@@ -161,5 +176,6 @@ def test_splits_cover_every_kind(rows):
 
 
 def test_split_is_the_seeded_stratified_draw(rows):
-    expected = assign_splits(rows)
+    expected = assign_splits([r for r in rows if batch(r["id"]) == 1])
+    expected |= assign_splits([r for r in rows if batch(r["id"]) == 2], seed=SECOND_BATCH_SEED)
     assert {r["id"]: r["split"] for r in rows} == expected

@@ -1,0 +1,76 @@
+"""The highlight (rag.highlight): the answer, not the text's own question or a lead-in; two sentences when it spans two."""
+
+from rag import highlight as H
+
+from tests.conftest import ARTICLE_ID
+
+
+def candidate(text: str, cosine: float, coverage: float = 0.0, typed: bool = False, at: int = 0) -> H.Candidate:
+    return H.Candidate(text, at, at + len(text), cosine, coverage, typed)
+
+
+def test_the_texts_own_question_is_skipped():
+    sentences = [
+        candidate("Why was the Russian bourgeoisie unable to lead the bourgeois revolution?", 0.70, 0.6),
+        candidate("The bourgeoisie had strong economic ties with the landowners, who were their partners in profit.", 0.55, 0.3),
+        candidate("Pushing for land reform meant going after the possessions of the landed aristocracy.", 0.40),
+    ]
+    best, marked = H.choose(sentences)
+    assert best == 1 and 0 not in marked
+
+
+def test_a_question_with_a_footnote_is_still_a_question():
+    assert H.is_question("Why was it so? [3]") and H.is_question("“Why?”") and not H.is_question("It was so.")
+
+
+def test_a_lead_in_marks_what_it_introduces():
+    sentences = [
+        candidate("In the 1919 re-issue of Results and Prospects, he explains:", 0.60, 0.5),
+        candidate("“Once in power, the proletariat will not be able to limit itself to a bourgeois democratic program.”", 0.58, 0.2),
+    ]
+    assert H.is_transitional(sentences[0])
+    best, marked = H.choose(sentences)
+    assert best == 1 and marked == (1,)  # the quote wins on its own once the lead-in is pushed down
+    sentences[1] = candidate(sentences[1].text, 0.20)
+    best, marked = H.choose(sentences)
+    assert best == 0 and marked == (0, 1)  # and where the lead-in still wins, what it introduces is marked with it
+
+
+def test_a_short_sentence_sharing_nothing_with_the_question_is_transitional():
+    assert H.is_transitional(candidate("However, there is more.", 0.3, 0.0))
+    assert not H.is_transitional(candidate("However, there is more.", 0.3, 0.2))
+    assert not H.is_transitional(candidate("A long sentence that carries a claim of its own about the revolution.", 0.3))
+
+
+def test_evidence_spanning_two_adjacent_sentences_marks_both():
+    sentences = [
+        candidate("Unrelated opening sentence about the print edition of the magazine.", 0.10),
+        candidate("Mao led a wing of the CCP to retreat to the countryside.", 0.61, 0.5),
+        candidate("The Long March demonstrated the prowess that allowed the CCP to survive.", 0.60, 0.5),
+    ]
+    best, marked = H.choose(sentences)
+    assert best == 1 and marked == (1, 2)
+    sentences[2] = candidate(sentences[2].text, 0.40)
+    assert H.choose(sentences) == (1, (1,))  # a clearly weaker neighbour is not marked
+
+
+def test_the_asked_for_type_and_the_question_terms_pull_the_highlight():
+    assert H.holds_answer_type("Who revised the theory?", "Nahuel Moreno revised the theory in 1984.")
+    assert not H.holds_answer_type("Who revised the theory?", "It was revised, he said.")
+    assert H.holds_answer_type("When was it revised?", "It was revised in 1984.")
+    assert not H.holds_answer_type("Why was it revised?", "It was revised in 1984.")
+    sentences = [candidate("A sentence close in meaning.", 0.60), candidate("A sentence holding the rare question term.", 0.55, 0.5)]
+    assert H.choose(sentences)[0] == 1
+
+
+def test_the_readme_question_highlights_an_answer_not_the_articles_question(service):
+    result = service.query("Why did Trotsky think the bourgeoisie could not lead?", 3, "hybrid")
+    doc = service.document(ARTICLE_ID).text
+    for hit in result.hits:
+        assert not H.is_question(hit.highlight.text)
+        assert hit.highlight in hit.highlights and list(hit.highlights) == sorted(hit.highlights, key=lambda h: h.start)
+        for h in hit.highlights:
+            assert doc[h.start : h.end] == h.text and hit.passage.start <= h.start < h.end <= hit.passage.end
+        if len(hit.highlights) == 2:
+            first, second = hit.highlights
+            assert doc[first.end : second.start].strip() == "", "two marked sentences are adjacent"
