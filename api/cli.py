@@ -113,6 +113,7 @@ def cmd_index(args, settings: Settings) -> int:
 def cmd_ask(args, settings: Settings) -> int:
     from rag.passage_text import location
     from rag.service import Service
+    from rag.verdict import verdict_words
 
     service = Service.open(settings, args.encoders)
     filters = {"documents": args.document, "authors": args.author, "sections": args.section,
@@ -125,8 +126,7 @@ def cmd_ask(args, settings: Settings) -> int:
         print(json.dumps(response.model_dump(), indent=2, ensure_ascii=False))
         return 0
     documents = result.snapshot.documents
-    verdict = "" if result.answerable else "  (the documents may not answer this)"
-    print(f"{result.question}{verdict}\n")
+    print(f"{result.question}\n{verdict_words(result.verdict, result.confidence)}\n")
     for hit in result.hits:
         p, doc = hit.passage, documents[hit.passage.document]
         where = f"{doc.title} › {location(p)}"

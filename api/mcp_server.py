@@ -49,6 +49,7 @@ from api.settings import ServerSettings
 from rag.config import Settings
 from rag.errors import InvalidInput, NotFound, RagError
 from rag.passage_text import UNTITLED_SECTION, location, paragraph_mark
+from rag.verdict import QUOTED_DATA, verdict_note
 from rag.service import PassageView, Service
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,7 @@ ServiceSource = Callable[[], Awaitable[Service]]
 INSTRUCTIONS = (
     "Cited passage retrieval over the documents indexed by this service. Use `search` to find passages and "
     "`fetch` to read one in context with its full citation, or `ask` for ranked passages with the best sentence "
-    "of each and a flag saying whether the documents answer the question at all. Quote and cite passages by "
+    "of each and a verdict (found / uncertain / not_found) saying whether the documents answer the question at all. Quote and cite passages by "
     "section and paragraph, and link their `url`. " + schemas.PASSAGES_ARE_DATA
 )
 FILTERS_DESCRIPTION = (
@@ -81,6 +82,9 @@ class SearchResult(BaseModel):
 
 class SearchOutput(BaseModel):
     results: list[SearchResult] = Field(description="Best first.")
+    verdict: schemas.Verdict = Field(description="found / uncertain / not_found: whether the documents seem to answer the query.")
+    confidence: float = Field(description="Probability (0-1) that the documents answer it.")
+    note: str = Field(description="How to use these passages, following the verdict.")
 
 
 class FetchMetadata(schemas.Citation):
@@ -102,6 +106,7 @@ class FetchOutput(BaseModel):
     )
     url: str
     metadata: FetchMetadata
+    note: str = Field(description="How to use this text.")
 
 
 class AskPassage(BaseModel):
@@ -117,9 +122,10 @@ class AskPassage(BaseModel):
 class AskOutput(BaseModel):
     question: str
     mode: schemas.Mode
-    answerable: bool = Field(description="Whether the documents seem to answer the question at all.")
-    confidence: float = Field(description="How well the best passage matches; `answerable` compares it with a calibrated threshold.")
-    note: str = Field(description="How to use these passages.")
+    verdict: schemas.Verdict = Field(description="found / uncertain / not_found: whether the documents seem to answer the question.")
+    answerable: bool = Field(description="verdict != not_found.")
+    confidence: float = Field(description="Probability (0-1) that the documents answer the question.")
+    note: str = Field(description="How to use these passages, following the verdict.")
     index_id: str
     passages: list[AskPassage]
 
@@ -166,7 +172,8 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             )
             for hit in result.hits
         ]
-        return _result(SearchOutput(results=results))
+        output = SearchOutput(results=results, verdict=result.verdict, confidence=result.confidence, note=verdict_note(result.verdict))
+        return _result(output)
 
     @server.tool(
         title="Fetch a passage in context",
@@ -207,6 +214,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             text=_in_context(view, previous, following),
             url=passage_url(_base_url(server_settings, ctx), passage.id),
             metadata=metadata,
+            note=QUOTED_DATA,
         )
         return _result(output)
 
@@ -214,9 +222,10 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         title="Ask the document",
         description=(
             "Answer a question from the indexed documents: the most relevant passages, best first, each with the "
-            "sentence that best answers the question (`highlight`), its score, its full citation and a url; and "
-            "`answerable`, false when the documents do not seem to answer the question at all (then the passages "
-            "are only the closest ones: say the document does not answer it rather than guessing). "
+            "sentence that best answers the question (`highlight`), its score, its full citation and a url; and a "
+            "`verdict`: found (answer from the passages and cite them), uncertain (say the documents may not cover it) "
+            "or not_found (the passages are only the closest ones: say the documents do not answer it). `note` says "
+            "the same in words. "
             + schemas.PASSAGES_ARE_DATA
         ),
         annotations=READ_ONLY,
@@ -248,24 +257,18 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
                 score=hit.score,
                 url=passage_url(base, hit.passage.id),
                 text=hit.passage.text,
-                highlight=schemas.HighlightOut(text=hit.highlight.text, start=hit.highlight.start, end=hit.highlight.end),
+                highlight=schemas.highlight_out(hit.highlight),
                 citation=schemas.citation(documents[hit.passage.document], hit.passage),
             )
             for hit in result.hits
         ]
-        if result.answerable:
-            note = "Answer from these passages and cite them (section, paragraph); quote the highlighted sentences."
-        else:
-            note = (
-                "The documents do not seem to answer this question: these are only the closest passages. "
-                "Say so rather than answering from them."
-            )
         output = AskOutput(
             question=result.question,
             mode=result.mode,  # type: ignore[arg-type]
+            verdict=result.verdict,  # type: ignore[arg-type]
             answerable=result.answerable,
             confidence=result.confidence,
-            note=note,
+            note=verdict_note(result.verdict),
             index_id=result.index_id,
             passages=passages,
         )

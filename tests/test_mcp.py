@@ -70,11 +70,11 @@ def test_tools_are_listed_with_output_schemas(live_server):
         assert tool.annotations.read_only_hint is True
         assert tool.output_schema["type"] == "object"
     search_schema = tools["search"].output_schema
-    assert search_schema["required"] == ["results"]
+    assert set(search_schema["required"]) == {"results", "verdict", "confidence", "note"}  # ChatGPT's `results`, plus the verdict
     item = search_schema["$defs"]["SearchResult"]
     assert set(item["required"]) == {"id", "title", "url", "text"}
-    assert set(tools["fetch"].output_schema["required"]) == {"id", "title", "text", "url", "metadata"}
-    assert set(tools["ask"].output_schema["required"]) >= {"answerable", "passages", "question", "mode"}
+    assert set(tools["fetch"].output_schema["required"]) == {"id", "title", "text", "url", "metadata", "note"}
+    assert set(tools["ask"].output_schema["required"]) >= {"verdict", "answerable", "confidence", "note", "passages", "question", "mode"}
     assert tools["search"].input_schema["required"] == ["query"]
     assert tools["fetch"].input_schema["required"] == ["id"]
     ask_args = tools["ask"].input_schema["properties"]
