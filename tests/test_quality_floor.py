@@ -7,7 +7,12 @@ and its test figures are only reported (floor["verdict"]["reported_on_test"]).
 
 import json
 
+import pytest
+
 from rag.evaluation import EVAL_DIR, baseline_system, evaluate, load_questions, service_system
+
+
+pytestmark = pytest.mark.slow  # whole question splits: `make test` (CI), not the edit-test loop
 
 
 def test_default_mode_holds_the_floor_and_beats_the_tutorial_baseline(service):
@@ -23,7 +28,7 @@ def test_default_mode_holds_the_floor_and_beats_the_tutorial_baseline(service):
 
 def test_the_verdict_holds_its_floor_on_dev(service):
     floor = json.loads((EVAL_DIR / "floor.json").read_text())["verdict"]
-    questions = [q for q in load_questions() if q["split"] == floor["split"]]
+    questions = [q for q in load_questions() if q.split == floor["split"]]
     got = evaluate({"default": service_system(service, floor["mode"])}, questions)["systems"]["default"]["all"]
     for metric in ("auroc_near", "kept_answerable", "refused_off_topic", "refused_near_topic"):
         assert got[metric] >= floor[metric], f"verdict {metric} fell to {got[metric]:.3f}, below the floor {floor[metric]}"
