@@ -30,7 +30,7 @@ def test_build_save_load_round_trip(tmp_path, seeds_copy, encoder, service):
     assert loaded.id == manifest["id"]
     assert manifest["model"]["weights_sha256"] == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     assert manifest["dimension"] == 384 and manifest["counts"]["passages"] == len(loaded.passages)
-    assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 1}
+    assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 2}
     assert [p.id for p in loaded.passages] == [p.id for p in service.retriever.passages]
     stored = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
     assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-4)
