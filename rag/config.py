@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     index_type: Literal["auto", "flat", "hnsw", "ivf"] = "auto"
     exact_search_max: int = Field(50_000, description="With index_type=auto: exact search up to this many vectors, HNSW above (IVF above 250,000).")
 
+    max_document_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Files in seeds/ larger than this are skipped with a reason (not indexed).")
+
     # chunker
     max_passage_tokens: int = Field(200, description="Upper bound on word pieces per passage (the model window is 256).")
     min_passage_chars: int = Field(300, description="Paragraphs shorter than this are merged with a neighbour in the same section.")

@@ -36,3 +36,9 @@ class ModelError(RagError):
 
 class Overloaded(RagError):
     """The service is busy beyond its queue limits; the caller may retry later."""
+
+
+class Unreadable(RagError):
+    """A file in seeds/ that cannot become a document (bad type, encoding, metadata, parse).
+
+    The message is the skip reason shown to the user: one sentence, never quoting file content."""

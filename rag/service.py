@@ -63,7 +63,7 @@ class Service:
     @classmethod
     def open(cls, settings: Settings, progress: bool = False, force: bool = False) -> "Service":
         """Load (or build) the index and serve it; `force` rebuilds it first even if it is current."""
-        documents = load_corpus(settings.seeds_dir)
+        documents = list(load_corpus(settings.seeds_dir, settings.max_document_bytes).documents)
         model = resolve_model(settings.model)
         config = index_config(settings, documents, model)
         encoder_box: dict = {}
@@ -79,7 +79,7 @@ class Service:
     def reload(self, force: bool = False, progress: bool = False) -> str:
         """Rebuild if needed (or if forced) and swap in the new index; returns the index id now served."""
         with self._reload_lock:
-            documents = load_corpus(self.settings.seeds_dir)
+            documents = list(load_corpus(self.settings.seeds_dir, self.settings.max_document_bytes).documents)
             config = index_config(self.settings, documents, self.model)
             loaded = ensure_index(self.settings, documents, config, self._build_box, progress=progress, force=force)
             retriever = make_retriever(self.settings, documents, loaded, self.retriever.encoder)

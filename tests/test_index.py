@@ -18,7 +18,7 @@ def _settings(tmp_path, seeds, **overrides) -> Settings:
 
 
 def _build(settings, encoder):
-    documents = load_corpus(settings.seeds_dir)
+    documents = list(load_corpus(settings.seeds_dir).documents)
     config = index_config(settings, documents, encoder.spec)
     return documents, config, build_index(settings.index_dir, documents, config, encoder, progress=False)
 
@@ -48,7 +48,7 @@ def test_stale_index_is_rebuilt_or_refused(tmp_path, seeds_copy, encoder):
     last = "in light of its main historical lessons."
     text = article.read_text(encoding="utf-8").replace(last, last + "\n\nA new closing paragraph about something else.")
     article.write_text(text, encoding="utf-8")
-    documents = load_corpus(seeds_copy)
+    documents = list(load_corpus(seeds_copy).documents)
     with pytest.raises(IndexStale, match="the documents in seeds/ changed"):
         load_index(settings.index_dir, index_config(settings, documents, encoder.spec).fingerprint())
     with pytest.raises(IndexProblem, match="refusing to serve"):
