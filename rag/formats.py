@@ -16,7 +16,9 @@ the body may start, and, for HTML and PDF, where headings and pages are.
   collapsed. Chosen over readability-lxml/BeautifulSoup heuristics for its
   extraction quality in published benchmarks and built-in metadata; pure Python over lxml.
 - `.pdf`: pypdf, text per page; lines are joined into paragraphs (a break at a
-  blank line, or after a short line ending a sentence), a line-end hyphen before
+  blank line, after a line that pypdf's layout mode shows
+  followed by vertical space, or after a line ending a sentence that is shorter
+  than 85% of the page's longest line), a line-end hyphen before
   a lower-case letter is removed, pages are separated by a blank line and their
   start offsets kept for `page_of`. pypdf over PyMuPDF: pure Python, no
   binary wheel and a permissive licence (PyMuPDF is AGPL); its text is good
@@ -31,7 +33,6 @@ from __future__ import annotations
 
 import io
 import re
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,17 +181,17 @@ def _read_pdf(raw: bytes, name: str) -> Extracted:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
             raise Unreadable(f"{name} is an encrypted PDF; save it without a password")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [(page.extract_text() or "", _gap_lines(page)) for page in reader.pages]
         info = reader.metadata
     except Unreadable:
         raise
     except Exception:  # noqa: BLE001 - pypdf raises many kinds; the file is skipped with one reason
         raise Unreadable(f"{name} could not be parsed as PDF") from None
-    if not any(p.strip() for p in pages):
+    if not any(text.strip() for text, _ in pages):
         raise Unreadable(f"{name} has no text layer (a scanned PDF?); only PDFs with text can be indexed")
     parts, starts, offset = [], [], 0
-    for page in pages:
-        text = _page_paragraphs(page)
+    for page, gap_lines in pages:
+        text = _page_paragraphs(page, gap_lines)
         starts.append(offset)
         parts.append(text)
         offset += len(text) + 2
@@ -210,11 +211,21 @@ def _safe(read) -> bool:
         return False
 
 
-def _page_paragraphs(page: str) -> str:
+def _gap_lines(page) -> set[str]:
+    """Lines followed by vertical space: pypdf's layout mode renders such gaps as blank lines. Its text
+    is not used itself, since it reads a two-column page across both columns."""
+    try:
+        lines = [" ".join(line.split()) for line in (page.extract_text(extraction_mode="layout") or "").split("\n")]
+    except Exception:  # noqa: BLE001 - layout mode is only a hint
+        return set()
+    return {line for line, after in zip(lines, lines[1:]) if line and not after}
+
+
+def _page_paragraphs(page: str, gap_lines: set[str]) -> str:
     """One page's lines joined into paragraphs separated by blank lines."""
     lines = [" ".join(line.split()) for line in page.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
     widths = [len(line) for line in lines if line]
-    short = 0.8 * statistics.median(widths) if widths else 0
+    short = 0.85 * max(widths, default=0)  # a line this much shorter than the longest may end its paragraph
     paragraphs, current = [], ""
     for line in lines:
         if not line:
@@ -226,7 +237,7 @@ def _page_paragraphs(page: str) -> str:
             current = current[:-1] + line
         else:
             current = f"{current} {line}" if current else line
-        if len(line) < short and line[-1] in _SENTENCE_END:
+        if line in gap_lines or (len(line) < short and line[-1] in _SENTENCE_END):
             paragraphs.append(current)
             current = ""
     if current:
