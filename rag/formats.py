@@ -31,6 +31,7 @@ the file's content (a parser's own message may, so only its kind is reported).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -45,6 +46,8 @@ HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
 
+_EXTRACTED: dict[tuple[str, str, str], Extracted] = {}  # in-process memo of HTML/PDF extraction, oldest out first
+_EXTRACTED_MAX = 5000
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
 
 
@@ -61,10 +64,13 @@ class Extracted:
 def read(path: Path, raw: bytes, name: str) -> Extracted:
     """The document text and metadata in `raw`, the bytes of `path` (`name` is its path as shown to users)."""
     suffix = path.suffix.lower()
-    if suffix in PDF_SUFFIXES:
-        return _read_pdf(raw, name)
-    if suffix in HTML_SUFFIXES:
-        return _read_html(raw, name)
+    if suffix in PDF_SUFFIXES + HTML_SUFFIXES:
+        key = (suffix, name, hashlib.sha256(raw).hexdigest())
+        if key not in _EXTRACTED:  # extraction takes ~0.1-0.5 s a page: a reload re-reads only what changed
+            if len(_EXTRACTED) >= _EXTRACTED_MAX:
+                _EXTRACTED.pop(next(iter(_EXTRACTED)))
+            _EXTRACTED[key] = _read_pdf(raw, name) if suffix in PDF_SUFFIXES else _read_html(raw, name)
+        return _EXTRACTED[key]
     text = _decode(raw, name)
     if suffix in MARKDOWN_SUFFIXES:
         return _read_markdown(text, name)
