@@ -115,6 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="copy only this many HTML pages (the question pages first)")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one, removed after)")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here")
+    parser.add_argument("--load-only", action="store_true", help="load and chunk only (no model, no index): files, skips, passages")
     args = parser.parse_args(argv)
     if not args.source.is_dir():
         print(f"{args.source} is missing: apt-get install -y python3-doc", file=sys.stderr)
@@ -131,6 +132,9 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         corpus = load_corpus(seeds, settings.max_document_bytes)
         load_s = time.perf_counter() - started
+        if args.load_only:
+            report = _load_report(args, files, corpus, load_s, settings)
+            return _print(report, args.out)
         started = time.perf_counter()
         service = Service.open(settings)
         build_s = time.perf_counter() - started
@@ -153,11 +157,38 @@ def main(argv=None) -> int:
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
+    return _print(report, args.out)
+
+
+def _print(report: dict, out: Path | None) -> int:
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    if out:
+        out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def _load_report(args, files: int, corpus, load_s: float, settings: Settings) -> dict:
+    """Files, skips and passages without a model: the packaged model's WordPiece tokenizer counts tokens."""
+    from tokenizers import Tokenizer
+
+    from rag.chunking import ChunkerParams, chunk_corpus
+    from rag.embedding import resolve_model
+
+    tokenizer = Tokenizer.from_file(str(resolve_model(settings.model).local_dir / "tokenizer.json"))
+    tokenizer.no_truncation()
+    started = time.perf_counter()
+    passages = chunk_corpus(corpus.documents, lambda t: len(tokenizer.encode(t, add_special_tokens=False).ids),
+                            ChunkerParams(settings.max_passage_tokens, settings.min_passage_chars))
+    return {
+        "source": str(args.source), "limit": args.limit, "files": files, "indexed": len(corpus.documents),
+        "skipped": len(corpus.skipped),
+        "skipped_by_reason": dict(Counter(_reason_kind(s.reason) for s in corpus.skipped).most_common()),
+        "skipped_examples": [s.as_dict() for s in corpus.skipped[:5]],
+        "load_s": round(load_s, 2), "passages": len(passages), "sentences": sum(len(p.sentences) for p in passages),
+        "chunk_s": round(time.perf_counter() - started, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
 
 
 def _add(source: Path, seeds: Path) -> None:
