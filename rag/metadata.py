@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from rag.errors import Unreadable
 
 TEXT_FIELDS = ("title", "subtitle", "publication", "category")
+KNOWN_FIELDS = (*TEXT_FIELDS, "author", "published", "url", "furniture", "tags")
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _MAX_TEXT = 1000  # characters in one metadata value
 
@@ -52,7 +53,8 @@ def validate(raw: Mapping, source: str, lenient: bool = False) -> dict:
             clean.update(_field(key, value))
         except ValueError as exc:
             if not lenient:
-                raise Unreadable(f"{source}: field '{key[:40]}' {exc}") from None
+                named = f"field '{key}'" if key in KNOWN_FIELDS else "a field that is not a known one"  # never echo content
+                raise Unreadable(f"{source}: {named} {exc}") from None
     return clean
 
 
