@@ -116,9 +116,8 @@ def _read_html(raw: bytes, name: str) -> Extracted:
     try:
         xml = trafilatura.extract(
             raw, output_format="xml", include_comments=False, include_tables=True, include_links=False,
-            include_images=False, include_formatting=False, favor_recall=True, with_metadata=False,
+            include_images=False, include_formatting=False, favor_recall=True, with_metadata=True,
         )
-        found = trafilatura.extract_metadata(raw)
     except Exception:  # noqa: BLE001 - any parser failure is a skip reason, not a crash
         raise Unreadable(f"{name} could not be parsed as HTML") from None
     if not xml:
@@ -129,11 +128,10 @@ def _read_html(raw: bytes, name: str) -> Extracted:
     text, headings = _join_blocks(blocks)
     if not text.strip():
         raise Unreadable(f"{name} has no main text that could be extracted")
-    meta = {}
-    if found is not None:
-        meta = {"title": _clean(found.title or ""), "author": found.author, "published": found.date, "url": found.url,
-                "publication": found.sitename}
-        meta = validate({k: v for k, v in meta.items() if v}, f"{name} page metadata", lenient=True)
+    found = root.attrib  # the page's metadata, as trafilatura's XML carries it (one parse, not two)
+    meta = {"title": _clean(found.get("title", "")), "author": found.get("author"), "published": found.get("date"),
+            "url": found.get("url"), "publication": found.get("sitename")}
+    meta = validate({k: v for k, v in meta.items() if v}, f"{name} page metadata", lenient=True)
     return Extracted(text, meta, kind="html", headings=frozenset(headings))
 
 
