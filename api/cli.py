@@ -99,6 +99,8 @@ def cmd_index(args, settings: Settings) -> int:
     report = build(settings, args.encoders, force=args.force, progress=True)
     manifest = report.manifest
     counts = manifest["counts"]
+    for skipped in report.skipped:
+        print(f"skipped {skipped.path}: {skipped.reason}", file=sys.stderr)
     where = f"index {manifest['id']} in {settings.index_dir}: {counts['passages']} passages from {counts['documents']} document(s)"
     if not report.built:
         print(f"{where}, up to date (built {manifest['created_at']}); nothing to do ({report.seconds:.1f}s)")

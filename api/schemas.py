@@ -203,6 +203,12 @@ class ReloadResponse(BaseModel):
     index_id: str = Field(description="The index served now.")
     previous: str = Field(description="The index served before the reload.")
     changed: bool
+    skipped: list[SkippedFile] = Field(default_factory=list, description="Files under seeds/ that are not indexed, with reasons.")
+
+
+class SkippedFile(BaseModel):
+    path: str = Field(description="Path relative to the documents folder.")
+    reason: str = Field(description="Why it is not indexed, in one sentence.")
 
 
 class Ready(BaseModel):
@@ -213,6 +219,7 @@ class Ready(BaseModel):
     encoder: str = Field(description="Query encoder in use: onnx (fast path) or torch (sentence-transformers).")
     documents: int
     passages: int
+    skipped: list[SkippedFile] = Field(description="Files under seeds/ that are not indexed, each with the reason.")
 
 
 class ErrorResponse(BaseModel):

@@ -37,7 +37,7 @@ import numpy as np
 from rag.ann import ann_fingerprint, make_faiss_index
 from rag.chunking import ChunkerParams, chunk_corpus
 from rag.config import Settings
-from rag.documents import Document, corpus_hash, load_corpus
+from rag.documents import Corpus, Document, Skipped, corpus_hash, load_corpus
 from rag.encoders import Encoders
 from rag.errors import IndexProblem
 from rag.lexical import lexical_fingerprint
@@ -84,6 +84,7 @@ class BuildReport:
     manifest: dict
     built: bool
     documents: list[Document] = field(default_factory=list)
+    skipped: tuple[Skipped, ...] = ()
     seconds: float = 0.0
 
 
@@ -103,12 +104,21 @@ def library_versions() -> dict:
 def build(settings: Settings, encoders: Encoders | None = None, force: bool = False, progress: bool = False) -> BuildReport:
     """Make the index in `settings.index_dir` current (build it if missing, stale or corrupt, or if `force`)."""
     started = time.perf_counter()
-    documents = load_corpus(settings.seeds_dir)
+    corpus = read_corpus(settings)
+    documents = list(corpus.documents)
     model = resolve_model(settings.model)
     encoders = encoders or Encoders.from_settings(settings, model)
     config = IndexConfig.of(settings, documents, model)
     loaded, built = load_or_build(settings, documents, config, encoders, may_build=True, force=force, progress=progress)
-    return BuildReport(loaded.manifest, built, documents, round(time.perf_counter() - started, 3))
+    return BuildReport(loaded.manifest, built, documents, corpus.skipped, round(time.perf_counter() - started, 3))
+
+
+def read_corpus(settings: Settings) -> Corpus:
+    """The documents under seeds/, and every file skipped with its reason (each logged once here)."""
+    corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes)
+    for skipped in corpus.skipped:
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    return corpus
 
 
 def load_or_build(

@@ -4,9 +4,16 @@ A passage is one paragraph, or part of a long paragraph split at sentence
 boundaries, or several short neighbouring paragraphs of one section merged.
 It never crosses a section heading and never holds more word pieces than
 `max_tokens`, so the embedding model (which silently truncates past its
-window) sees all of it. Every passage keeps `start`/`end` offsets into the
+window) sees all of it, nor more than `max_tokens * CHARS_PER_TOKEN` characters
+(a run of text the tokenizer reads as one unknown word piece, or a 5 MB line
+with no spaces, must still be cut). Every passage keeps `start`/`end` offsets into the
 document text with `document.text[start:end] == passage.text`, and the
 offsets of its sentences, which the highlighter uses.
+
+Time is linear in the text (times a log factor): a piece is grown by galloping
+and then bisecting over its candidate ends, so the tokenizer never re-reads a
+growing prefix word by word. Where the token count is monotone in the prefix
+(true of WordPiece), this cuts exactly where the word-by-word scan did.
 
 Ids are a hash of document id, offsets and text: stable across rebuilds of the
 same corpus, different as soon as the passage changes.
@@ -27,6 +34,7 @@ TokenCounter = Callable[[str], int]
 # A sentence ends at . ! ? or … (optionally followed by closing quotes/brackets and
 # footnote markers like "[5]"), then whitespace, then something that can open a sentence.
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[A-Z0-9])")
+CHARS_PER_TOKEN = 10  # English prose runs 4-6 characters a word piece; a passage over 10 per token is not prose
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "e.g", "i.e", "etc", "no", "u.s", "jr", "sr", "cf", "p", "pp"}
 
 
@@ -36,7 +44,11 @@ class ChunkerParams:
     min_chars: int = 300
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 1}
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 2}
+
+    @property
+    def max_chars(self) -> int:
+        return self.max_tokens * CHARS_PER_TOKEN
 
 
 @dataclass(frozen=True)
@@ -76,10 +88,10 @@ def chunk_document(document: Document, count_tokens: TokenCounter, params: Chunk
     units: list[tuple[str | None, tuple[int, ...], int, int]] = []
     for para in document.paragraphs:
         text = document.text[para.start : para.end]
-        if count_tokens(text) <= params.max_tokens:
+        if len(text) <= params.max_chars and count_tokens(text) <= params.max_tokens:
             units.append((para.section, (para.number,), para.start, para.end))
             continue
-        for start, end in _split_long(document.text, para.start, para.end, count_tokens, params.max_tokens):
+        for start, end in _split_long(document.text, para.start, para.end, count_tokens, params):
             units.append((para.section, (para.number,), start, end))
     merged = _merge_short(document.text, units, count_tokens, params)
     return [_passage(document, *unit) for unit in merged]
@@ -104,40 +116,87 @@ def _passage(document: Document, section: str | None, paragraphs: tuple[int, ...
     )
 
 
-def _split_long(text: str, start: int, end: int, count_tokens: TokenCounter, max_tokens: int) -> list[tuple[int, int]]:
+def _split_long(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> list[tuple[int, int]]:
     """Split text[start:end] at sentence boundaries into near-equal pieces of at most max_tokens."""
-    sentences = []
+    max_tokens, max_chars = params.max_tokens, params.max_chars
+    sentences: list[tuple[int, int, int]] = []  # (start, end, tokens)
     for s, e in sentence_spans(text[start:end], start):
-        if count_tokens(text[s:e]) <= max_tokens:
-            sentences.append((s, e))
+        tokens = count_tokens(text[s:e]) if e - s <= max_chars else max_tokens + 1
+        if tokens <= max_tokens:
+            sentences.append((s, e, tokens))
         else:
-            sentences.extend(_split_words(text, s, e, count_tokens, max_tokens))
-    total = count_tokens(text[start:end])
+            sentences.extend((a, b, count_tokens(text[a:b])) for a, b in _split_words(text, s, e, count_tokens, params))
+    total = sum(tokens for _, _, tokens in sentences)  # = the paragraph's count for WordPiece, without re-reading it
     target = total / math.ceil(total / max_tokens)
     pieces: list[tuple[int, int]] = []
-    piece_start = sentences[0][0]
-    piece_end = sentences[0][1]
-    for s, e in sentences[1:]:
-        grown = count_tokens(text[piece_start:e])
-        if grown > max_tokens or count_tokens(text[piece_start:piece_end]) >= target:
+    piece_start, piece_end, piece_tokens = sentences[0]
+    for s, e, tokens in sentences[1:]:
+        too_long = e - piece_start > max_chars
+        grown = max_tokens + 1 if too_long else count_tokens(text[piece_start:e])
+        if grown > max_tokens or piece_tokens >= target:
             pieces.append((piece_start, piece_end))
-            piece_start = s
-        piece_end = e
+            piece_start, grown = s, tokens
+        piece_end, piece_tokens = e, grown
     pieces.append((piece_start, piece_end))
     return pieces
 
 
-def _split_words(text: str, start: int, end: int, count_tokens: TokenCounter, max_tokens: int) -> list[tuple[int, int]]:
-    """Last resort for a single sentence longer than the window: cut between words."""
-    pieces, piece_start, last_end = [], start, start
-    for word in re.finditer(r"\S+", text[start:end]):
-        w_end = start + word.end()
-        if last_end > piece_start and count_tokens(text[piece_start:w_end]) > max_tokens:
-            pieces.append((piece_start, last_end))
-            piece_start = start + word.start()
-        last_end = w_end
-    pieces.append((piece_start, last_end))
+def _split_words(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> list[tuple[int, int]]:
+    """Last resort for a single sentence longer than the window: cut between words, and inside a
+    word that alone is over the window."""
+    words = [(start + m.start(), start + m.end()) for m in re.finditer(r"\S+", text[start:end])]
+    ends = [e for _, e in words]
+    pieces, i, size = [], 0, 1
+    while i < len(words):
+        j = _last_fit(text, words[i][0], ends, i, i + size - 1, count_tokens, params)
+        if j == i and not _fits(text, words[i][0], words[i][1], count_tokens, params):
+            pieces.extend(_split_chars(text, *words[i], count_tokens, params))
+        else:
+            pieces.append((words[i][0], words[j][1]))
+        i, size = j + 1, j - i + 1
     return pieces
+
+
+def _split_chars(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> list[tuple[int, int]]:
+    """Cut one over-long word into pieces that fit, at character positions."""
+    pieces, size = [], params.max_chars
+    while start < end:
+        stops = range(start + 1, min(end, start + params.max_chars) + 1)
+        j = _last_fit(text, start, stops, 0, size - 1, count_tokens, params)
+        pieces.append((start, stops[j]))
+        start, size = stops[j], j + 1
+    return pieces
+
+
+def _fits(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> bool:
+    return end - start <= params.max_chars and count_tokens(text[start:end]) <= params.max_tokens
+
+
+def _last_fit(text, start: int, ends, first: int, guess: int, count_tokens: TokenCounter, params: ChunkerParams) -> int:
+    """The largest j >= first with text[start:ends[j]] within the limits (`first` if none is).
+
+    Tries `guess` first (the previous piece's size: in even text, two counts settle it), then
+    gallops and bisects, so a call reads a few times the piece it returns, never the rest of the text.
+    Exact when the token count grows with the prefix."""
+    fits = lambda j: _fits(text, start, ends[j], count_tokens, params)  # noqa: E731
+    guess = min(max(guess, first), len(ends) - 1)
+    if guess > first and fits(guess):
+        good, step = guess, 1
+        while good + step < len(ends) and fits(good + step):
+            good, step = good + step, step * 2
+        bad = min(good + step, len(ends))  # ends[bad] does not fit, or is past the end
+    else:
+        good, bad = first, guess if guess > first else len(ends)
+        step = 1
+        while bad == len(ends) and good + step < len(ends):
+            if fits(good + step):
+                good, step = good + step, step * 2
+            else:
+                bad = good + step
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if fits(middle) else (good, middle)
+    return good
 
 
 def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams):
@@ -151,6 +210,7 @@ def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams)
                 short
                 and prev[0] == unit[0]
                 and prev[1][-1] != unit[1][0]  # pieces of one split paragraph stay apart
+                and unit[3] - prev[2] <= params.max_chars
                 and count_tokens(text[prev[2] : unit[3]]) <= params.max_tokens
             ):
                 merged[-1] = (prev[0], prev[1] + unit[1], prev[2], unit[3])

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     )
     encoder_dir: Path = Field(PROJECT_ROOT / "index" / "encoders", description="Where the exported ONNX query model is cached.")
 
+    max_document_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Files in seeds/ larger than this are skipped with a reason (not indexed).")
+
     # chunker
     max_passage_tokens: int = Field(200, ge=16, le=510, description="Upper bound on word pieces per passage (the model window is 256).")
     min_passage_chars: int = Field(300, ge=0, description="Paragraphs shorter than this are merged with a neighbour in the same section.")

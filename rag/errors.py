@@ -42,3 +42,9 @@ class Overloaded(RagError):
     def __init__(self, message: str, retry_after: int = 1):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class Unreadable(RagError):
+    """A file in seeds/ that cannot become a document (bad type, encoding, metadata, parse).
+
+    The message is the skip reason shown to the user: one sentence, never quoting file content."""

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.build import IndexConfig, load_or_build
+from rag.build import IndexConfig, load_or_build, read_corpus
 from rag.config import Settings
-from rag.documents import Document, load_corpus
+from rag.documents import Document, Skipped
 from rag.encoders import Encoders
 from rag.errors import InvalidInput, NotFound
 from rag.filters import Filters, passage_mask
@@ -55,6 +55,7 @@ class Snapshot:
     documents: Mapping[str, Document]  # id -> Document: the version this index was built from
     retriever: Retriever
     encoder_kind: str
+    skipped: tuple[Skipped, ...] = ()  # files under seeds/ that are not documents, each with its reason
 
     @property
     def id(self) -> str:
@@ -100,6 +101,7 @@ class Snapshot:
             "encoder": self.encoder_kind,
             "documents": len(self.documents),
             "passages": len(self.passages),
+            "skipped": [s.as_dict() for s in self.skipped],
         }
 
 
@@ -173,16 +175,17 @@ class Service:
 
 
 def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False) -> Snapshot:
-    documents = load_corpus(settings.seeds_dir)
+    corpus = read_corpus(settings)
+    documents = list(corpus.documents)
     config = IndexConfig.of(settings, documents, model)
     loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build or force, force=force)
     query_encoder = encoders.query()
-    return make_snapshot(settings, documents, loaded, query_encoder)
+    return make_snapshot(settings, documents, loaded, query_encoder, corpus.skipped)
 
 
-def make_snapshot(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder) -> Snapshot:
+def make_snapshot(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder, skipped: tuple = ()) -> Snapshot:
     by_id = {d.id: d for d in documents}
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
     retriever = Retriever(loaded, by_id, lexical, encoder) if settings.answerable_threshold is None else \
         Retriever(loaded, by_id, lexical, encoder, answerable_threshold=settings.answerable_threshold)
-    return Snapshot(loaded, by_id, retriever, getattr(encoder, "kind", "torch"))
+    return Snapshot(loaded, by_id, retriever, getattr(encoder, "kind", "torch"), tuple(skipped))

@@ -68,7 +68,7 @@ def test_every_index_setting_makes_the_index_stale(tiny, encoders):
     seeds, root = tiny
     settings = settings_for(seeds, root / "index-stale")
     build(settings, encoders)
-    documents = load_corpus(seeds)
+    documents = list(load_corpus(seeds).documents)
     for change in ({"index_type": "hnsw"}, {"exact_search_max": 10}, {"max_passage_tokens": 120}, {"min_passage_chars": 100}):
         changed = settings.model_copy(update=change)
         with pytest.raises(IndexStale):

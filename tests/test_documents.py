@@ -1,9 +1,6 @@
 """The loader: metadata from the sidecar, furniture kept out of the body, sections, Markdown."""
 
-import pytest
-
 from rag.documents import load_corpus, load_document
-from rag.errors import RagError
 from tests.conftest import ARTICLE, ARTICLE_ID, SEEDS
 
 HEADINGS = [
@@ -60,7 +57,7 @@ def test_markdown_with_front_matter_and_headings(tmp_path):
         encoding="utf-8",
     )
     (tmp_path / "plain.txt").write_text("Just one paragraph of text.\n", encoding="utf-8")
-    docs = {d.id: d for d in load_corpus(tmp_path)}
+    docs = {d.id: d for d in load_corpus(tmp_path).documents}
     note = docs["note"]
     assert (note.title, note.author, note.published) == ("A Note", "Someone", "2020-01-01")
     assert [note.text[p.start : p.end] for p in note.paragraphs] == ["First paragraph here.", "Body of the second part."]
@@ -68,11 +65,14 @@ def test_markdown_with_front_matter_and_headings(tmp_path):
     assert docs["plain"].title == "plain"
 
 
-def test_invalid_utf8_is_refused_with_the_file_name(tmp_path):
+def test_invalid_utf8_is_skipped_with_the_file_name_and_the_rest_still_loads(tmp_path):
     (tmp_path / "bad.txt").write_bytes(b"caf\xe9 au lait")
-    with pytest.raises(RagError, match="bad.txt is not valid UTF-8"):
-        load_corpus(tmp_path)
+    (tmp_path / "good.txt").write_text("A paragraph that loads.\n", encoding="utf-8")
+    corpus = load_corpus(tmp_path)
+    assert [d.id for d in corpus.documents] == ["good"]
+    assert [s.path for s in corpus.skipped] == ["bad.txt"]
+    assert corpus.skipped[0].reason.startswith("bad.txt is not valid UTF-8")
 
 
 def test_corpus_reads_every_document_in_seeds():
-    assert [d.id for d in load_corpus(SEEDS)] == [ARTICLE_ID]
+    assert [d.id for d in load_corpus(SEEDS).documents] == [ARTICLE_ID]

@@ -19,7 +19,7 @@ def _settings(tmp_path, seeds, **overrides) -> Settings:
 
 
 def _build(settings, encoder):
-    documents = load_corpus(settings.seeds_dir)
+    documents = list(load_corpus(settings.seeds_dir).documents)
     config = IndexConfig.of(settings, documents, encoder.spec)
     return documents, config, build_index(settings.index_dir, documents, config, encoder, progress=False)
 
@@ -31,7 +31,7 @@ def test_build_save_load_round_trip(tmp_path, seeds_copy, encoder, service):
     assert loaded.id == manifest["id"]
     assert manifest["model"]["weights_sha256"] == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     assert manifest["dimension"] == 384 and manifest["counts"]["passages"] == len(loaded.passages)
-    assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 1}
+    assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 2}
     assert [p.id for p in loaded.passages] == [p.id for p in service.snapshot.passages]
     stored = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
     assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-4)
@@ -49,7 +49,7 @@ def test_stale_index_is_rebuilt_or_refused(tmp_path, seeds_copy, encoder, encode
     last = "in light of its main historical lessons."
     text = article.read_text(encoding="utf-8").replace(last, last + "\n\nA new closing paragraph about something else.")
     article.write_text(text, encoding="utf-8")
-    documents = load_corpus(seeds_copy)
+    documents = list(load_corpus(seeds_copy).documents)
     with pytest.raises(IndexStale, match="the documents in seeds/ changed"):
         load_index(settings.index_dir, IndexConfig.of(settings, documents, encoder.spec).fingerprint())
     with pytest.raises(IndexProblem, match="refusing to serve"):

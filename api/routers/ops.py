@@ -107,7 +107,7 @@ def reload_index(app: FastAPI) -> dict:
     changed = current != previous
     metrics.reloads.labels("changed" if changed else "unchanged").inc()
     log.info("index reloaded: %s -> %s", previous, current)
-    return {"index_id": current, "previous": previous, "changed": changed}
+    return {"index_id": current, "previous": previous, "changed": changed, "skipped": service.snapshot.info()["skipped"]}
 
 
 def reload_in_background(app: FastAPI) -> Future:
