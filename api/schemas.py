@@ -16,7 +16,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from rag.config import Settings
-from rag.documents import Document
+from rag.documents import Document, page_of
 from rag.retrieval import Hit, QueryResult
 from rag.service import PassageView
 from rag.verdict import QUOTED_DATA, verdict_words
@@ -118,6 +118,8 @@ class Citation(BaseModel):
     paragraphs: list[int]
     start: int = Field(description="Character offset into the document text (GET /documents/{id}).")
     end: int = Field(description="document_text[start:end] == passage text.")
+    page: int | None = Field(None, description="For a PDF: the 1-based page the passage starts on; null otherwise.")
+    page_end: int | None = Field(None, description="For a PDF: the page the passage ends on (equal to `page` unless it spans a page break).")
 
 
 class HighlightOut(BaseModel):
@@ -238,6 +240,8 @@ def citation(document: Document, passage) -> Citation:
         paragraphs=list(passage.paragraphs),
         start=passage.start,
         end=passage.end,
+        page=page_of(document, passage.start),
+        page_end=page_of(document, max(passage.start, passage.end - 1)),
     )
 
 

@@ -138,7 +138,7 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         service = Service.open(settings)
         build_s = time.perf_counter() - started
-        passages = len(service.retriever.passages)
+        passages = len(service.snapshot.passages)
         report = {
             "source": str(args.source), "limit": args.limit, "files": files,
             "indexed": len(corpus.documents), "skipped": len(corpus.skipped),
@@ -173,7 +173,7 @@ def _load_report(args, files: int, corpus, load_s: float, settings: Settings) ->
     from tokenizers import Tokenizer
 
     from rag.chunking import ChunkerParams, chunk_corpus
-    from rag.embedding import resolve_model
+    from rag.model import resolve_model
 
     tokenizer = Tokenizer.from_file(str(resolve_model(settings.model).local_dir / "tokenizer.json"))
     tokenizer.no_truncation()
@@ -197,12 +197,12 @@ def _add(source: Path, seeds: Path) -> None:
 
 
 def _timed_reload(service: Service, change, counter: EmbedCounter) -> dict:
-    before = len(service.retriever.passages)
+    before = len(service.snapshot.passages)
     change()
     started = time.perf_counter()
     service.reload()
     seconds = time.perf_counter() - started
-    return {"reload_s": round(seconds, 2), "passages_before": before, "passages_after": len(service.retriever.passages),
+    return {"reload_s": round(seconds, 2), "passages_before": before, "passages_after": len(service.snapshot.passages),
             "embedding": counter.take()}
 
 

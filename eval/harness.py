@@ -27,7 +27,7 @@ RESULTS = ROOT / "eval" / "results"  # tracked: compact summaries only
 RUNS = ROOT / "eval" / "runs"  # ignored: full reports
 # The `rag` command of THIS checkout (not whatever the venv's console script points at); the CLI lives in
 # api/cli.py once the composition root moves there, in rag/cli.py before.
-RAG = [sys.executable, "-m", "api.cli" if (ROOT / "api" / "cli.py").exists() else "rag.cli"]
+RAG = [sys.executable, "-m", "api.cli"]
 PLAIN_SERVER = ROOT / "eval" / "plain_server.py"
 LOADGEN = ROOT / "eval" / "loadgen.py"
 MODES = ("hybrid", "dense", "lexical")

@@ -2,5 +2,6 @@
 
 The library (this package) owns documents, chunking, embedding, the index and
 retrieval. It never imports the web layer: `api/` turns HTTP and MCP into calls
-on `rag.service.Service`, and the CLI (`rag.cli`) does the same for a terminal.
+on `rag.service.Service`; the CLI and the server bootstrap live there too
+(`api.cli`, `api.server`). See ARCHITECTURE.md.
 """

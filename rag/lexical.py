@@ -3,7 +3,7 @@
 Built from the passages at load time (bm25s indexes thousands of passages in
 milliseconds), so the index on disk holds no second, derived copy that could
 drift from the passages. What is indexed is the passage under its title and
-section (rag.index.heading_text). English stop words and question words are
+section (rag.passage_text.heading_text). English stop words and question words are
 dropped; terms are Snowball-stemmed.
 """
 

@@ -1,4 +1,4 @@
-"""Fork server for the SIGKILL test: runs `rag index --force` (rag.cli.main) in forked children.
+"""Fork server for the SIGKILL test: runs `rag index --force` (api.cli.main) in forked children.
 
 Importing torch and sentence-transformers takes ~8 s on the test machine, so
 instead of a fresh `rag index --force` process per kill, this process imports

@@ -14,7 +14,7 @@ from tokenizers import Tokenizer
 
 from rag.chunking import ChunkerParams, chunk_document
 from rag.documents import Document, Paragraph, load_document
-from rag.embedding import resolve_model
+from rag.model import resolve_model
 from tests.conftest import ARTICLE
 
 REFERENCE = Path(__file__).parent / "data" / "seed_passages.json"

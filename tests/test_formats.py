@@ -12,7 +12,7 @@ from tokenizers import Tokenizer
 
 from rag.chunking import ChunkerParams, chunk_document
 from rag.documents import load_corpus, load_document, page_of
-from rag.embedding import resolve_model
+from rag.model import resolve_model
 
 PARAGRAPHS = [
     "The first paragraph talks about rivers and how they carry sediment down to the sea over many long years.",

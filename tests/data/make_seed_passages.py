@@ -4,7 +4,8 @@ import json, os
 os.environ["HF_HUB_OFFLINE"]="1"
 from rag.chunking import ChunkerParams, chunk_document
 from rag.documents import load_document
-from rag.embedding import resolve_model, SentenceTransformerEncoder
+from rag.embedding import SentenceTransformerEncoder
+from rag.model import resolve_model
 from rag.config import PROJECT_ROOT
 enc = SentenceTransformerEncoder(resolve_model("default"))
 doc = load_document(PROJECT_ROOT/"seeds"/"permanent-revolution-1917-and-today.txt")
