@@ -7,7 +7,6 @@ tmp directory from a copy of seeds/; everything else shares `service`.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -58,9 +57,10 @@ def client(service):
 
 @pytest.fixture
 def seeds_copy(tmp_path) -> Path:
-    target = tmp_path / "seeds"
-    shutil.copytree(SEEDS, target)
-    return target
+    """A small corpus (ten paragraphs of the article in two sections, with metadata) to build, change and break."""
+    from tests.reliability_support import write_tiny_seeds
+
+    return write_tiny_seeds(tmp_path / "seeds")
 
 
 @pytest.fixture(scope="session")

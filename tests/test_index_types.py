@@ -53,8 +53,8 @@ def test_index_type_can_be_forced():
         assert rag_index.make_faiss_index(data, forced, exact_search_max=50_000)[1] == forced
 
 
-def test_service_serves_a_forced_ivf_index(tmp_path, encoders):
-    service = Service.open(Settings(index_dir=tmp_path / "index", seeds_dir=PROJECT_ROOT / "seeds", index_type="ivf"), encoders)
+def test_service_serves_a_forced_ivf_index(tmp_path, seeds_copy, encoders):
+    service = Service.open(Settings(index_dir=tmp_path / "index", seeds_dir=seeds_copy, index_type="ivf"), encoders)
     assert service.snapshot.index.manifest["index_type"] == "ivf"
     assert service.info()["index_type"] == "ivf"
     result = service.query("What is the theory of permanent revolution?", 5, "hybrid")
