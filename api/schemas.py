@@ -57,16 +57,22 @@ def top_k_type(max_top_k: int):
 MODE_DESCRIPTION = "hybrid (meaning and keywords: dense and BM25 scores z-normalised and added), dense (meaning) or lexical (BM25)."
 
 
+NonEmpty = Annotated[str, Field(min_length=1, pattern=r"\S")]
+# A "YYYY-MM-DD" string (the library parses it and names a date that does not exist).
+DATE_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$"
+IsoDate = Annotated[str, Field(pattern=DATE_PATTERN, json_schema_extra={"format": "date"})]
+
+
 class FiltersIn(BaseModel):
     """Answer only from these passages (all given conditions hold). Checked by the library: an unknown
     document id or a malformed date is a 422 that names it."""
 
     model_config = ConfigDict(extra="forbid")
-    documents: list[str] = Field(default_factory=list, description="Document ids (GET /documents).")
-    authors: list[str] = Field(default_factory=list, description="Author names, matched case-insensitively.")
-    published_after: str | None = Field(None, description="Inclusive lower bound, YYYY-MM-DD.", examples=["2017-01-01"])
-    published_before: str | None = Field(None, description="Inclusive upper bound, YYYY-MM-DD.", examples=["2019-12-31"])
-    sections: list[str] = Field(default_factory=list, description='Section titles ("Opening" = text before the first heading).')
+    documents: list[NonEmpty] = Field(default_factory=list, description="Document ids (GET /documents).")
+    authors: list[NonEmpty] = Field(default_factory=list, description="Author names, matched case-insensitively.")
+    published_after: IsoDate | None = Field(None, description="Inclusive lower bound, YYYY-MM-DD.", examples=["2017-01-01"])
+    published_before: IsoDate | None = Field(None, description="Inclusive upper bound, YYYY-MM-DD.", examples=["2019-12-31"])
+    sections: list[NonEmpty] = Field(default_factory=list, description='Section titles ("Opening" = text before the first heading).')
 
     def as_library(self) -> dict:
         return self.model_dump()

@@ -109,8 +109,10 @@ def test_filters_over_http_mcp_and_cli(two_documents, encoders, monkeypatch, cap
         assert {p["citation"]["document"] for p in body["passages"]} == {"notes"}
         got = client.get("/query", params={"q": QUESTION, "document": "notes", "published_after": "2021-01-01"}).json()
         assert {p["citation"]["document"] for p in got["passages"]} == {"notes"}
-        bad = client.post("/query", json={"question": QUESTION, "filters": {"documents": ["nope"], "published_after": "2018"}})
+        bad = client.post("/query", json={"question": QUESTION, "filters": {"documents": ["nope"], "published_after": "2018-01-01"}})
         assert bad.status_code == 422 and "no document with id 'nope'" in bad.json()["error"]
+        bad_body_date = client.post("/query", json={"question": QUESTION, "filters": {"published_after": "2018-13-01"}})
+        assert bad_body_date.status_code == 422 and "filters.published_after" in bad_body_date.json()["error"]
         bad_date = client.get("/query", params={"q": QUESTION, "published_before": "01/02/2018"})
         assert bad_date.status_code == 422 and "published_before must be a date YYYY-MM-DD" in bad_date.json()["error"]
         call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",

@@ -198,7 +198,7 @@ def test_reload_while_serving_drops_nothing_and_each_answer_is_from_one_index(se
     assert any(EXTRA_PARAGRAPH in p["text"] for b in zebra if b["index"]["id"] == new_id for p in b["passages"])
     assert not any(EXTRA_PARAGRAPH in p["text"] for b in zebra if b["index"]["id"] == old_id for p in b["passages"])
     reload = httpx.post(base + "/admin/reload", timeout=60)  # from 127.0.0.1: allowed without a key
-    assert reload.status_code == 200 and reload.json() == {"index_id": new_id, "previous": new_id, "changed": False}
+    assert reload.status_code == 200 and reload.json() == {"index_id": new_id, "previous": new_id, "changed": False, "skipped": []}
     metrics = httpx.get(base + "/metrics").text
     assert f'rag_index_info{{index_id="{new_id}"' in metrics
     assert 'rag_index_reloads_total{outcome="changed"} 1.0' in metrics

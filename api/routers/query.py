@@ -17,6 +17,10 @@ from api.observability import Metrics
 from rag.service import Service
 
 
+# Advertised, not enforced here: the library checks the date and says what is wrong in one sentence.
+DATE = {"pattern": schemas.DATE_PATTERN, "format": "date"}
+
+
 def router(models: schemas.RequestModels) -> APIRouter:
     routes = APIRouter(tags=["query"])
     QueryRequest, BatchQueryRequest = models.query, models.batch
@@ -39,14 +43,15 @@ def router(models: schemas.RequestModels) -> APIRouter:
         document: list[str] = Query([], description="Only from this document (repeat for several)."),
         author: list[str] = Query([], description="Only from documents by this author (repeatable)."),
         section: list[str] = Query([], description="Only from this section (repeatable)."),
-        published_after: str | None = Query(None, description="Only documents published on or after YYYY-MM-DD."),
-        published_before: str | None = Query(None, description="Only documents published on or before YYYY-MM-DD."),
+        published_after: str | None = Query(None, description="Only documents published on or after YYYY-MM-DD.", json_schema_extra=DATE),
+        published_before: str | None = Query(None, description="Only documents published on or before YYYY-MM-DD.", json_schema_extra=DATE),
         service: Service = Depends(get_service),
         metrics: Metrics = Depends(get_metrics),
     ) -> schemas.QueryResponse:
         """The same as POST /query, for a browser or curl: `/query?q=...&top_k=5&mode=hybrid&document=<id>`."""
-        filters = {"documents": document, "authors": author, "sections": section,
-                   "published_after": published_after, "published_before": published_before}
+        blank = lambda values: [v for v in values if v.strip()]  # noqa: E731 - an empty form field means "any"
+        filters = {"documents": blank(document), "authors": blank(author), "sections": blank(section),
+                   "published_after": published_after or None, "published_before": published_before or None}
         return await _answer(service, metrics, q, top_k, mode, filters)
 
     @routes.post(
