@@ -178,6 +178,13 @@ class ReloadResponse(BaseModel):
     changed: bool
 
 
+class Load(BaseModel):
+    in_flight: int = Field(description="Questions and batches being answered now.")
+    queued: int = Field(description="Questions and batches waiting for a worker.")
+    capacity: int = Field(description="How many can run or wait before the server answers 503 (both lanes).")
+    saturated: bool = Field(description="A new question or batch would be refused with 503 now.")
+
+
 class Ready(BaseModel):
     status: Literal["ready"]
     index_id: str
@@ -186,6 +193,7 @@ class Ready(BaseModel):
     encoder: str = Field(description="Query encoder in use: onnx (fast path) or torch (sentence-transformers).")
     documents: int
     passages: int
+    load: Load
 
 
 class ErrorResponse(BaseModel):
