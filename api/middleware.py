@@ -348,7 +348,7 @@ class RateLimit:
         client = client_address(scope)
         wait = self.take(client)
         if not wait:
-            scope.setdefault("state", {})[CHARGE] = lambda n: self.take(client, n)
+            scope.setdefault("state", {})[CHARGE] = (self.buckets, client)
             return await self.app(scope, receive, send)
         retry_after = max(1, math.ceil(wait))
         await send_json(
@@ -373,10 +373,11 @@ def charge(scope, cost: int, what: str = "items") -> None:
     """Make this request cost `cost` rate-limit tokens in all (the middleware took one); no-op without a rate limit.
 
     Raises `RateLimited` (429 + Retry-After) when the client's bucket cannot pay the rest now."""
-    take = (scope.get("state") or {}).get(CHARGE)
-    if take is None or cost <= 1:
+    limiter = (scope.get("state") or {}).get(CHARGE)
+    if limiter is None or cost <= 1:
         return
-    wait = take(cost - 1)
+    buckets, client = limiter
+    wait = math.inf if cost > buckets.capacity else buckets.take(client, cost - 1)
     if wait == math.inf:
         raise RateLimited(f"{cost} {what} cost more than the rate limit allows at once; send fewer per request", 60)
     if wait:
