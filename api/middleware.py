@@ -32,6 +32,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import uuid
 
@@ -49,12 +50,17 @@ log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/ready"})  # liveness and readiness: no key, no rate limit
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-MAX_HEADERS = 100  # request header lines; the head's size is bounded by h11 (api.server.MAX_HEAD_BYTES)
+MAX_HEADERS = 100  # request header lines
+MAX_HEADER_BYTES = 16 * 1024  # names and values in all (h11 bounds only a head that arrives in pieces)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 def install_middleware(app, settings, metrics: Metrics) -> None:
-    """Wrap `app` in the stack above (add_middleware puts the last one added outermost)."""
+    """Wrap `app` in the stack above (add_middleware puts the last one added outermost).
+
+    `app.state.draining` is set by the server once shutdown starts (api.server): every response from
+    then on says `Connection: close`, so no client sends another request on a connection about to close."""
+    app.state.draining = threading.Event()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.api_key:
         app.add_middleware(ApiKeyAuth, api_key=settings.api_key, guesses_per_minute=settings.key_guesses_per_minute)
@@ -69,7 +75,7 @@ def install_middleware(app, settings, metrics: Metrics) -> None:
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Mcp-Session-Id", "Mcp-Protocol-Version"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(RequestContext, metrics=metrics, router=app.router)
+    app.add_middleware(RequestContext, metrics=metrics, router=app.router, draining=app.state.draining)
 
 
 async def send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] = (), close: bool = True) -> None:
@@ -93,16 +99,20 @@ def _header(scope, name: bytes) -> bytes | None:
 
 
 class RequestContext:
-    def __init__(self, app, metrics: Metrics, router):
+    def __init__(self, app, metrics: Metrics, router, draining: threading.Event | None = None):
         self.app = app
         self.metrics = metrics
         self.router = router
+        self.draining = draining or threading.Event()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        if len(scope.get("headers") or ()) > MAX_HEADERS:
+        headers = scope.get("headers") or ()
+        if len(headers) > MAX_HEADERS:
             return await send_json(send, 431, f"too many request headers: at most {MAX_HEADERS}")
+        if sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
+            return await send_json(send, 431, f"request headers too large: at most {MAX_HEADER_BYTES} bytes in all")
         head_only = scope.get("method") == "HEAD"
         if head_only:  # answered like GET, without the body (Starlette routes GET-only endpoints to 405 otherwise)
             scope = {**scope, "method": "GET"}
@@ -125,6 +135,8 @@ class RequestContext:
                     headers.append("X-Content-Type-Options", "nosniff")
                 if status == 405:  # Starlette names only the first route of a path; list every route's methods
                     headers["Allow"] = ", ".join(self._allowed_methods(scope)) or headers.get("Allow", "")
+                if self.draining.is_set():
+                    headers["Connection"] = "close"
             await send(message)
 
         self.metrics.in_flight.inc()

@@ -19,8 +19,9 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   connection lingers SHUTDOWN_LINGER_SECONDS instead of being cut, so a
   request sent on it at that instant is served (with `Connection: close`)
   rather than reset.
-- The request head is at most MAX_HEAD_BYTES (h11 answers 400 beyond it) and
-  at most api.middleware.MAX_HEADERS lines (431).
+- The request head: h11 refuses one that is still incomplete past
+  MAX_HEAD_BYTES (400); a complete one is checked by api.middleware
+  (at most MAX_HEADERS lines and MAX_HEADER_BYTES, else 431).
 - The Host allow-list (DNS rebinding, api.middleware.HostAllowList) wraps the
   whole app here, with the names of api.mcp_server.transport_security.
 """
@@ -33,6 +34,7 @@ import os
 import resource
 import signal
 import socket
+import threading
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -85,6 +87,7 @@ class GuardedH11Protocol(H11Protocol):
 
     header_timeout: float = 10.0
     max_connections: int = 512
+    draining: threading.Event = threading.Event()  # the app's: set at shutdown, responses then say Connection: close
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
@@ -130,6 +133,7 @@ class GuardedH11Protocol(H11Protocol):
     def shutdown(self) -> None:
         """SIGTERM: a request in flight finishes with Connection: close; an idle connection lingers briefly, so a
         request sent on it at this instant is still answered, then it is closed."""
+        self.draining.set()
         if not self._waiting_for_head():
             self.cycle.keep_alive = False
             return
@@ -141,8 +145,8 @@ class GuardedH11Protocol(H11Protocol):
             super().shutdown()
 
 
-def guarded_protocol(server_settings: ServerSettings) -> type[GuardedH11Protocol]:
-    """The protocol class with this server's limits."""
+def guarded_protocol(server_settings: ServerSettings, draining: threading.Event) -> type[GuardedH11Protocol]:
+    """The protocol class with this server's limits, setting `draining` when shutdown starts."""
     limit = open_file_limit()
     cap = server_settings.max_connections
     if cap > limit - FILES_RESERVED:
@@ -151,7 +155,7 @@ def guarded_protocol(server_settings: ServerSettings) -> type[GuardedH11Protocol
     return type(
         "GuardedH11Protocol",
         (GuardedH11Protocol,),
-        {"header_timeout": server_settings.header_timeout_seconds, "max_connections": cap},
+        {"header_timeout": server_settings.header_timeout_seconds, "max_connections": cap, "draining": draining},
     )
 
 
@@ -193,7 +197,7 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_in_background(app))
     config = uvicorn.Config(
         app,
-        http=guarded_protocol(server_settings),
+        http=guarded_protocol(server_settings, app.state.draining),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
