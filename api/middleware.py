@@ -16,6 +16,9 @@ at /mcp). The order, outermost first, is decided once in `install_middleware`:
                      a route may charge more (`charge`: a batch costs one token per question)
     ApiKeyAuth       only when settings.api_key is set: every route but /health and /ready, 401 otherwise;
                      wrong keys are limited per client (settings.key_guesses_per_minute) even without a rate limit
+    AdmissionGate    503 + Retry-After before the body is read when the request's admission lane is full
+                     (the route takes the slot itself, api.routers.query; this only spares the loop
+                     from reading and validating 64 KB batches it would refuse anyway)
     BodySizeLimit    413 before the body is read (api.limits)
 
 CORS sits outside the key check so a browser's preflight (which never carries
@@ -62,6 +65,7 @@ def install_middleware(app, settings, metrics: Metrics) -> None:
     then on says `Connection: close`, so no client sends another request on a connection about to close."""
     app.state.draining = threading.Event()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AdmissionGate, admission=app.state.admission)
     if settings.api_key:
         app.add_middleware(ApiKeyAuth, api_key=settings.api_key, guesses_per_minute=settings.key_guesses_per_minute)
     if settings.rate_limit_per_minute > 0:
@@ -275,6 +279,30 @@ class OriginCheck:
         if origin is None or self.allowed(scope, origin.decode("latin-1")):
             return await self.app(scope, receive, send)
         await send_json(send, 403, "cross-site request refused: this origin may not send POST/PUT/PATCH/DELETE here")
+
+
+# --- admission ---------------------------------------------------------------------------------
+
+
+class AdmissionGate:
+    """Refuse query work whose lane is full (api.limits.Admission) before its body is read: 503 + Retry-After."""
+
+    LANES = {("POST", "/query"): "query", ("GET", "/query"): "query", ("POST", "/query/batch"): "batch"}
+
+    def __init__(self, app, admission):
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope, receive, send):
+        name = self.LANES.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        lane = getattr(self.admission, name) if name else None
+        if lane is None or not lane.full:
+            return await self.app(scope, receive, send)
+        lane.rejected += 1
+        await send_json(
+            send, 503, f"the server is busy: {lane.name} requests are at their limit; retry after {lane.retry_after} s",
+            [(b"retry-after", str(lane.retry_after).encode())],
+        )
 
 
 # --- API key ---------------------------------------------------------------------------------

@@ -131,8 +131,10 @@ class Service:
         check_params(top_k, mode, self.settings.max_top_k)
         return snapshot.retriever.search(question, top_k, mode, snapshot)  # type: ignore[arg-type]
 
-    def batch_query(self, questions: object, top_k: object = 5, mode: object = None) -> list[QueryResult]:
-        """Several questions, all answered from one snapshot; an invalid one names its position."""
+    def batch_query(self, questions: object, top_k: object = 5, mode: object = None, stop: threading.Event | None = None) -> list[QueryResult]:
+        """Several questions, all answered from one snapshot; an invalid one names its position.
+
+        `stop`, once set (the caller has gone), ends the batch after the question in progress: the list is then shorter."""
         limit = self.settings.max_batch_questions
         if not isinstance(questions, list) or not questions:
             raise InvalidInput("questions must be a non-empty list of strings")
@@ -147,7 +149,12 @@ class Service:
                 cleaned.append(clean_question(question, self.settings.max_question_chars))
             except InvalidInput as exc:
                 raise InvalidInput(f"questions[{i}]: {exc}") from None
-        return [snapshot.retriever.search(q, top_k, mode, snapshot) for q in cleaned]  # type: ignore[arg-type]
+        results = []
+        for question in cleaned:
+            if stop is not None and stop.is_set():
+                break
+            results.append(snapshot.retriever.search(question, top_k, mode, snapshot))  # type: ignore[arg-type]
+        return results
 
     def document(self, document_id: str) -> Document:
         return self.snapshot.document(document_id)
