@@ -687,9 +687,9 @@ def test_live_a_single_query_is_answered_or_refused_fast_under_a_crowd_of_batche
     assert all(o[1] in (200, 503, "gave up") for o in batches), batches
     assert all(o[2] for o in batches if o[1] == 503), "a 503 without Retry-After"
     refused_s = sorted(o[3] for o in batches if o[1] == 503)
-    # refused before the body is read once the lane is full (api.middleware.AdmissionGate); the first few of the
-    # burst are read and validated while the lane fills, on a loop sharing the CPU with a batch and a reload
-    assert refused_s and refused_s[len(refused_s) // 2] < 0.5 and refused_s[-1] < 10
+    # refused before the body is read once the lane is full (api.middleware.AdmissionGate); these times include
+    # this process encoding and sending 50 bodies of 64 KB at once, on the same 2 cores as the server
+    assert refused_s and refused_s[len(refused_s) // 2] < 2 and refused_s[-1] < 10
     assert sum(1 for o in batches if o[1] == 200) >= 1
     assert all(o[1] == 200 for o in reloads), reloads
     assert after == {"in_flight": 0, "queued": 0, "capacity": after["capacity"], "saturated": False}
