@@ -177,7 +177,7 @@ class RequestContext:
 
     def _allowed_methods(self, scope) -> list[str]:
         methods: set[str] = set()
-        for candidate in self.router.routes:
+        for candidate in _flat_routes(self.router.routes):
             try:
                 match, _ = candidate.matches({**scope, "method": "GET"})
             except Exception:  # pragma: no cover
@@ -190,7 +190,7 @@ class RequestContext:
         """The route template (bounded label), matched after the fact if a middleware answered first."""
         route = scope.get("route")
         if route is None:
-            for candidate in self.router.routes:
+            for candidate in _flat_routes(self.router.routes):
                 try:
                     match, _ = candidate.matches(scope)
                 except Exception:  # pragma: no cover - a route that cannot match this scope
@@ -199,6 +199,16 @@ class RequestContext:
                     route = candidate
                     break
         return getattr(route, "path", None) or "<unmatched>"
+
+
+def _flat_routes(routes):
+    """Every route, with included routers opened up (FastAPI >= 0.16x keeps `include_router`'s routes in a wrapper)."""
+    for route in routes:
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _flat_routes(inner)
+        else:
+            yield route
 
 
 def _without_body(send):
