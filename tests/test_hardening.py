@@ -430,6 +430,19 @@ def _read_all(sock: socket.socket, limit: float) -> bytes:
     return b"".join(chunks)
 
 
+def _read_response(sock: socket.socket) -> bytes:
+    """One whole response with a Content-Length (the connection stays open)."""
+    sock.settimeout(5)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head + b"\r\n\r\n" + body
+
+
 def _log_lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(errors="replace").splitlines() if line.startswith("{")]
 
@@ -570,8 +583,7 @@ def test_live_zz_a_request_on_a_kept_alive_connection_at_sigterm_is_served(guard
     request = b"GET /documents HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
     sock = socket.create_connection(("127.0.0.1", port))
     sock.sendall(request)
-    sock.settimeout(5)
-    first = sock.recv(65536)
+    first = _read_response(sock)
     assert first.startswith(b"HTTP/1.1 200")
     time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
