@@ -4,11 +4,11 @@ Pure ASGI (not `BaseHTTPMiddleware`) so nothing buffers a body or breaks
 streaming, and so every route is covered, including ones mounted later (MCP
 at /mcp). The order, outermost first, is decided once in `install_middleware`:
 
-    HostAllowList    installed by api.server for `rag serve`: a Host this service is not reached by is
-                     421 on every route (DNS rebinding); names from api.mcp_server.transport_security
     RequestContext   request id (X-Request-ID), one JSON access-log line, request metrics,
                      X-Content-Type-Options: nosniff, a correct Allow on 405, HEAD answered like GET,
                      431 past MAX_HEADERS headers, and a last-resort JSON 500 naming the request id
+    HostAllowList    added by api.server.serving_app for `rag serve`: a Host this service is not reached
+                     by is 421 on every route (DNS rebinding); names from api.mcp_server.transport_security
     CORS             only when settings.cors_origins is set (closed by default)
     OriginCheck      a POST/PUT/PATCH/DELETE whose Origin is present and foreign is 403 (cross-site forms,
                      no-cors fetches); no Origin (curl, scripts), same origin and CORS-allowed origins pass

@@ -177,10 +177,13 @@ def serving_app(settings: Settings, server_settings: ServerSettings, service=Non
     """The app as `rag serve` runs it: `create_app` with the Host allow-list over every route."""
     from api.app import create_app
     from api.mcp_server import transport_security
+    from starlette.middleware import Middleware
+
     from api.middleware import HostAllowList
 
     app = create_app(settings, server_settings, service=service)
-    app.add_middleware(HostAllowList, security=transport_security(server_settings))
+    # just inside RequestContext (user_middleware[0]), so a refused Host is logged and counted like any request
+    app.user_middleware.insert(1, Middleware(HostAllowList, security=transport_security(server_settings)))
     return app
 
 
