@@ -38,7 +38,6 @@ import re
 import threading
 import time
 import uuid
-
 from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders

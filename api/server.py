@@ -162,12 +162,11 @@ def guarded_protocol(server_settings: ServerSettings, draining: threading.Event)
 def open_file_limit() -> int:
     """Raise the soft open-file limit to the hard one (idle connections must not make accept() fail); the limit now."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard == resource.RLIM_INFINITY:
-        hard = max(soft, 65536)
-    if soft < hard:
+    target = max(soft, 65536) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
         except (ValueError, OSError):
             pass
     return soft
@@ -175,10 +174,10 @@ def open_file_limit() -> int:
 
 def serving_app(settings: Settings, server_settings: ServerSettings, service=None):
     """The app as `rag serve` runs it: `create_app` with the Host allow-list over every route."""
-    from api.app import create_app
-    from api.mcp_server import transport_security
     from starlette.middleware import Middleware
 
+    from api.app import create_app
+    from api.mcp_server import transport_security
     from api.middleware import HostAllowList
 
     app = create_app(settings, server_settings, service=service)
