@@ -9,8 +9,11 @@ key guesses, slow and idle connections).
 
 The defaults suit the 2-core machine this runs on: four questions are
 answered at once (the CPU has two cores; a few more keep the micro-batcher
-fed) with 32 waiting, and one batch at a time with two waiting, so a crowd of
-32-question batches cannot make a single /query wait behind all of them.
+fed) with 64 waiting (about a second of work at 50-90 questions a second;
+enough for the benchmark's 64 concurrent clients), and one batch at a time
+with two waiting (a maximal batch, 32 x 2,000 characters at top_k 50, takes
+about 14 s here), so a crowd of batches cannot make a single /query wait
+behind all of them.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class ServerSettings(BaseSettings):
     public_url: str | None = Field(None, description="Base URL used in links (MCP results); defaults to the request's own.")
     # admission of query work (api.limits.Admission): beyond workers + queue, a fast 503 with Retry-After
     query_workers: int = Field(4, ge=1, description="Single questions (/query) answered at once.")
-    query_queue: int = Field(32, ge=0, description="Single questions waiting for a worker; more get 503.")
+    query_queue: int = Field(64, ge=0, description="Single questions waiting for a worker; more get 503.")
     batch_workers: int = Field(1, ge=1, description="Batches (/query/batch) answered at once, apart from single questions.")
     batch_queue: int = Field(2, ge=0, description="Batches waiting; more get 503.")
     key_guesses_per_minute: int = Field(
