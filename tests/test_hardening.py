@@ -23,7 +23,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -236,6 +238,27 @@ def test_a_lane_runs_workers_queues_a_few_and_refuses_the_rest_at_once():
         assert failing.running == 0
 
     asyncio.run(scenario())
+
+
+def test_a_batch_stops_after_the_question_in_progress_once_its_caller_has_gone(service):
+    questions = ["Trotsky", "Lenin", "Mensheviks", "peasants"]
+    stop = threading.Event()
+    real_search = service.snapshot.retriever.search
+    calls = []
+
+    class Retriever:  # the real retriever; the caller leaves while the second question is being answered
+        def __getattr__(self, name):
+            return getattr(service.snapshot.retriever, name)
+
+        def search(self, *args):
+            calls.append(args[0])
+            if len(calls) == 2:
+                stop.set()
+            return real_search(*args)
+
+    watched = Service(service.settings, service.model, service.encoders, replace(service.snapshot, retriever=Retriever()))
+    assert len(watched.batch_query(questions, 2, stop=stop)) == 2 and calls == questions[:2]
+    assert len(service.batch_query(questions, 2, stop=threading.Event())) == 4
 
 
 def test_a_full_lane_is_a_fast_503_with_retry_after_and_ready_says_so(service):
