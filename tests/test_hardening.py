@@ -659,9 +659,9 @@ def _long_questions(n: int, chars: int, seed: int) -> list[str]:
 
 @pytest.mark.slow
 def test_live_a_single_query_is_answered_or_refused_fast_under_a_crowd_of_batches_and_reloads(tmp_path, settings, service):
-    """40 concurrent maximal batches (32 x 2,000 characters, top_k 50) and 40 concurrent reloads, plus 10
-    batch clients that give up after 0.3 s: single queries from another client complete within 2 s or
-    get a 503 with Retry-After within 100 ms; once everyone has left, nothing is in flight."""
+    """10 batch clients that give up after 0.5 s, then 40 concurrent maximal batches (32 x 2,000 characters,
+    top_k 50) and 40 concurrent reloads: single queries from another client complete within 2 s or get a
+    503 with Retry-After within 100 ms; once everyone has left, nothing is in flight."""
     seeds = tmp_path / "seeds"
     shutil.copytree(ARTICLE.parent, seeds)
     index = copy_index(settings.index_dir, tmp_path / "index")
@@ -679,17 +679,22 @@ def test_live_a_single_query_is_answered_or_refused_fast_under_a_crowd_of_batche
                 except httpx.TimeoutException:
                     return path, "gave up", None, time.monotonic() - started
 
-            tasks = [asyncio.create_task(post("/query/batch", batch)) for _ in range(40)]
-            tasks += [asyncio.create_task(post("/admin/reload")) for _ in range(40)]
-            tasks += [asyncio.create_task(post("/query/batch", batch, timeout=0.3)) for _ in range(10)]
-            probes = []
+            async def later(path, body=None):
+                await asyncio.sleep(0.8)
+                return await post(path, body)
+
+            # first 10 clients that give up after 0.5 s: they take the batch lane (one runs, two wait) and leave
+            tasks = [asyncio.create_task(post("/query/batch", batch, timeout=0.5)) for _ in range(10)]
+            tasks += [asyncio.create_task(later("/query/batch", batch)) for _ in range(40)]
+            tasks += [asyncio.create_task(later("/admin/reload")) for _ in range(40)]
+            probes, during = [], []
             async with httpx.AsyncClient(timeout=30) as single:
                 for i in range(8):
                     await asyncio.sleep(0.75)
+                    during.append((await single.get(base + "/ready")).json()["load"])
                     started = time.monotonic()
                     response = await single.post(base + "/query", json={"question": f"What is permanent revolution? ({i})", "top_k": 5})
                     probes.append((response.status_code, response.headers.get("retry-after"), time.monotonic() - started))
-                during = (await single.get(base + "/ready")).json()["load"]
             outcomes = await asyncio.wait_for(asyncio.gather(*tasks), timeout=240)
         return probes, during, outcomes
 
@@ -711,14 +716,14 @@ def test_live_a_single_query_is_answered_or_refused_fast_under_a_crowd_of_batche
         "batches": {str(s): sum(1 for o in batches if o[1] == s) for s in {o[1] for o in batches}},
         "reloads": {str(s): sum(1 for o in reloads if o[1] == s) for s in {o[1] for o in reloads}},
         "batch_503_s": [round(t, 3) for t in sorted(o[3] for o in batches if o[1] == 503)][::6],
-        "during": during,
+        "during": [(d["in_flight"], d["queued"], d["saturated"]) for d in during],
         "after": after,
         "drained_s": round(drained_s, 2),
     }
     print("\ncrowd:", json.dumps(summary))
     for status, retry_after, took in probes:
         assert (status == 200 and took < 2.0) or (status == 503 and retry_after and took < 0.1), (status, took)
-    assert during["saturated"] and during["in_flight"] >= 1
+    assert any(d["saturated"] and d["in_flight"] == 1 for d in during)  # one batch runs, the lane's queue is full
     assert all(o[1] in (200, 503, "gave up") for o in batches), batches
     assert all(o[2] for o in batches if o[1] == 503), "a 503 without Retry-After"
     refused_s = sorted(o[3] for o in batches if o[1] == 503)
