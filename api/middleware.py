@@ -69,7 +69,7 @@ def install_middleware(app, settings, metrics: Metrics) -> None:
         app.add_middleware(ApiKeyAuth, api_key=settings.api_key, guesses_per_minute=settings.key_guesses_per_minute)
     if settings.rate_limit_per_minute > 0:
         app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
-    app.add_middleware(OriginCheck, cors_origins=settings.cors_origins)
+    app.add_middleware(OriginCheck, cors_origins=settings.cors_origins, public_url=settings.public_url)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -263,13 +263,18 @@ class OriginCheck:
     form posts whose responses it never lets the page read: the request itself
     would still reload the index or run a query. Allowed: no Origin (curl,
     scripts, server-to-server clients), the request's own origin (the page at /),
+    the origin of RAG_PUBLIC_URL (the page behind a proxy that rewrites Host),
     and the origins in RAG_CORS_ORIGINS. `Origin: null` (sandboxed frames, file
     pages) is foreign.
     """
 
-    def __init__(self, app, cors_origins: list[str] = ()):
+    def __init__(self, app, cors_origins: list[str] = (), public_url: str | None = None):
         self.app = app
-        self.cors_origins = frozenset(o.rstrip("/").lower() for o in cors_origins)
+        trusted = list(cors_origins)
+        if public_url:
+            parts = urlsplit(public_url)
+            trusted.append(f"{parts.scheme}://{parts.netloc}")
+        self.cors_origins = frozenset(o.rstrip("/").lower() for o in trusted)
 
     def allowed(self, scope, origin: str) -> bool:
         origin = origin.rstrip("/").lower()

@@ -350,6 +350,10 @@ def test_a_state_changing_request_from_a_foreign_origin_is_refused(service):
         for headers in ({}, {"Origin": "http://testserver"}, {"Origin": good}):
             assert client.post("/query", json={"question": "Trotsky"}, headers=headers).status_code == 200, headers
         assert client.get("/query", params={"q": "Trotsky"}, headers={"Origin": "https://evil.example"}).status_code == 200
+    proxied = create_app(service=service, server_settings=ServerSettings(public_url="https://docs.example.org/rag"))
+    with TestClient(proxied) as client:  # behind a proxy that rewrites Host, the page's origin is the public URL's
+        assert client.post("/query", json={"question": "Trotsky"}, headers={"Origin": "https://docs.example.org"}).status_code == 200
+        assert client.post("/query", json={"question": "Trotsky"}, headers={"Origin": "https://evil.example"}).status_code == 403
 
 
 def test_wrong_api_keys_are_limited_even_without_a_rate_limit(service):
