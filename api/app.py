@@ -3,7 +3,8 @@
 Thin by design (txtai's api-over-library split): routers (api/routers/) turn
 requests into `Service` calls through `Depends(get_service)`; shapes and the
 configured limits are declared in `api.schemas`; library errors map to status
-codes here (`InvalidInput` 422, `NotFound` 404, `RagError` 503), and every
+codes here (`InvalidInput` 422, `NotFound` 404, `Overloaded` 503 + Retry-After,
+`RagError` 503), and every
 error body is `{"error": "<what is wrong>", "detail": ...}`. The model and
 index load once, in the lifespan, off the event loop; queries run in worker
 threads so the loop keeps accepting requests while the CPU embeds.
@@ -25,14 +26,14 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import schemas
-from api.limits import describe_body_error
+from api.limits import Admission, describe_body_error
 from api.mcp_server import mount_mcp
 from api.middleware import install_middleware
 from api.observability import Metrics
 from api.routers import documents, ops, page, query
 from api.settings import ServerSettings, get_server_settings
 from rag.config import Settings, get_settings
-from rag.errors import InvalidInput, NotFound, RagError
+from rag.errors import InvalidInput, NotFound, Overloaded, RagError
 from rag.service import Service
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ COMMON_RESPONSES = {
     401: {"model": schemas.ErrorResponse, "description": "Missing or wrong API key (only when one is configured)"},
     413: {"model": schemas.ErrorResponse, "description": "Request body too large"},
     422: {"model": schemas.ErrorResponse, "description": "Invalid input; `error` says what is wrong"},
-    429: {"model": schemas.ErrorResponse, "description": "Rate limit exceeded (only when configured); see Retry-After"},
-    503: {"model": schemas.ErrorResponse, "description": "Index not loaded or unusable"},
+    403: {"model": schemas.ErrorResponse, "description": "A state-changing request from a foreign Origin"},
+    429: {"model": schemas.ErrorResponse, "description": "Rate limit or key-guess limit exceeded; see Retry-After"},
+    431: {"model": schemas.ErrorResponse, "description": "Too many request headers"},
+    503: {"model": schemas.ErrorResponse, "description": "Index not loaded or unusable, or the server is busy (see Retry-After)"},
 }
 
 
@@ -73,8 +76,9 @@ def create_app(settings: Settings | None = None, server_settings: ServerSettings
     app.state.server_settings = server_settings
     app.state.reload_lock = threading.Lock()
     app.state.reload_future = None
+    app.state.admission = Admission.from_settings(server_settings)  # query work: bounded lanes, 503 when full
     _install_error_handlers(app)
-    app.state.metrics = Metrics(lambda: app.state.service)
+    app.state.metrics = Metrics(lambda: app.state.service, app.state.admission)
     install_middleware(app, server_settings, app.state.metrics)  # request ids, logs, metrics, CORS, rate limit, API key, body size
     app.include_router(query.router(schemas.request_models(settings)))
     app.include_router(documents.router())
@@ -101,6 +105,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
         return error(404, str(exc))
+
+    @app.exception_handler(Overloaded)
+    async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:
+        return JSONResponse({"error": str(exc), "detail": None}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
 
     @app.exception_handler(RagError)
     async def unavailable(request: Request, exc: RagError) -> JSONResponse:

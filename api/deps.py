@@ -1,4 +1,4 @@
-"""What every route depends on: the service, the settings, the metrics — one `Depends` each.
+"""What every route depends on: the service, the settings, the metrics, the admission lanes — one `Depends` each.
 
 Routes never reach into `app.state` themselves. `get_service` answers 503 (via
 `RagError`) while the index is still loading in the lifespan.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from api.limits import Admission
 from api.observability import Metrics
 from api.settings import ServerSettings
 from rag.config import Settings
@@ -32,3 +33,7 @@ def get_server_settings(request: Request) -> ServerSettings:
 
 def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
+
+
+def get_admission(request: Request) -> Admission:
+    return request.app.state.admission

@@ -1,15 +1,34 @@
-"""Request body size limit, as pure ASGI middleware.
+"""Limits that keep one client or a crowd from exhausting the server: body size, token buckets, admission.
 
-A body whose Content-Length is over the limit is answered 413 before a byte of
-it is read; a chunked body is counted as it streams and cut off with 413 the
-moment it passes the limit, so an oversized request never sits in memory.
+- `BodySizeLimit` (pure ASGI): a body whose Content-Length is over the limit is
+  answered 413 before a byte of it is read; a chunked body is counted as it
+  streams and cut off with 413 the moment it passes the limit, so an oversized
+  request never sits in memory.
+- `TokenBuckets`: a token bucket per client, bounded in memory; the rate limit
+  and the key-guess limit (api.middleware) are two of them. `take(client, n)`
+  lets a batch of n questions cost n tokens.
+- `Admission`: query work is admitted through two lanes, single questions and
+  batches, each with at most `workers` jobs running and `queue` waiting; past
+  that, `Overloaded` at once (503 + Retry-After) instead of an ever longer
+  queue. Batches have their own lane, so a crowd of 32-question batches never
+  stands between a single /query and a worker. Waiting holds no thread (an
+  awaited future on the event loop), and a slot is released in `finally`, so
+  a client that leaves or a request that fails never leaks one.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import math
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass
 
 from starlette.exceptions import HTTPException
+
+from rag.errors import Overloaded
 
 
 class BodyTooLarge(HTTPException):
@@ -83,3 +102,157 @@ def describe_body_error(exc: Exception) -> str | None:
     if isinstance(cause, ValueError) and "digits" in str(cause):
         return "request body holds a number too long to parse"
     return "request body could not be parsed as JSON"
+
+
+# --- token buckets ------------------------------------------------------------------------------
+
+
+class TokenBuckets:
+    """A token bucket per client: `per_minute` tokens of burst, refilled at per_minute/60 a second.
+
+    At most `max_clients` buckets are kept (least recently seen dropped first),
+    so memory is bounded whatever the number of addresses.
+    """
+
+    def __init__(self, per_minute: int, max_clients: int = 10_000, clock=time.monotonic):
+        self.capacity = float(per_minute)
+        self.rate = per_minute / 60.0
+        self.max_clients = max_clients
+        self.clock = clock
+        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.buckets)
+
+    def _tokens(self, client: str) -> tuple[float, float]:
+        now = self.clock()
+        tokens, last = self.buckets.pop(client, (self.capacity, now))
+        return min(self.capacity, tokens + (now - last) * self.rate), now
+
+    def _store(self, client: str, tokens: float, now: float) -> None:
+        self.buckets[client] = (tokens, now)
+        while len(self.buckets) > self.max_clients:
+            self.buckets.popitem(last=False)
+
+    def take(self, client: str, n: int = 1) -> float:
+        """Take n tokens for `client`: 0 if allowed, else seconds until n are available (nothing taken).
+
+        n larger than the bucket can ever hold is `math.inf`."""
+        if n > self.capacity:
+            return math.inf
+        tokens, now = self._tokens(client)
+        wait = 0.0
+        if tokens >= n:
+            tokens -= n
+        else:
+            wait = (n - tokens) / self.rate
+        self._store(client, tokens, now)
+        return wait
+
+    def empty(self, client: str) -> float:
+        """Seconds until `client` has a whole token again (0 when it has one); takes nothing."""
+        tokens, now = self._tokens(client)
+        self._store(client, tokens, now)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+
+# --- admission ----------------------------------------------------------------------------------
+
+
+class Lane:
+    """At most `workers` jobs at once and `queue` waiting, first come first served; beyond that `Overloaded`."""
+
+    def __init__(self, name: str, workers: int, queue: int, retry_after: int = 1):
+        self.name = name
+        self.workers = workers
+        self.queue = queue
+        self.retry_after = retry_after
+        self.running = 0
+        self.rejected = 0
+        self._waiting: deque[asyncio.Future] = deque()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiting)
+
+    @property
+    def full(self) -> bool:
+        """A new job would be refused now."""
+        return self.running >= self.workers and self.queued >= self.queue
+
+    @contextlib.asynccontextmanager
+    async def slot(self):
+        """Hold a worker slot for the block; raises `Overloaded` at once when the lane is full."""
+        await self._enter()
+        try:
+            yield
+        finally:
+            self._leave()
+
+    async def _enter(self) -> None:
+        if self.running < self.workers and not self._waiting:
+            self.running += 1
+            return
+        if self.queued >= self.queue:
+            self.rejected += 1
+            raise Overloaded(
+                f"the server is busy: {self.running} {self.name} request(s) running and {self.queued} waiting; "
+                f"retry after {self.retry_after} s",
+                self.retry_after,
+            )
+        future = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            await future  # set by _leave, which hands its slot over (running stays the same)
+        except BaseException:  # cancelled while waiting (the client left, shutdown)
+            if future.done() and not future.cancelled():
+                self._leave()  # the slot was handed over just now: pass it on
+            else:
+                future.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(future)
+            raise
+
+    def _leave(self) -> None:
+        while self._waiting:
+            future = self._waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+                return
+        self.running -= 1
+
+
+@dataclass(frozen=True)
+class Load:
+    in_flight: int
+    queued: int
+    capacity: int
+    saturated: bool
+
+
+class Admission:
+    """The app's two lanes of query work: `query` (single questions) and `batch`."""
+
+    def __init__(self, query: Lane, batch: Lane):
+        self.query = query
+        self.batch = batch
+
+    @classmethod
+    def from_settings(cls, settings) -> "Admission":
+        return cls(
+            Lane("query", settings.query_workers, settings.query_queue, retry_after=1),
+            Lane("batch", settings.batch_workers, settings.batch_queue, retry_after=5),
+        )
+
+    @property
+    def lanes(self) -> tuple[Lane, Lane]:
+        return (self.query, self.batch)
+
+    def load(self) -> Load:
+        """Jobs running and waiting over both lanes, how many fit, and whether either lane is refusing work."""
+        return Load(
+            in_flight=sum(lane.running for lane in self.lanes),
+            queued=sum(lane.queued for lane in self.lanes),
+            capacity=sum(lane.workers + lane.queue for lane in self.lanes),
+            saturated=any(lane.full for lane in self.lanes),
+        )

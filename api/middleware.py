@@ -1,15 +1,24 @@
-"""Pure ASGI middleware around the whole app: request ids and logs, CORS, rate limit, API key, body size.
+"""Pure ASGI middleware around the whole app: request ids and logs, Host and Origin checks, CORS, rate limit, API key, body size.
 
 Pure ASGI (not `BaseHTTPMiddleware`) so nothing buffers a body or breaks
 streaming, and so every route is covered, including ones mounted later (MCP
 at /mcp). The order, outermost first, is decided once in `install_middleware`:
 
     RequestContext   request id (X-Request-ID), one JSON access-log line, request metrics,
-                     X-Content-Type-Options: nosniff, a correct Allow on 405,
-                     and a last-resort JSON 500 naming the request id
+                     X-Content-Type-Options: nosniff, a correct Allow on 405, HEAD answered like GET,
+                     431 past MAX_HEADERS headers, and a last-resort JSON 500 naming the request id
+    HostAllowList    added by api.server.serving_app for `rag serve`: a Host this service is not reached
+                     by is 421 on every route (DNS rebinding); names from api.mcp_server.transport_security
     CORS             only when settings.cors_origins is set (closed by default)
-    RateLimit        only when settings.rate_limit_per_minute > 0: token bucket per client IP, 429 + Retry-After
-    ApiKeyAuth       only when settings.api_key is set: every route but /health and /ready, 401 otherwise
+    OriginCheck      a POST/PUT/PATCH/DELETE whose Origin is present and foreign is 403 (cross-site forms,
+                     no-cors fetches); no Origin (curl, scripts), same origin and CORS-allowed origins pass
+    RateLimit        only when settings.rate_limit_per_minute > 0: token bucket per client IP, 429 + Retry-After;
+                     a route may charge more (`charge`: a batch costs one token per question)
+    ApiKeyAuth       only when settings.api_key is set: every route but /health and /ready, 401 otherwise;
+                     wrong keys are limited per client (settings.key_guesses_per_minute) even without a rate limit
+    AdmissionGate    503 + Retry-After before the body is read when the request's admission lane is full
+                     (the route takes the slot itself, api.routers.query; this only spares the loop
+                     from reading and validating 64 KB batches it would refuse anyway)
     BodySizeLimit    413 before the body is read (api.limits)
 
 CORS sits outside the key check so a browser's preflight (which never carries
@@ -26,30 +35,41 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import uuid
-from collections import OrderedDict
+from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
-from api.limits import BodySizeLimit
+from api.limits import BodySizeLimit, TokenBuckets
 from api.observability import ACCESS_LOG, REQUEST_ID, Metrics
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/health", "/ready"})  # liveness and readiness: no key, no rate limit
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+MAX_HEADERS = 100  # request header lines
+MAX_HEADER_BYTES = 16 * 1024  # names and values in all (h11 bounds only a head that arrives in pieces)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
 def install_middleware(app, settings, metrics: Metrics) -> None:
-    """Wrap `app` in the stack above (add_middleware puts the last one added outermost)."""
+    """Wrap `app` in the stack above (add_middleware puts the last one added outermost).
+
+    `app.state.draining` is set by the server once shutdown starts (api.server): every response from
+    then on says `Connection: close`, so no client sends another request on a connection about to close."""
+    app.state.draining = threading.Event()
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AdmissionGate, admission=app.state.admission)
     if settings.api_key:
-        app.add_middleware(ApiKeyAuth, api_key=settings.api_key)
+        app.add_middleware(ApiKeyAuth, api_key=settings.api_key, guesses_per_minute=settings.key_guesses_per_minute)
     if settings.rate_limit_per_minute > 0:
         app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+    app.add_middleware(OriginCheck, cors_origins=settings.cors_origins, public_url=settings.public_url)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -58,7 +78,7 @@ def install_middleware(app, settings, metrics: Metrics) -> None:
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Mcp-Session-Id", "Mcp-Protocol-Version"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    app.add_middleware(RequestContext, metrics=metrics, router=app.router)
+    app.add_middleware(RequestContext, metrics=metrics, router=app.router, draining=app.state.draining)
 
 
 async def send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] = (), close: bool = True) -> None:
@@ -82,14 +102,24 @@ def _header(scope, name: bytes) -> bytes | None:
 
 
 class RequestContext:
-    def __init__(self, app, metrics: Metrics, router):
+    def __init__(self, app, metrics: Metrics, router, draining: threading.Event | None = None):
         self.app = app
         self.metrics = metrics
         self.router = router
+        self.draining = draining or threading.Event()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        headers = scope.get("headers") or ()
+        if len(headers) > MAX_HEADERS:
+            return await send_json(send, 431, f"too many request headers: at most {MAX_HEADERS}")
+        if sum(len(name) + len(value) for name, value in headers) > MAX_HEADER_BYTES:
+            return await send_json(send, 431, f"request headers too large: at most {MAX_HEADER_BYTES} bytes in all")
+        head_only = scope.get("method") == "HEAD"
+        if head_only:  # answered like GET, without the body (Starlette routes GET-only endpoints to 405 otherwise)
+            scope = {**scope, "method": "GET"}
+            send = _without_body(send)
         incoming = _header(scope, b"x-request-id")
         candidate = incoming.decode("latin-1") if incoming else ""
         request_id = candidate if _SANE_REQUEST_ID.fullmatch(candidate) else uuid.uuid4().hex
@@ -108,6 +138,8 @@ class RequestContext:
                     headers.append("X-Content-Type-Options", "nosniff")
                 if status == 405:  # Starlette names only the first route of a path; list every route's methods
                     headers["Allow"] = ", ".join(self._allowed_methods(scope)) or headers.get("Allow", "")
+                if self.draining.is_set():
+                    headers["Connection"] = "close"
             await send(message)
 
         self.metrics.in_flight.inc()
@@ -123,15 +155,16 @@ class RequestContext:
             duration = time.perf_counter() - started
             final = status if status is not None else 499  # the client went away before any response
             route = self._route(scope)
-            self.metrics.observe_request(scope.get("method", ""), route, final, duration)
+            method = "HEAD" if head_only else scope.get("method", "")
+            self.metrics.observe_request(method, route, final, duration)
             ACCESS_LOG.info(
                 "%s %s %s",
-                scope.get("method"),
+                method,
                 scope.get("path"),
                 final,
                 extra={
                     "request_id": request_id,
-                    "method": scope.get("method"),
+                    "method": method,
                     "path": scope.get("path"),
                     "route": route,
                     "status": final,
@@ -141,13 +174,9 @@ class RequestContext:
             )
             REQUEST_ID.reset(token)
 
-    def _routes(self) -> list:
-        """Every route, with those of included routers (FastAPI wraps them) listed in place."""
-        return list(_flatten(self.router.routes))
-
     def _allowed_methods(self, scope) -> list[str]:
         methods: set[str] = set()
-        for candidate in self._routes():
+        for candidate in _flat_routes(self.router.routes):
             try:
                 match, _ = candidate.matches({**scope, "method": "GET"})
             except Exception:  # pragma: no cover
@@ -160,7 +189,7 @@ class RequestContext:
         """The route template (bounded label), matched after the fact if a middleware answered first."""
         route = scope.get("route")
         if route is None:
-            for candidate in self._routes():
+            for candidate in _flat_routes(self.router.routes):
                 try:
                     match, _ = candidate.matches(scope)
                 except Exception:  # pragma: no cover - a route that cannot match this scope
@@ -171,24 +200,142 @@ class RequestContext:
         return getattr(route, "path", None) or "<unmatched>"
 
 
-def _flatten(routes):
+def _flat_routes(routes):
+    """Every route, with included routers opened up (FastAPI >= 0.16x keeps `include_router`'s routes in a wrapper)."""
     for route in routes:
-        included = getattr(route, "original_router", None)  # fastapi's _IncludedRouter (no prefix is used here)
-        if included is not None:
-            yield from _flatten(included.routes)
+        inner = getattr(getattr(route, "original_router", None), "routes", None)
+        if inner is not None:
+            yield from _flat_routes(inner)
         else:
             yield route
+
+
+def _without_body(send):
+    """A `send` for HEAD: the response's status and headers (Content-Length kept), no body bytes."""
+
+    async def send_head(message):
+        if message["type"] == "http.response.body":
+            message = {**message, "body": b""}
+        await send(message)
+
+    return send_head
+
+
+# --- Host and Origin -------------------------------------------------------------------------
+
+
+class HostAllowList:
+    """421 for a request whose Host is not a name this service is reached by (DNS rebinding), on every route.
+
+    `security` is `api.mcp_server.transport_security(settings)`, the same rule /mcp
+    applies: loopback names on any port, a concrete RAG_HOST, the host of
+    RAG_PUBLIC_URL; off when bound to every interface without RAG_PUBLIC_URL.
+    """
+
+    def __init__(self, app, security):
+        self.app = app
+        self.enabled = security.enable_dns_rebinding_protection
+        self.exact = frozenset(security.allowed_hosts)
+        self.any_port = tuple(h[:-1] for h in security.allowed_hosts if h.endswith(":*"))  # "localhost:" prefixes
+
+    def allowed(self, host: str) -> bool:
+        host = host.lower()
+        if host in self.exact:
+            return True
+        return any(host.startswith(prefix) and host[len(prefix):].isdigit() for prefix in self.any_port)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket") or not self.enabled:
+            return await self.app(scope, receive, send)
+        host = (_header(scope, b"host") or b"").decode("latin-1")
+        if self.allowed(host):
+            return await self.app(scope, receive, send)
+        log.warning("refused a request for a host this service does not serve (possible DNS rebinding)")
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        await send_json(send, 421, "this server does not answer for that host name (set RAG_PUBLIC_URL to the name clients use)")
+
+
+class OriginCheck:
+    """403 for a state-changing request (POST, PUT, PATCH, DELETE) from a foreign page.
+
+    A browser sends `Origin` on cross-site POSTs, including `no-cors` fetches and
+    form posts whose responses it never lets the page read: the request itself
+    would still reload the index or run a query. Allowed: no Origin (curl,
+    scripts, server-to-server clients), the request's own origin (the page at /),
+    the origin of RAG_PUBLIC_URL (the page behind a proxy that rewrites Host),
+    and the origins in RAG_CORS_ORIGINS. `Origin: null` (sandboxed frames, file
+    pages) is foreign.
+    """
+
+    def __init__(self, app, cors_origins: list[str] = (), public_url: str | None = None):
+        self.app = app
+        trusted = list(cors_origins)
+        if public_url:
+            parts = urlsplit(public_url)
+            trusted.append(f"{parts.scheme}://{parts.netloc}")
+        self.cors_origins = frozenset(o.rstrip("/").lower() for o in trusted)
+
+    def allowed(self, scope, origin: str) -> bool:
+        origin = origin.rstrip("/").lower()
+        if origin in self.cors_origins or "*" in self.cors_origins:
+            return True
+        # same origin: the page's host:port is the Host it sent this request to (the scheme is not compared,
+        # since behind a TLS proxy the server sees http; a foreign Host is refused by HostAllowList anyway)
+        netloc = urlsplit(origin).netloc
+        host = (_header(scope, b"host") or b"").decode("latin-1").lower()
+        return bool(netloc) and netloc == host
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING:
+            return await self.app(scope, receive, send)
+        origin = _header(scope, b"origin")
+        if origin is None or self.allowed(scope, origin.decode("latin-1")):
+            return await self.app(scope, receive, send)
+        await send_json(send, 403, "cross-site request refused: this origin may not send POST/PUT/PATCH/DELETE here")
+
+
+# --- admission ---------------------------------------------------------------------------------
+
+
+class AdmissionGate:
+    """Refuse query work whose lane is full (api.limits.Admission) before its body is read: 503 + Retry-After."""
+
+    LANES = {("POST", "/query"): "query", ("GET", "/query"): "query", ("POST", "/query/batch"): "batch"}
+
+    def __init__(self, app, admission):
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope, receive, send):
+        name = self.LANES.get((scope.get("method"), scope.get("path"))) if scope["type"] == "http" else None
+        lane = getattr(self.admission, name) if name else None
+        if lane is None or not lane.full:
+            return await self.app(scope, receive, send)
+        lane.rejected += 1
+        await send_json(
+            send, 503, f"the server is busy: {lane.name} requests are at their limit; retry after {lane.retry_after} s",
+            [(b"retry-after", str(lane.retry_after).encode())],
+        )
 
 
 # --- API key ---------------------------------------------------------------------------------
 
 
 class ApiKeyAuth:
-    """Every route but /health and /ready needs `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
+    """Every route but /health and /ready needs `Authorization: Bearer <key>` or `X-API-Key: <key>`.
 
-    def __init__(self, app, api_key: str):
+    Wrong guesses are limited whether or not the general rate limit is on: each
+    401 takes a token from the client's key-guess bucket (`guesses_per_minute`),
+    and a client whose bucket is empty gets 429 for every request, with the
+    right key or not, until it refills (so a guess that happens to be right
+    is not confirmed either).
+    """
+
+    def __init__(self, app, api_key: str, guesses_per_minute: int = 10):
         self.app = app
         self._digest = hashlib.sha256(api_key.encode()).digest()
+        self.guesses = TokenBuckets(guesses_per_minute)
 
     def _authorized(self, scope) -> bool:
         presented = []
@@ -204,8 +351,21 @@ class ApiKeyAuth:
         return any(hmac.compare_digest(hashlib.sha256(p).digest(), self._digest) for p in presented)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS or self._authorized(scope):
+        if scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS:
             return await self.app(scope, receive, send)
+        client = client_address(scope)
+        wait = self.guesses.empty(client)
+        if wait:
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008})
+            retry_after = max(1, math.ceil(wait))
+            return await send_json(
+                send, 429, f"too many wrong API keys from this address; retry after {retry_after} s",
+                [(b"retry-after", str(retry_after).encode())],
+            )
+        if self._authorized(scope):
+            return await self.app(scope, receive, send)
+        self.guesses.take(client)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
         await send_json(
@@ -220,47 +380,64 @@ class ApiKeyAuth:
 
 
 class RateLimit:
-    """A token bucket per client IP: `per_minute` requests of burst, refilled at per_minute/60 a second.
+    """A token bucket per client IP (api.limits.TokenBuckets): 429 + Retry-After when it is empty.
 
-    The client is the TCP peer (`scope["client"]`); X-Forwarded-For is not trusted.
-    At most `max_clients` buckets are kept (least recently seen dropped first), so
-    memory is bounded whatever the number of addresses.
+    The client is the TCP peer (`scope["client"]`); X-Forwarded-For is believed
+    only from RAG_TRUSTED_PROXIES (uvicorn rewrites the peer then, api.server).
+    A request costs one token here; a route whose work is larger charges the
+    rest through `charge(scope, n)` (a batch of n questions costs n).
     """
 
     def __init__(self, app, per_minute: int, max_clients: int = 10_000, clock=time.monotonic):
         self.app = app
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.max_clients = max_clients
-        self.clock = clock
-        self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        self.buckets = TokenBuckets(per_minute, max_clients, clock)
 
-    def take(self, client: str) -> float:
-        """Take a token for `client`: 0 if allowed, else seconds until one is available."""
-        now = self.clock()
-        tokens, last = self.buckets.pop(client, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
-        wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            wait = (1 - tokens) / self.rate
-        self.buckets[client] = (tokens, now)
-        while len(self.buckets) > self.max_clients:
-            self.buckets.popitem(last=False)
-        return wait
+    def take(self, client: str, n: int = 1) -> float:
+        """Take n tokens for `client`: 0 if allowed, else seconds until they are available."""
+        return self.buckets.take(client, n)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope.get("path") in OPEN_PATHS:
             return await self.app(scope, receive, send)
-        client = (scope.get("client") or ["unknown"])[0] or "unknown"
-        wait = self.take(str(client))
+        client = client_address(scope)
+        wait = self.take(client)
         if not wait:
+            scope.setdefault("state", {})[CHARGE] = (self.buckets, client)
             return await self.app(scope, receive, send)
         retry_after = max(1, math.ceil(wait))
         await send_json(
             send,
             429,
-            f"rate limit of {int(self.capacity)} requests per minute exceeded; retry after {retry_after} s",
+            f"rate limit of {int(self.buckets.capacity)} requests per minute exceeded; retry after {retry_after} s",
             [(b"retry-after", str(retry_after).encode())],
         )
+
+
+CHARGE = "rate_limit_charge"
+
+
+class RateLimited(HTTPException):
+    """Raised by a route whose extra cost the rate limit refused (429 + Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(429, message, headers={"Retry-After": str(retry_after)})
+
+
+def charge(scope, cost: int, what: str = "items") -> None:
+    """Make this request cost `cost` rate-limit tokens in all (the middleware took one); no-op without a rate limit.
+
+    Raises `RateLimited` (429 + Retry-After) when the client's bucket cannot pay the rest now."""
+    limiter = (scope.get("state") or {}).get(CHARGE)
+    if limiter is None or cost <= 1:
+        return
+    buckets, client = limiter
+    wait = math.inf if cost > buckets.capacity else buckets.take(client, cost - 1)
+    if wait == math.inf:
+        raise RateLimited(f"{cost} {what} cost more than the rate limit allows at once; send fewer per request", 60)
+    if wait:
+        retry_after = max(1, math.ceil(wait))
+        raise RateLimited(f"rate limit exceeded: {cost} {what} cost {cost} requests; retry after {retry_after} s", retry_after)
+
+
+def client_address(scope) -> str:
+    return str((scope.get("client") or ["unknown"])[0] or "unknown")

@@ -5,14 +5,19 @@ so several apps in one process (tests) do not clash. Labels are bounded: the
 route *template* (`/documents/{document_id}`, never the raw path; `<unmatched>`
 for anything no route matches), a fixed set of methods, the status code, the
 retrieval stage names. The index size and version are read from the service at
-scrape time, so a reload shows up without bookkeeping.
+scrape time, so a reload shows up without bookkeeping; so are the admission
+lanes' running and waiting counts and refusals (api.limits.Admission).
 
 Logs: `JsonFormatter` writes one JSON object per line (`ts`, `level`, `logger`,
 `message`, and `request_id`, `method`, `path`, `route`, `status`,
 `duration_ms`, `client` when the record has them). Any log line written while
 a request is handled carries that request's id (a context variable), so a
 warning deep in `rag` can be matched to the request that caused it.
-`configure_json_logging()` switches the process to it (`rag serve` does).
+`configure_json_logging()` switches the process to it (`rag serve` does),
+with `RepeatFilter` on its handlers: the same message (logger, level and
+template) is written at most once a second, the next one carrying how many
+were dropped (`repeated`), so a flood of identical errors (bad requests, a
+failing accept) cannot fill the disk.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import threading
 import time
+from collections import OrderedDict
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 ACCESS_LOG = logging.getLogger("api.access")
@@ -41,8 +48,8 @@ def method_label(method: str) -> str:
 class Metrics:
     """The app's metrics; `render()` is the body of GET /metrics."""
 
-    def __init__(self, service_of):
-        """`service_of()` returns the service being served now (or None while loading)."""
+    def __init__(self, service_of, admission=None):
+        """`service_of()` returns the service being served now (or None while loading); `admission` its lanes."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "rag_http_requests", "HTTP requests by method, route template and status code.",
@@ -65,6 +72,8 @@ class Metrics:
             "rag_index_reloads", "Index reloads by outcome (changed, unchanged, failed).", ["outcome"], registry=self.registry
         )
         self.registry.register(_IndexCollector(service_of))
+        if admission is not None:
+            self.registry.register(_AdmissionCollector(admission))
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         method = method_label(method)
@@ -110,9 +119,29 @@ class _IndexCollector:
         yield version
 
 
+class _AdmissionCollector:
+    """Each admission lane's running and waiting jobs and refusals, read at scrape time."""
+
+    def __init__(self, admission):
+        self.admission = admission
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        running = GaugeMetricFamily("rag_admission_running", "Questions or batches being answered, by lane.", labels=["lane"])
+        queued = GaugeMetricFamily("rag_admission_queued", "Questions or batches waiting for a worker, by lane.", labels=["lane"])
+        rejected = CounterMetricFamily("rag_admission_rejected", "Requests refused with 503 because their lane was full.", labels=["lane"])
+        for lane in self.admission.lanes:
+            running.add_metric([lane.name], lane.running)
+            queued.add_metric([lane.name], lane.queued)
+            rejected.add_metric([lane.name], lane.rejected)
+        yield from (running, queued, rejected)
+
+
 # --- logs -------------------------------------------------------------------------------------
 
-_RECORD_FIELDS = ("method", "path", "route", "status", "duration_ms", "client", "request_bytes")
+_RECORD_FIELDS = ("method", "path", "route", "status", "duration_ms", "client", "request_bytes", "repeated")
 
 
 class JsonFormatter(logging.Formatter):
@@ -135,13 +164,52 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=True, default=str)
 
 
+class RepeatFilter(logging.Filter):
+    """Lets the same message through at most once per `interval` seconds; the next one says how many were dropped.
+
+    "The same" is the logger, the level and the message template (`record.msg`),
+    so `"bad request from %s"` floods are one line a second whatever the
+    arguments. Access lines (one per request, each different) are not touched.
+    At most `max_keys` templates are remembered (least recently seen dropped).
+    """
+
+    def __init__(self, interval: float = 1.0, max_keys: int = 1024, clock=time.monotonic, exempt=("api.access",)):
+        super().__init__()
+        self.interval = interval
+        self.max_keys = max_keys
+        self.clock = clock
+        self.exempt = frozenset(exempt)
+        self._seen: OrderedDict[tuple, list] = OrderedDict()  # key -> [last written, dropped since]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name in self.exempt:
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = self.clock()
+        with self._lock:
+            entry = self._seen.pop(key, None)
+            if entry is not None and now - entry[0] < self.interval:
+                entry[1] += 1
+                self._seen[key] = entry
+                return False
+            if entry is not None and entry[1]:
+                record.repeated = entry[1]  # dropped since the last one written
+            self._seen[key] = [now, 0]
+            while len(self._seen) > self.max_keys:
+                self._seen.popitem(last=False)
+        return True
+
+
 def configure_json_logging(level: str = "WARNING") -> None:
-    """Every log line of the process as JSON on stderr; access lines and server start/stop at INFO."""
+    """Every log line of the process as JSON on stderr, repeats limited; access lines and server start/stop at INFO."""
     root = logging.getLogger()
     if not root.handlers:
         root.addHandler(logging.StreamHandler())
     for handler in root.handlers:
         handler.setFormatter(JsonFormatter())
+        if not any(isinstance(f, RepeatFilter) for f in handler.filters):
+            handler.addFilter(RepeatFilter())
     root.setLevel(level.upper())
     for name in ("api.access", "api.ops", "uvicorn.error"):
         logger = logging.getLogger(name)

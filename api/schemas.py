@@ -219,6 +219,13 @@ class SkippedFile(BaseModel):
     reason: str = Field(description="Why it is not indexed, in one sentence.")
 
 
+class Load(BaseModel):
+    in_flight: int = Field(description="Questions and batches being answered now.")
+    queued: int = Field(description="Questions and batches waiting for a worker.")
+    capacity: int = Field(description="How many can run or wait before the server answers 503 (both lanes).")
+    saturated: bool = Field(description="A new question or batch would be refused with 503 now.")
+
+
 class Ready(BaseModel):
     status: Literal["ready"]
     index_id: str
@@ -228,6 +235,7 @@ class Ready(BaseModel):
     documents: int
     passages: int
     skipped: list[SkippedFile] = Field(description="Files under seeds/ that are not indexed, each with the reason.")
+    load: Load
 
 
 class ErrorResponse(BaseModel):

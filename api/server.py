@@ -9,6 +9,21 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
 - Keep-alive: idle connections live longer than common clients keep them
   (httpx 5 s, aiohttp 15 s), so a client never reuses a connection the server
   is closing at that instant (its request would be reset).
+- Slow and idle clients (`GuardedH11Protocol`, uvicorn's h11 protocol with
+  three additions): a connection that has not sent a complete request head
+  within `header_timeout_seconds` is closed (h11 itself has no such timeout,
+  so a slowloris client could hold a connection forever); beyond
+  `max_connections` open connections a new one gets a 503 and is closed at
+  once, and the file limit is raised to the hard limit, so idle crowds cannot
+  make `accept()` fail; and once SIGTERM arrives an idle keep-alive
+  connection lingers SHUTDOWN_LINGER_SECONDS instead of being cut, so a
+  request sent on it at that instant is served (with `Connection: close`)
+  rather than reset.
+- The request head: h11 refuses one that is still incomplete past
+  MAX_HEAD_BYTES (400); a complete one is checked by api.middleware
+  (at most MAX_HEADERS lines and MAX_HEADER_BYTES, else 431).
+- The Host allow-list (DNS rebinding, api.middleware.HostAllowList) wraps the
+  whole app here, with the names of api.mcp_server.transport_security.
 """
 
 from __future__ import annotations
@@ -16,15 +31,22 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import resource
 import signal
 import socket
+import threading
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from api.settings import ServerSettings
 from rag.config import Settings
 from rag.errors import RagError
 
 SHUTDOWN_GRACE_SECONDS = 10
+SHUTDOWN_LINGER_SECONDS = 1.0
 KEEP_ALIVE_SECONDS = 20
+MAX_HEAD_BYTES = 16 * 1024  # request line and headers
+FILES_RESERVED = 128  # file descriptors kept for the index, the model, logs and the listening socket
 log = logging.getLogger(__name__)
 
 
@@ -51,20 +73,134 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+OVERLOADED_RESPONSE = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+    b"connection: close\r\ncontent-length: 62\r\n\r\n"
+    b'{"error": "too many open connections; retry", "detail": null}\n'
+)
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol plus a request-head timeout, a connection cap and a shutdown linger (see above).
+
+    The limits are class attributes, set by `guarded_protocol` from the settings."""
+
+    header_timeout: float = 10.0
+    max_connections: int = 512
+    draining: threading.Event = threading.Event()  # the app's: set at shutdown, responses then say Connection: close
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._head_timer = None
+        self._lingering = False
+        if len(self.connections) > self.max_connections:
+            log.warning("refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.max_connections)
+            transport.write(OVERLOADED_RESPONSE)
+            transport.close()
+            return
+        self._arm_head_timer()
+
+    def _waiting_for_head(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if self._waiting_for_head() and not self.transport.is_closing():
+            self.transport.close()  # nothing to answer: the client has not finished asking
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiting_for_head():
+            self._arm_head_timer()  # the clock starts with the first byte of a request on a kept-alive connection
+        super().data_received(data)
+        if not self._waiting_for_head():  # a complete head arrived: a request is being answered
+            self._cancel_head_timer()
+            if self._lingering:
+                self.cycle.keep_alive = False  # answered with Connection: close, then closed
+
+    def connection_lost(self, exc) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """SIGTERM: a request in flight finishes with Connection: close; an idle connection lingers briefly, so a
+        request sent on it at this instant is still answered, then it is closed."""
+        self.draining.set()
+        if not self._waiting_for_head():
+            self.cycle.keep_alive = False
+            return
+        self._lingering = True
+        self.loop.call_later(SHUTDOWN_LINGER_SECONDS, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        if self._waiting_for_head():
+            super().shutdown()
+
+
+def guarded_protocol(server_settings: ServerSettings, draining: threading.Event) -> type[GuardedH11Protocol]:
+    """The protocol class with this server's limits, setting `draining` when shutdown starts."""
+    limit = open_file_limit()
+    cap = server_settings.max_connections
+    if cap > limit - FILES_RESERVED:
+        cap = max(1, limit - FILES_RESERVED)
+        log.warning("max_connections lowered to %d: the open-file limit is %d", cap, limit)
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"header_timeout": server_settings.header_timeout_seconds, "max_connections": cap, "draining": draining},
+    )
+
+
+def open_file_limit() -> int:
+    """Raise the soft open-file limit to the hard one (idle connections must not make accept() fail); the limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = max(soft, 65536) if hard == resource.RLIM_INFINITY else hard
+    if soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+def serving_app(settings: Settings, server_settings: ServerSettings, service=None):
+    """The app as `rag serve` runs it: `create_app` with the Host allow-list over every route."""
+    from starlette.middleware import Middleware
+
+    from api.app import create_app
+    from api.mcp_server import transport_security
+    from api.middleware import HostAllowList
+
+    app = create_app(settings, server_settings, service=service)
+    # just inside RequestContext (user_middleware[0]), so a refused Host is logged and counted like any request
+    app.user_middleware.insert(1, Middleware(HostAllowList, security=transport_security(server_settings)))
+    return app
+
+
 def serve(settings: Settings, server_settings: ServerSettings) -> None:
     """Serve the app on server_settings.host:port until SIGTERM/SIGINT."""
     import uvicorn
 
-    from api.app import create_app
     from api.observability import configure_json_logging
     from api.routers.ops import reload_in_background
 
     sock = bind(server_settings.host, server_settings.port)
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))  # JSON lines on stderr, one per request
-    app = create_app(settings, server_settings)
+    app = serving_app(settings, server_settings)
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_in_background(app))
     config = uvicorn.Config(
         app,
+        http=guarded_protocol(server_settings, app.state.draining),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         log_config=None,

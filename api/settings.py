@@ -3,7 +3,17 @@
 Apart from the library's settings (`rag.config.Settings`: corpus, model,
 index, retrieval and query limits) because none of this changes what an
 answer is, only who may ask and how: host and port, the API key, CORS, the
-rate limit, the request body limit and the public URL used in links.
+rate limit, the request body limit, the public URL used in links, and the
+limits that keep a crowd from stalling everyone (admission of query work,
+key guesses, slow and idle connections).
+
+The defaults suit the 2-core machine this runs on: four questions are
+answered at once (the CPU has two cores; a few more keep the micro-batcher
+fed) with 64 waiting (about a second of work at 50-90 questions a second;
+enough for the benchmark's 64 concurrent clients), and one batch at a time
+with two waiting (a maximal batch, 32 x 2,000 characters at top_k 50, takes
+about 14 s here), so a crowd of batches cannot make a single /query wait
+behind all of them.
 """
 
 from __future__ import annotations
@@ -27,6 +37,17 @@ class ServerSettings(BaseSettings):
         default_factory=list, description="Addresses of reverse proxies whose X-Forwarded-For is believed (none by default)."
     )
     public_url: str | None = Field(None, description="Base URL used in links (MCP results); defaults to the request's own.")
+    # admission of query work (api.limits.Admission): beyond workers + queue, a fast 503 with Retry-After
+    query_workers: int = Field(4, ge=1, description="Single questions (/query) answered at once.")
+    query_queue: int = Field(64, ge=0, description="Single questions waiting for a worker; more get 503.")
+    batch_workers: int = Field(1, ge=1, description="Batches (/query/batch) answered at once, apart from single questions.")
+    batch_queue: int = Field(2, ge=0, description="Batches waiting; more get 503.")
+    key_guesses_per_minute: int = Field(
+        10, ge=1, description="Wrong API keys per client per minute before 429 (applies whenever RAG_API_KEY is set)."
+    )
+    # connections (api.server)
+    header_timeout_seconds: float = Field(10.0, gt=0, description="A connection that has not sent a complete request head by then is closed.")
+    max_connections: int = Field(512, ge=1, description="Open connections; more are answered 503 and closed at once.")
 
 
 @lru_cache(maxsize=1)

@@ -145,8 +145,12 @@ class Service:
         allowed = snapshot.allowed(filters)
         return snapshot.retriever.search(question, top_k, mode, snapshot, allowed)  # type: ignore[arg-type]
 
-    def batch_query(self, questions: object, top_k: object = 5, mode: object = None, filters: object = None) -> list[QueryResult]:
-        """Several questions, all answered from one snapshot within one filter; an invalid one names its position."""
+    def batch_query(
+        self, questions: object, top_k: object = 5, mode: object = None, filters: object = None, stop: threading.Event | None = None
+    ) -> list[QueryResult]:
+        """Several questions, all answered from one snapshot within one filter; an invalid one names its position.
+
+        `stop`, once set (the caller has gone), ends the batch after the question in progress: the list is then shorter."""
         limit = self.settings.max_batch_questions
         if not isinstance(questions, list) or not questions:
             raise InvalidInput("questions must be a non-empty list of strings")
@@ -162,7 +166,12 @@ class Service:
             except InvalidInput as exc:
                 raise InvalidInput(f"questions[{i}]: {exc}") from None
         allowed = snapshot.allowed(filters)
-        return [snapshot.retriever.search(q, top_k, mode, snapshot, allowed) for q in cleaned]  # type: ignore[arg-type]
+        results = []
+        for question in cleaned:
+            if stop is not None and stop.is_set():
+                break
+            results.append(snapshot.retriever.search(question, top_k, mode, snapshot, allowed))  # type: ignore[arg-type]
+        return results
 
     def document(self, document_id: str) -> Document:
         return self.snapshot.document(document_id)

@@ -33,7 +33,8 @@ def _app(service, **overrides):
 
 @pytest.fixture(scope="module")
 def keyed(service):
-    with TestClient(_app(service, api_key=KEY)) as client:
+    # many wrong keys from one client on purpose: the key-guess limit (tests/test_hardening.py) is raised out of the way
+    with TestClient(_app(service, api_key=KEY, key_guesses_per_minute=100_000)) as client:
         yield client
 
 
@@ -104,9 +105,12 @@ PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-He
 
 
 def test_cors_is_closed_by_default(client):
-    response = client.post("/query", json={"question": "Trotsky"}, headers={"Origin": EVIL})
+    response = client.get("/query", params={"q": "Trotsky"}, headers={"Origin": EVIL})
     assert response.status_code == 200
     assert "access-control-allow-origin" not in response.headers
+    posted = client.post("/query", json={"question": "Trotsky"}, headers={"Origin": EVIL})
+    assert posted.status_code == 403  # a cross-site POST is refused outright (tests/test_hardening.py)
+    assert "access-control-allow-origin" not in posted.headers
     preflight = client.options("/query", headers={"Origin": EVIL, **PREFLIGHT})
     assert "access-control-allow-origin" not in preflight.headers
 
@@ -123,7 +127,7 @@ def test_cors_allows_only_the_configured_origins(service):
         refused = client.post("/query", json={"question": "Trotsky"}, headers={"Origin": GOOD})
         assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == GOOD  # readable 401
         evil = client.post("/query", json={"question": "Trotsky"}, headers={"Origin": EVIL, "X-API-Key": KEY})
-        assert "access-control-allow-origin" not in evil.headers
+        assert evil.status_code == 403 and "access-control-allow-origin" not in evil.headers
         assert client.options("/query", headers={"Origin": EVIL, **PREFLIGHT}).status_code == 400
 
 

@@ -235,7 +235,8 @@ def test_sigterm_lets_requests_in_flight_finish_then_exits(own_server):
                 response = await client.post(base + "/query/batch", json=batch)
                 return response.status_code, time.monotonic(), len(response.json().get("results", []))
 
-            tasks = [asyncio.create_task(ask()) for _ in range(4)]
+            # three: one batch runs and two wait in the batch lane (RAG_BATCH_WORKERS=1, RAG_BATCH_QUEUE=2); a fourth would be a 503
+            tasks = [asyncio.create_task(ask()) for _ in range(3)]
             await asyncio.sleep(0.5)  # the requests are being served
             sent = time.monotonic()
             process.send_signal(signal.SIGTERM)

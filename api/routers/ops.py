@@ -13,6 +13,7 @@ one is swapped in, and keeps serving if the reload fails (503 naming it).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from concurrent.futures import Future
@@ -21,7 +22,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from api import schemas
-from api.deps import get_metrics, get_server_settings
+from api.deps import get_admission, get_metrics, get_server_settings
+from api.limits import Admission
 from api.observability import PROMETHEUS_CONTENT_TYPE, Metrics
 from api.settings import ServerSettings
 from rag.errors import RagError
@@ -40,12 +42,13 @@ def router() -> APIRouter:
         return schemas.Health(status="ok")
 
     @routes.get("/ready", response_model=schemas.Ready, responses={503: ERROR})
-    async def ready(request: Request):
-        """Model and index are loaded: the index id and passage count."""
+    async def ready(request: Request, admission: Admission = Depends(get_admission)):
+        """Model and index are loaded: the index id and passage count, and the load (saturated: new queries get 503)."""
         service = request.app.state.service
         if service is None:
             return JSONResponse({"error": "loading", "detail": None}, status_code=503)
-        return schemas.Ready(status="ready", **service.snapshot.info())
+        load = schemas.Load(**dataclasses.asdict(admission.load()))
+        return schemas.Ready(status="ready", load=load, **service.snapshot.info())
 
     @routes.get(
         "/metrics",
