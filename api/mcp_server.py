@@ -47,7 +47,7 @@ from starlette.routing import Route
 from api import schemas
 from api.settings import ServerSettings
 from rag.config import Settings
-from rag.errors import InvalidInput, NotFound, RagError
+from rag.errors import InvalidInput, NotFound, Overloaded, RagError
 from rag.passage_text import UNTITLED_SECTION, location, paragraph_mark
 from rag.verdict import QUOTED_DATA, verdict_note
 from rag.service import PassageView, Service
@@ -133,8 +133,21 @@ class AskOutput(BaseModel):
 # --- the server -----------------------------------------------------------------------------
 
 
-def build_server(get_service: ServiceSource, settings: Settings, server_settings: ServerSettings) -> MCPServer:
-    """The MCP server with its three tools, answering from whatever service `get_service` yields."""
+def build_server(get_service: ServiceSource, settings: Settings, server_settings: ServerSettings, lane=None) -> MCPServer:
+    """The MCP server with its three tools, answering from whatever service `get_service` yields.
+
+    `lane` (api.limits admission lane, over HTTP) bounds query work like POST /query: when it is full a
+    tool call is a tool error saying when to retry, at once."""
+
+    async def run(function, *args):
+        if lane is None:
+            return await _run(function, *args)
+        try:
+            async with lane.slot():
+                return await _run(function, *args)
+        except Overloaded as exc:
+            raise ToolError(str(exc)) from exc
+
     server = MCPServer(
         "ask-the-document",
         title="Ask the document",
@@ -160,7 +173,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         if not query.strip():
             raise ToolError("query is empty: pass the question or words to search for")
         service = await get_service()
-        result = await _run(service.query, query, SEARCH_RESULTS, settings.default_mode, _library_filters(filters))
+        result = await run(service.query, query, SEARCH_RESULTS, settings.default_mode, _library_filters(filters))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents  # the version the hits come from
         results = [
@@ -247,7 +260,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
         service = await get_service()
-        result = await _run(service.query, question, top_k, mode, _library_filters(filters))
+        result = await run(service.query, question, top_k, mode, _library_filters(filters))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents
         passages = [
@@ -399,7 +412,7 @@ def mount_mcp(app, settings: Settings, server_settings: ServerSettings) -> Strea
             raise ToolError("the index is still loading; try again in a few seconds")
         return service
 
-    server = build_server(app_service, settings, server_settings)
+    server = build_server(app_service, settings, server_settings, app.state.admission.query)
     # Builds (and keeps on `server.session_manager`) a fresh session manager; the Starlette app it returns is unused.
     server.streamable_http_app(stateless_http=True, json_response=True, transport_security=transport_security(server_settings))
     manager = server.session_manager

@@ -280,6 +280,18 @@ def test_a_full_lane_is_a_fast_503_with_retry_after_and_ready_says_so(service):
         assert client.post("/query", json={"question": "Trotsky"}).status_code == 200
 
 
+def test_mcp_tool_calls_share_the_query_lane(service):
+    app = create_app(service=service, server_settings=ServerSettings(query_workers=1, query_queue=0))
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask", "arguments": {"question": "Trotsky"}}}
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert not client.post("/mcp", json=call, headers=headers).json()["result"].get("isError")
+        app.state.admission.query.running = 1  # a question being answered
+        busy = client.post("/mcp", json=call, headers=headers).json()["result"]
+        assert busy["isError"] and "the server is busy" in busy["content"][0]["text"]
+        app.state.admission.query.running = 0
+
+
 def test_a_batch_costs_one_rate_limit_token_per_question(service):
     app = create_app(service=service, server_settings=ServerSettings(rate_limit_per_minute=10))
     with TestClient(app) as client:
