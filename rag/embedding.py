@@ -180,11 +180,12 @@ def ensure_onnx(encoder_dir: Path, spec: ModelSpec, reference=None) -> Path:
 class OnnxQueryEncoder:
     """The fast query path (rag.onnx_encoder) with the same attributes as the reference encoder."""
 
-    def __init__(self, spec: ModelSpec, path: Path, max_seq_length: int = 256):
+    def __init__(self, spec: ModelSpec, path: Path, max_seq_length: int = 256, precision: str = "fp32"):
         from rag.onnx_encoder import OnnxEncoder
 
         self.spec = spec
         self.kind = "onnx"
+        self.precision = precision  # "fp32" or a variant verified by rag.quantize and gated by rag.encoder_gate
         self.max_seq_length = max_seq_length
         self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length)
         self.dimension = self._encoder.dim
@@ -193,7 +194,7 @@ class OnnxQueryEncoder:
         return self._encoder.encode(list(texts))
 
 
-def query_encoder(encoder_setting: str, spec: ModelSpec, encoder_dir: Path, reference=None, device: str = "cpu"):
+def query_encoder(encoder_setting: str, spec: ModelSpec, encoder_dir: Path, reference=None, device: str = "cpu", precision: str = "fp32"):
     """The encoder that embeds questions: ONNX for the default model unless told otherwise.
 
     'auto' falls back to sentence-transformers (with a warning) if the export cannot be made;
@@ -204,7 +205,12 @@ def query_encoder(encoder_setting: str, spec: ModelSpec, encoder_dir: Path, refe
 
     if encoder_setting != "torch" and is_default_model(spec):
         try:
-            return OnnxQueryEncoder(spec, ensure_onnx(encoder_dir, spec, reference))
+            path = ensure_onnx(encoder_dir, spec, reference)
+            if precision != "fp32":  # a quantized variant of the verified export (rag.quantize)
+                from rag.quantize import ensure_quantized
+
+                path = ensure_quantized(path, precision, ONNX_CHECK_TEXTS, spec.local_dir)
+            return OnnxQueryEncoder(spec, path, precision=precision)
         except Exception as exc:
             if encoder_setting == "onnx":
                 raise ModelError(f"cannot use the ONNX query encoder: {exc}") from exc

@@ -69,7 +69,8 @@ class Service:
         encoder_box: dict = {}
         loaded = ensure_index(settings, documents, config, encoder_box, progress=progress, force=force)
         reference = encoder_box.get("encoder")  # loaded only if the index had to be built
-        encoder = BatchingEncoder(query_encoder(settings.encoder, model, settings.encoder_dir, reference, settings.device))
+        encoder = BatchingEncoder(query_encoder(settings.encoder, model, settings.encoder_dir, reference, settings.device,
+                                              settings.query_precision))
         return cls(settings, model, make_retriever(settings, documents, loaded, encoder), reference)
 
     @property
