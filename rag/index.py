@@ -127,7 +127,9 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     remove_strays(index_dir)
-    passages = chunk_corpus(documents, encoder.count_tokens, config.chunker)
+    from rag.build_encoder import progress_bar
+
+    passages = chunk_corpus(progress_bar(documents, desc="chunking files", unit="file", enabled=progress), encoder.count_tokens, config.chunker)
     if not passages:
         raise IndexProblem("the corpus has no body text to index (is seeds/ empty?)")
     by_id = {d.id: d for d in documents}
@@ -226,7 +228,7 @@ def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], p
         return encoder.encode([])
     missing = [t for t in dict.fromkeys(texts) if _text_key(t) not in reusable]
     if missing:
-        fresh = encoder.encode(missing, progress=progress)
+        fresh = encoder.encode(missing, progress=progress, desc=what)
         reusable.update({_text_key(t): v for t, v in zip(missing, fresh)})
     log.info("embedded %d %s, reused %d", len(missing), what, len(texts) - len(missing))
     return np.stack([reusable[_text_key(t)] for t in texts]).astype(np.float32)

@@ -286,13 +286,23 @@ class OnnxEncoder:
             ids = np.array([e.ids for e in encs], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
             return self._run(ids, mask)
-        # Large inputs: tokenise once, group similar lengths to limit padding, restore order.
+        return self.encode_bucketed(texts)
+
+    def encode_bucketed(self, texts: Sequence[str], on_batch=None, max_batch: int = 128,
+                        max_tokens: int = 512) -> np.ndarray:
+        """Many texts (index builds): tokenise once, sort by length, run batches of similar length
+        (at most `max_batch` texts and `max_tokens` padded word pieces: small batches stay in cache; on the
+        seed article 512 tokens took 17 s where 8192 took 31 s on a loaded machine), restore the input order.
+        `on_batch(n)` is called after each batch with the number of texts it embedded (progress)."""
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
         encs = self._tok_single.encode_batch(list(texts))
         order = sorted(range(n), key=lambda i: -len(encs[i].ids))
-        out = np.empty((n, self.dim), dtype=np.float32)
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            width = len(encs[idx[0]].ids)
+        start = 0
+        while start < n:
+            width = len(encs[order[start]].ids)  # the longest of this batch: sorted descending
+            size = max(1, min(max_batch, max_tokens // max(width, 1), n - start))
+            idx = order[start:start + size]
             ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
@@ -300,4 +310,7 @@ class OnnxEncoder:
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
             out[idx] = self._run(ids, mask)
+            start += size
+            if on_batch is not None:
+                on_batch(len(idx))
         return out

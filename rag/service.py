@@ -25,6 +25,7 @@ from rag.chunking import ChunkerParams, Passage
 from rag.config import Settings
 from rag.documents import Document, load_corpus
 from rag.batching import BatchingEncoder
+from rag.build_encoder import build_encoder as choose_build_encoder
 from rag.embedding import ModelSpec, SentenceTransformerEncoder, query_encoder, resolve_model
 from rag.errors import IndexProblem, NotFound
 from rag.index import IndexConfig, LoadedIndex, build_index, expected_config, heading_text, load_index, remove_strays
@@ -52,10 +53,10 @@ class Service:
         self._reload_lock = threading.Lock()
         self._build_box = {"encoder": build_encoder} if build_encoder else {}
 
-    def build_encoder(self) -> SentenceTransformerEncoder:
-        """The reference (sentence-transformers) encoder that builds indexes, loaded on first use."""
+    def build_encoder(self):
+        """The encoder that builds indexes (rag.build_encoder: fp32 ONNX or sentence-transformers), loaded on first use."""
         if "encoder" not in self._build_box:
-            self._build_box["encoder"] = SentenceTransformerEncoder(self.model, self.settings.device)
+            self._build_box["encoder"] = choose_build_encoder(self.settings, self.model)
         return self._build_box["encoder"]
 
     # --- opening -----------------------------------------------------------------------
@@ -69,6 +70,7 @@ class Service:
         encoder_box: dict = {}
         loaded = ensure_index(settings, documents, config, encoder_box, progress=progress, force=force)
         reference = encoder_box.get("encoder")  # loaded only if the index had to be built
+        reference = reference if getattr(reference, "kind", "torch") == "torch" else None  # the ONNX check needs torch
         encoder = BatchingEncoder(query_encoder(settings.encoder, model, settings.encoder_dir, reference, settings.device,
                                               settings.query_precision))
         return cls(settings, model, make_retriever(settings, documents, loaded, encoder), reference)
@@ -166,7 +168,7 @@ def ensure_index(
                 return load_index(settings.index_dir, expected)
             except IndexProblem:
                 pass
-        encoder = encoder_box.get("encoder") or SentenceTransformerEncoder(config.model, settings.device)
+        encoder = encoder_box.get("encoder") or choose_build_encoder(settings, config.model)
         encoder_box["encoder"] = encoder
         try:
             build_index(settings.index_dir, documents, config, encoder, progress=progress)
