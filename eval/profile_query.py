@@ -51,10 +51,10 @@ def main() -> None:
     wall = time.perf_counter() - started
     stats = pstats.Stats(profiler)
     total = sum(v[2] for v in stats.stats.values())  # own time of every function
-    forward = sum(v[2] for k, v in stats.stats.items() if k[2] == "run" and "onnxruntime" in k[0])
+    forward = sum(v[2] for k, v in stats.stats.items() if "onnxruntime" in k[2] and k[2].endswith(".run>"))
     waiting = sum(v[2] for k, v in stats.stats.items() if "acquire" in k[2] or k[2] == "wait")
     print(f"{len(questions)} questions, mode {args.mode}: {wall / len(questions) * 1e3:.2f} ms/question wall; "
-          f"own time: forward (session.run) {forward / len(questions) * 1e3:.2f} ms, waiting on the batcher thread "
+          f"own time: forward (session.run) {forward / len(questions) * 1e3:.2f} ms, locks/waits "
           f"{waiting / len(questions) * 1e3:.2f} ms, the rest {(total - forward - waiting) / len(questions) * 1e3:.2f} ms")
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
