@@ -47,13 +47,13 @@ print(json.dumps({{"mode": {mode!r}, "encoder": encoder.kind, "total_s": t2 - t0
 """
 
 
-def docs_sample(target: Path, files: int, stride: int, max_bytes: int) -> int:
+def docs_sample(target: Path, files: int, stride: int, max_bytes: int) -> tuple[int, int]:
     chosen = [p for p in sorted(DOCS.rglob("*.txt")) if p.stat().st_size <= max_bytes][::stride][:files]
     target.mkdir(parents=True)
     for p in chosen:
         name = str(p.relative_to(DOCS)).replace("/", "-").replace(".rst.txt", ".txt")
         shutil.copyfile(p, target / name)
-    return sum(p.stat().st_size for p in chosen)
+    return len(chosen), sum(p.stat().st_size for p in chosen)  # fewer than `files` if the sources run out
 
 
 def run_build(mode: str, seeds: Path, index: Path, encoders: Path, progress: bool) -> dict:
@@ -96,8 +96,8 @@ def main() -> None:
     if "seed" in args.corpora:
         corpora["seed article"] = (ROOT / "seeds", None)
     if "docs" in args.corpora:
-        size = docs_sample(work / "docs", args.files, args.stride, args.max_bytes)
-        corpora[f"python docs sample ({args.files} files)"] = (work / "docs", size)
+        count, size = docs_sample(work / "docs", args.files, args.stride, args.max_bytes)
+        corpora[f"python docs sample ({count} files, {size / 1e6:.2f} MB)"] = (work / "docs", size)
     run_build("onnx", ROOT / "seeds", work / "warm", encoders, False)  # export + verify the ONNX model once, untimed
     results = {}
     for label, (seeds, size) in corpora.items():
