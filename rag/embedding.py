@@ -209,8 +209,11 @@ def query_encoder(encoder_setting: str, spec: ModelSpec, encoder_dir: Path, refe
             if precision != "fp32":  # a quantized variant of the verified export (rag.quantize)
                 from rag.quantize import ensure_quantized
 
-                path = ensure_quantized(path, precision, ONNX_CHECK_TEXTS, spec.local_dir)
-            return OnnxQueryEncoder(spec, path, precision=precision)
+                try:
+                    return OnnxQueryEncoder(spec, ensure_quantized(path, precision, ONNX_CHECK_TEXTS, spec.local_dir), precision=precision)
+                except Exception as exc:  # e.g. an onnxruntime without 8-bit MatMulNBits: the verified fp32 export still serves
+                    logging.getLogger(__name__).warning("%s query model unavailable (%s); using the fp32 export", precision, exc)
+            return OnnxQueryEncoder(spec, path)
         except Exception as exc:
             if encoder_setting == "onnx":
                 raise ModelError(f"cannot use the ONNX query encoder: {exc}") from exc
