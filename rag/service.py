@@ -69,11 +69,11 @@ class Service:
         config = index_config(settings, documents, model)
         encoder_box: dict = {}
         loaded = ensure_index(settings, documents, config, encoder_box, progress=progress, force=force)
-        reference = encoder_box.get("encoder")  # loaded only if the index had to be built
-        reference = reference if getattr(reference, "kind", "torch") == "torch" else None  # the ONNX check needs torch
+        built_with = encoder_box.get("encoder")  # loaded only if the index had to be built
+        reference = built_with if getattr(built_with, "kind", "torch") == "torch" else None  # the ONNX check needs torch
         encoder = BatchingEncoder(query_encoder(settings.encoder, model, settings.encoder_dir, reference, settings.device,
                                               settings.query_precision))
-        return cls(settings, model, make_retriever(settings, documents, loaded, encoder), reference)
+        return cls(settings, model, make_retriever(settings, documents, loaded, encoder), built_with)
 
     @property
     def documents(self) -> dict[str, Document]:
