@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -145,6 +146,7 @@ def main() -> None:
     print(f"load average {os.getloadavg()}")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
