@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.ann import ann_fingerprint, make_faiss_index
+from rag.build_encoder import progress_bar
 from rag.chunking import ChunkerParams, chunk_corpus
 from rag.config import Settings
 from rag.documents import Corpus, Document, Skipped, corpus_hash, load_corpus
@@ -149,7 +150,7 @@ def load_or_build(
             except IndexProblem:
                 pass
         try:
-            build_index(settings.index_dir, documents, config, encoders.reference(), progress=progress)
+            build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
     return load_index(settings.index_dir, expected), True
@@ -199,7 +200,7 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     index_dir = Path(index_dir)
     index_dir.mkdir(parents=True, exist_ok=True)
     remove_strays(index_dir)
-    passages = chunk_corpus(documents, encoder.count_tokens, config.chunker)
+    passages = chunk_corpus(progress_bar(documents, desc="chunking files", unit="file", enabled=progress), encoder.count_tokens, config.chunker)
     if not passages:
         raise IndexProblem("the corpus has no body text to index (is seeds/ empty?)")
     by_id = {d.id: d for d in documents}
@@ -266,7 +267,7 @@ def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], p
         return encoder.encode([])
     missing = [t for t in dict.fromkeys(texts) if text_key(t) not in reusable]
     if missing:
-        fresh = encoder.encode(missing, progress=progress)
+        fresh = encoder.encode(missing, progress=progress, desc=what)
         reusable.update({text_key(t): v for t, v in zip(missing, fresh)})
     log.info("embedded %d %s, reused %d", len(missing), what, len(texts) - len(missing))
     return np.stack([reusable[text_key(t)] for t in texts]).astype(np.float32)

@@ -37,7 +37,7 @@ class SentenceTransformerEncoder:
         """Word pieces in `text`, without the [CLS]/[SEP] the model adds."""
         return len(self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
-    def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32, desc: str = "texts") -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         vectors = self.model.encode(

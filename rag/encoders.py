@@ -3,10 +3,14 @@
 `Encoders` is the one provider the service asks for encoders (tests inject one
 to share a loaded model across services). It loads each encoder on first use:
 
-- `reference()`: sentence-transformers (rag.embedding), which builds indexes;
-- `query()`: what embeds questions. For the packaged default model that is a
-  verified ONNX export run by onnxruntime (rag.onnx_encoder), unless
-  `encoder=torch`; any other model uses sentence-transformers.
+- `reference()`: sentence-transformers (rag.embedding), the yardstick;
+- `builder()`: what builds indexes: the verified fp32 ONNX export,
+  length-bucketed (rag.build_encoder), for the packaged model; else the reference;
+- `query()`: what embeds questions. For the packaged default model that is the
+  verified ONNX export run by onnxruntime (rag.onnx_encoder), in the precision
+  set by `query_precision` (int8 by default: rag.quantize, gated on retrieval
+  quality by rag.encoder_gate; fp32 by setting), unless `encoder=torch`; any
+  other model uses sentence-transformers.
 
 The ONNX export is a build artifact cached under `encoder_dir`, named by the
 weights it came from, with a sidecar holding its sha256; it is accepted only
@@ -80,11 +84,12 @@ def ensure_onnx(encoder_dir: Path, spec: ModelSpec, reference=None) -> Path:
 class OnnxQueryEncoder:
     """The fast query path (rag.onnx_encoder) with the same attributes as the reference encoder."""
 
-    def __init__(self, spec: ModelSpec, path: Path, max_seq_length: int = 256):
+    def __init__(self, spec: ModelSpec, path: Path, max_seq_length: int = 256, precision: str = "fp32"):
         from rag.onnx_encoder import OnnxEncoder
 
         self.spec = spec
         self.kind = "onnx"
+        self.precision = precision  # "fp32" or a variant verified by rag.quantize and gated by rag.encoder_gate
         self.max_seq_length = max_seq_length
         self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length)
         self.dimension = self._encoder.dim
@@ -96,25 +101,41 @@ class OnnxQueryEncoder:
 class Encoders:
     """Loads, once each and on first use, the encoders for one model (thread-safe)."""
 
-    def __init__(self, spec: ModelSpec, encoder: str = "auto", encoder_dir: Path | None = None, device: str = "cpu"):
+    def __init__(
+        self, spec: ModelSpec, encoder: str = "auto", encoder_dir: Path | None = None, device: str = "cpu", precision: str = "int8"
+    ):
         self.spec = spec
         self.encoder_setting = encoder
         self.encoder_dir = Path(encoder_dir) if encoder_dir else None
         self.device = device
+        self.precision = precision
         self._lock = threading.Lock()
         self._query_lock = threading.Lock()
+        self._builder_lock = threading.Lock()
         self._reference: SentenceTransformerEncoder | None = None
+        self._builder = None
         self._query = None
 
     @classmethod
     def from_settings(cls, settings, spec: ModelSpec) -> "Encoders":
-        return cls(spec, settings.encoder, settings.encoder_dir, settings.device)
+        return cls(spec, settings.encoder, settings.encoder_dir, settings.device, settings.query_precision)
 
-    def with_query_encoder(self, encoder: str) -> "Encoders":
+    def with_query_encoder(self, encoder: str, precision: str | None = None) -> "Encoders":
         """A provider for the same model with another query encoder choice, sharing the loaded reference encoder."""
-        other = Encoders(self.spec, encoder, self.encoder_dir, self.device)
+        other = Encoders(self.spec, encoder, self.encoder_dir, self.device, precision or self.precision)
         other._reference = self._reference
+        other._builder = self._builder
         return other
+
+    def builder(self):
+        """The encoder that builds indexes (rag.build_encoder): the fp32 ONNX export, length-bucketed, for the
+        default model; sentence-transformers otherwise."""
+        from rag.build_encoder import build_encoder
+
+        with self._builder_lock:
+            if self._builder is None:
+                self._builder = build_encoder(self.encoder_setting, self.spec, self.encoder_dir, self.reference)
+            return self._builder
 
     def reference(self) -> SentenceTransformerEncoder:
         """The sentence-transformers encoder (builds indexes)."""
@@ -138,7 +159,16 @@ class Encoders:
     def _choose_query_encoder(self):
         if self.encoder_setting != "torch" and is_default_model(self.spec):
             try:
-                return OnnxQueryEncoder(self.spec, ensure_onnx(self.encoder_dir, self.spec, self.reference))
+                path = ensure_onnx(self.encoder_dir, self.spec, self.reference)
+                if self.precision != "fp32":  # a quantized variant of the verified export (rag.quantize), gated on quality
+                    from rag.quantize import ensure_quantized
+
+                    try:
+                        quantized = ensure_quantized(path, self.precision, ONNX_CHECK_TEXTS, self.spec.local_dir)
+                        return OnnxQueryEncoder(self.spec, quantized, precision=self.precision)
+                    except Exception as exc:  # e.g. an onnxruntime without 8-bit MatMulNBits: the verified fp32 export serves
+                        log.warning("%s query model unavailable (%s); using the fp32 export", self.precision, exc)
+                return OnnxQueryEncoder(self.spec, path)
             except Exception as exc:
                 if self.encoder_setting == "onnx":
                     raise ModelError(f"cannot use the ONNX query encoder: {exc}") from exc

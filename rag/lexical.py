@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import lru_cache
 
 import bm25s
 import numpy as np
@@ -41,14 +42,20 @@ class LexicalIndex:
         self._bm25 = bm25s.BM25(**BM25)
         self._bm25.index(tokens, show_progress=False)
         self.size = len(texts)
+        # A query is tokenized for scoring and again for its term set (highlight, coverage); bm25s.tokenize
+        # costs ~1 ms a call (it builds tqdm bars even when hidden), so remember the last questions' tokens.
+        self._tokens = lru_cache(maxsize=4096)(self._tokenize)
+
+    def _tokenize(self, text: str) -> tuple[str, ...]:
+        return tuple(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False, return_ids=False)[0])
 
     def terms(self, text: str) -> set[str]:
         """The stemmed content terms of `text`, as BM25 sees them."""
-        return set(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False, return_ids=False)[0])
+        return set(self._tokens(text))
 
     def scores(self, question: str) -> np.ndarray:
         """BM25 score of every passage for `question` (zeros when it shares no term)."""
-        terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False, return_ids=False)[0]
+        terms = list(self._tokens(question))
         if not terms:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self._bm25.get_scores(terms), dtype=np.float32)

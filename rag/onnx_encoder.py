@@ -22,10 +22,11 @@ Why it is built this way (each point was measured, see eval/bench_encoder.py):
   put it in the shape onnxruntime's BERT optimizer recognises, so each layer's attention becomes
   one fused `Attention` kernel (QKV in one GEMM). With transformers' default SDPA mask the
   optimizer fuses nothing. Padded positions get exp(-10000) = 0, exactly as with a boolean mask.
-* No int8 variant: onnxruntime's dynamic quantisation, even per-channel, moves embeddings too far
-  (per-channel int8 on all weight MatMuls + Attention: cosine min 0.981 / mean 0.993 against
-  sentence-transformers; per-tensor: 0.914). Quantising any one family of MatMuls except the
-  small attention-output projection already drops below 0.999, and that one alone gains nothing.
+* Dynamic int8 (onnxruntime `quantize_dynamic`, per-channel) moves embeddings too far: one
+  activation scale per tensor, and BERT's activations have outliers (all MatMuls + Attention:
+  cosine mean 0.994 to fp32, same dense top-1 for 93% of the eval questions). The int8 variant the
+  service uses quantizes activations per block of 128 instead (`MatMulNBits`, rag.quantize), and
+  `encode_bucketed` serves index builds (rag.build_encoder).
 """
 
 from __future__ import annotations
@@ -236,6 +237,7 @@ class OnnxEncoder:
         max_seq_length: int = 256,
         threads: int | None = None,
         batch_size: int = 32,
+        spinning: bool = False,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -257,6 +259,10 @@ class OnnxEncoder:
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.log_severity_level = 3
+        # Idle worker threads sleep instead of spinning: on a shared 2-core machine spinning threads steal
+        # the cores the other thread of the same forward (and the server) needs. Measured under load ~11:
+        # batch-1 questions 31 vs 41 ms, a build batch of 40 paragraphs 2.8 vs 3.9 s (eval/bench_encoder.py).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
         names = {i.name for i in self._session.get_inputs()}
         if names != set(INPUT_NAMES):
@@ -286,13 +292,23 @@ class OnnxEncoder:
             ids = np.array([e.ids for e in encs], dtype=np.int64)
             mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
             return self._run(ids, mask)
-        # Large inputs: tokenise once, group similar lengths to limit padding, restore order.
+        return self.encode_bucketed(texts)
+
+    def encode_bucketed(self, texts: Sequence[str], on_batch=None, max_batch: int = 128,
+                        max_tokens: int = 512) -> np.ndarray:
+        """Many texts (index builds): tokenise once, sort by length, run batches of similar length
+        (at most `max_batch` texts and `max_tokens` padded word pieces: small batches stay in cache; on the
+        seed article 512 tokens took 17 s where 8192 took 31 s on a loaded machine), restore the input order.
+        `on_batch(n)` is called after each batch with the number of texts it embedded (progress)."""
+        n = len(texts)
+        out = np.empty((n, self.dim), dtype=np.float32)
         encs = self._tok_single.encode_batch(list(texts))
         order = sorted(range(n), key=lambda i: -len(encs[i].ids))
-        out = np.empty((n, self.dim), dtype=np.float32)
-        for start in range(0, n, self.batch_size):
-            idx = order[start:start + self.batch_size]
-            width = len(encs[idx[0]].ids)
+        start = 0
+        while start < n:
+            width = len(encs[order[start]].ids)  # the longest of this batch: sorted descending
+            size = max(1, min(max_batch, max_tokens // max(width, 1), n - start))
+            idx = order[start:start + size]
             ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
             for row, i in enumerate(idx):
@@ -300,4 +316,7 @@ class OnnxEncoder:
                 ids[row, :len(seq)] = seq
                 mask[row, :len(seq)] = 1
             out[idx] = self._run(ids, mask)
+            start += size
+            if on_batch is not None:
+                on_batch(len(idx))
         return out

@@ -45,7 +45,13 @@ def service(settings, encoders) -> Service:
 
 @pytest.fixture(scope="session")
 def encoder(encoders):
-    """The sentence-transformers encoder that builds indexes."""
+    """The encoder that builds indexes (the fp32 ONNX export for the packaged model: rag.build_encoder)."""
+    return encoders.builder()
+
+
+@pytest.fixture(scope="session")
+def reference(encoders):
+    """sentence-transformers: the yardstick the ONNX paths are checked against."""
     return encoders.reference()
 
 

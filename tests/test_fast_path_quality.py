@@ -1,9 +1,10 @@
 """The fast query path changes speed, not answers.
 
-* The service with the ONNX query encoder (the session `service`, RAG_ENCODER default) and the
-  same service with sentence-transformers (RAG_ENCODER=torch), over the same index, return the
-  same top 5 in hybrid mode for every eval question; a rare tie flipped by float noise is
-  tolerated only if recall@5 stays within 0.01.
+* The service with the fp32 ONNX query encoder (RAG_QUERY_PRECISION=fp32) and the same service
+  with sentence-transformers (RAG_ENCODER=torch), over the same index, return the same top 5 in
+  hybrid mode for every eval question; a rare tie flipped by float noise is tolerated only if
+  recall@5 stays within 0.01. (The faster int8 default is held to the retrieval gate instead:
+  tests/test_encoder_gate.py.)
 * The micro-batcher (rag.batching.BatchingEncoder) hands every concurrent caller its own vector,
   equal to what a lone call returns, and really does batch them.
 """
@@ -25,19 +26,27 @@ QUESTIONS = load_questions()
 
 
 @pytest.fixture(scope="module")
+def fp32_service(settings, service, encoders) -> Service:
+    """The same index (built by the session `service`), queried through the verified fp32 ONNX export."""
+    return Service.open(settings.model_copy(update={"query_precision": "fp32"}), encoders.with_query_encoder("auto", "fp32"))
+
+
+@pytest.fixture(scope="module")
 def torch_service(settings, service, encoders) -> Service:
     """The same index (built by the session `service`), queried through sentence-transformers."""
     encoders.reference()
     return Service.open(settings.model_copy(update={"encoder": "torch"}), encoders.with_query_encoder("torch"))
 
 
-def test_the_two_services_use_different_encoders(service, torch_service):
-    assert service.info()["encoder"] == "onnx"
+def test_the_two_services_use_different_encoders(fp32_service, torch_service):
+    assert fp32_service.info()["encoder"] == "onnx"
+    assert fp32_service.snapshot.retriever.encoder.precision == "fp32"
     assert torch_service.info()["encoder"] == "torch"
-    assert service.info()["index_id"] == torch_service.info()["index_id"]
+    assert fp32_service.info()["index_id"] == torch_service.info()["index_id"]
 
 
-def test_onnx_and_torch_rank_every_eval_question_alike(service, torch_service):
+def test_onnx_and_torch_rank_every_eval_question_alike(fp32_service, torch_service):
+    service = fp32_service
     differing = []
     for q in QUESTIONS:
         onnx_ids = [h.passage.id for h in service.query(q.question, 5, "hybrid").hits]
@@ -88,7 +97,11 @@ def test_concurrent_queries_are_batched_and_get_their_own_vectors(service):
 
     together = np.stack([got[i] for i in range(len(texts))])
     # Padding to the longest text in a batch changes only float rounding, never which vector is whose.
+    # fp32: cosine 0.99999; int8 (block-wise activation quantization, batched kernels differ from the
+    # single-row one): 0.9999, and a batched int8 vector is as close to fp32 as a lone one (eval/bench_encoder.py).
+    fp32 = getattr(batcher.inner, "precision", "fp32") == "fp32"
     cosines = np.sum(together * alone, axis=1)
-    assert cosines.min() > 0.99999, cosines.min()
-    np.testing.assert_allclose(together, alone, atol=1e-4)
+    assert cosines.min() > (0.99999 if fp32 else 0.9998), cosines.min()
+    if fp32:
+        np.testing.assert_allclose(together, alone, atol=1e-4)
     assert (np.argmax(together @ alone.T, axis=1) == np.arange(len(texts))).all()
