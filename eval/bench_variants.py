@@ -99,11 +99,11 @@ def main() -> None:
     model_dir = service.model.local_dir
     fp32 = ensure_onnx(settings.encoder_dir, service.model)
     questions = load_questions()
-    texts = [q["question"] for q in questions]
-    dev = [q for q in questions if q["split"] == "dev"]
+    texts = [q.question for q in questions]
+    dev = [q for q in questions if q.split == "dev"]
     base = OnnxEncoder(fp32, model_dir, threads=2)
     feeds = []
-    for t in embedding_texts(service.retriever.passages, service.documents) + [q["question"] for q in dev]:
+    for t in embedding_texts(service.snapshot.passages, service.snapshot.documents) + [q.question for q in dev]:
         ids = np.array([base._tok_single.encode(t).ids], dtype=np.int64)  # calibration: passages + dev questions
         feeds.append({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
     passages = service.retriever.passage_vectors
@@ -111,7 +111,7 @@ def main() -> None:
     report: dict = {"load_average": os.getloadavg(), "variants": {}}
 
     if args.sensitivity:
-        dev_texts = [q["question"] for q in dev] + embedding_texts(service.retriever.passages, service.documents)
+        dev_texts = [q.question for q in dev] + embedding_texts(service.snapshot.passages, service.snapshot.documents)
         dev_ref = base.encode_bucketed(dev_texts)
         roles = node_groups(fp32)
         sens = {}
@@ -134,7 +134,7 @@ def main() -> None:
         cos = (v * ref).sum(1)
         top1 = float(np.mean(np.argmax(v @ passages.T, 1) == np.argmax(ref @ passages.T, 1)))
         system = with_encoder(service, enc)
-        gates = {split: compare_encoders(fp32_system, system, [q for q in questions if q["split"] == split]).as_dict()
+        gates = {split: compare_encoders(fp32_system, system, [q for q in questions if q.split == split]).as_dict()
                  for split in ("dev", "test")}
         row = {**speed[name], "cos_min": float(cos.min()), "cos_mean": float(cos.mean()), "dense_same_top1": top1,
                "gate_dev": gates["dev"]["passed"], "gate_test": gates["test"]["passed"],

@@ -36,8 +36,8 @@ def main() -> None:
     overrides = {k: v for k, v in {"index_dir": args.index_dir, "query_precision": args.precision}.items() if v}
     service = Service.open(Settings(**overrides))
     # Embed on this thread (not the micro-batcher's worker), so the profile sees the whole path.
-    service.retriever.encoder = getattr(service.retriever.encoder, "inner", service.retriever.encoder)
-    base = [q["question"] for q in load_questions()]
+    service.snapshot.retriever.encoder = getattr(service.snapshot.retriever.encoder, "inner", service.snapshot.retriever.encoder)
+    base = [q.question for q in load_questions()]
     prefixes = ["", "Tell me: ", "In the article, ", "Briefly, "]
     questions = [prefixes[(i // len(base)) % len(prefixes)] + base[i % len(base)] for i in range(args.questions)]
     for q in questions[:5]:

@@ -20,7 +20,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 
-from rag.evaluation import DEPTH, Answer, score_question, summarize
+from rag.evaluation import DEPTH, score_question, service_system, summarize
 
 MODES = ("hybrid", "dense", "lexical")
 METRICS = ("r@1", "r@5", "mrr@10")
@@ -76,24 +76,23 @@ def with_encoder(service, encoder):
     return Service(service.settings, service.model, service.encoders, snapshot)
 
 
-def _run(system, questions: list[dict], mode: str) -> tuple[list[list[str]], list[dict]]:
-    """Ranked passage ids and scored rows for every question."""
+def _run(system, questions: list, mode: str) -> tuple[list[list[str]], list[dict]]:
+    """Ranked passage ids and scored rows for every question (rag.evaluation's scoring)."""
+    ask = service_system(system, mode, DEPTH)
     ids, rows = [], []
     for q in questions:
-        result = system.query(q["question"], DEPTH, mode)
-        ids.append([h.passage.id for h in result.hits])
-        top = result.hits[0].highlight.text if result.hits else None
-        answer = Answer([h.passage.text for h in result.hits], result.answerable, result.confidence, top)
+        answer = ask(q.question)
+        ids.append([p.id for p in answer.passages])
         rows.append(score_question(q, answer))
     return ids, rows
 
 
 def compare_encoders(
-    reference, variant, questions: list[dict], *, default_mode: str = "hybrid", min_same_top1: float = 0.98,
+    reference, variant, questions: list, *, default_mode: str = "hybrid", min_same_top1: float = 0.98,
     modes: tuple[str, ...] = MODES,
 ) -> GateReport:
     """Run the gate: `reference` and `variant` are systems (see module doc) over the same index."""
-    splits = sorted({q["split"] for q in questions})
+    splits = sorted({q.split for q in questions})
     checks: list[MetricCheck] = []
     same1: dict[str, float] = {}
     same5: dict[str, float] = {}

@@ -33,7 +33,7 @@ def test_default_precision_passes_the_gate(service, settings, fp32_system):
     variant = Encoders(service.model, "onnx", settings.encoder_dir, precision=DEFAULT).query()
     assert variant.precision == DEFAULT
     report = compare_encoders(fp32_system, with_encoder(service, variant), QUESTIONS)
-    assert {q["split"] for q in QUESTIONS} == {"dev", "test"}
+    assert {q.split for q in QUESTIONS} == {"dev", "test"}
     assert {c.mode for c in report.checks} == {"hybrid", "dense", "lexical"}
     assert report.passed, report.failures
     assert report.same_top1 >= 0.98
