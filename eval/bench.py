@@ -25,6 +25,11 @@ own thread count, one per core), "plain-1t" the same with torch pinned to one th
   cold     process start to first answered POST /query (index already built), both servers,
            alternated, median of --cold-rounds.
   scale    eval/bench_scale.py: the FAISS index the service picks at 10k / 100k / 1M vectors.
+  encoders eval/bench_variants.py: the int8 query encoder against fp32 (speed at batch 1 and 16, the
+           quality gate on both splits).
+  builds   eval/bench_build.py: index builds with sentence-transformers vs the ONNX build encoder.
+  collection  eval/bench_collection.py: Debian's python3-doc HTML pages indexed and queried
+           (`apt-get install python3-doc` first; the section reports the error otherwise).
 
 One module per benchmark (bench_index, bench_inprocess, bench_quality, bench_http, bench_cold,
 bench_scale), shared helpers in harness.py, tables and targets in bench_report.py; this file only
@@ -64,7 +69,14 @@ from bench_quality import section_quality  # noqa: E402
 from bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
 from harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
 
-SECTIONS = ("build", "inproc", "quality", "http", "cold", "scale")
+SECTIONS = ("build", "inproc", "quality", "http", "cold", "scale", "encoders", "builds", "collection")
+# Sections that are whole benchmarks of their own, run as their own processes (each owns its memory and
+# threads, so one cannot skew another's timings); each writes its JSON into this run's folder.
+STANDALONE = {
+    "encoders": ("bench_variants.py", [], ["--variants", "fp32,bw128", "--rounds", "1"]),  # int8 vs fp32 speed and gate
+    "builds": ("bench_build.py", [], ["--files", "12"]),  # torch vs ONNX builds, seed article and Python docs
+    "collection": ("bench_collection.py", ["--limit", "60"], ["--limit", "15"]),  # Debian's python3-doc HTML, served
+}
 
 
 def main(argv=None) -> int:
@@ -154,6 +166,11 @@ def main(argv=None) -> int:
             log(f"\n== cold start, {cold_rounds} round(s) ==")
             result["sections"]["cold"] = section_cold(index_dir, work, cold_rounds)
             loadavg_seen["cold"] = loadavg()
+    for name, (script, full_args, quick_args) in STANDALONE.items():
+        if name in sections_to_run:
+            log(f"\n== {name}: eval/{script} ==")
+            result["sections"][name] = run_standalone(script, (quick_args if quick else full_args), out_path.with_suffix(f".{name}.json"))
+            loadavg_seen[name] = loadavg()
     if "scale" in sections_to_run:
         import bench_scale
 
@@ -174,6 +191,21 @@ def main(argv=None) -> int:
     if full:
         log(f"wrote {write_summary(result, shown).relative_to(ROOT)}")
     return 0
+
+
+def run_standalone(script: str, args: list[str], out: Path) -> dict:
+    """Run eval/<script> in its own process with --out; its JSON (or why it failed) becomes the section."""
+    import subprocess
+
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(ROOT / "eval" / script), *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
+    section = {"command": f"python eval/{script} {' '.join(args)}", "seconds": round(time.perf_counter() - started, 1)}
+    if done.returncode != 0 or not out.exists():
+        section["error"] = (done.stderr or done.stdout).strip()[-1500:]
+        log(f"eval/{script} failed: {section['error'][-300:]}")
+        return section
+    section["result"] = json.loads(out.read_text())
+    return section
 
 
 if __name__ == "__main__":

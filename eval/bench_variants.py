@@ -106,7 +106,7 @@ def main() -> None:
     for t in embedding_texts(service.snapshot.passages, service.snapshot.documents) + [q.question for q in dev]:
         ids = np.array([base._tok_single.encode(t).ids], dtype=np.int64)  # calibration: passages + dev questions
         feeds.append({"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)})
-    passages = service.retriever.passage_vectors
+    passages = service.snapshot.index.vectors.reconstruct_n(0, service.snapshot.index.vectors.ntotal)
     ref = base.encode_bucketed(texts)
     report: dict = {"load_average": os.getloadavg(), "variants": {}}
 
