@@ -45,7 +45,7 @@ from tests.reliability_support import (
 
 pytestmark = pytest.mark.slow  # live servers, subprocesses, browsers or whole-set runs: `make test`, not `make test-fast`
 
-FINGERPRINT_KEYS = ("format_version", "model", "chunker", "embedding_text", "corpus_sha256")
+FINGERPRINT_KEYS = ("format_version", "model", "chunker", "embedding_text", "ann", "lexical", "corpus_sha256")
 QUESTIONS = ("lighthouse keeper counting zebras", "What did Trotsky observe about foreign capital?", "Mensheviks feudal economy")
 
 
