@@ -45,6 +45,8 @@ CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
 LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
 HIGHLIGHT_TERM_WEIGHT = 0.1  # share of question terms a sentence holds, added to its cosine (dev split: 0.60 -> 0.65)
 TERM_CACHE_SIZE = 65_536  # term sets kept per kind (passages, sentences): the pools of recent queries
+# float16 -> float32 by table (exact; twice as fast as numpy's cast, which is not vectorised here)
+FLOAT16_TO_FLOAT32 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -188,8 +190,10 @@ class Retriever:
         firsts, counts = firsts[has], counts[has]
         starts = np.cumsum(counts) - counts  # where each passage's rows begin in the gathered block
         rows = np.repeat(firsts - starts, counts) + np.arange(int(counts.sum()))
-        cosines = np.asarray(self.index.sentence_vectors[rows], dtype=np.float32) @ query
-        best[has] = np.maximum.reduceat(cosines, starts)
+        block = FLOAT16_TO_FLOAT32.take(np.asarray(self.index.sentence_vectors[rows]).view(np.uint16))
+        # einsum, not `@`: a block this size makes OpenBLAS wake its threads, which on a busy 2-core machine
+        # cost ~20 ms a call instead of ~0.1 ms
+        best[has] = np.maximum.reduceat(np.einsum("ij,j->i", block, query), starts)
         return best
 
     def _sentence_text(self, row: int) -> str:
