@@ -42,7 +42,7 @@ import os
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import BinaryIO
 
@@ -53,6 +53,7 @@ from rag.errors import IndexCorrupt, IndexProblem, IndexStale
 
 FORMAT_VERSION = 3  # 3: sentence vectors float16, memory-mapped
 SENTENCE_DTYPE = np.float16
+PASSAGE_FIELDS = tuple(f.name for f in fields(Passage))
 HASH_CHUNK = 1 << 20
 MANIFEST = "manifest.json"
 DATA_FILE = re.compile(r"^(vectors-[0-9a-f]{12}\.faiss|passages-[0-9a-f]{12}\.json|sentences-[0-9a-f]{12}\.npy)$")
@@ -81,9 +82,17 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def passages_json(passages: list[Passage], texts: list[str]) -> bytes:
-    rows = [{**asdict(p), "embedded_text_sha256": text_key(t)} for p, t in zip(passages, texts)]
-    return json.dumps({"format_version": FORMAT_VERSION, "passages": rows}, ensure_ascii=False).encode()
+def passages_json(passages: list[Passage], texts: list[str]) -> Callable[[BinaryIO], None]:
+    """A writer of the passages file, one passage at a time (a million passages never become one string)."""
+
+    def write(f: BinaryIO) -> None:
+        f.write(b'{"format_version": %d, "passages": [' % FORMAT_VERSION)
+        for i, (p, t) in enumerate(zip(passages, texts)):
+            row = {**{field: getattr(p, field) for field in PASSAGE_FIELDS}, "embedded_text_sha256": text_key(t)}
+            f.write((b"," if i else b"") + json.dumps(row, ensure_ascii=False).encode())
+        f.write(b"]}")
+
+    return write
 
 
 def sentence_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:

@@ -115,3 +115,17 @@ def test_top_indices_is_a_stable_full_sort_cut_at_k(seed):
     scores = rng.integers(0, 6, size=2_000).astype(np.float32)  # many ties, at the cut too
     for k in (1, 7, 100, 1_999, 2_000, 5_000):
         np.testing.assert_array_equal(top_indices(scores, k), np.argsort(-scores, kind="stable")[:k])
+
+
+def test_terms_are_exactly_what_bm25s_tokenize_makes(tiny):
+    import bm25s
+
+    from rag.lexical import STOPWORDS
+
+    lexical = tiny[0].snapshot.retriever.lexical
+    stemmer = lexical._thread_stemmer()
+    texts = [p.text[s - p.start : e - p.start] for p in tiny[0].snapshot.passages for s, e in p.sentences]
+    texts += ["", "Why did how what", "ÉCOLE Straße naïve café’s 1917 x y zz", "The Mensheviks' feudal-economy ... theses!"]
+    for text in texts:
+        expected = set(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0])
+        assert lexical.terms(text) == expected, text
