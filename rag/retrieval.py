@@ -132,6 +132,7 @@ class Retriever:
         lap("embed")
         candidates: dict[str, np.ndarray] = {}
         if mode != "lexical":
+            single_threaded_faiss()
             _, ids = self.index.vectors.search(query[None, :], self.depth)
             candidates["dense"] = ids[0][ids[0] >= 0]
         lap("dense")
@@ -216,6 +217,15 @@ class Retriever:
             similarities = similarities + HIGHLIGHT_TERM_WEIGHT * np.asarray(overlap, dtype=np.float32)
         start, end = passage.sentences[int(np.argmax(similarities))]
         return Highlight(passage.text[start - passage.start : end - passage.start], start, end)
+
+
+def single_threaded_faiss() -> None:
+    """One OpenMP thread for FAISS calls made from this thread (an OpenMP setting is per thread; builds elsewhere
+    keep theirs). A single question gains nothing from FAISS's threads, and on a busy 2-core machine waking
+    them took 80 ms a search at 10k passages instead of 1 ms (eval/bench_querypath.py)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
 
 
 class LazyTerms:

@@ -129,3 +129,28 @@ def test_terms_are_exactly_what_bm25s_tokenize_makes(tiny):
     for text in texts:
         expected = set(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0])
         assert lexical.terms(text) == expected, text
+
+
+def test_bm25_scores_equal_bm25s_own(tiny):
+    import bm25s
+
+    from rag.lexical import STOPWORDS
+
+    lexical = tiny[0].snapshot.retriever.lexical
+    for question in (*QUESTIONS, "revolution revolution Trotsky", "zebra quartz", "the of and"):
+        terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=lexical._thread_stemmer(), show_progress=False, return_ids=False)[0]
+        expected = np.asarray(lexical._bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(lexical.size, np.float32)
+        np.testing.assert_array_equal(lexical.scores(question), expected)
+
+
+def test_faiss_runs_single_threaded_only_in_the_querying_thread(tiny):
+    import threading
+
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    seen = []
+    worker = threading.Thread(target=lambda: (tiny[0].query("Mensheviks feudal economy", 3, "dense"), seen.append(faiss.omp_get_max_threads())))
+    worker.start()
+    worker.join()
+    assert seen == [1] and faiss.omp_get_max_threads() == before
