@@ -9,6 +9,9 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
 - Keep-alive: idle connections live longer than common clients keep them
   (httpx 5 s, aiohttp 15 s), so a client never reuses a connection the server
   is closing at that instant (its request would be reset).
+- `rag serve --workers N` (`serve_workers`): N processes behind one socket, all serving
+  one index built beforehand; they never build (RAG_AUTO_BUILD=false in each), share
+  the memory-mapped sentence vectors, and SIGHUP replaces them one at a time.
 """
 
 from __future__ import annotations
