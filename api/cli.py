@@ -2,7 +2,7 @@
 
     rag index [--force]             build the index if missing or stale (or always)
     rag ask "question" [-k 5] [--mode hybrid] [--json]
-    rag serve [--host H] [--port P]
+    rag serve [--host H] [--port P] [--workers N]
     rag eval ...                    retrieval quality report (see rag.evaluation)
     rag mcp                         MCP server over stdio, for desktop chat clients
     rag --version
@@ -59,6 +59,7 @@ def parser() -> argparse.ArgumentParser:
     p_serve = sub.add_parser("serve", help="serve the HTTP API (and MCP at /mcp)")
     p_serve.add_argument("--host", default=None)
     p_serve.add_argument("--port", type=int, default=None)
+    p_serve.add_argument("--workers", type=int, default=1, help="worker processes serving one built index (default 1)")
 
     sub.add_parser("mcp", help="serve MCP over stdio (for desktop chat clients)")
 
@@ -144,6 +145,13 @@ def cmd_serve(args, settings: Settings) -> int:
 
     server_settings = ServerSettings()
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    if not 1 <= args.workers <= 64:
+        raise RagError(f"--workers must be from 1 to 64; got {args.workers}")
+    if args.workers > 1:
+        from api.server import serve_workers
+
+        serve_workers(settings, server_settings.model_copy(update=overrides), args.workers)
+        return 0
     serve(settings, server_settings.model_copy(update=overrides))
     return 0
 

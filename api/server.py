@@ -24,6 +24,9 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   (at most MAX_HEADERS lines and MAX_HEADER_BYTES, else 431).
 - The Host allow-list (DNS rebinding, api.middleware.HostAllowList) wraps the
   whole app here, with the names of api.mcp_server.transport_security.
+- `rag serve --workers N` (`serve_workers`): N processes behind one socket, all serving
+  one index built beforehand; they never build (RAG_AUTO_BUILD=false in each), share
+  the memory-mapped sentence vectors, and SIGHUP replaces them one at a time.
 """
 
 from __future__ import annotations
@@ -214,3 +217,96 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+# --- several worker processes -------------------------------------------------------------
+
+WORKER_HEADER = b"x-rag-worker"  # the pid of the worker process that answered
+WORKER_HEALTHCHECK_SECONDS = 120  # a starting worker loads the model and the index before it answers as ready
+
+
+def serve_workers(settings: Settings, server_settings: ServerSettings, workers: int) -> None:
+    """Serve with `workers` processes on one pre-bound socket (uvicorn's supervisor), all from one index.
+
+    The index is made current once, here, before any worker starts (a `rag index` subprocess when
+    RAG_AUTO_BUILD allows building; otherwise it must already be built). Workers are started with
+    RAG_AUTO_BUILD=false: a replica never builds, it serves the index on disk or refuses to start.
+    They share the memory-mapped sentence vectors through the page cache. SIGHUP replaces the
+    workers one by one (each new one ready before its predecessor leaves): the way to serve an
+    index rebuilt by `rag index`. Each response names its worker in the X-Rag-Worker header.
+    """
+    import subprocess
+    import sys
+
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    sock = bind(server_settings.host, server_settings.port)
+    try:
+        if settings.auto_build:
+            done = subprocess.run([sys.executable, "-m", "api.cli", "index"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if done.returncode != 0:
+                raise RagError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "building the index failed")
+        check_index_current(settings)
+    except BaseException:
+        sock.close()
+        raise
+    os.environ.update(  # what each worker reads (spawned processes inherit the environment)
+        {"RAG_AUTO_BUILD": "false", "RAG_HOST": server_settings.host, "RAG_PORT": str(server_settings.port)}
+    )
+    config = uvicorn.Config(
+        "api.server:worker_app",
+        factory=True,
+        workers=workers,
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        log_config=None,
+        access_log=False,
+        proxy_headers=bool(server_settings.trusted_proxies),
+        forwarded_allow_ips=server_settings.trusted_proxies or None,
+    )
+    supervisor = Multiprocess(config, sockets=[sock])
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+    if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
+        raise RagError("a worker could not start (its log above says why); the server stopped")
+
+
+def check_index_current(settings: Settings) -> None:
+    """Refuse to start replicas over a missing or stale index (each would refuse it alone); reads only the manifest."""
+    from rag.build import IndexConfig
+    from rag.documents import load_corpus
+    from rag.model import resolve_model
+    from rag.store import read_manifest, stale_reasons
+
+    documents = list(load_corpus(settings.seeds_dir, settings.max_document_bytes).documents)
+    expected = IndexConfig.of(settings, documents, resolve_model(settings.model)).fingerprint()
+    manifest = read_manifest(settings.index_dir)
+    if reasons := stale_reasons(manifest, expected):
+        raise RagError(f"index {manifest.get('id')} is stale ({', '.join(reasons)}); run `rag index` first: replicas never build")
+
+
+def worker_app():
+    """The app of one worker process of `serve_workers`: settings from the environment, responses tagged with its pid."""
+    from api.observability import configure_json_logging
+
+    configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))
+    app = serving_app(Settings(), ServerSettings())  # with the Host allow-list, as `rag serve`
+    pid = str(os.getpid()).encode()
+
+    async def tagged(scope, receive, send):
+        if scope["type"] != "http":
+            return await app(scope, receive, send)
+
+        async def send_tagged(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (WORKER_HEADER, pid)]}
+            await send(message)
+
+        await app(scope, receive, send_tagged)
+
+    return tagged

@@ -45,7 +45,7 @@ from rag.lexical import lexical_fingerprint
 from rag.model import ModelSpec, resolve_model
 from rag.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text
 from rag import store
-from rag.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, load_index, manifest_digest, npy_bytes, passages_json, remove_strays, text_key
+from rag.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, load_index, manifest_digest, passages_json, remove_strays, text_key
 
 log = logging.getLogger(__name__)
 LIBRARIES = ("faiss-cpu", "bm25s", "onnxruntime", "sentence-transformers", "numpy")
@@ -209,17 +209,14 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     old = _previous_index(index_dir, config)
     vectors = _embed_reusing(texts, encoder, _old_passage_vectors(old), progress, "passages")
     sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]
-    sentence_vectors = _embed_reusing(sentence_texts, encoder, _old_sentence_vectors(old), progress, "sentences")
+    sentence_vectors = _embed_reusing(sentence_texts, encoder, _old_sentence_vectors(old), progress, "sentences", store.SENTENCE_DTYPE)
     faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max)
-
-    import faiss
-
     build = uuid.uuid4().hex[:12]
     try:
         files = {
-            "vectors": store.write_file(index_dir, f"vectors-{build}.faiss", faiss.serialize_index(faiss_index).tobytes()),
+            "vectors": store.write_file(index_dir, f"vectors-{build}.faiss", store.faiss_writer(faiss_index)),
             "passages": store.write_file(index_dir, f"passages-{build}.json", passages_json(passages, texts)),
-            "sentences": store.write_file(index_dir, f"sentences-{build}.npy", npy_bytes(sentence_vectors)),
+            "sentences": store.write_file(index_dir, f"sentences-{build}.npy", store.sentence_npy(sentence_vectors)),
         }
     except BaseException:
         store.discard_build(index_dir, build)
@@ -261,16 +258,21 @@ def _check_window(texts: list[str], encoder) -> None:
             )
 
 
-def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], progress: bool, what: str) -> np.ndarray:
-    """Embed `texts`, taking vectors for unchanged texts from the current index of the same model."""
+def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], progress: bool, what: str, dtype=np.float32) -> np.ndarray:
+    """Embed `texts`, taking vectors for unchanged texts from the current index of the same model.
+    Rows are stored as `dtype` straight away (sentence vectors: float16, no full float32 copy)."""
     if not texts:
-        return encoder.encode([])
+        return encoder.encode([]).astype(dtype)
     missing = [t for t in dict.fromkeys(texts) if text_key(t) not in reusable]
     if missing:
         fresh = encoder.encode(missing, progress=progress, desc=what)
         reusable.update({text_key(t): v for t, v in zip(missing, fresh)})
     log.info("embedded %d %s, reused %d", len(missing), what, len(texts) - len(missing))
-    return np.stack([reusable[text_key(t)] for t in texts]).astype(np.float32)
+    first = reusable[text_key(texts[0])]
+    out = np.empty((len(texts), len(first)), dtype=dtype)
+    for row, t in enumerate(texts):
+        out[row] = reusable[text_key(t)]
+    return out
 
 
 def _previous_index(index_dir: Path, config: IndexConfig) -> LoadedIndex | None:

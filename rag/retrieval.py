@@ -16,13 +16,23 @@ hybrid = dense + 0.75 x lexical. On the dev split this beat RRF (R@1 0.83 vs
 0.67) and either signal alone; see the README's Retrieval quality section.
 Results are small frozen dataclasses carrying the snapshot they were computed on
 (rag.service.Snapshot); the HTTP, MCP and CLI layers render them from it.
+
+Cost per query stays flat as the index grows (a million passages: README,
+Performance): only the candidate pool (at most 2 x CANDIDATE_DEPTH passages)
+is scored beyond the two first stages. Its passage vectors are read from the
+FAISS index itself (`reconstruct_batch`, no second copy of every vector), its
+sentence vectors from the memory-mapped float16 array, BM25's top candidates
+are selected with a partial sort, and term sets are computed for the passages
+and sentences a query touches, kept in a bounded cache.
 """
 
 from __future__ import annotations
 
 import time
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -35,6 +45,9 @@ MODES = ("hybrid", "dense", "lexical")
 CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
 EXACT_FILTERED_MAX = 20_000  # a filter allowing at most this many passages is searched exactly
 LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
+TERM_CACHE_SIZE = 65_536  # term sets kept per kind (passages, sentences): the pools of recent queries
+# float16 -> float32 by table (exact; twice as fast as numpy's cast, which is not vectorised here)
+FLOAT16_TO_FLOAT32 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -106,11 +119,10 @@ class Retriever:
         self.found_threshold = verdicts.FOUND_THRESHOLD
         self.position = {p.id: i for i, p in enumerate(self.passages)}
         self.depth = min(len(self.passages), CANDIDATE_DEPTH)
-        self.passage_vectors = loaded_index.vectors.reconstruct_n(0, loaded_index.vectors.ntotal)
-        self.sentence_terms = [lexical.terms(p.text[s - p.start : e - p.start]) for p in self.passages for s, e in p.sentences]
-        self.passage_terms = [lexical.terms(p.text) for p in self.passages]
-        self.sentence_texts = [p.text[s - p.start : e - p.start] for p in self.passages for s, e in p.sentences]
-        self.idf = verdicts.idf_table(self.passage_terms)
+        self.sentence_terms = LazyTerms(self._sentence_text, lexical.terms)  # by sentence row, like sentence_vectors
+        self.passage_terms = LazyTerms(lambda i: self.passages[i].text, lexical.terms)
+        # rarity of each term over the passages' own text, for the verdict (counted once, not kept per passage)
+        self.idf = verdicts.idf_table((lexical.terms(p.text) for p in self.passages), len(self.passages))
         self.unseen_idf = verdicts.unseen_idf(len(self.passages))
 
     def search(self, question: str, top_k: int = 5, mode: str = "hybrid", snapshot=None, allowed: np.ndarray | None = None) -> QueryResult:
@@ -136,11 +148,11 @@ class Retriever:
             lexical_scores = self.lexical.scores(question)
             if allowed is not None:
                 lexical_scores = np.where(allowed, lexical_scores, 0.0).astype(np.float32)
-            top = np.argsort(-lexical_scores, kind="stable")[: self.depth]
+            top = top_indices(lexical_scores, self.depth)
             candidates["lexical"] = top[lexical_scores[top] > 0]
             lap("lexical")
-        pool = np.unique(np.concatenate(list(candidates.values()))) if candidates else np.array([], dtype=np.int64)
-        passage_cos = self.passage_vectors[pool] @ query
+        pool = np.unique(np.concatenate(list(candidates.values()))).astype(np.int64) if candidates else np.array([], dtype=np.int64)
+        passage_cos = self._passage_vectors(pool) @ query
         sentence_cos = self._sentence_max(pool, query)
         scores = np.zeros(len(pool), dtype=np.float32)
         if mode != "lexical":
@@ -179,13 +191,14 @@ class Retriever:
     def _dense_candidates(self, query: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
         """The `depth` passages nearest the question, among the allowed ones when a filter is given."""
         vectors = self.index.vectors
+        single_threaded_faiss()
         if allowed is None:
             _, ids = vectors.search(query[None, :], self.depth)
             return ids[0][ids[0] >= 0]
-        allowed_ids = np.flatnonzero(allowed)
+        allowed_ids = np.flatnonzero(allowed).astype(np.int64)
         if len(allowed_ids) <= EXACT_FILTERED_MAX:  # few enough to score exactly: no recall lost to the ANN graph
-            scores = np.stack([vectors.reconstruct(int(i)) for i in allowed_ids]) @ query if len(allowed_ids) else np.zeros(0)
-            return allowed_ids[np.argsort(-scores, kind="stable")[: self.depth]]
+            scores = np.einsum("ij,j->i", self._passage_vectors(allowed_ids), query)
+            return allowed_ids[top_indices(scores, self.depth)]
         import faiss
 
         selector = faiss.IDSelectorBatch(allowed_ids.astype(np.int64))
@@ -202,40 +215,98 @@ class Retriever:
     def _assess(self, question: str, question_terms: set[str], query: np.ndarray, top: list[int]) -> verdicts.Assessment:
         """The verdict (rag.verdict) from the top passages' sentences; embeds the masked question once more."""
         rows = [r for i in top for r in range(self.index.sentence_rows[i][0], sum(self.index.sentence_rows[i]))]
-        vectors = self.index.sentence_vectors[rows]
+        vectors = np.asarray(self.index.sentence_vectors[rows], dtype=np.float32)
         cosines = vectors @ query
-        sentences = [verdicts.Sentence(self.sentence_texts[r], self.sentence_terms[r], float(c)) for r, c in zip(rows, cosines)]
+        sentences = [verdicts.Sentence(self._sentence_text(r), self.sentence_terms[r], float(c)) for r, c in zip(rows, cosines)]
         closest = rows[int(np.argmax(cosines))] if rows else None
         masked = verdicts.masked_question(question, self.sentence_terms[closest], self.lexical.terms) if rows else None
         relation = verdicts.relation_cos(self.encoder.encode([masked])[0], vectors) if masked else float(cosines.max(initial=0.0))
         features = verdicts.features(question, question_terms, sentences, self.idf, self.unseen_idf, relation)
         return verdicts.assess(features, self.verdict_model, self.answerable_threshold, self.found_threshold)
 
+    def _passage_vectors(self, pool: np.ndarray) -> np.ndarray:
+        """The stored vectors of the pooled passages, read from the FAISS index (flat, HNSW or IVF with its direct map)."""
+        if not len(pool):
+            return np.zeros((0, self.index.vectors.d), dtype=np.float32)
+        return self.index.vectors.reconstruct_batch(pool)
+
     def _sentence_max(self, pool: np.ndarray, query: np.ndarray) -> np.ndarray:
-        """For each pooled passage, the best cosine between the question and one of its sentences."""
-        rows = self.index.sentence_rows
-        best = np.empty(len(pool), dtype=np.float32)
-        for j, i in enumerate(pool):
-            first, count = rows[int(i)]
-            best[j] = (self.index.sentence_vectors[first : first + count] @ query).max()
+        """For each pooled passage, the best cosine between the question and one of its sentences (-1 if it has none)."""
+        firsts, counts = self.index.sentence_rows[pool].T if len(pool) else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        best = np.full(len(pool), -1.0, dtype=np.float32)
+        has = counts > 0
+        if not has.any():
+            return best
+        firsts, counts = firsts[has], counts[has]
+        starts = np.cumsum(counts) - counts  # where each passage's rows begin in the gathered block
+        rows = np.repeat(firsts - starts, counts) + np.arange(int(counts.sum()))
+        block = np.asarray(self.index.sentence_vectors[rows])
+        block = FLOAT16_TO_FLOAT32.take(block.view(np.uint16)) if block.dtype == np.float16 else block.astype(np.float32, copy=False)
+        # einsum, not `@`: a block this size makes OpenBLAS wake its threads, which on a busy 2-core machine
+        # cost ~20 ms a call instead of ~0.1 ms
+        best[has] = np.maximum.reduceat(np.einsum("ij,j->i", block, query), starts)
         return best
+
+    def _sentence_text(self, row: int) -> str:
+        """The text of the sentence stored at `row` of the sentence vectors."""
+        passage_index = int(np.searchsorted(self.index.sentence_rows[:, 0], row, side="right")) - 1
+        while self.index.sentence_rows[passage_index, 1] == 0:  # passages without sentences share their first row
+            passage_index -= 1
+        p = self.passages[passage_index]
+        s, e = p.sentences[row - int(self.index.sentence_rows[passage_index, 0])]
+        return p.text[s - p.start : e - p.start]
 
     def _highlight(self, passage_index: int, query: np.ndarray, question: str, question_terms: set[str]) -> tuple[Highlight, tuple[Highlight, ...]]:
         """The passage's sentence that answers the question, and the sentences to mark (rag.highlight)."""
         first, count = self.index.sentence_rows[passage_index]
         passage = self.passages[passage_index]
-        cosines = self.index.sentence_vectors[first : first + count] @ query
+        cosines = np.asarray(self.index.sentence_vectors[first : first + count], dtype=np.float32) @ query
+        texts = [passage.text[start - passage.start : end - passage.start] for start, end in passage.sentences]
         candidates = [
             highlighting.Candidate(
-                self.sentence_texts[first + k], start, end, float(cosines[k]),
+                texts[k], start, end, float(cosines[k]),
                 verdicts.coverage(question_terms, self.sentence_terms[first + k], self.idf, self.unseen_idf),
-                highlighting.holds_answer_type(question, self.sentence_texts[first + k]),
+                highlighting.holds_answer_type(question, texts[k]),
             )
             for k, (start, end) in enumerate(passage.sentences)
         ]
         best, marked = highlighting.choose(candidates)
         spans = {k: Highlight(candidates[k].text, candidates[k].start, candidates[k].end) for k in marked}
         return spans[best], tuple(spans[k] for k in marked)
+
+
+def single_threaded_faiss() -> None:
+    """One OpenMP thread for FAISS calls made from this thread (an OpenMP setting is per thread; builds elsewhere
+    keep theirs). A single question gains nothing from FAISS's threads, and on a busy 2-core machine waking
+    them took 80 ms a search at 10k passages instead of 1 ms (eval/bench_querypath.py)."""
+    import faiss
+
+    faiss.omp_set_num_threads(1)
+
+
+class LazyTerms:
+    """Term sets by position, computed on first use and kept in a bounded, thread-safe cache.
+
+    Indexes like the list of every term set it replaces (`terms[i]`), without tokenizing the whole
+    index at load: at a million passages that took minutes and gigabytes."""
+
+    def __init__(self, text_of: Callable[[int], str], terms: Callable[[str], set[str]], size: int = TERM_CACHE_SIZE):
+        self._terms_at = lru_cache(maxsize=size)(lambda i: frozenset(terms(text_of(i))))
+
+    def __getitem__(self, i: int) -> frozenset[str]:
+        return self._terms_at(int(i))
+
+
+def top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the `k` highest scores, ties broken by position (as a stable full sort would), in O(n)."""
+    if k >= len(scores):
+        return np.argsort(-scores, kind="stable")[:k]
+    if k <= 0:
+        return np.array([], dtype=np.int64)
+    kth = scores[np.argpartition(-scores, k - 1)[k - 1]]
+    above = np.flatnonzero(scores > kth)
+    chosen = np.concatenate([above, np.flatnonzero(scores == kth)[: k - len(above)]])
+    return chosen[np.argsort(-scores[chosen], kind="stable")]
 
 
 def zscore(values: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ Layout of the index directory (all plain data; nothing on a load path can execut
     manifest.json                 what made the index, and a checksum of every file
     vectors-<build>.faiss         FAISS index of passage embeddings (inner product)
     passages-<build>.json         passages: ids, text, offsets, section, sentences
-    sentences-<build>.npy         sentence embeddings, for highlighting (np.load, allow_pickle=False)
+    sentences-<build>.npy         sentence embeddings (float16), for highlighting; memory-mapped read-only
 
 `<build>` is 12 hex digits, fresh per build. These names, `manifest.json`,
 `.lock` and `.tmp-<8 hex>-<name>` temp files are the only files the index ever
@@ -17,6 +17,15 @@ build (a mismatch is `IndexStale`, naming what changed), then checks each
 file's size and sha256 *before* FAISS or JSON sees a byte (a mismatch is
 `IndexCorrupt`): a truncated or flipped file is refused, never served and
 never handed to a C++ reader. The manifest carries a checksum of itself.
+Each file is opened once and hashed in 1 MiB chunks from that open file, and
+then parsed from the same file: the sentence vectors (the largest file: about
+3.7 GB at a million passages) are never read whole into memory but mapped
+(`np.memmap`, read-only) over the verified file, so N server processes share
+one copy in the page cache. Files are never modified in place (every build
+writes fresh names), so what was verified is what stays mapped. The FAISS
+index is streamed from the verified file into FAISS (no second copy in bytes).
+Sentence vectors are stored as float16: half the size, and on the bundled
+questions the same rankings and highlights as float32 (README, Performance).
 
 Writes are crash-safe: data files get fresh names per build (written to a
 `.tmp-` file, fsynced, renamed), and the build becomes current only when
@@ -28,32 +37,38 @@ leftovers of an interrupted build are removed by the next build.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import uuid
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from rag.chunking import Passage
 from rag.errors import IndexCorrupt, IndexProblem, IndexStale
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: sentence vectors float16, memory-mapped
+SENTENCE_DTYPE = np.float16
+PASSAGE_FIELDS = tuple(f.name for f in fields(Passage))
+HASH_CHUNK = 1 << 20
 MANIFEST = "manifest.json"
 DATA_FILE = re.compile(r"^(vectors-[0-9a-f]{12}\.faiss|passages-[0-9a-f]{12}\.json|sentences-[0-9a-f]{12}\.npy)$")
 TEMP_FILE = re.compile(r"^\.tmp-[0-9a-f]{8}-(manifest\.json|(vectors|passages|sentences)-[0-9a-f]+\.(faiss|json|npy))$")
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class LoadedIndex:
+    """One verified index, read-only: safe to share between threads (FAISS search is const, the arrays are read-only)."""
+
     manifest: dict
     passages: list[Passage]
     vectors: object  # a faiss.Index
-    sentence_vectors: np.ndarray  # rows follow passages' sentences, in order
-    sentence_rows: list[tuple[int, int]]  # per passage: (first row, row count) in sentence_vectors
+    sentence_vectors: np.ndarray  # float16 np.memmap (read-only); rows follow passages' sentences, in order
+    sentence_rows: np.ndarray  # int64 (passages, 2): per passage (first row, row count) in sentence_vectors
     embedded_keys: list[str]  # per passage: sha256 of the text that was embedded (for reuse on rebuild)
 
     @property
@@ -67,25 +82,54 @@ def text_key(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def passages_json(passages: list[Passage], texts: list[str]) -> bytes:
-    rows = [{**asdict(p), "embedded_text_sha256": text_key(t)} for p, t in zip(passages, texts)]
-    return json.dumps({"format_version": FORMAT_VERSION, "passages": rows}, ensure_ascii=False).encode()
+def passages_json(passages: list[Passage], texts: list[str]) -> Callable[[BinaryIO], None]:
+    """A writer of the passages file, one passage at a time (a million passages never become one string)."""
+
+    def write(f: BinaryIO) -> None:
+        f.write(b'{"format_version": %d, "passages": [' % FORMAT_VERSION)
+        for i, (p, t) in enumerate(zip(passages, texts)):
+            row = {**{field: getattr(p, field) for field in PASSAGE_FIELDS}, "embedded_text_sha256": text_key(t)}
+            f.write((b"," if i else b"") + json.dumps(row, ensure_ascii=False).encode())
+        f.write(b"]}")
+
+    return write
 
 
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.ascontiguousarray(array, dtype=np.float32), allow_pickle=False)
-    return buffer.getvalue()
+def sentence_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
+    """A writer of the sentence vectors as a float16 .npy, converted in slices (no full-size second copy)."""
+    array = np.asarray(array)
+
+    def write(f: BinaryIO) -> None:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(SENTENCE_DTYPE)), "fortran_order": False, "shape": array.shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        for start in range(0, len(array), 65_536):
+            f.write(np.ascontiguousarray(array[start : start + 65_536], dtype=SENTENCE_DTYPE).tobytes())
+
+    return write
 
 
-def write_file(index_dir: Path, name: str, data: bytes, checksum: bool = True) -> dict | None:
-    """Write `data` to index_dir/name atomically: temp file, fsync, rename, fsync the directory."""
+def faiss_writer(index) -> Callable[[BinaryIO], None]:
+    """A writer of a FAISS index, streamed to the file (no serialized copy in memory)."""
+
+    def write(f: BinaryIO) -> None:
+        import faiss
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
+
+    return write
+
+
+def write_file(index_dir: Path, name: str, data: bytes | Callable[[BinaryIO], None], checksum: bool = True) -> dict | None:
+    """Write `data` (bytes, or a function writing to a binary file) to index_dir/name atomically:
+    temp file, fsync, rename, fsync the directory. Returns the manifest entry (size, sha256)."""
     tmp = index_dir / f".tmp-{uuid.uuid4().hex[:8]}-{name}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data)
+            f.write(data) if isinstance(data, bytes) else data(f)
             f.flush()
             os.fsync(f.fileno())
+        with open(tmp, "rb") as f:
+            size, digest = os.fstat(f.fileno()).st_size, file_sha256(f)
         os.replace(tmp, index_dir / name)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -97,7 +141,17 @@ def write_file(index_dir: Path, name: str, data: bytes, checksum: bool = True) -
         os.close(dir_fd)
     if not checksum:
         return None
-    return {"name": name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    return {"name": name, "bytes": size, "sha256": digest}
+
+
+def file_sha256(f: BinaryIO) -> str:
+    """sha256 of an open file from its start, read in HASH_CHUNK pieces (never whole into memory)."""
+    f.seek(0)
+    digest = hashlib.sha256()
+    while chunk := f.read(HASH_CHUNK):
+        digest.update(chunk)
+    f.seek(0)
+    return digest.hexdigest()
 
 
 def discard_build(index_dir: Path, build: str) -> None:
@@ -197,55 +251,91 @@ def load_index(index_dir: Path, expected: dict | None) -> LoadedIndex:
 
 
 def _load_verified(index_dir: Path, manifest: dict) -> LoadedIndex:
-    import faiss
-
     if not isinstance(manifest.get("id"), str):
         raise IndexCorrupt(f"manifest in {index_dir} has no index id")
     try:
-        files = {key: _read_verified(index_dir, manifest["files"][key]) for key in ("vectors", "passages", "sentences")}
+        entries = {key: manifest["files"][key] for key in ("vectors", "passages", "sentences")}
         counts = manifest["counts"]
         dimension = manifest["dimension"]
     except (KeyError, TypeError) as exc:
         raise IndexCorrupt(f"manifest in {index_dir} lacks {exc}; rebuild with `rag index`") from exc
-    # The checksums matched, so these bytes are what the build wrote; a parser error still means a bad index
-    # (e.g. a manifest re-signed over foreign files), never a crash. Plain data only: no pickle on this path.
-    try:
-        vectors = faiss.deserialize_index(np.frombuffer(files["vectors"], dtype=np.uint8))
-    except (RuntimeError, ValueError, TypeError) as exc:
-        raise IndexCorrupt(f"index {manifest.get('id')}: the vectors file is not a FAISS index: {exc}") from exc
-    passages, embedded_keys = _parse_passages(files["passages"])
-    try:
-        sentence_vectors = np.load(io.BytesIO(files["sentences"]), allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise IndexCorrupt(f"index {manifest.get('id')}: the sentences file is not a plain float array: {exc}") from exc
-    if not isinstance(sentence_vectors, np.ndarray) or sentence_vectors.dtype != np.float32:
-        raise IndexCorrupt(f"index {manifest.get('id')}: the sentences file is not a float32 array")
+    # Each file is verified from the open file and then parsed from that same file. The checksums matched,
+    # so these bytes are what the build wrote; a parser error still means a bad index (e.g. a manifest
+    # re-signed over foreign files), never a crash. Plain data only: no pickle on this path.
+    with _open_verified(index_dir, entries["vectors"]) as f:
+        vectors = _read_faiss(f, manifest["id"])
+    with _open_verified(index_dir, entries["passages"]) as f:
+        passages, embedded_keys = _parse_passages(f.read())
+    with _open_verified(index_dir, entries["sentences"]) as f:
+        sentence_vectors = _map_sentences(f, manifest["id"])
     if vectors.ntotal != counts["passages"] or len(passages) != counts["passages"] or vectors.d != dimension:
         raise IndexCorrupt(f"index {manifest['id']}: file contents do not match the manifest's counts")
-    rows, cursor = [], 0
-    for p in passages:
-        rows.append((cursor, len(p.sentences)))
-        cursor += len(p.sentences)
-    if sentence_vectors.shape != (cursor, dimension) or cursor != counts["sentences"]:
+    sentence_rows = _sentence_rows(passages)
+    total = int(sentence_rows[:, 1].sum())
+    if sentence_vectors.shape != (total, dimension) or total != counts["sentences"]:
         raise IndexCorrupt(f"index {manifest['id']}: sentence vectors do not match the passages")
-    return LoadedIndex(manifest, passages, vectors, sentence_vectors, rows, embedded_keys)
+    return LoadedIndex(manifest, passages, vectors, sentence_vectors, sentence_rows, embedded_keys)
 
 
-def _read_verified(index_dir: Path, entry: dict) -> bytes:
-    name = entry["name"]
-    if "/" in name or name.startswith("."):
-        raise IndexCorrupt(f"manifest names an unsafe file {name!r}")
-    path = index_dir / name
+def _sentence_rows(passages: list[Passage]) -> np.ndarray:
+    counts = np.fromiter((len(p.sentences) for p in passages), dtype=np.int64, count=len(passages))
+    rows = np.stack([np.cumsum(counts) - counts, counts], axis=1) if len(passages) else np.zeros((0, 2), dtype=np.int64)
+    rows.setflags(write=False)
+    return rows
+
+
+def _read_faiss(f: BinaryIO, index_id: str):
+    import faiss
+
     try:
-        data = path.read_bytes()
+        return faiss.read_index(faiss.PyCallbackIOReader(f.read))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise IndexCorrupt(f"index {index_id}: the vectors file is not a FAISS index: {exc}") from exc
+
+
+def _map_sentences(f: BinaryIO, index_id: str) -> np.ndarray:
+    """The sentence vectors as a read-only memory map over the (verified) open file."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise IndexCorrupt(f"index {index_id}: the sentences file is not a plain float array: {exc}") from exc
+    if dtype != np.dtype(SENTENCE_DTYPE) or fortran_order or len(shape) != 2:
+        raise IndexCorrupt(f"index {index_id}: the sentences file is not a 2-d float16 array")
+    offset = f.tell()
+    if os.fstat(f.fileno()).st_size != offset + shape[0] * shape[1] * dtype.itemsize:
+        raise IndexCorrupt(f"index {index_id}: the sentences file's size does not match its header")
+    if shape[0] * shape[1] == 0:
+        return np.zeros(shape, dtype=dtype)
+    return np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+def _open_verified(index_dir: Path, entry: dict) -> BinaryIO:
+    """The index file named by `entry`, open for reading, after its size and sha256 matched the manifest."""
+    name = entry["name"]
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        raise IndexCorrupt(f"manifest names an unsafe file {name!r}")
+    try:
+        f = open(index_dir / name, "rb")
     except OSError as exc:
         raise IndexCorrupt(f"index file {name} is missing or unreadable: {exc.strerror}") from exc
-    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+    try:
+        size = os.fstat(f.fileno()).st_size
+        matches = size == entry["bytes"] and file_sha256(f) == entry["sha256"]
+    except OSError as exc:  # e.g. a directory by that name, or an I/O error
+        f.close()
+        raise IndexCorrupt(f"index file {name} cannot be read: {exc.strerror or exc}") from exc
+    except BaseException:
+        f.close()
+        raise
+    if not matches:
+        f.close()
         raise IndexCorrupt(
-            f"index file {name} does not match its manifest checksum ({len(data)} bytes, expected {entry['bytes']}): "
+            f"index file {name} does not match its manifest checksum ({size} bytes, expected {entry['bytes']}): "
             "it is truncated or corrupted"
         )
-    return data
+    return f
 
 
 def _parse_passages(data: bytes) -> tuple[list[Passage], list[str]]:

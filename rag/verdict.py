@@ -110,9 +110,12 @@ def type_met(kind: AnswerType | None, sentence: str, question: str) -> bool:
 # --- rarity-weighted coverage ---------------------------------------------------------------
 
 
-def idf_table(passage_terms: Sequence[set[str]]) -> dict[str, float]:
-    """BM25's IDF of every term the passages use (look unseen terms up with `unseen_idf`)."""
-    n = len(passage_terms)
+def idf_table(passage_terms: Iterable[set[str]], n: int | None = None) -> dict[str, float]:
+    """BM25's IDF of every term the passages use (look unseen terms up with `unseen_idf`); `n` passages
+    when `passage_terms` is a generator (counted in one pass, no per-passage set kept)."""
+    if n is None:
+        passage_terms = list(passage_terms)
+        n = len(passage_terms)
     df: dict[str, int] = {}
     for terms in passage_terms:
         for t in terms:
