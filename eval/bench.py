@@ -25,6 +25,8 @@ own thread count, one per core), "plain-1t" the same with torch pinned to one th
   cold     process start to first answered POST /query (index already built), both servers,
            alternated, median of --cold-rounds.
   scale    eval/bench_scale.py: the FAISS index the service picks at 10k / 100k / 1M vectors.
+  querypath eval/bench_querypath.py: the whole hybrid path (BM25, dense, sentences, highlight, verdict)
+           over synthetic corpora of 10k / 100k / 1M passages built through the normal store.
   encoders eval/bench_variants.py: the int8 query encoder against fp32 (speed at batch 1 and 16, the
            quality gate on both splits).
   builds   eval/bench_build.py: index builds with sentence-transformers vs the ONNX build encoder.
@@ -69,10 +71,11 @@ from bench_quality import section_quality  # noqa: E402
 from bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
 from harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
 
-SECTIONS = ("build", "inproc", "quality", "http", "cold", "scale", "encoders", "builds", "collection")
+SECTIONS = ("build", "inproc", "quality", "http", "cold", "scale", "querypath", "encoders", "builds", "collection")
 # Sections that are whole benchmarks of their own, run as their own processes (each owns its memory and
 # threads, so one cannot skew another's timings); each writes its JSON into this run's folder.
 STANDALONE = {
+    "querypath": ("bench_querypath.py", [], ["--quick"]),  # the whole hybrid query path at 10k, 100k, 1M passages
     "encoders": ("bench_variants.py", [], ["--variants", "fp32,bw128", "--rounds", "1"]),  # int8 vs fp32 speed and gate
     "builds": ("bench_build.py", [], ["--files", "12"]),  # torch vs ONNX builds, seed article and Python docs
     "collection": ("bench_collection.py", ["--limit", "60"], ["--limit", "15"]),  # Debian's python3-doc HTML, served

@@ -315,7 +315,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default=",".join(DEFAULT_SIZES), help="'article' and/or passage counts")
     parser.add_argument("--quick", action="store_true", help="the article and 10k only")
-    parser.add_argument("--json", type=Path, default=None, help="write the rows here")
+    parser.add_argument("--json", "--out", dest="json", type=Path, default=None, help="write the rows here")
     parser.add_argument("--workdir", type=Path, default=None, help="where the temporary corpora and indexes go")
     parser.add_argument("--build", nargs=2, metavar=("DIR", "PARAGRAPHS"), help=argparse.SUPPRESS)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
