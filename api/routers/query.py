@@ -29,7 +29,8 @@ from rag.service import Service
 
 
 # Advertised, not enforced here: the library checks the date and says what is wrong in one sentence.
-DATE = {"pattern": schemas.DATE_PATTERN, "format": "date"}
+# An empty value (a blank form field) means no bound.
+DATE = {"pattern": "^(" + schemas.DATE_PATTERN.strip("^$") + ")?$"}
 
 
 def router(models: schemas.RequestModels) -> APIRouter:
