@@ -30,7 +30,8 @@ MAX_EXAMPLES = 150
 
 # The schema is loaded when this module is imported (schemathesis's lazy `from_fixture` loader does not
 # work with pytest 9), so the app is made here and given the session's service by the fixture below.
-APP = create_app(Settings(), ServerSettings(api_key=None, rate_limit_per_minute=0, cors_origins=[]))
+# Bodies up to 4 MB: generated batches of long questions pass the size limit (tested on its own elsewhere) and reach validation.
+APP = create_app(Settings(), ServerSettings(api_key=None, rate_limit_per_minute=0, cors_origins=[], max_body_bytes=4_000_000))
 
 
 async def without_lifespan(scope, receive, send):
