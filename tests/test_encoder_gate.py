@@ -52,6 +52,7 @@ class _Jittered:
         return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
+@pytest.mark.slow  # a whole question set, a subprocess or a fresh export: the slow tier
 def test_the_gate_catches_an_encoder_that_moves_answers(service, fp32_system):
     noisy = with_encoder(service, _Jittered(fp32_system.snapshot.retriever.encoder, 0.01))
     report = compare_encoders(fp32_system, noisy, QUESTIONS, modes=("hybrid", "dense"))

@@ -11,6 +11,7 @@ import sys
 from contextlib import asynccontextmanager
 
 import anyio
+import pytest
 import httpx
 import httpx2
 from mcp import Client, StdioServerParameters
@@ -232,6 +233,7 @@ def stdio_params(settings: Settings, **env) -> StdioServerParameters:
     )
 
 
+@pytest.mark.slow  # a whole question set, a subprocess or a fresh export: the slow tier
 def test_stdio_rag_mcp(service, settings):
     async def calls():
         async with Client(stdio_params(settings, RAG_PUBLIC_URL="https://rag.example.org/"), mode="legacy") as client:
@@ -252,6 +254,7 @@ def test_stdio_rag_mcp(service, settings):
     assert "no passage with id 'nope'" in error_text(missing)
 
 
+@pytest.mark.slow  # a whole question set, a subprocess or a fresh export: the slow tier
 def test_stdio_reports_a_service_that_cannot_start(settings, tmp_path):
     async def calls():
         params = stdio_params(settings, RAG_SEEDS_DIR=str(tmp_path / "missing"))

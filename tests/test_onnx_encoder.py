@@ -100,6 +100,7 @@ def _check(encoder: OnnxEncoder, st_model, texts: list[str]) -> np.ndarray:
     return cos
 
 
+@pytest.mark.slow  # a whole question set, a subprocess or a fresh export: the slow tier
 def test_export_is_atomic_and_self_contained(onnx_path: Path) -> None:
     siblings = sorted(p.name for p in onnx_path.parent.iterdir())
     assert siblings == [onnx_path.name]  # no temp file left, no external-data file
