@@ -189,6 +189,20 @@ def serving_app(settings: Settings, server_settings: ServerSettings, service=Non
     return app
 
 
+def uvicorn_options(server_settings: ServerSettings) -> dict:
+    """What every uvicorn server here shares: shutdown grace, keep-alive, our own logs, and proxy headers."""
+    return {
+        "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
+        "timeout_keep_alive": KEEP_ALIVE_SECONDS,
+        "log_config": None,
+        "access_log": False,
+        # X-Forwarded-For is believed only from the proxies named in RAG_TRUSTED_PROXIES (none by default):
+        # otherwise any client could pick the address that the rate limit and the logs see.
+        "proxy_headers": bool(server_settings.trusted_proxies),
+        "forwarded_allow_ips": server_settings.trusted_proxies or None,
+    }
+
+
 def serve(settings: Settings, server_settings: ServerSettings) -> None:
     """Serve the app on server_settings.host:port until SIGTERM/SIGINT."""
     import uvicorn
@@ -204,14 +218,7 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
         app,
         http=guarded_protocol(server_settings, app.state.draining),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
-        log_config=None,
-        access_log=False,
-        # X-Forwarded-For is believed only from the proxies named in RAG_TRUSTED_PROXIES (none by default):
-        # otherwise any client could pick the address that the rate limit and the logs see.
-        proxy_headers=bool(server_settings.trusted_proxies),
-        forwarded_allow_ips=server_settings.trusted_proxies or None,
+        **uvicorn_options(server_settings),
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])
@@ -259,13 +266,8 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
         "api.server:worker_app",
         factory=True,
         workers=workers,
-        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
-        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
-        log_config=None,
-        access_log=False,
-        proxy_headers=bool(server_settings.trusted_proxies),
-        forwarded_allow_ips=server_settings.trusted_proxies or None,
+        **uvicorn_options(server_settings),
     )
     supervisor = Multiprocess(config, sockets=[sock])
     try:
