@@ -16,6 +16,7 @@ so a reload in the middle of a request can never mix two index versions.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -27,13 +28,13 @@ from rag.build import IndexConfig, load_or_build, read_corpus
 from rag.config import Settings
 from rag.documents import Document, Skipped
 from rag.encoders import Encoders
-from rag.errors import InvalidInput, NotFound
+from rag.errors import IndexProblem, InvalidInput, NotFound
 from rag.filters import Filters, passage_mask
 from rag.lexical import LexicalIndex
 from rag.model import ModelSpec, resolve_model
 from rag.passage_text import heading_text
 from rag.retrieval import QueryResult, Retriever, check_params, clean_question
-from rag.store import LoadedIndex
+from rag.store import LoadedIndex, read_manifest, stale_reasons
 
 log = logging.getLogger(__name__)
 
@@ -128,9 +129,29 @@ class Service:
         """Re-read seeds/ and the index (rebuilding if needed and allowed, or always with `force`) and swap it in;
         returns the index id now served."""
         with self._reload_lock:
+            if not force and (current := self._still_current()) is not None:
+                self.snapshot = current  # nothing to load: the files on disk are the ones being served
+                return current.id
             snapshot = _open_snapshot(self.settings, self.model, self.encoders, force)
             self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
             return snapshot.id
+
+    def _still_current(self) -> "Snapshot | None":
+        """The served snapshot (with this corpus's skipped files) when the index on disk is the very one it
+        was loaded from and still matches the settings and documents; None when a load is needed. Reading
+        the corpus and the manifest is cheap; loading an index (files, BM25) is not, and a crowd of no-op
+        reloads would otherwise slow every query."""
+        corpus = read_corpus(self.settings)
+        config = IndexConfig.of(self.settings, list(corpus.documents), self.model)
+        try:
+            manifest = read_manifest(self.settings.index_dir)
+        except IndexProblem:
+            return None
+        if manifest.get("id") != self.snapshot.id or manifest.get("build") != self.snapshot.index.manifest.get("build"):
+            return None
+        if stale_reasons(manifest, config.fingerprint()):
+            return None
+        return dataclasses.replace(self.snapshot, skipped=tuple(corpus.skipped))
 
     # --- answering ---------------------------------------------------------------------
 

@@ -110,3 +110,16 @@ def test_rebuild_reuses_vectors_of_unchanged_passages(tmp_path, seeds_copy, enco
     leftovers = {p.name for p in settings.index_dir.iterdir()} - {MANIFEST, ".lock"}
     manifest = json.loads((settings.index_dir / MANIFEST).read_text())
     assert leftovers == {f["name"] for f in manifest["files"].values()}, "old build files are removed"
+
+
+def test_a_reload_with_nothing_changed_keeps_the_served_index_and_one_with_changes_loads(seeds_copy, tmp_path, encoders):
+    service = Service.open(_settings(tmp_path, seeds_copy), encoders)
+    served = service.snapshot
+    assert service.reload() == served.id and service.snapshot.retriever is served.retriever  # no-op: nothing reloaded
+    (seeds_copy / "notes.bin").write_bytes(b"\x00\x01")  # an unsupported file: listed, the index is unchanged
+    assert service.reload() == served.id and service.snapshot.retriever is served.retriever
+    assert [s.path for s in service.snapshot.skipped] == ["notes.bin"]
+    article = next(seeds_copy.glob("*.txt"))
+    article.write_text(article.read_text(encoding="utf-8") + "\nOne more paragraph about the soviets.\n", encoding="utf-8")
+    assert service.reload() != served.id  # the corpus changed: rebuilt and loaded
+    assert service.reload(force=True) == service.snapshot.id
