@@ -189,6 +189,25 @@ def serving_app(settings: Settings, server_settings: ServerSettings, service=Non
     return app
 
 
+def quiet_exit_server(config):
+    """A uvicorn server for `config` that exits 0 after a graceful stop (see below); uvicorn is imported lazily."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, exiting with status 0 after a graceful shutdown on SIGTERM/SIGINT instead of
+        re-raising the signal, so `make serve` (which execs the server) ends without an error line."""
+
+        def capture_signals(self):
+            self._captured_signals = []  # nothing to re-raise: a graceful stop is a normal exit
+            return super().capture_signals()
+
+        def handle_exit(self, sig, frame):
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return Server(config)
+
+
 def uvicorn_options(server_settings: ServerSettings) -> dict:
     """What every uvicorn server here shares: shutdown grace, keep-alive, our own logs, and proxy headers."""
     return {
@@ -221,7 +240,7 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
         **uvicorn_options(server_settings),
     )
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        quiet_exit_server(config).run(sockets=[sock])
     finally:
         sock.close()
 
