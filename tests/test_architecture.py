@@ -157,3 +157,18 @@ def test_a_taken_port_is_one_line_with_a_hint():
             bind("127.0.0.1", port)
     finally:
         holder.close()
+
+
+def test_the_served_socket_turns_nagle_off():
+    """asyncio sets TCP_NODELAY only on sockets that name TCP as their protocol; with Nagle on, every keep-alive
+    response waited ~40 ms for the client's delayed ACK (measured: c1 p50 52 ms instead of 10)."""
+    listener = bind("127.0.0.1", 0)
+    try:
+        assert listener.proto == socket.IPPROTO_TCP
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        client.close()
+        accepted.close()
+    finally:
+        listener.close()
