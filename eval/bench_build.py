@@ -29,18 +29,17 @@ import json, os, resource, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from rag.build_encoder import build_encoder
+from rag.build import IndexConfig, build_index
 from rag.config import Settings
 from rag.documents import load_corpus
-from rag.embedding import resolve_model
-from rag.index import build_index
-from rag.service import index_config
+from rag.encoders import Encoders
+from rag.model import resolve_model
 settings = Settings(seeds_dir=Path({seeds!r}), index_dir=Path({index!r}), encoder_dir=Path({encoders!r}), encoder={mode!r})
-docs = load_corpus(settings.seeds_dir)
+docs = list(load_corpus(settings.seeds_dir).documents)
 spec = resolve_model("default")
-encoder = build_encoder(settings, spec)
+encoder = Encoders.from_settings(settings, spec).builder()
 t1 = time.perf_counter()
-manifest = build_index(settings.index_dir, docs, index_config(settings, docs, spec), encoder, progress={progress})
+manifest = build_index(settings.index_dir, docs, IndexConfig.of(settings, docs, spec), encoder, progress={progress})
 t2 = time.perf_counter()
 print(json.dumps({{"mode": {mode!r}, "encoder": encoder.kind, "total_s": t2 - t0, "build_s": t2 - t1, "load_s": t1 - t0,
                   "documents": len(docs), **manifest["counts"], "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
@@ -70,12 +69,12 @@ def vector_agreement(a: Path, b: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from rag.index import load_index
+    from rag.store import load_index
 
     x, y = load_index(a, None), load_index(b, None)
     assert [p.id for p in x.passages] == [p.id for p in y.passages], "the two builds chunked differently"
     pv = (x.vectors.reconstruct_n(0, x.vectors.ntotal) * y.vectors.reconstruct_n(0, y.vectors.ntotal)).sum(1)
-    sv = (x.sentence_vectors * y.sentence_vectors).sum(1)
+    sv = (np.asarray(x.sentence_vectors, dtype=np.float32) * np.asarray(y.sentence_vectors, dtype=np.float32)).sum(1)
     return {"passage_cos_min": float(pv.min()), "passage_cos_mean": float(pv.mean()),
             "sentence_cos_min": float(sv.min()), "sentence_cos_mean": float(sv.mean())}
 

@@ -47,10 +47,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "eval"))
 
 import numpy as np  # noqa: E402
 
-from eval.bench_scale import clustered_vectors, make_queries, pct, rss_kb  # noqa: E402
+from bench_scale import clustered_vectors, make_queries  # noqa: E402
+from harness import pct, proc_status  # noqa: E402
+
+
+def rss_kb(field: str = "VmRSS") -> int:
+    """This process's current (VmRSS) or peak (VmHWM) resident memory, kB."""
+    return proc_status("self", field) or 0
 
 DEFAULT_SIZES = ("article", "10000", "20000", "100000", "1000000")
 QUICK_SIZES = ("article", "10000")
@@ -126,7 +133,7 @@ class SyntheticEncoder:
     def count_tokens(self, text: str) -> int:
         return int(len(text.split()) * 1.3) + 1
 
-    def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32) -> np.ndarray:
+    def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32, desc: str = "texts") -> np.ndarray:
         started = time.perf_counter()
         self.calls += 1
         first = self.calls == 1  # passages come first: keep held-out queries from the same mixture
@@ -150,7 +157,7 @@ def run_build(work: Path, paragraphs: int, pool: list[str]) -> dict:
     (work / "questions.json").write_text(json.dumps(questions(pool)))
     settings = Settings(seeds_dir=work / "seeds", index_dir=work / "index", auto_build=False)
     started = time.perf_counter()
-    documents = load_corpus(settings.seeds_dir)
+    documents = list(load_corpus(settings.seeds_dir, settings.max_document_bytes).documents)
     load_s = time.perf_counter() - started
     encoder = SyntheticEncoder(RECALL_QUERIES)
     config = IndexConfig.of(settings, documents, resolve_model(settings.model))
@@ -195,7 +202,7 @@ def run_serve(work: Path | None, pool: list[str]) -> dict:
     query_encoder.encode(["warm up the encoder"])
     rss_model = rss_kb()
     started = time.perf_counter()
-    documents = load_corpus(settings.seeds_dir)
+    documents = list(load_corpus(settings.seeds_dir, settings.max_document_bytes).documents)
     loaded, _ = load_or_build(settings, documents, IndexConfig.of(settings, documents, model), encoders, may_build=article)
     load_index_s = time.perf_counter() - started
     started = time.perf_counter()

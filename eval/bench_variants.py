@@ -85,10 +85,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from rag.config import Settings
-    from rag.embedding import ensure_onnx
+    from rag.encoders import ensure_onnx
     from rag.encoder_gate import compare_encoders, with_encoder
     from rag.evaluation import load_questions
-    from rag.index import embedding_texts
+    from rag.passage_text import embedding_texts
     from rag.onnx_encoder import OnnxEncoder
     from rag.quantize import node_groups, quantize_dynamic_int8
     from rag.service import Service
