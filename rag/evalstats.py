@@ -12,6 +12,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from rag import metrics
+
 
 def paired_randomization_test(a: Sequence[float], b: Sequence[float], rounds: int = 10_000, seed: int = 0) -> float:
     """Two-sided p-value that systems with per-question scores `a` and `b` have the same mean.
@@ -46,23 +48,10 @@ def wins_losses(a: Sequence[float], b: Sequence[float]) -> dict[str, int]:
 
 
 def auroc(scores: Sequence[float], labels: Sequence[bool]) -> float | None:
-    """Area under the ROC curve of `scores` for the positive class; None unless both classes occur.
-
-    The probability that a random positive scores above a random negative (ties: one half).
-    """
+    """Area under the ROC curve of `scores` for the positive class (rag.metrics.auroc); None unless both
+    classes occur, so a report over a question set without unanswerable questions simply has no AUROC."""
     if len(scores) != len(labels):
         raise ValueError(f"{len(scores)} scores but {len(labels)} labels")
-    positives = [s for s, y in zip(scores, labels) if y]
-    negatives = [s for s, y in zip(scores, labels) if not y]
-    if not positives or not negatives:
+    if all(labels) or not any(labels):
         return None
-    # rank-sum (Mann-Whitney U) with average ranks for ties
-    ordered = sorted(scores)
-    first: dict[float, int] = {}
-    count: dict[float, int] = {}
-    for i, s in enumerate(ordered, start=1):
-        first.setdefault(s, i)
-        count[s] = count.get(s, 0) + 1
-    rank_sum = sum(first[s] + (count[s] - 1) / 2 for s in positives)
-    u = rank_sum - len(positives) * (len(positives) + 1) / 2
-    return u / (len(positives) * len(negatives))
+    return metrics.auroc(scores, labels)
