@@ -75,8 +75,6 @@ class QueryResult:
     hits: list[Hit]
     index_id: str
     timings_ms: dict[str, float] = field(default_factory=dict)
-    similarity: float = 0.0  # the answerability features, kept for calibration
-    coverage: float = 0.0
     snapshot: object = field(default=None, repr=False, compare=False)  # rag.service.Snapshot the hits come from
     verdict: verdicts.Verdict = "not_found"  # found / uncertain / not_found (rag.verdict); answerable = not not_found
     features: verdicts.VerdictFeatures | None = None  # what the verdict was decided from, kept for calibration
@@ -168,9 +166,7 @@ class Retriever:
             for rank, j in enumerate(order[:top_k], start=1)
         ]
         lap("highlight")
-        similarity = float((passage_cos.max() + sentence_cos.max()) / 2) if len(pool) else 0.0
         top_three = [int(pool[j]) for j in order[:3]]
-        coverage = max((len(question_terms & self.passage_terms[i]) / len(question_terms) for i in top_three), default=0.0) if question_terms else 0.0
         assessment = self._assess(question, question_terms, query, top_three)
         lap("verdict")
         return QueryResult(
@@ -181,8 +177,6 @@ class Retriever:
             hits=hits,
             index_id=self.index.id,
             timings_ms=timings,
-            similarity=round(similarity, 6),
-            coverage=round(coverage, 6),
             verdict=assessment.verdict,
             features=assessment.features,
             snapshot=snapshot,
