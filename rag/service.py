@@ -129,19 +129,19 @@ class Service:
         """Re-read seeds/ and the index (rebuilding if needed and allowed, or always with `force`) and swap it in;
         returns the index id now served."""
         with self._reload_lock:
-            if not force and (current := self._still_current()) is not None:
+            corpus = read_corpus(self.settings)  # read once: to compare, and to load from if it changed
+            if not force and (current := self._still_current(corpus)) is not None:
                 self.snapshot = current  # nothing to load: the files on disk are the ones being served
                 return current.id
-            snapshot = _open_snapshot(self.settings, self.model, self.encoders, force)
+            snapshot = _open_snapshot(self.settings, self.model, self.encoders, force, corpus)
             self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
             return snapshot.id
 
-    def _still_current(self) -> "Snapshot | None":
+    def _still_current(self, corpus) -> "Snapshot | None":
         """The served snapshot (with this corpus's skipped files) when the index on disk is the very one it
         was loaded from and still matches the settings and documents; None when a load is needed. Reading
-        the corpus and the manifest is cheap; loading an index (files, BM25) is not, and a crowd of no-op
-        reloads would otherwise slow every query."""
-        corpus = read_corpus(self.settings)
+        the manifest is cheap; loading an index (files, BM25) is not, and a crowd of no-op reloads would
+        otherwise slow every query."""
         config = IndexConfig.of(self.settings, list(corpus.documents), self.model)
         try:
             manifest = read_manifest(self.settings.index_dir)
@@ -204,8 +204,8 @@ class Service:
         return self.snapshot.info()
 
 
-def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False) -> Snapshot:
-    corpus = read_corpus(settings)
+def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False, corpus=None) -> Snapshot:
+    corpus = corpus if corpus is not None else read_corpus(settings)
     documents = list(corpus.documents)
     config = IndexConfig.of(settings, documents, model)
     loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build or force, force=force)
