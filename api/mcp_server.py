@@ -173,7 +173,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         if not query.strip():
             raise ToolError("query is empty: pass the question or words to search for")
         service = await get_service()
-        result = await run(service.query, query, SEARCH_RESULTS, settings.default_mode, _library_filters(filters))
+        result = await run(service.query, query, SEARCH_RESULTS, settings.default_mode, schemas.library_filters(filters))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents  # the version the hits come from
         results = [
@@ -260,7 +260,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
         service = await get_service()
-        result = await run(service.query, question, top_k, mode, _library_filters(filters))
+        result = await run(service.query, question, top_k, mode, schemas.library_filters(filters))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents
         passages = [
@@ -288,10 +288,6 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         return _result(output)
 
     return server
-
-
-def _library_filters(filters: schemas.FiltersIn | None) -> dict | None:
-    return filters.as_library() if filters is not None else None
 
 
 def passage_url(base: str, passage_id: str) -> str:

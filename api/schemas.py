@@ -78,6 +78,11 @@ class FiltersIn(BaseModel):
         return self.model_dump()
 
 
+def library_filters(filters: FiltersIn | None) -> dict | None:
+    """A request's filters as rag.filters takes them (None: no filter)."""
+    return filters.as_library() if filters is not None else None
+
+
 @dataclass(frozen=True)
 class RequestModels:
     """The request models of one app, with its configured limits."""
