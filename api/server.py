@@ -302,15 +302,11 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
 
 def check_index_current(settings: Settings) -> None:
     """Refuse to start replicas over a missing or stale index (each would refuse it alone); reads only the manifest."""
-    from rag.build import IndexConfig
-    from rag.documents import load_corpus
+    from rag.build import on_disk, read_corpus
     from rag.model import resolve_model
-    from rag.store import read_manifest, stale_reasons
 
-    documents = list(load_corpus(settings.seeds_dir, settings.max_document_bytes).documents)
-    expected = IndexConfig.of(settings, documents, resolve_model(settings.model)).fingerprint()
-    manifest = read_manifest(settings.index_dir)
-    if reasons := stale_reasons(manifest, expected):
+    manifest, reasons = on_disk(settings, list(read_corpus(settings).documents), resolve_model(settings.model))
+    if reasons:
         raise RagError(f"index {manifest.get('id')} is stale ({', '.join(reasons)}); run `rag index` first: replicas never build")
 
 

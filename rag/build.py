@@ -45,7 +45,7 @@ from rag.lexical import lexical_fingerprint
 from rag.model import ModelSpec, resolve_model
 from rag.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text
 from rag import store
-from rag.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, load_index, manifest_digest, passages_json, remove_strays, text_key
+from rag.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, load_index, manifest_digest, passages_json, read_manifest, remove_strays, stale_reasons, text_key
 
 log = logging.getLogger(__name__)
 LIBRARIES = ("faiss-cpu", "bm25s", "onnxruntime", "sentence-transformers", "numpy")
@@ -154,6 +154,13 @@ def load_or_build(
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
     return load_index(settings.index_dir, expected), True
+
+
+def on_disk(settings: Settings, documents: list[Document], model: ModelSpec) -> tuple[dict, list[str]]:
+    """The manifest of the index on disk and what is stale about it for these settings and documents
+    (reads only the manifest; IndexProblem when there is none or it cannot be read)."""
+    manifest = read_manifest(settings.index_dir)
+    return manifest, stale_reasons(manifest, IndexConfig.of(settings, documents, model).fingerprint())
 
 
 @contextmanager

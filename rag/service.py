@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.build import IndexConfig, load_or_build, read_corpus
+from rag.build import IndexConfig, load_or_build, on_disk, read_corpus
 from rag.config import Settings
 from rag.documents import Document, Skipped
 from rag.encoders import Encoders
@@ -34,7 +34,7 @@ from rag.lexical import LexicalIndex
 from rag.model import ModelSpec, resolve_model
 from rag.passage_text import heading_text
 from rag.retrieval import QueryResult, Retriever, check_params, clean_question
-from rag.store import LoadedIndex, read_manifest, stale_reasons
+from rag.store import LoadedIndex
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +142,11 @@ class Service:
         was loaded from and still matches the settings and documents; None when a load is needed. Reading
         the manifest is cheap; loading an index (files, BM25) is not, and a crowd of no-op reloads would
         otherwise slow every query."""
-        config = IndexConfig.of(self.settings, list(corpus.documents), self.model)
         try:
-            manifest = read_manifest(self.settings.index_dir)
+            manifest, stale = on_disk(self.settings, list(corpus.documents), self.model)
         except IndexProblem:
             return None
-        if manifest.get("id") != self.snapshot.id or manifest.get("build") != self.snapshot.index.manifest.get("build"):
-            return None
-        if stale_reasons(manifest, config.fingerprint()):
+        if stale or manifest.get("id") != self.snapshot.id or manifest.get("build") != self.snapshot.index.manifest.get("build"):
             return None
         return dataclasses.replace(self.snapshot, skipped=tuple(corpus.skipped))
 
