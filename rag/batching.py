@@ -10,6 +10,10 @@ padding), embeds it in one call and hands each caller its row.
 No request waits for a batch to fill: a lone request is embedded at once,
 and under load requests gather while the previous batch runs. Calls with
 several texts (index builds, eval) bypass the queue.
+
+When the inner encoder can give word-piece vectors (`embed_questions`, see
+rag.embedding.QuestionEmbedding) the batch is run that way, and
+`embed_question` hands the caller the whole embedding; `encode` its vector.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import threading
 from concurrent.futures import Future
 
 import numpy as np
+
+from rag.embedding import QuestionEmbedding
 
 
 class BatchingEncoder:
@@ -39,9 +45,17 @@ class BatchingEncoder:
     def encode(self, texts: list[str], **kwargs) -> np.ndarray:
         if len(texts) != 1:
             return self.inner.encode(texts, **kwargs)
+        return self.embed_question(texts[0]).vector[None, :]
+
+    def embed_question(self, question: str) -> QuestionEmbedding:
         future: Future = Future()
-        self._queue.put((texts[0], future))
-        return future.result()[None, :]
+        self._queue.put((question, future))
+        return future.result()
+
+    def _embed(self, texts: list[str]) -> list[QuestionEmbedding]:
+        if hasattr(self.inner, "embed_questions"):
+            return self.inner.embed_questions(texts)
+        return [QuestionEmbedding(v) for v in self.inner.encode(texts)]
 
     def _next_batch(self) -> list[tuple[str, Future]]:
         batch = [self._carry] if self._carry else [self._queue.get()]
@@ -63,12 +77,12 @@ class BatchingEncoder:
         while True:
             batch = self._next_batch()
             try:
-                vectors = self.inner.encode([text for text, _ in batch])
+                embedded = self._embed([text for text, _ in batch])
             except BaseException as exc:  # every waiting caller gets the error, the worker lives on
                 for _, future in batch:
                     future.set_exception(exc)
                 continue
             self.batches += 1
             self.texts += len(batch)
-            for (_, future), vector in zip(batch, vectors):
-                future.set_result(vector)
+            for (_, future), one in zip(batch, embedded):
+                future.set_result(one)

@@ -1,8 +1,18 @@
-"""The reference encoder: sentence-transformers (torch), normalised embeddings.
+"""The reference encoder: sentence-transformers (torch), normalised embeddings; and a question's embedding.
 
-It builds indexes and is the yardstick the ONNX fast path (rag.onnx_encoder,
-chosen in rag.encoders) is checked against. Rows are float32 of unit length,
-so inner product is cosine similarity.
+The encoder builds indexes and is the yardstick the ONNX fast path
+(rag.onnx_encoder, chosen in rag.encoders) is checked against. Rows are float32
+of unit length, so inner product is cosine similarity.
+
+`QuestionEmbedding` is what the query path gets from one forward pass: the
+sentence vector, and the word pieces' own output vectors with their character
+spans. The verdict (rag.verdict.masked_vector) pools a subset of those pieces
+to embed "the question without the words the evidence already holds" without a
+second forward pass. `embed_question` gives one from any encoder: those without
+`embed_question` of their own (a model whose tokenizer gives no character
+spans) return the vector alone, and the verdict embeds the masked text instead:
+that drops the masked words' context too, so its relation cosine runs lower
+than the pooled one the verdict was fitted on (a stricter verdict).
 """
 
 from __future__ import annotations
@@ -11,8 +21,25 @@ import os
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from rag.errors import ModelError
 from rag.model import ModelSpec
+
+
+@dataclass(frozen=True)
+class QuestionEmbedding:
+    vector: np.ndarray  # the sentence embedding, unit length
+    tokens: np.ndarray | None = None  # (word pieces, dim): the model's last hidden state, before pooling
+    spans: tuple[tuple[int, int], ...] = ()  # each word piece's characters in the question; (0, 0) for [CLS]/[SEP]
+
+
+def embed_question(encoder, question: str) -> QuestionEmbedding:
+    """One forward pass for `question`: with its word pieces when the encoder can give them."""
+    own = getattr(encoder, "embed_question", None)
+    if own is not None:
+        return own(question)
+    return QuestionEmbedding(encoder.encode([question])[0])
 
 
 class SentenceTransformerEncoder:
@@ -48,3 +75,19 @@ class SentenceTransformerEncoder:
             show_progress_bar=progress,
         )
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_questions(self, texts: list[str]) -> list[QuestionEmbedding]:
+        """Sentence vectors and word-piece vectors of each text in one forward pass (see QuestionEmbedding)."""
+        if not getattr(self._tokenizer, "is_fast", False):  # no character spans: the vectors alone
+            return [QuestionEmbedding(v) for v in self.encode(texts)]
+        outputs = self.model.encode(list(texts), output_value=None, normalize_embeddings=True, convert_to_numpy=False)
+        embedded = []
+        for text, out in zip(texts, outputs):
+            spans = self._tokenizer(text, return_offsets_mapping=True, truncation=True, max_length=self.max_seq_length)["offset_mapping"]
+            tokens = out["token_embeddings"].float().cpu().numpy()[: len(spans)]
+            vector = out["sentence_embedding"].float().cpu().numpy()
+            embedded.append(QuestionEmbedding(np.ascontiguousarray(vector, dtype=np.float32), tokens, tuple(map(tuple, spans))))
+        return embedded
+
+    def embed_question(self, question: str) -> QuestionEmbedding:
+        return self.embed_questions([question])[0]

@@ -91,11 +91,17 @@ class OnnxQueryEncoder:
         self.kind = "onnx"
         self.precision = precision  # "fp32" or a variant verified by rag.quantize and gated by rag.encoder_gate
         self.max_seq_length = max_seq_length
-        self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length)
+        self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length, token_states=True)
         self.dimension = self._encoder.dim
 
     def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32) -> np.ndarray:
         return self._encoder.encode(list(texts))
+
+    def embed_questions(self, texts: list[str]) -> list:
+        return self._encoder.embed_questions(list(texts))
+
+    def embed_question(self, question: str):
+        return self._encoder.embed_questions([question])[0]
 
 
 class Encoders:

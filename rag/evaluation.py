@@ -658,41 +658,49 @@ def _commit() -> str | None:
 
 
 # --- the verdict (issue 12) ----------------------------------------------------------------
-# "off-topic" is the first unanswerable batch (kind "unanswerable"); "near-topic" the second (facts the article
-# does not give about people and events it names).
+# Three kinds of unanswerable question (eval/questions.jsonl): "off-topic" (outside the documents' domain: cooking,
+# programming; every one should be refused), "out of scope" (kind "unanswerable", the first batch: mostly the
+# article's domain but not its content) and "near-topic" (facts the article does not give about people and events
+# it names). AUROC is reported against near-topic (the hard case) and against every unanswerable question.
 
-VERDICT_COLUMNS = ["auroc_near", "auroc_all", "kept_answerable", "refused_off_topic", "refused_near_topic"]
+VERDICT_COLUMNS = ["auroc_near", "auroc_all", "kept_answerable", "refused_off_topic", "refused_out_of_scope", "refused_near_topic"]
+VERDICT_GROUPS = (("answerable", None), ("off_topic", "off-topic"), ("out_of_scope", "unanswerable"), ("near_topic", "near-topic"))
 
 
 def verdict_summary(rows: list[dict]) -> dict:
     """AUROC of `confidence` (answerable vs near-topic, vs every unanswerable), kept/refused rates, three-way counts."""
     answerable = [r for r in rows if r["answerable"]]
-    near = [r for r in rows if r["kind"] == "near-topic"]
-    off = [r for r in rows if r["kind"] == "unanswerable"]
+    groups = {name: [r for r in rows if not r["answerable"] and r["kind"] == kind] for name, kind in VERDICT_GROUPS[1:]}
+    groups["answerable"] = answerable
+    unanswerable = [r for r in rows if not r["answerable"]]
 
     def area(negatives: list[dict]) -> float | None:
         both = answerable + negatives
         return round(metrics.auroc([r["confidence"] for r in both], [r["answerable"] for r in both]), 4) if answerable and negatives else None
 
+    def refused(group: list[dict]) -> float | None:
+        return round(metrics.refused_rate(r["predicted_answerable"] for r in group), 4) if group else None
+
     out = {
-        "auroc_near": area(near),
-        "auroc_all": area(near + off),
+        "auroc_near": area(groups["near_topic"]),
+        "auroc_all": area(unanswerable),
         "kept_answerable": round(metrics.kept_rate(r["predicted_answerable"] for r in answerable), 4),
-        "refused_off_topic": round(metrics.refused_rate(r["predicted_answerable"] for r in off), 4),
-        "refused_near_topic": round(metrics.refused_rate(r["predicted_answerable"] for r in near), 4),
+        "refused_off_topic": refused(groups["off_topic"]),
+        "refused_out_of_scope": refused(groups["out_of_scope"]),
+        "refused_near_topic": refused(groups["near_topic"]),
     }
-    for name, group in (("answerable", answerable), ("off_topic", off), ("near_topic", near)):
-        out[f"verdicts_{name}"] = {v: sum(1 for r in group if r.get("verdict") == v) for v in ("found", "uncertain", "not_found")}
+    for name, _ in VERDICT_GROUPS:
+        out[f"verdicts_{name}"] = {v: sum(1 for r in groups[name] if r.get("verdict") == v) for v in ("found", "uncertain", "not_found")}
     return out
 
 
 def verdict_table(report: dict, group: str) -> str:
-    lines = [f"| system | {' | '.join(VERDICT_COLUMNS)} | found/uncertain/not_found: answerable · off-topic · near-topic |", "|" + "---|" * (len(VERDICT_COLUMNS) + 2)]
+    lines = [f"| system | {' | '.join(VERDICT_COLUMNS)} | found/uncertain/not_found: answerable · off-topic · out of scope · near-topic |", "|" + "---|" * (len(VERDICT_COLUMNS) + 2)]
     for name, groups in report["systems"].items():
         s = groups.get(group)
         if not s or not any(s["verdicts_answerable"].values()):  # the system gives no verdict (the baseline)
             continue
         cells = ["–" if s[c] is None else f"{s[c]:.3f}" for c in VERDICT_COLUMNS]
-        three = " · ".join("/".join(str(s[f"verdicts_{g}"][v]) for v in ("found", "uncertain", "not_found")) for g in ("answerable", "off_topic", "near_topic"))
+        three = " · ".join("/".join(str(s[f"verdicts_{g}"][v]) for v in ("found", "uncertain", "not_found")) for g, _ in VERDICT_GROUPS)
         lines.append(f"| {name} | {' | '.join(cells)} | {three} |")
     return "\n".join(lines)

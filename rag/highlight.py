@@ -42,9 +42,9 @@ class Candidate:
 
 def holds_answer_type(question: str, sentence: str) -> bool:
     """Whether the sentence holds the kind of answer the question asks for (rag.verdict's types, plus a name for "who")."""
-    from rag.verdict import answer_type, names_outside, type_met
+    from rag.verdict import answer_type, asks_for_name, names_outside, type_met
 
-    if re.match(r"\s*(who|whom|whose)\b", question, re.I):
+    if asks_for_name(question):
         return bool(names_outside(sentence, question))
     kind = answer_type(question)
     return kind is not None and type_met(kind, sentence, question)

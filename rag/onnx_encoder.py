@@ -27,6 +27,10 @@ Why it is built this way (each point was measured, see eval/bench_encoder.py):
   cosine mean 0.994 to fp32, same dense top-1 for 93% of the eval questions). The int8 variant the
   service uses quantizes activations per block of 128 instead (`MatMulNBits`, rag.quantize), and
   `encode_bucketed` serves index builds (rag.build_encoder).
+* The query path also reads the last hidden state (`token_states=True`): the session is made from
+  the verified file with that tensor added as a second output (`_with_token_output`), so one
+  forward pass gives the sentence vector and the word pieces' vectors the verdict pools
+  (rag.embedding.QuestionEmbedding). Builds ask for the sentence vector only.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 OUTPUT_NAME = "sentence_embedding"
+_HIDDEN_STATE_OPS = ("LayerNormalization", "SkipLayerNormalization")
 _MASK_FILL = -10000.0  # additive mask value; BERT's classic one, recognised by the ORT fusion
 
 
@@ -219,6 +224,31 @@ def _save_atomic(model, out_path: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+def _with_token_output(onnx_path: Path):
+    """The model of `onnx_path` with its last hidden state (what mean pooling sums) as a second output.
+
+    Walks back from the sentence embedding to the pooling `Mul(hidden, mask)` and exposes the input of it
+    that a layer norm produced: the same tensor in the fp32 export and in its quantized variants."""
+    import onnx
+
+    model = onnx.load(str(onnx_path))
+    producer = {out: node for node in model.graph.node for out in node.output}
+    seen, todo = set(), [OUTPUT_NAME]
+    while todo:
+        name = todo.pop()
+        node = producer.get(name)
+        if node is None or name in seen:
+            continue
+        seen.add(name)
+        if node.op_type == "Mul":
+            hidden = [i for i in node.input if i in producer and producer[i].op_type in _HIDDEN_STATE_OPS]
+            if hidden:
+                model.graph.output.append(onnx.helper.make_tensor_value_info(hidden[0], onnx.TensorProto.FLOAT, None))
+                return model, hidden[0]
+        todo.extend(node.input)
+    raise ValueError(f"{onnx_path}: no mean-pooled hidden state found")
+
+
 def _default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -238,6 +268,7 @@ class OnnxEncoder:
         threads: int | None = None,
         batch_size: int = 32,
         spinning: bool = False,
+        token_states: bool = False,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -263,12 +294,17 @@ class OnnxEncoder:
         # the cores the other thread of the same forward (and the server) needs. Measured under load ~11:
         # batch-1 questions 31 vs 41 ms, a build batch of 40 paragraphs 2.8 vs 3.9 s (eval/bench_encoder.py).
         opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self._token_output = None
+        source = str(onnx_path)
+        if token_states:
+            model, self._token_output = _with_token_output(onnx_path)
+            source = model.SerializeToString()
+        self._session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         names = {i.name for i in self._session.get_inputs()}
         if names != set(INPUT_NAMES):
             raise ValueError(f"{onnx_path}: unexpected inputs {sorted(names)}")
         self._outputs = [OUTPUT_NAME]
-        self.dim = int(self._session.get_outputs()[0].shape[-1])
+        self.dim = int(next(o for o in self._session.get_outputs() if o.name == OUTPUT_NAME).shape[-1])
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
 
@@ -293,6 +329,27 @@ class OnnxEncoder:
             mask = np.array([e.attention_mask for e in encs], dtype=np.int64)
             return self._run(ids, mask)
         return self.encode_bucketed(texts)
+
+    def embed_questions(self, texts: Sequence[str]) -> list:
+        """Sentence vectors and word-piece vectors (rag.embedding.QuestionEmbedding) of a few texts, one run."""
+        from rag.embedding import QuestionEmbedding
+
+        if self._token_output is None:
+            raise RuntimeError("this encoder was opened without token_states")
+        if not texts:
+            return []
+        encs = self._tok_single.encode_batch(list(texts))
+        width = max(len(e.ids) for e in encs)
+        ids = np.full((len(encs), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for row, e in enumerate(encs):
+            ids[row, :len(e.ids)] = e.ids
+            mask[row, :len(e.ids)] = 1
+        vectors, states = self._session.run(
+            [OUTPUT_NAME, self._token_output],
+            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+        )
+        return [QuestionEmbedding(vectors[row], states[row, :len(e.ids)].copy(), tuple(e.offsets)) for row, e in enumerate(encs)]
 
     def encode_bucketed(self, texts: Sequence[str], on_batch=None, max_batch: int = 128,
                         max_tokens: int = 512) -> np.ndarray:

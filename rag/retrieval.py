@@ -39,6 +39,7 @@ import numpy as np
 from rag import highlight as highlighting
 from rag import verdict as verdicts
 from rag.chunking import Passage
+from rag.embedding import QuestionEmbedding, embed_question
 from rag.errors import InvalidInput
 
 MODES = ("hybrid", "dense", "lexical")
@@ -136,7 +137,8 @@ class Retriever:
             timings[stage] = round((now - clock) * 1000, 3)
             clock = now
 
-        query = self.encoder.encode([question])[0]
+        embedded = embed_question(self.encoder, question)
+        query = embedded.vector
         lap("embed")
         candidates: dict[str, np.ndarray] = {}
         if mode != "lexical":
@@ -167,7 +169,7 @@ class Retriever:
         ]
         lap("highlight")
         top_three = [int(pool[j]) for j in order[:3]]
-        assessment = self._assess(question, question_terms, query, top_three)
+        assessment = self._assess(question, question_terms, embedded, top_three)
         lap("verdict")
         return QueryResult(
             question=question,
@@ -206,15 +208,21 @@ class Retriever:
         _, ids = vectors.search(query[None, :], self.depth, params=params)
         return ids[0][ids[0] >= 0]
 
-    def _assess(self, question: str, question_terms: set[str], query: np.ndarray, top: list[int]) -> verdicts.Assessment:
-        """The verdict (rag.verdict) from the top passages' sentences; embeds the masked question once more."""
+    def _assess(self, question: str, question_terms: set[str], embedded: QuestionEmbedding, top: list[int]) -> verdicts.Assessment:
+        """The verdict (rag.verdict) from the top passages' sentences and the question's word pieces."""
         rows = [r for i in top for r in range(self.index.sentence_rows[i][0], sum(self.index.sentence_rows[i]))]
         vectors = np.asarray(self.index.sentence_vectors[rows], dtype=np.float32)
-        cosines = vectors @ query
+        cosines = vectors @ embedded.vector
         sentences = [verdicts.Sentence(self._sentence_text(r), self.sentence_terms[r], float(c)) for r, c in zip(rows, cosines)]
         closest = rows[int(np.argmax(cosines))] if rows else None
-        masked = verdicts.masked_question(question, self.sentence_terms[closest], self.lexical.terms) if rows else None
-        relation = verdicts.relation_cos(self.encoder.encode([masked])[0], vectors) if masked else float(cosines.max(initial=0.0))
+        kept = verdicts.kept_spans(question, self.sentence_terms[closest], self.lexical.terms) if rows else None
+        if kept is None:
+            relation = float(cosines.max(initial=0.0))
+        elif embedded.tokens is not None:
+            relation = verdicts.relation_cos(verdicts.masked_vector(embedded.tokens, embedded.spans, kept), vectors)
+        else:  # an encoder without word pieces: embed the masked text
+            masked = " ".join(question[a:b] for a, b in kept)
+            relation = verdicts.relation_cos(self.encoder.encode([masked])[0], vectors)
         features = verdicts.features(question, question_terms, sentences, self.idf, self.unseen_idf, relation)
         return verdicts.assess(features, self.verdict_model, self.answerable_threshold, self.found_threshold)
 

@@ -9,7 +9,11 @@ paragraphs, and the dev/test split is the seeded, kind-stratified draw below.
 The set grew once (issue 12): near-topic unanswerable questions (`near-topic`:
 people, parties and events the article names, facts it does not give) and more
 paraphrases, ids after q128 and n001 on. The new rows got their own seeded draw,
-so the first batch's splits did not move.
+so the first batch's splits did not move. A third batch (ids o001 on, kind
+`off-topic`) holds questions from outside the documents' domain altogether
+(cooking, programming, sport): the verdict must refuse every one of them. The
+first batch's `unanswerable` questions are mostly the article's domain but not
+its content (Kautsky, Kronstadt), and are reported as "out of scope".
 """
 
 import collections
@@ -30,7 +34,7 @@ SEED_TEXT = ROOT / "seeds" / "permanent-revolution-1917-and-today.txt"
 
 SECTIONS = ["Introduction", *HEADINGS[1:]]  # the eval set names the untitled opening "Introduction"
 ANSWERABLE_KINDS = {"paraphrase", "entity", "number", "why_how", "multi_paragraph"}
-UNANSWERABLE_KINDS = {"unanswerable", "near-topic"}  # "unanswerable": the first batch, mostly off the article's topic
+UNANSWERABLE_KINDS = {"unanswerable", "near-topic", "off-topic"}  # "unanswerable": the first batch, out of the article's scope
 KINDS = ANSWERABLE_KINDS | UNANSWERABLE_KINDS
 KEYS = {"id", "question", "quotes", "kind", "section", "split", "answerable"}
 
@@ -38,11 +42,14 @@ KEYS = {"id", "question", "quotes", "kind", "section", "split", "answerable"}
 SPLIT_SEED = 20180111
 DEV_FRACTION = 0.4
 SECOND_BATCH_SEED = 2018011112  # issue 12's additions, drawn the same way before any system saw them
+THIRD_BATCH_SEED = 2018011113  # the off-topic questions, drawn the same way before any system saw them
 FIRST_BATCH_LAST_ANSWERABLE = 128
 
 
 def batch(row_id: str) -> int:
-    """1 for the original set, 2 for issue 12's additions (q129 on, every n id)."""
+    """1 for the original set, 2 for issue 12's additions (q129 on, every n id), 3 for the off-topic ones (o ids)."""
+    if row_id.startswith("o"):
+        return 3
     return 2 if row_id.startswith("n") or (row_id.startswith("q") and int(row_id[1:]) > FIRST_BATCH_LAST_ANSWERABLE) else 1
 
 
@@ -101,7 +108,8 @@ def test_schema(rows):
         else:
             assert r["answerable"] is False, r["id"]
             assert r["kind"] in UNANSWERABLE_KINDS and r["section"] is None and r["quotes"] == [], r["id"]
-            assert re.fullmatch(r"u\d{3}" if r["kind"] == "unanswerable" else r"n\d{3}", r["id"]), r["id"]
+            prefix = {"unanswerable": "u", "near-topic": "n", "off-topic": "o"}[r["kind"]]
+            assert re.fullmatch(prefix + r"\d{3}", r["id"]), r["id"]
 
 
 def test_ids_and_questions_unique(rows):
@@ -119,6 +127,7 @@ def test_counts(rows):
     assert len(answerable(rows)) >= 60
     assert len([r for r in rows if r["kind"] == "unanswerable"]) >= 15
     assert len([r for r in rows if r["kind"] == "near-topic"]) >= 45
+    assert len([r for r in rows if r["kind"] == "off-topic"]) >= 20
     assert len([r for r in rows if r["kind"] == "paraphrase" and batch(r["id"]) == 2]) >= 30
 
 
@@ -178,4 +187,5 @@ def test_splits_cover_every_kind(rows):
 def test_split_is_the_seeded_stratified_draw(rows):
     expected = assign_splits([r for r in rows if batch(r["id"]) == 1])
     expected |= assign_splits([r for r in rows if batch(r["id"]) == 2], seed=SECOND_BATCH_SEED)
+    expected |= assign_splits([r for r in rows if batch(r["id"]) == 3], seed=THIRD_BATCH_SEED)
     assert {r["id"]: r["split"] for r in rows} == expected

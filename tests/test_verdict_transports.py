@@ -9,11 +9,12 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli import main
 from rag.verdict import QUOTED_DATA
+from tests.test_verdict import UNCERTAIN
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 CASES = {
     "found": "Why did Trotsky think the bourgeoisie could not lead?",
-    "uncertain": "Who financed the Jacobins?",
+    "uncertain": UNCERTAIN,
     "not_found": "What is the best recipe for banana bread?",
 }
 NOTE_SAYS = {"found": "answer from them and cite", "uncertain": "may not cover it", "not_found": "do not answer it from these passages"}

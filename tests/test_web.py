@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from tests.test_verdict import UNCERTAIN
+
 pytestmark = pytest.mark.slow  # live servers, subprocesses, browsers or whole-set runs: `make test`, not `make test-fast`
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -153,7 +155,7 @@ def test_unanswerable_question_says_so_and_shows_closest_passages(page):
 
 
 def test_an_uncertain_verdict_is_said_in_words(page, service):
-    question = "Who financed the Jacobins?"  # named by the article, never answered by it: the verdict hesitates
+    question = UNCERTAIN  # named by the article, never answered by it: the verdict hesitates
     assert service.query(question).verdict == "uncertain"
     ask_with_keyboard(page, question)
     expect(page.locator("#verdict")).to_contain_text("Uncertain: the document may not answer this (confidence")

@@ -1,0 +1,86 @@
+"""One forward pass per question: the sentence vector and the word pieces the verdict pools (rag.embedding).
+
+The masked question of the verdict (rag.verdict.masked_vector) is pooled from the question's own word-piece
+vectors instead of a second forward pass. These tests hold the encoders to that contract: pooling every piece
+gives back the sentence vector, spans point into the question, a batch gives what single calls give, and an
+encoder without word pieces still gets a verdict (it embeds the masked text)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag import verdict as V
+from rag.embedding import QuestionEmbedding, embed_question
+from rag.lexical import LexicalIndex
+from rag.retrieval import Retriever
+
+QUESTIONS = ["When did Fidel Castro die?", "Why could the Russian bourgeoisie not lead its own revolution?"]
+
+
+@pytest.fixture(scope="module")
+def terms_of():
+    return LexicalIndex(["a tiny corpus", "of two passages"]).terms
+
+
+def unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+@pytest.fixture(scope="module", params=["query", "reference"])
+def any_encoder(request, encoders):
+    return encoders.query() if request.param == "query" else encoders.reference()
+
+
+def test_pooling_every_word_piece_gives_the_sentence_vector(any_encoder):
+    for question in QUESTIONS:
+        e = any_encoder.embed_question(question)
+        assert e.tokens is not None and e.tokens.shape == (len(e.spans), e.vector.shape[0])
+        assert float(unit(e.tokens.mean(axis=0)) @ e.vector) > 0.9999
+        assert e.spans[0] == (0, 0) and e.spans[-1] == (0, 0)  # [CLS] ... [SEP]
+        inner = e.spans[1:-1]
+        assert all(0 <= a < b <= len(question) for a, b in inner) and list(inner) == sorted(inner)
+        assert "".join(question[a:b] for a, b in inner).lower() == "".join(question.split()).lower().replace("?", "") + "?"
+
+
+def test_the_query_path_is_one_batched_forward_pass(encoders):
+    inner = encoders.query().inner
+    both = inner.embed_questions(QUESTIONS)  # padded to the longer one
+    for question, batched in zip(QUESTIONS, both):
+        alone = inner.embed_questions([question])[0]
+        assert batched.spans == alone.spans
+        per_piece = (batched.tokens * alone.tokens).sum(axis=1) / np.linalg.norm(batched.tokens, axis=1) / np.linalg.norm(alone.tokens, axis=1)
+        assert per_piece.min() > 0.9999  # int8 activations are quantized per row block: padding moves them a hair
+        assert float(batched.vector @ alone.vector) > 0.9999
+
+
+def test_the_fast_and_reference_encoders_mask_alike(encoders, terms_of):
+    evidence = terms_of("the revolutionary government with Fidel Castro at its head")
+    kept = V.kept_spans(QUESTIONS[0], evidence, terms_of)
+    fast, ref = encoders.query().embed_question(QUESTIONS[0]), encoders.reference().embed_question(QUESTIONS[0])
+    assert float(V.masked_vector(fast.tokens, fast.spans, kept) @ V.masked_vector(ref.tokens, ref.spans, kept)) > 0.98
+
+
+class VectorsOnly:
+    """An encoder that gives sentence vectors only (a model whose tokenizer has no character spans)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def encode(self, texts, **kwargs):
+        return self.inner.encode(texts, **kwargs)
+
+
+def test_an_encoder_without_word_pieces_still_gets_a_verdict(service):
+    """It embeds the masked text: no context of the masked words is left, so its relation cosine is lower than
+    the pooled one the verdict model was fitted on (a stricter verdict; such models are not the default)."""
+    retriever = service.snapshot.retriever
+    plain = Retriever(retriever.index, retriever.documents, retriever.lexical, VectorsOnly(retriever.encoder))
+    alone = embed_question(plain.encoder, QUESTIONS[0])
+    assert isinstance(alone, QuestionEmbedding) and alone.tokens is None and alone.spans == ()
+    for question in ("Who revised the theory of permanent revolution in 1984?", "Which newspaper did Trotsky edit?"):
+        pooled = retriever.search(question, 3)
+        embedded_again = plain.search(question, 3)
+        assert [h.passage.id for h in embedded_again.hits] == [h.passage.id for h in pooled.hits]
+        assert -1.0 <= embedded_again.features.relation_cos <= pooled.features.relation_cos + 0.05
+        assert embedded_again.verdict in ("found", "uncertain", "not_found")
