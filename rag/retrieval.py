@@ -269,6 +269,7 @@ class Retriever:
                 texts[k], start, end, float(cosines[k]),
                 verdicts.coverage(question_terms, self.sentence_terms[first + k], self.idf, self.unseen_idf),
                 highlighting.holds_answer_type(question, texts[k]),
+                highlighting.gives_asked_name(question, texts[k]),
             )
             for k, (start, end) in enumerate(passage.sentences)
         ]
