@@ -292,9 +292,14 @@ def _previous_index(index_dir: Path, config: IndexConfig) -> LoadedIndex | None:
 
 
 def _old_passage_vectors(old: LoadedIndex | None) -> dict[str, np.ndarray]:
-    if old is None or old.manifest.get("index_type") != "flat":
+    """The old index's passage vectors by embedded text. Every type gives back exactly what it stores (float16
+    rows, rag.ann), so a rebuild that reuses them stores the same bits again."""
+    if old is None:
         return {}
-    vectors = old.vectors.reconstruct_n(0, old.vectors.ntotal)
+    try:
+        vectors = old.vectors.reconstruct_n(0, old.vectors.ntotal)
+    except RuntimeError:  # an index of another make that cannot give its vectors back: embed again
+        return {}
     return dict(zip(old.embedded_keys, vectors))
 
 

@@ -39,7 +39,7 @@ def test_build_save_load_round_trip(tmp_path, seeds_copy, encoder):
     stored = loaded.vectors.reconstruct_n(0, loaded.vectors.ntotal)
     assert np.allclose(np.linalg.norm(stored, axis=1), 1.0, atol=1e-4)
     fresh = encoder.encode(embedding_texts(expected, {d.id: d for d in documents}))
-    assert np.allclose(stored, fresh, atol=1e-5)
+    assert np.allclose(stored, fresh, atol=1e-4)  # stored as float16 (rag.ann): within its rounding
     names = sorted(p.name for p in settings.index_dir.iterdir())
     assert not [n for n in names if n.startswith(".tmp-")]
     assert len([n for n in names if n != ".lock"]) == 4  # manifest + three data files
