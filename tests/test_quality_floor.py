@@ -30,5 +30,5 @@ def test_the_verdict_holds_its_floor_on_dev(service):
     floor = json.loads((EVAL_DIR / "floor.json").read_text())["verdict"]
     questions = [q for q in load_questions() if q.split == floor["split"]]
     got = evaluate({"default": service_system(service, floor["mode"])}, questions)["systems"]["default"]["all"]
-    for metric in ("auroc_near", "kept_answerable", "refused_off_topic", "refused_near_topic"):
+    for metric in ("auroc_near", "kept_answerable", "refused_off_topic", "refused_out_of_scope", "refused_near_topic"):
         assert got[metric] >= floor[metric], f"verdict {metric} fell to {got[metric]:.3f}, below the floor {floor[metric]}"
