@@ -222,6 +222,7 @@ def run_serve(work: Path | None, pool: list[str]) -> dict:
             stages.setdefault(stage, []).append(ms)
     beyond_embed = [t - e for t, e in zip(totals, stages.get("embed", [0.0] * len(totals)))]
     peak = rss_kb("VmHWM")
+    anon, mapped = rss_kb("RssAnon"), rss_kb("RssFile")  # after the questions: private memory vs pages of mapped files
     row = {
         "passages": len(loaded.passages),
         "index_type": loaded.manifest["index_type"],
@@ -236,6 +237,8 @@ def run_serve(work: Path | None, pool: list[str]) -> dict:
         "rss_model_mb": round(rss_model / 1024, 1),
         "rss_loaded_mb": round(rss_loaded / 1024, 1),
         "serve_peak_rss_mb": round(peak / 1024, 1),
+        "serve_rss_anon_mb": round(anon / 1024, 1),  # private: the process's own memory
+        "serve_rss_file_mb": round(mapped / 1024, 1),  # shared, reclaimable: memory-mapped sentence vectors, libraries
         "sentence_vectors": type(loaded.sentence_vectors).__name__ + " " + str(loaded.sentence_vectors.dtype),
     }
     if not article:
