@@ -8,8 +8,9 @@ test split never sees them.
 
 History: the first model had two features (`similarity`, the mean of the best
 passage and best sentence cosines, and `coverage`, the share of question terms
-in the best of the top three passages); rag.verdict's three-feature model
-replaced it (issue 12).
+in the best of the top three passages); rag.verdict's model replaced it (issue
+12): three features first, two since the masked question is pooled from the
+question's word pieces.
 """
 
 from __future__ import annotations

@@ -291,15 +291,19 @@ def _previous_index(index_dir: Path, config: IndexConfig) -> LoadedIndex | None:
     return old if old.manifest.get("model") == config.model.as_dict() else None
 
 
-def _old_passage_vectors(old: LoadedIndex | None) -> dict[str, np.ndarray]:
-    """The old index's passage vectors by embedded text. Every type gives back exactly what it stores (float16
-    rows, rag.ann), so a rebuild that reuses them stores the same bits again."""
+def _old_passage_vectors(old: LoadedIndex | None, chunk: int = 100_000) -> dict[str, np.ndarray]:
+    """The old index's passage vectors by embedded text, read back in chunks and kept as float16: what every
+    FAISS type of this version stores (rag.ann), so a rebuild that reuses them stores the same vectors again,
+    and half the memory of a float32 copy (1M passages: 0.77 GB instead of 1.5 GB). An older index of another
+    make that cannot give its vectors back is embedded again."""
     if old is None:
         return {}
+    total = old.vectors.ntotal
     try:
-        vectors = old.vectors.reconstruct_n(0, old.vectors.ntotal)
-    except RuntimeError:  # an index of another make that cannot give its vectors back: embed again
+        blocks = [old.vectors.reconstruct_n(start, min(chunk, total - start)).astype(np.float16) for start in range(0, total, chunk)]
+    except RuntimeError:
         return {}
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, old.vectors.d), dtype=np.float16)
     return dict(zip(old.embedded_keys, vectors))
 
 

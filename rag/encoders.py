@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.batching import BatchingEncoder
-from rag.embedding import SentenceTransformerEncoder
+from rag.embedding import QuestionEmbedding, SentenceTransformerEncoder
 from rag.errors import ModelError
 from rag.model import ModelSpec, file_sha256, is_default_model
 
@@ -97,10 +97,10 @@ class OnnxQueryEncoder:
     def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32) -> np.ndarray:
         return self._encoder.encode(list(texts))
 
-    def embed_questions(self, texts: list[str]) -> list:
+    def embed_questions(self, texts: list[str]) -> list[QuestionEmbedding]:
         return self._encoder.embed_questions(list(texts))
 
-    def embed_question(self, question: str):
+    def embed_question(self, question: str) -> QuestionEmbedding:
         return self._encoder.embed_questions([question])[0]
 
 

@@ -56,8 +56,11 @@ _EXPLAINS = re.compile(
     r"|caused|causes|for this reason|consequently|the reason)\b", re.I)
 # "What is the name of ...?", "Which term ...?", "What did Trotsky call ...?" (a what/which question, so not "Does it
 # deserve to be called a theory?")
-_ASKS_NAME = re.compile(r"\b(what|which)\b.*(\bname (of|for|given to)\b|\bterm\b|\bknown as\b|\bcall(ed)?\b(?! (for|on|upon)\b))", re.I)
-_GIVES_NAME = re.compile(r"\b(called|termed|named|known as|dubbed|coined|so-called|labell?ed|referred to as)\b(?! (for|on|upon)\b)", re.I)
+# ("term" only as "what/which term" or "the term for": not "his second term"; "named" alone is too common a verb)
+_ASKS_NAME = re.compile(
+    r"\b(what|which) term\b|\bthe term for\b"
+    r"|\b(what|which)\b.*(\bname (of|for|given to)\b|\bknown as\b|\bcall(ed)?\b(?! (for|on|upon)\b))", re.I)
+_GIVES_NAME = re.compile(r"\b(called|termed|known as|dubbed|coined|so-called|labell?ed|referred to as)\b(?! (for|on|upon)\b)", re.I)
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,12 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from rag.embedding import QuestionEmbedding
 
 logger = logging.getLogger(__name__)
 
@@ -307,6 +310,9 @@ class OnnxEncoder:
         self.dim = int(next(o for o in self._session.get_outputs() if o.name == OUTPUT_NAME).shape[-1])
         self.max_seq_length = max_seq_length
         self.batch_size = batch_size
+        if self._token_output is not None and not self._token_output_pools_to_the_vector():
+            logger.warning("%s: the exposed hidden state does not pool to the sentence vector; not using it", onnx_path)
+            self._token_output = None
 
     def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         return self._session.run(
@@ -330,12 +336,21 @@ class OnnxEncoder:
             return self._run(ids, mask)
         return self.encode_bucketed(texts)
 
-    def embed_questions(self, texts: Sequence[str]) -> list:
-        """Sentence vectors and word-piece vectors (rag.embedding.QuestionEmbedding) of a few texts, one run."""
+    def _token_output_pools_to_the_vector(self) -> bool:
+        """The graph surgery's check: the mean of the exposed word-piece vectors must be the sentence vector."""
+        probe = self.embed_questions(["Which tensor does mean pooling sum?"])[0]
+        if probe.tokens is None or probe.tokens.ndim != 2 or probe.tokens.shape[1] != self.dim:
+            return False
+        mean = probe.tokens.mean(axis=0)
+        return float(mean @ probe.vector) / max(float(np.linalg.norm(mean)), 1e-12) > 0.999
+
+    def embed_questions(self, texts: Sequence[str]) -> list["QuestionEmbedding"]:
+        """Sentence vectors and word-piece vectors (rag.embedding.QuestionEmbedding) of a few texts, one run; the
+        vectors alone when this encoder was opened without `token_states` (or its check failed)."""
         from rag.embedding import QuestionEmbedding
 
         if self._token_output is None:
-            raise RuntimeError("this encoder was opened without token_states")
+            return [QuestionEmbedding(v) for v in self.encode(list(texts))]
         if not texts:
             return []
         encs = self._tok_single.encode_batch(list(texts))

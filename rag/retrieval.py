@@ -115,6 +115,7 @@ class Retriever:
         self.encoder = encoder
         self.answerable_threshold = answerable_threshold
         self.verdict_model = verdicts.MODEL
+        self.reembedded_model = verdicts.MODEL_REEMBEDDED
         self.found_threshold = verdicts.FOUND_THRESHOLD
         self.position = {p.id: i for i, p in enumerate(self.passages)}
         self.depth = min(len(self.passages), CANDIDATE_DEPTH)
@@ -215,16 +216,19 @@ class Retriever:
         cosines = vectors @ embedded.vector
         sentences = [verdicts.Sentence(self._sentence_text(r), self.sentence_terms[r], float(c)) for r, c in zip(rows, cosines)]
         closest = rows[int(np.argmax(cosines))] if rows else None
-        kept = verdicts.kept_spans(question, self.sentence_terms[closest], self.lexical.terms) if rows else None
-        if kept is None:
-            relation = float(cosines.max(initial=0.0))
-        elif embedded.tokens is not None:
-            relation = verdicts.relation_cos(verdicts.masked_vector(embedded.tokens, embedded.spans, kept), vectors)
-        else:  # an encoder without word pieces: embed the masked text
-            masked = " ".join(question[a:b] for a, b in kept)
-            relation = verdicts.relation_cos(self.encoder.encode([masked])[0], vectors)
+        evidence_terms = self.sentence_terms[closest] if rows else set()
+        model = self.verdict_model
+        if embedded.tokens is not None:  # the masked question pooled from the question's own word pieces
+            kept = verdicts.kept_spans(question, evidence_terms, self.lexical.terms) if rows else None
+            masked_vector = verdicts.masked_vector(embedded.tokens, embedded.spans, kept) if kept else None
+        else:  # an encoder without word pieces: embed the masked text, judged by the model fitted that way
+            model = self.reembedded_model
+            masked = verdicts.masked_question(question, evidence_terms, self.lexical.terms) if rows else None
+            masked_vector = self.encoder.encode([masked])[0] if masked else None
+        best = verdicts.RELATION_BEST if embedded.tokens is not None else verdicts.RELATION_BEST_REEMBEDDED
+        relation = verdicts.relation_cos(masked_vector, vectors, best) if masked_vector is not None else float(cosines.max(initial=0.0))
         features = verdicts.features(question, question_terms, sentences, self.idf, self.unseen_idf, relation)
-        return verdicts.assess(features, self.verdict_model, self.answerable_threshold, self.found_threshold)
+        return verdicts.assess(features, model, self.answerable_threshold, self.found_threshold)
 
     def _passage_vectors(self, pool: np.ndarray) -> np.ndarray:
         """The stored vectors of the pooled passages, read from the FAISS index (flat, HNSW or IVF with its direct map)."""

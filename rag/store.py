@@ -19,7 +19,7 @@ file's size and sha256 *before* FAISS or JSON sees a byte (a mismatch is
 never handed to a C++ reader. The manifest carries a checksum of itself.
 Each file is opened once and hashed in 1 MiB chunks from that open file, and
 then parsed from the same file: the sentence vectors (the largest file: about
-3.7 GB at a million passages) are never read whole into memory but mapped
+4.3 GB at a million passages) are never read whole into memory but mapped
 (`np.memmap`, read-only) over the verified file, so N server processes share
 one copy in the page cache. Files are never modified in place (every build
 writes fresh names), so what was verified is what stays mapped. The FAISS

@@ -131,6 +131,9 @@ def test_a_naming_question_is_answered_where_the_name_is_given():
     assert not H.gives_asked_name("Does it deserve to be called a theory?", "It is called a theory.")  # not a what/which question
     assert not H.gives_asked_name("What did the party call for?", "It called for land reform.")
     assert not H.gives_asked_name("What did the party want?", "It was termed the law of uneven development.")
+    assert H.gives_asked_name("Which term did Trotsky use for it?", "It was called combined development.")
+    assert not H.gives_asked_name("What did Trotsky do in his second term?", "It was called a term.")  # "term" as a period
+    assert not H.gives_asked_name("What is the name of the law?", "He was named chairman.")  # "named" alone: too common a verb
     sentences = [
         candidate_of(setup, 0.63, 0.33),
         candidate_of(naming, 0.32, 0.10, names=True),

@@ -50,7 +50,7 @@ def test_the_query_path_is_one_batched_forward_pass(encoders):
         alone = inner.embed_questions([question])[0]
         assert batched.spans == alone.spans
         per_piece = (batched.tokens * alone.tokens).sum(axis=1) / np.linalg.norm(batched.tokens, axis=1) / np.linalg.norm(alone.tokens, axis=1)
-        assert per_piece.min() > 0.9999  # int8 activations are quantized per row block: padding moves them a hair
+        assert per_piece.min() > 0.999  # int8 activations are quantized per row block: padding moves them a hair
         assert float(batched.vector @ alone.vector) > 0.9999
 
 
@@ -72,15 +72,36 @@ class VectorsOnly:
 
 
 def test_an_encoder_without_word_pieces_still_gets_a_verdict(service):
-    """It embeds the masked text: no context of the masked words is left, so its relation cosine is lower than
-    the pooled one the verdict model was fitted on (a stricter verdict; such models are not the default)."""
+    """It embeds the masked text again and is judged by the model fitted that way (rag.verdict.MODEL_REEMBEDDED):
+    an answered question stays found, an off-topic or near-topic one is not found, the ranking is the same."""
     retriever = service.snapshot.retriever
     plain = Retriever(retriever.index, retriever.documents, retriever.lexical, VectorsOnly(retriever.encoder))
     alone = embed_question(plain.encoder, QUESTIONS[0])
     assert isinstance(alone, QuestionEmbedding) and alone.tokens is None and alone.spans == ()
-    for question in ("Who revised the theory of permanent revolution in 1984?", "Which newspaper did Trotsky edit?"):
-        pooled = retriever.search(question, 3)
-        embedded_again = plain.search(question, 3)
+    cases = {
+        "Why did Trotsky think the bourgeoisie could not lead?": "found",  # words masked: the fallback really runs
+        "How do I bake sourdough bread at home?": "not_found",
+        "Which newspaper did Trotsky edit?": "not_found",
+    }
+    for question, verdict in cases.items():
+        pooled, embedded_again = retriever.search(question, 3), plain.search(question, 3)
         assert [h.passage.id for h in embedded_again.hits] == [h.passage.id for h in pooled.hits]
-        assert -1.0 <= embedded_again.features.relation_cos <= pooled.features.relation_cos + 0.05
-        assert embedded_again.verdict in ("found", "uncertain", "not_found")
+        assert embedded_again.verdict == pooled.verdict == verdict, (question, embedded_again.confidence)
+    # with words masked, the re-embedded question has lost their context too: its cosine runs lower
+    question = next(iter(cases))
+    assert plain.search(question, 3).features.relation_cos < retriever.search(question, 3).features.relation_cos
+
+
+def test_only_mean_pooling_models_give_word_pieces(encoders):
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.models import Normalize, Pooling
+
+    from rag.embedding import mean_pools_word_pieces
+
+    model = encoders.reference().model
+    assert mean_pools_word_pieces(model)
+    transformer = model[0]
+    dim = transformer.get_word_embedding_dimension()
+    assert not mean_pools_word_pieces(SentenceTransformer(modules=[transformer, Pooling(dim, pooling_mode="cls")]))
+    assert mean_pools_word_pieces(SentenceTransformer(modules=[transformer, Pooling(dim, pooling_mode="mean")]))
+    assert not mean_pools_word_pieces(SentenceTransformer(modules=[transformer, Normalize(), Pooling(dim, pooling_mode="mean")]))
