@@ -300,8 +300,11 @@ class OnnxEncoder:
         self._token_output = None
         source = str(onnx_path)
         if token_states:
-            model, self._token_output = _with_token_output(onnx_path)
-            source = model.SerializeToString()
+            try:
+                model, self._token_output = _with_token_output(onnx_path)
+                source = model.SerializeToString()
+            except ValueError as exc:  # a graph of another make: the sentence vectors alone (the verdict embeds again)
+                logger.warning("%s; word pieces not used", exc)
         self._session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         names = {i.name for i in self._session.get_inputs()}
         if names != set(INPUT_NAMES):

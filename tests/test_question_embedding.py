@@ -105,3 +105,26 @@ def test_only_mean_pooling_models_give_word_pieces(encoders):
     assert not mean_pools_word_pieces(SentenceTransformer(modules=[transformer, Pooling(dim, pooling_mode="cls")]))
     assert mean_pools_word_pieces(SentenceTransformer(modules=[transformer, Pooling(dim, pooling_mode="mean")]))
     assert not mean_pools_word_pieces(SentenceTransformer(modules=[transformer, Normalize(), Pooling(dim, pooling_mode="mean")]))
+
+
+def test_a_token_output_that_does_not_pool_to_the_vector_is_not_used(encoders, monkeypatch, caplog):
+    """The graph surgery is checked when the session opens: exposing the wrong tensor (here the first layer's
+    output) leaves the encoder giving sentence vectors alone, with a warning, rather than wrong word pieces."""
+    import onnx
+
+    from rag import onnx_encoder
+    from rag.encoders import ensure_onnx
+
+    path = ensure_onnx(encoders.encoder_dir, encoders.spec)
+
+    def first_layer(onnx_path):
+        model = onnx.load(str(onnx_path))
+        name = next(n.output[0] for n in model.graph.node if n.op_type in onnx_encoder._HIDDEN_STATE_OPS)
+        model.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+        return model, name
+
+    monkeypatch.setattr(onnx_encoder, "_with_token_output", first_layer)
+    encoder = onnx_encoder.OnnxEncoder(path, encoders.spec.local_dir, token_states=True)
+    embedded = encoder.embed_questions(QUESTIONS)
+    assert all(e.tokens is None for e in embedded) and "does not pool to the sentence vector" in caplog.text
+    np.testing.assert_allclose(np.stack([e.vector for e in embedded]), encoder.encode(QUESTIONS), atol=1e-6)
