@@ -114,7 +114,7 @@ def cmd_index(args, settings: Settings) -> int:
 
 
 def cmd_ask(args, settings: Settings) -> int:
-    from rag.passage_text import location
+    from rag.passage_text import titled_location
     from rag.service import Service
     from rag.verdict import verdict_words
 
@@ -132,7 +132,7 @@ def cmd_ask(args, settings: Settings) -> int:
     print(f"{result.question}\n{verdict_words(result.verdict, result.confidence)}\n")
     for hit in result.hits:
         p, doc = hit.passage, documents[hit.passage.document]
-        where = f"{doc.title} › {location(p)}"
+        where = titled_location(doc.title, p)
         print(f"[{hit.rank}] {where}  chars {p.start}–{p.end}  score {hit.score:.4f}")
         print(textwrap.indent(textwrap.fill(p.text, 96), "    "))
         print(f"    ➜ {hit.highlight.text}\n")

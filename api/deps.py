@@ -11,7 +11,6 @@ from fastapi import Request
 from api.limits import Admission
 from api.observability import Metrics
 from api.settings import ServerSettings
-from rag.config import Settings
 from rag.errors import RagError
 from rag.service import Service
 
@@ -21,10 +20,6 @@ def get_service(request: Request) -> Service:
     if service is None:  # only while the lifespan is still opening it
         raise RagError("the index is not loaded yet")
     return service
-
-
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
 
 
 def get_server_settings(request: Request) -> ServerSettings:

@@ -55,9 +55,9 @@ class BodySizeLimit:
             try:
                 declared = int(length)
             except ValueError:
-                return await _reply(send, 400, "Content-Length is not a number")
+                return await send_json(send, 400, "Content-Length is not a number")
             if declared > self.max_bytes:
-                return await _reply(send, 413, f"request body is {declared} bytes; the limit is {self.max_bytes}")
+                return await send_json(send, 413, f"request body is {declared} bytes; the limit is {self.max_bytes}")
         received = 0
         started = False
 
@@ -80,13 +80,16 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await _reply(send, 413, f"request body is over the limit of {self.max_bytes} bytes")
+                await send_json(send, 413, f"request body is over the limit of {self.max_bytes} bytes")
 
 
-async def _reply(send, status: int, message: str) -> None:
+async def send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] = (), close: bool = True) -> None:
+    """A complete `{"error", "detail"}` response; `close` ends the connection (an unread body is not drained)."""
     body = json.dumps({"error": message, "detail": None}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
+    if close:
+        head.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
 
 

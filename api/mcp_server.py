@@ -48,7 +48,7 @@ from api import schemas
 from api.settings import ServerSettings
 from rag.config import Settings
 from rag.errors import InvalidInput, NotFound, Overloaded, RagError
-from rag.passage_text import UNTITLED_SECTION, location, paragraph_mark
+from rag.passage_text import UNTITLED_SECTION, paragraph_mark, titled_location
 from rag.verdict import QUOTED_DATA, verdict_note
 from rag.service import PassageView, Service
 
@@ -179,7 +179,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         results = [
             SearchResult(
                 id=hit.passage.id,
-                title=_title(documents[hit.passage.document].title, hit.passage),
+                title=titled_location(documents[hit.passage.document].title, hit.passage),
                 url=passage_url(base, hit.passage.id),
                 text=hit.passage.text,
             )
@@ -223,7 +223,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         )
         output = FetchOutput(
             id=passage.id,
-            title=_title(document.title, passage),
+            title=titled_location(document.title, passage),
             text=_in_context(view, previous, following),
             url=passage_url(_base_url(server_settings, ctx), passage.id),
             metadata=metadata,
@@ -293,10 +293,6 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
 def passage_url(base: str, passage_id: str) -> str:
     """The web page's view of one passage, highlighted in its document (see api/static/index.html)."""
     return f"{base}/?passage={passage_id}"
-
-
-def _title(document_title: str, passage) -> str:
-    return f"{document_title} › {location(passage)}"
 
 
 def _in_context(view: PassageView, previous: PassageView | None, following: PassageView | None) -> str:

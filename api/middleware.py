@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import math
 import re
@@ -45,7 +44,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
-from api.limits import BodySizeLimit, TokenBuckets
+from api.limits import BodySizeLimit, TokenBuckets, send_json
 from api.observability import ACCESS_LOG, REQUEST_ID, Metrics
 
 log = logging.getLogger(__name__)
@@ -79,16 +78,6 @@ def install_middleware(app, settings, metrics: Metrics) -> None:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(RequestContext, metrics=metrics, router=app.router, draining=app.state.draining)
-
-
-async def send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] = (), close: bool = True) -> None:
-    """A complete `{"error", "detail"}` response; `close` ends the connection (an unread body is not drained)."""
-    body = json.dumps({"error": message, "detail": None}).encode()
-    head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
-    if close:
-        head.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _header(scope, name: bytes) -> bytes | None:

@@ -273,11 +273,12 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
 
     sock = bind(server_settings.host, server_settings.port)
     try:
-        if settings.auto_build:
+        if settings.auto_build:  # `rag index` exits 0 only with the index current
             done = subprocess.run([sys.executable, "-m", "api.cli", "index"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             if done.returncode != 0:
                 raise RagError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "building the index failed")
-        check_index_current(settings)
+        else:
+            check_index_current(settings)
     except BaseException:
         sock.close()
         raise

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT / "eval"))
 import numpy as np  # noqa: E402
 
 from bench_scale import clustered_vectors, make_queries  # noqa: E402
-from harness import pct, proc_status  # noqa: E402
+from harness import knn_recall, pct, proc_status  # noqa: E402
 
 
 def rss_kb(field: str = "VmRSS") -> int:
@@ -261,7 +261,7 @@ def ann_recall(index, queries: np.ndarray, k: int = 10, chunk: int = 100_000) ->
         top = np.argpartition(-merged_scores, k - 1, axis=1)[:, :k]
         best_scores = np.take_along_axis(merged_scores, top, axis=1)
         best_ids = np.take_along_axis(merged_ids, top, axis=1)
-    return round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found.tolist(), best_ids.tolist())])), 4)
+    return round(knn_recall(found.tolist(), best_ids.tolist(), k), 4)
 
 
 # --- driver ---------------------------------------------------------------------------------

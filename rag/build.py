@@ -270,15 +270,15 @@ def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], p
     Rows are stored as `dtype` straight away (sentence vectors: float16, no full float32 copy)."""
     if not texts:
         return encoder.encode([]).astype(dtype)
-    missing = [t for t in dict.fromkeys(texts) if text_key(t) not in reusable]
+    keys = [text_key(t) for t in texts]
+    missing = {k: t for k, t in zip(keys, texts) if k not in reusable}  # one each, in order of first use
     if missing:
-        fresh = encoder.encode(missing, progress=progress, desc=what)
-        reusable.update({text_key(t): v for t, v in zip(missing, fresh)})
+        fresh = encoder.encode(list(missing.values()), progress=progress, desc=what)
+        reusable.update(zip(missing, fresh))
     log.info("embedded %d %s, reused %d", len(missing), what, len(texts) - len(missing))
-    first = reusable[text_key(texts[0])]
-    out = np.empty((len(texts), len(first)), dtype=dtype)
-    for row, t in enumerate(texts):
-        out[row] = reusable[text_key(t)]
+    out = np.empty((len(texts), len(reusable[keys[0]])), dtype=dtype)
+    for row, k in enumerate(keys):
+        out[row] = reusable[k]
     return out
 
 

@@ -87,8 +87,7 @@ def chunk_document(document: Document, count_tokens: TokenCounter, params: Chunk
     """The document's passages in reading order (see the module docstring for the rules)."""
     units: list[tuple[str | None, tuple[int, ...], int, int]] = []
     for para in document.paragraphs:
-        text = document.text[para.start : para.end]
-        if len(text) <= params.max_chars and count_tokens(text) <= params.max_tokens:
+        if _fits(document.text, para.start, para.end, count_tokens, params):
             units.append((para.section, (para.number,), para.start, para.end))
             continue
         for start, end in _split_long(document.text, para.start, para.end, count_tokens, params):
@@ -210,8 +209,7 @@ def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams)
                 short
                 and prev[0] == unit[0]
                 and prev[1][-1] != unit[1][0]  # pieces of one split paragraph stay apart
-                and unit[3] - prev[2] <= params.max_chars
-                and count_tokens(text[prev[2] : unit[3]]) <= params.max_tokens
+                and _fits(text, prev[2], unit[3], count_tokens, params)
             ):
                 merged[-1] = (prev[0], prev[1] + unit[1], prev[2], unit[3])
                 continue

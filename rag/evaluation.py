@@ -67,7 +67,7 @@ class Answer:
     answerable: bool
     confidence: float
     highlight: str | None  # the top passage's highlighted sentence, if the system marks one
-    features: tuple[float, ...] = ()  # the verdict's features (rag.verdict.FEATURES)
+    features: tuple[float, ...] = ()  # the verdict's features (rag.verdict.VerdictFeatures)
     verdict: str | None = None  # found / uncertain / not_found, if the system gives one
 
     @property
@@ -227,9 +227,9 @@ def summarize(rows: list[dict], k: int = DEPTH) -> dict:
             "unanswerable_recall": round(r_neg, 4),
         }
     )
-    auc = evalstats.auroc([r["confidence"] for r in rows], actual)
-    summary["confidence_auroc"] = None if auc is None else round(auc, 4)
-    summary.update(verdict_summary(rows))
+    verdict = verdict_summary(rows)
+    summary["confidence_auroc"] = verdict["auroc_all"]  # answerable against every unanswerable: all the rows
+    summary.update(verdict)
     return summary
 
 
@@ -676,7 +676,8 @@ def verdict_summary(rows: list[dict]) -> dict:
 
     def area(negatives: list[dict]) -> float | None:
         both = answerable + negatives
-        return round(metrics.auroc([r["confidence"] for r in both], [r["answerable"] for r in both]), 4) if answerable and negatives else None
+        auc = evalstats.auroc([r["confidence"] for r in both], [r["answerable"] for r in both])
+        return None if auc is None else round(auc, 4)
 
     def refused(group: list[dict]) -> float | None:
         return round(metrics.refused_rate(r["predicted_answerable"] for r in group), 4) if group else None

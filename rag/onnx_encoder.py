@@ -317,11 +317,23 @@ class OnnxEncoder:
             logger.warning("%s: the exposed hidden state does not pool to the sentence vector; not using it", onnx_path)
             self._token_output = None
 
-    def _run(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        return self._session.run(
-            self._outputs,
+    def _run(self, ids: np.ndarray, mask: np.ndarray, outputs: list[str] | None = None):
+        """The sentence vectors of one batch; with `outputs`, every named output, in that order."""
+        got = self._session.run(
+            outputs or self._outputs,
             {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-        )[0]
+        )
+        return got if outputs else got[0]
+
+    def _padded(self, encs) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and attention mask of tokenizer encodings, padded to the longest."""
+        width = max(len(e.ids) for e in encs)
+        ids = np.full((len(encs), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encs), width), dtype=np.int64)
+        for row, e in enumerate(encs):
+            ids[row, :len(e.ids)] = e.ids
+            mask[row, :len(e.ids)] = 1
+        return ids, mask
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if isinstance(texts, str):
@@ -357,16 +369,7 @@ class OnnxEncoder:
         if not texts:
             return []
         encs = self._tok_single.encode_batch(list(texts))
-        width = max(len(e.ids) for e in encs)
-        ids = np.full((len(encs), width), self._pad_id, dtype=np.int64)
-        mask = np.zeros((len(encs), width), dtype=np.int64)
-        for row, e in enumerate(encs):
-            ids[row, :len(e.ids)] = e.ids
-            mask[row, :len(e.ids)] = 1
-        vectors, states = self._session.run(
-            [OUTPUT_NAME, self._token_output],
-            {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
-        )
+        vectors, states = self._run(*self._padded(encs), outputs=[OUTPUT_NAME, self._token_output])
         return [QuestionEmbedding(vectors[row], states[row, :len(e.ids)].copy(), tuple(e.offsets)) for row, e in enumerate(encs)]
 
     def encode_bucketed(self, texts: Sequence[str], on_batch=None, max_batch: int = 128,
@@ -384,13 +387,7 @@ class OnnxEncoder:
             width = len(encs[order[start]].ids)  # the longest of this batch: sorted descending
             size = max(1, min(max_batch, max_tokens // max(width, 1), n - start))
             idx = order[start:start + size]
-            ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for row, i in enumerate(idx):
-                seq = encs[i].ids
-                ids[row, :len(seq)] = seq
-                mask[row, :len(seq)] = 1
-            out[idx] = self._run(ids, mask)
+            out[idx] = self._run(*self._padded([encs[i] for i in idx]))
             start += size
             if on_batch is not None:
                 on_batch(len(idx))

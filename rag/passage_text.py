@@ -52,3 +52,8 @@ def paragraph_mark(passage: Passage) -> str:
 def location(passage: Passage) -> str:
     """Section › paragraphs, as every transport prints a citation: "Opening › ¶2"."""
     return f"{passage.section or UNTITLED_SECTION} › {paragraph_mark(passage)}"
+
+
+def titled_location(title: str, passage: Passage) -> str:
+    """Document title › section › paragraphs: "Permanent Revolution in 1917 Russia and Today › Opening › ¶2"."""
+    return f"{title} › {location(passage)}"

@@ -2,7 +2,7 @@
 
 This module owns the recipes that turn the verified fp32 export into a smaller-precision model
 file. It only writes files; whether a variant may be used is decided by measurement
-(rag.encoder_gate), and the cache that makes and verifies them lives in rag.embedding.
+(rag.encoder_gate), and the cache that makes and verifies the one in use is `ensure_quantized` below.
 
 * `quantize_dynamic_int8` - onnxruntime dynamic quantization (int8 weights, activations
   quantized per call), per-channel, optionally leaving named nodes in fp32. Mixed precision
@@ -131,18 +131,15 @@ def quantize_blockwise_int8(fp32_path: Path, out_path: Path, block_size: int = 1
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
+    from rag.onnx_encoder import _save_atomic
+
     model = onnx.load(str(fp32_path))
     config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
     quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4,
                                      nodes_to_exclude=list(exclude), algo_config=config)
     with _quiet():
         quantizer.process()
-    tmp = _atomic_target(Path(out_path))
-    try:
-        onnx.save_model(quantizer.model.model, str(tmp))
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    _save_atomic(quantizer.model.model, Path(out_path))
     return Path(out_path)
 
 

@@ -115,8 +115,6 @@ class Retriever:
         self.encoder = encoder
         self.answerable_threshold = answerable_threshold
         self.verdict_model = verdicts.MODEL
-        self.reembedded_model = verdicts.MODEL_REEMBEDDED
-        self.found_threshold = verdicts.FOUND_THRESHOLD
         self.position = {p.id: i for i, p in enumerate(self.passages)}
         self.depth = min(len(self.passages), CANDIDATE_DEPTH)
         self.sentence_terms = LazyTerms(self._sentence_text, lexical.terms)  # by sentence row, like sentence_vectors
@@ -198,7 +196,7 @@ class Retriever:
             return allowed_ids[top_indices(scores, self.depth)]
         import faiss
 
-        selector = faiss.IDSelectorBatch(allowed_ids.astype(np.int64))
+        selector = faiss.IDSelectorBatch(allowed_ids)
         inner = faiss.downcast_index(vectors)
         if isinstance(inner, faiss.IndexHNSW):
             params = faiss.SearchParametersHNSW(sel=selector, efSearch=inner.hnsw.efSearch)
@@ -211,24 +209,27 @@ class Retriever:
 
     def _assess(self, question: str, question_terms: set[str], embedded: QuestionEmbedding, top: list[int]) -> verdicts.Assessment:
         """The verdict (rag.verdict) from the top passages' sentences and the question's word pieces."""
-        rows = [r for i in top for r in range(self.index.sentence_rows[i][0], sum(self.index.sentence_rows[i]))]
+        rows, texts = [], []
+        for i in top:
+            rows.extend(range(self.index.sentence_rows[i][0], sum(self.index.sentence_rows[i])))
+            texts.extend(self._sentence_texts(i))
         vectors = np.asarray(self.index.sentence_vectors[rows], dtype=np.float32)
         cosines = vectors @ embedded.vector
-        sentences = [verdicts.Sentence(self._sentence_text(r), self.sentence_terms[r], float(c)) for r, c in zip(rows, cosines)]
-        closest = rows[int(np.argmax(cosines))] if rows else None
-        evidence_terms = self.sentence_terms[closest] if rows else set()
-        model = self.verdict_model
+        sentences = [verdicts.Sentence(t, self.sentence_terms[r], float(c)) for t, r, c in zip(texts, rows, cosines)]
+        masked_vector = None
         if embedded.tokens is not None:  # the masked question pooled from the question's own word pieces
-            kept = verdicts.kept_spans(question, evidence_terms, self.lexical.terms) if rows else None
-            masked_vector = verdicts.masked_vector(embedded.tokens, embedded.spans, kept) if kept else None
+            model, best = self.verdict_model, verdicts.RELATION_BEST
+            if rows:
+                kept = verdicts.kept_spans(question, self.sentence_terms[rows[int(np.argmax(cosines))]], self.lexical.terms)
+                masked_vector = verdicts.masked_vector(embedded.tokens, embedded.spans, kept) if kept else None
         else:  # an encoder without word pieces: embed the masked text, judged by the model fitted that way
-            model = self.reembedded_model
-            masked = verdicts.masked_question(question, evidence_terms, self.lexical.terms) if rows else None
-            masked_vector = self.encoder.encode([masked])[0] if masked else None
-        best = verdicts.RELATION_BEST if embedded.tokens is not None else verdicts.RELATION_BEST_REEMBEDDED
+            model, best = verdicts.MODEL_REEMBEDDED, verdicts.RELATION_BEST_REEMBEDDED
+            if rows:
+                masked = verdicts.masked_question(question, self.sentence_terms[rows[int(np.argmax(cosines))]], self.lexical.terms)
+                masked_vector = self.encoder.encode([masked])[0] if masked else None
         relation = verdicts.relation_cos(masked_vector, vectors, best) if masked_vector is not None else float(cosines.max(initial=0.0))
         features = verdicts.features(question, question_terms, sentences, self.idf, self.unseen_idf, relation)
-        return verdicts.assess(features, model, self.answerable_threshold, self.found_threshold)
+        return verdicts.assess(features, model, self.answerable_threshold, verdicts.FOUND_THRESHOLD)
 
     def _passage_vectors(self, pool: np.ndarray) -> np.ndarray:
         """The stored vectors of the pooled passages, read from the FAISS index (flat, HNSW or IVF with its direct map)."""
@@ -258,16 +259,19 @@ class Retriever:
         passage_index = int(np.searchsorted(self.index.sentence_rows[:, 0], row, side="right")) - 1
         while self.index.sentence_rows[passage_index, 1] == 0:  # passages without sentences share their first row
             passage_index -= 1
+        return self._sentence_texts(passage_index)[row - int(self.index.sentence_rows[passage_index, 0])]
+
+    def _sentence_texts(self, passage_index: int) -> list[str]:
+        """The texts of the passage's sentences, in order (the rows `sentence_rows[passage_index]` names)."""
         p = self.passages[passage_index]
-        s, e = p.sentences[row - int(self.index.sentence_rows[passage_index, 0])]
-        return p.text[s - p.start : e - p.start]
+        return [p.text[s - p.start : e - p.start] for s, e in p.sentences]
 
     def _highlight(self, passage_index: int, query: np.ndarray, question: str, question_terms: set[str]) -> tuple[Highlight, tuple[Highlight, ...]]:
         """The passage's sentence that answers the question, and the sentences to mark (rag.highlight)."""
         first, count = self.index.sentence_rows[passage_index]
         passage = self.passages[passage_index]
         cosines = np.asarray(self.index.sentence_vectors[first : first + count], dtype=np.float32) @ query
-        texts = [passage.text[start - passage.start : end - passage.start] for start, end in passage.sentences]
+        texts = self._sentence_texts(passage_index)
         candidates = [
             highlighting.Candidate(
                 texts[k], start, end, float(cosines[k]),

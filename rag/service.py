@@ -35,6 +35,7 @@ from rag.model import ModelSpec, resolve_model
 from rag.passage_text import heading_text
 from rag.retrieval import QueryResult, Retriever, check_params, clean_question
 from rag.store import LoadedIndex
+from rag.verdict import ANSWERABLE_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,6 @@ def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders, for
 def make_snapshot(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder, skipped: tuple = ()) -> Snapshot:
     by_id = {d.id: d for d in documents}
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
-    retriever = Retriever(loaded, by_id, lexical, encoder) if settings.answerable_threshold is None else \
-        Retriever(loaded, by_id, lexical, encoder, answerable_threshold=settings.answerable_threshold)
+    threshold = ANSWERABLE_THRESHOLD if settings.answerable_threshold is None else settings.answerable_threshold
+    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)
     return Snapshot(loaded, by_id, retriever, getattr(encoder, "kind", "torch"), tuple(skipped))

@@ -120,17 +120,29 @@ def faiss_writer(index) -> Callable[[BinaryIO], None]:
     return write
 
 
+class _HashingWriter:
+    """A binary file's `write` that also feeds every byte to a sha256 (what `write_file`'s writers call)."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self._f.write(data)
+
+
 def write_file(index_dir: Path, name: str, data: bytes | Callable[[BinaryIO], None], checksum: bool = True) -> dict | None:
     """Write `data` (bytes, or a function writing to a binary file) to index_dir/name atomically:
     temp file, fsync, rename, fsync the directory. Returns the manifest entry (size, sha256)."""
     tmp = index_dir / f".tmp-{uuid.uuid4().hex[:8]}-{name}"
     try:
         with open(tmp, "wb") as f:
-            f.write(data) if isinstance(data, bytes) else data(f)
+            hashing = _HashingWriter(f)  # hashed as written: no second read of a file that can be gigabytes
+            hashing.write(data) if isinstance(data, bytes) else data(hashing)
             f.flush()
             os.fsync(f.fileno())
-        with open(tmp, "rb") as f:
-            size, digest = os.fstat(f.fileno()).st_size, file_sha256(f)
+            size, digest = os.fstat(f.fileno()).st_size, hashing.digest.hexdigest()
         os.replace(tmp, index_dir / name)
     except BaseException:
         tmp.unlink(missing_ok=True)

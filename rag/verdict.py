@@ -48,8 +48,6 @@ from rag.answerable import AnswerabilityModel
 Verdict = Literal["found", "uncertain", "not_found"]
 AnswerType = Literal["date", "number", "place"]
 
-FEATURES = ("answer_type", "relation_cos")
-
 
 @dataclass(frozen=True)
 class VerdictFeatures:
@@ -220,8 +218,9 @@ def kept_spans(question: str, evidence_terms: set[str], terms_of) -> list[tuple[
     `terms_of(word)` gives a word's stemmed content terms (rag.lexical's `terms`); words without any (stop words,
     question words) stay, so the question keeps its form: "When did Fidel Castro die?" -> "When", "did", "die".
     """
-    kept = [m for m in _WORD.finditer(question) if not (terms_of(m.group()) and terms_of(m.group()) <= evidence_terms)]
-    return [m.span() for m in kept] if any(terms_of(m.group()) for m in kept) else None
+    words = [(m.span(), terms_of(m.group())) for m in _WORD.finditer(question)]
+    kept = [(span, terms) for span, terms in words if not (terms and terms <= evidence_terms)]
+    return [span for span, _ in kept] if any(terms for _, terms in kept) else None
 
 
 def masked_question(question: str, evidence_terms: set[str], terms_of) -> str | None:
