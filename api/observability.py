@@ -211,7 +211,7 @@ def configure_json_logging(level: str = "WARNING") -> None:
         if not any(isinstance(f, RepeatFilter) for f in handler.filters):
             handler.addFilter(RepeatFilter())
     root.setLevel(level.upper())
-    for name in ("api.access", "api.ops", "uvicorn.error"):
+    for name in ("api.access", "api.routers.ops", "uvicorn.error"):
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
