@@ -9,7 +9,7 @@ the same run, interleaved wherever possible. Sections (all by default):
   inproc   per-query latency inside one process, p50/p99 per stage (QueryResult.timings_ms) and in
            total, for hybrid / dense / lexical, against SentenceTransformer.encode + IndexFlatIP
            search of the same passage vectors; calls interleaved question by question.
-  quality  rag.evaluation over eval/questions.jsonl with the service opened with the ONNX query
+  quality  eval.evaluation over eval/questions.jsonl with the service opened with the ONNX query
            encoder and with sentence-transformers (RAG_ENCODER=onnx vs torch): R@1, R@5, MRR, and
            on how many questions the two return the same top 5.
   http     `rag serve` vs eval/plain_server.py (FastAPI, SentenceTransformer.encode in an async
@@ -59,17 +59,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "eval"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench_index import section_build  # noqa: E402
-from bench_cold import section_cold  # noqa: E402
-from bench_http import section_http  # noqa: E402
-from bench_inprocess import section_inproc  # noqa: E402
-from bench_quality import section_quality  # noqa: E402
-from bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
-from harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
+from eval.bench_index import section_build  # noqa: E402
+from eval.bench_cold import section_cold  # noqa: E402
+from eval.bench_http import section_http  # noqa: E402
+from eval.bench_inprocess import section_inproc  # noqa: E402
+from eval.bench_quality import section_quality  # noqa: E402
+from eval.bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
+from eval.harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
 
 SECTIONS = ("build", "inproc", "quality", "http", "cold", "scale", "querypath", "encoders", "builds", "collection")
 # Sections that are whole benchmarks of their own, run as their own processes (each owns its memory and
@@ -175,7 +174,7 @@ def main(argv=None) -> int:
             result["sections"][name] = run_standalone(script, (quick_args if quick else full_args), out_path.with_suffix(f".{name}.json"))
             loadavg_seen[name] = loadavg()
     if "scale" in sections_to_run:
-        import bench_scale
+        import eval.bench_scale as bench_scale
 
         log(f"\n== scale: {', '.join(f'{n:,}' for n in sizes)} vectors ==")
         result["sections"]["scale"] = bench_scale.run(sizes, scale_queries, log=log)

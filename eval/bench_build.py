@@ -1,5 +1,5 @@
 """Benchmark index builds: sentence-transformers (today's build) against the fp32 ONNX build encoder
-(rag.build_encoder), same corpus, same run, alternating, each build in a fresh process.
+(rag.encoding.build_encoder), same corpus, same run, alternating, each build in a fresh process.
 
 Corpora: the seed article (seeds/), and a sample of Debian's Python documentation sources
 (`apt-get install python3-doc` puts 497 reStructuredText sources at /usr/share/doc/python3.11/html/_sources;
@@ -29,11 +29,11 @@ import json, os, resource, sys, time
 t0 = time.perf_counter()
 sys.path.insert(0, {root!r})
 from pathlib import Path
-from rag.build import IndexConfig, build_index
+from rag.index.build import IndexConfig, build_index
 from rag.config import Settings
-from rag.documents import load_corpus
-from rag.encoders import Encoders
-from rag.model import resolve_model
+from rag.corpus.documents import load_corpus
+from rag.encoding.encoders import Encoders
+from rag.encoding.model import resolve_model
 settings = Settings(seeds_dir=Path({seeds!r}), index_dir=Path({index!r}), encoder_dir=Path({encoders!r}), encoder={mode!r})
 docs = list(load_corpus(settings.seeds_dir).documents)
 spec = resolve_model("default")
@@ -69,7 +69,7 @@ def vector_agreement(a: Path, b: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     import numpy as np
 
-    from rag.store import load_index
+    from rag.index.store import load_index
 
     x, y = load_index(a, None), load_index(b, None)
     assert [p.id for p in x.passages] == [p.id for p in y.passages], "the two builds chunked differently"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import Server, log  # noqa: E402
+from eval.harness import Server, log  # noqa: E402
 
 
 def section_cold(index_dir: Path, work: Path, rounds: int) -> dict:
@@ -37,6 +37,6 @@ def section_cold(index_dir: Path, work: Path, rounds: int) -> dict:
 
 
 if __name__ == "__main__":  # this benchmark alone, e.g. `python eval/bench_cold.py --quick`
-    import bench
+    import eval.bench as bench
 
     sys.exit(bench.main(["--sections", "cold", *sys.argv[1:]]))

@@ -35,7 +35,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rag.config import Settings  # noqa: E402
-from rag.documents import load_corpus  # noqa: E402
+from rag.corpus.documents import load_corpus  # noqa: E402
 from rag.service import Service  # noqa: E402
 
 DOCS = Path("/usr/share/doc/python3-doc/html")
@@ -170,8 +170,8 @@ def _load_report(args, files: int, corpus, load_s: float, settings: Settings) ->
     """Files, skips and passages without a model: the packaged model's WordPiece tokenizer counts tokens."""
     from tokenizers import Tokenizer
 
-    from rag.chunking import ChunkerParams, chunk_corpus
-    from rag.model import resolve_model
+    from rag.corpus.chunking import ChunkerParams, chunk_corpus
+    from rag.encoding.model import resolve_model
 
     tokenizer = Tokenizer.from_file(str(resolve_model(settings.model).local_dir / "tokenizer.json"))
     tokenizer.no_truncation()

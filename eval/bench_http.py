@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import LOADGEN, PLAINS, Server, log, pct  # noqa: E402
+from eval.harness import LOADGEN, PLAINS, Server, log, pct  # noqa: E402
 
 
 def run_loadgen(server: Server, questions_file: Path, offset: int, concurrency: int, duration: float, warmup: float,
@@ -107,6 +107,6 @@ def section_http(index_dir: Path, work: Path, questions_file: Path, levels: list
 
 
 if __name__ == "__main__":  # this benchmark alone, e.g. `python eval/bench_http.py --quick`
-    import bench
+    import eval.bench as bench
 
     sys.exit(bench.main(["--sections", "http", *sys.argv[1:]]))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import log, run_rag_index  # noqa: E402
+from eval.harness import log, run_rag_index  # noqa: E402
 
 
 def section_build(index_dir: Path) -> dict:
@@ -33,6 +33,6 @@ def section_build(index_dir: Path) -> dict:
 
 
 if __name__ == "__main__":  # this benchmark alone, e.g. `python eval/bench_index.py --quick`
-    import bench
+    import eval.bench as bench
 
     sys.exit(bench.main(["--sections", "build", *sys.argv[1:]]))

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 
-from harness import MODES, PLAINS, ROOT, dist, env_for, log, ratio  # noqa: E402
+from eval.harness import MODES, PLAINS, ROOT, dist, env_for, log, ratio  # noqa: E402
 
 
 class PlainWorker:
@@ -64,7 +64,7 @@ class PlainWorker:
 
 def plain_worker_main() -> int:
     """Serve PlainWorker requests on stdin/stdout (one JSON object a line)."""
-    import plain_server  # loads the model and the flat index exactly as the plain server does
+    import eval.plain_server as plain_server  # loads the model and the flat index exactly as the plain server does
     import torch
 
     default_threads = torch.get_num_threads()
@@ -196,6 +196,6 @@ def encoder_cost(service, worker: PlainWorker, questions: list[str], rounds: int
 if __name__ == "__main__":  # this benchmark alone, e.g. `python eval/bench_inprocess.py --quick`
     if sys.argv[1:] == ["--plain-worker"]:  # PlainWorker's own process
         sys.exit(plain_worker_main())
-    import bench
+    import eval.bench as bench
 
     sys.exit(bench.main(["--sections", "inproc", *sys.argv[1:]]))

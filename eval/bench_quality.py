@@ -9,11 +9,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import log  # noqa: E402
+from eval.harness import log  # noqa: E402
 
 
 def section_quality(onnx_service, torch_service) -> dict:
-    from rag.evaluation import evaluate, load_questions, service_system
+    from eval.evaluation import evaluate, load_questions, service_system
 
     questions = load_questions()
     systems = {}
@@ -46,6 +46,6 @@ def section_quality(onnx_service, torch_service) -> dict:
 
 
 if __name__ == "__main__":  # this benchmark alone, e.g. `python eval/bench_quality.py --quick`
-    import bench
+    import eval.bench as bench
 
     sys.exit(bench.main(["--sections", "quality", *sys.argv[1:]]))

@@ -4,7 +4,7 @@ service's own code and index format.
 
 Per size, two fresh processes (so each peak RSS is its own):
 
-1. **build**: write a corpus of `.txt` documents, then `rag.build.build_index`, the function `rag index`
+1. **build**: write a corpus of `.txt` documents, then `rag.index.build.build_index`, the function `rag index`
    runs (chunking, embedding texts, FAISS choice, the store's files and manifest), with one stand-in:
    the model. Embedding a million passages and five million sentences with all-MiniLM-L6-v2 would take
    hours on 2 cores, so the build's encoder returns synthetic vectors from `bench_scale.clustered_vectors`
@@ -47,12 +47,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "eval"))
 
 import numpy as np  # noqa: E402
 
-from bench_scale import clustered_vectors, make_queries  # noqa: E402
-from harness import knn_recall, pct, proc_status  # noqa: E402
+from eval.bench_scale import clustered_vectors, make_queries  # noqa: E402
+from eval.harness import knn_recall, pct, proc_status  # noqa: E402
 
 
 def rss_kb(field: str = "VmRSS") -> int:
@@ -146,10 +145,10 @@ class SyntheticEncoder:
 
 
 def run_build(work: Path, paragraphs: int, pool: list[str]) -> dict:
-    from rag.build import IndexConfig, build_index
+    from rag.index.build import IndexConfig, build_index
     from rag.config import Settings
-    from rag.documents import load_corpus
-    from rag.model import resolve_model
+    from rag.corpus.documents import load_corpus
+    from rag.encoding.model import resolve_model
 
     started = time.perf_counter()
     write_corpus(work / "seeds", paragraphs, pool)
@@ -187,11 +186,11 @@ def run_build(work: Path, paragraphs: int, pool: list[str]) -> dict:
 
 def run_serve(work: Path | None, pool: list[str]) -> dict:
     """Open the index as a replica would (no build), then answer the questions one at a time."""
-    from rag.build import IndexConfig, load_or_build
+    from rag.index.build import IndexConfig, load_or_build
     from rag.config import Settings
-    from rag.documents import load_corpus
-    from rag.encoders import Encoders
-    from rag.model import resolve_model
+    from rag.corpus.documents import load_corpus
+    from rag.encoding.encoders import Encoders
+    from rag.encoding.model import resolve_model
     from rag.service import make_snapshot
 
     article = work is None

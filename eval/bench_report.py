@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness import MODES, PLAINS, RESULTS, ratio, write_json  # noqa: E402
+from eval.harness import MODES, PLAINS, RESULTS, ratio, write_json  # noqa: E402
 
 TARGETS = {  # name: (ratio key, comparison, bound)
     "c16 throughput (ours / plain)": ("http_c16_throughput", ">=", 5.0),
@@ -132,7 +132,7 @@ def summary_table(result: dict) -> str:
             lines.append(f"| {name} | {m['r@1']:.3f} | {m['r@5']:.3f} | {m['mrr@10']:.3f} |")
         lines.append(f"\nHybrid top 5 identical ONNX vs torch: {s['quality']['hybrid_same_top5']} questions.\n")
     if s.get("scale"):
-        from bench_scale import table
+        from eval.bench_scale import table
 
         lines += [table(s["scale"]), ""]
     lines += ["| target | wanted | vs plain | met | vs plain-1t | met |", "|---|---|---:|---|---:|---|"]

@@ -4,7 +4,7 @@ For each size, in a fresh process (so memory figures are that size's own):
 
 * synthetic unit vectors, dim 384, *clustered* (below), plus held-out queries from the same
   distribution with extra noise (queries never coincide with stored vectors);
-* `rag.ann.make_faiss_index(vectors, "auto", exact_search_max)`: the exact same call the
+* `rag.index.ann.make_faiss_index(vectors, "auto", exact_search_max)`: the exact same call the
   index build makes, so the type (flat / hnsw / ivf) and its parameters are the service's;
 * build time, single-query search latency p50/p99 (top 10, one query per call, as a request
   does), the serialized index size and the process RSS growth over the build;
@@ -45,7 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from harness import knn_recall, percentile, proc_status  # noqa: E402
+from eval.harness import knn_recall, percentile, proc_status  # noqa: E402
 
 DIM = 384
 DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
@@ -105,7 +105,7 @@ def single_query_ms(index, queries: np.ndarray, k: int = 10) -> list[float]:
 def run_size(n: int, n_queries: int, index_type: str, exact_search_max: int) -> dict:
     import faiss
 
-    from rag.ann import make_faiss_index
+    from rag.index.ann import make_faiss_index
 
     t0 = time.perf_counter()
     data = clustered_vectors(n + n_queries)
@@ -234,9 +234,9 @@ def calibrate(limit: int = 12_000, n_queries: int = 500) -> dict:
     import faiss
 
     from rag.config import Settings
-    from rag.encoders import ensure_onnx
-    from rag.model import resolve_model
-    from rag.onnx_encoder import OnnxEncoder
+    from rag.encoding.encoders import ensure_onnx
+    from rag.encoding.model import resolve_model
+    from rag.encoding.onnx_encoder import OnnxEncoder
 
     sentences: set[str] = set()
     for path in sorted(Path(sysconfig.get_paths()["purelib"]).rglob("*.py")):

@@ -1,10 +1,10 @@
 """Measure quantized variants of the query model against the fp32 export: speed and answers.
 
-For every variant (rag.quantize recipes) in the same run as fp32, interleaved call for call (the
+For every variant (rag.encoding.quantize recipes) in the same run as fp32, interleaved call for call (the
 machine is shared; only ratios within one run mean anything):
 * ms per question at batch 1 and at batch 16, and the ratio to fp32;
 * cosine to fp32 (min / mean) and same dense top-1 over the eval questions;
-* the retrieval gate (rag.encoder_gate) per split: on dev (where the choice is made) and on test.
+* the retrieval gate (eval.encoder_gate) per split: on dev (where the choice is made) and on test.
 `--sensitivity` also quantizes one weight node at a time (dynamic int8) and reports its cosine drop
 and dense top-1 agreement on dev questions and passages: how the mixed-precision variant was chosen.
 
@@ -35,7 +35,7 @@ MIXED_QUANTIZED = ("L0.attn_out", "L0.qkv", "L1.attn_out", "L1.qkv", "L2.attn_ou
 
 
 def make_variant(name: str, fp32: Path, work: Path, feeds) -> Path:
-    from rag import quantize as q
+    from rag.encoding import quantize as q
 
     roles = q.node_groups(fp32)
     out = work / f"{name}.onnx"
@@ -85,12 +85,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from rag.config import Settings
-    from rag.encoders import ensure_onnx
-    from rag.encoder_gate import compare_encoders, with_encoder
-    from rag.evaluation import load_questions
-    from rag.passage_text import embedding_texts
-    from rag.onnx_encoder import OnnxEncoder
-    from rag.quantize import node_groups, quantize_dynamic_int8
+    from rag.encoding.encoders import ensure_onnx
+    from eval.encoder_gate import compare_encoders, with_encoder
+    from eval.evaluation import load_questions
+    from rag.corpus.passage_text import embedding_texts
+    from rag.encoding.onnx_encoder import OnnxEncoder
+    from rag.encoding.quantize import node_groups, quantize_dynamic_int8
     from rag.service import Service
 
     work = Path(tempfile.mkdtemp(prefix="bench_variants_"))

@@ -177,7 +177,7 @@ SUFFIXES = (
 
 def distinct_questions(seed: int = 6) -> list[str]:
     """The eval questions in many wordings (prefix x suffix x with/without '?'): ~147k, no two alike."""
-    from rag.evaluation import load_questions
+    from eval.evaluation import load_questions
 
     variants = set()
     for question in (q.question for q in load_questions()):

@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from harness import percentile  # the same percentile as every other benchmark (eval/ is this script's folder)
+from eval.harness import percentile  # the same percentile as every other benchmark (eval/ is this script's folder)
 
 
 class RawClient:

@@ -30,7 +30,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from rag.config import Settings
-    from rag.evaluation import load_questions
+    from eval.evaluation import load_questions
     from rag.service import Service
 
     overrides = {k: v for k, v in {"index_dir": args.index_dir, "query_precision": args.precision}.items() if v}

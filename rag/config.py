@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     query_precision: Literal["fp32", "int8"] = Field(
         "int8",
         description="Precision of the ONNX query model: 'int8' (8-bit weight MatMuls with block-wise int8 compute, ~1.4x faster, "
-        "passes the retrieval gate in rag.encoder_gate) or 'fp32' (the export checked against sentence-transformers).",
+        "passes the retrieval gate in eval.encoder_gate) or 'fp32' (the export checked against sentence-transformers).",
     )
     encoder_dir: Path = Field(PROJECT_ROOT / "index" / "encoders", description="Where the exported ONNX query model is cached.")
 

@@ -3,8 +3,8 @@
 `Service.open(settings, encoders=...)` loads the documents, resolves the model
 (checking the default model's hash), and loads the index if it matches what the
 current configuration would build; if it is missing, stale or corrupt it is
-rebuilt (with `auto_build`, the default) or refused with the reason (rag.build).
-The encoders come from an injectable `rag.encoders.Encoders` provider.
+rebuilt (with `auto_build`, the default) or refused with the reason (rag.index.build).
+The encoders come from an injectable `rag.encoding.encoders.Encoders` provider.
 
 A `Snapshot` is one index version with everything rendered from it: the
 documents it was built from, its passages, its id and model, and the retriever
@@ -24,25 +24,25 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.build import IndexConfig, load_or_build, on_disk, read_corpus
+from rag.index.build import IndexConfig, load_or_build, on_disk, read_corpus
 from rag.config import Settings
-from rag.documents import Document, Skipped
-from rag.encoders import Encoders
+from rag.corpus.documents import Document, Skipped
+from rag.encoding.encoders import Encoders
 from rag.errors import IndexProblem, InvalidInput, NotFound
-from rag.filters import Filters, passage_mask
-from rag.lexical import LexicalIndex
-from rag.model import ModelSpec, resolve_model
-from rag.passage_text import heading_text
-from rag.retrieval import QueryResult, Retriever, check_params, clean_question
-from rag.store import LoadedIndex
-from rag.verdict import ANSWERABLE_THRESHOLD
+from rag.query.filters import Filters, passage_mask
+from rag.index.lexical import LexicalIndex
+from rag.encoding.model import ModelSpec, resolve_model
+from rag.corpus.passage_text import heading_text
+from rag.query.retrieval import QueryResult, Retriever, check_params, clean_question
+from rag.index.store import LoadedIndex
+from rag.query.verdict import ANSWERABLE_THRESHOLD
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
 class PassageView:
-    passage: object  # rag.chunking.Passage
+    passage: object  # rag.corpus.chunking.Passage
     document: Document
     previous_id: str | None
     next_id: str | None
@@ -156,7 +156,7 @@ class Service:
     def query(
         self, question: object, top_k: object = 5, mode: object = None, filters: object = None, snapshot: Snapshot | None = None
     ) -> QueryResult:
-        """Rank passages for `question` on the current snapshot (or the given one), within `filters` (rag.filters)."""
+        """Rank passages for `question` on the current snapshot (or the given one), within `filters` (rag.query.filters)."""
         snapshot = snapshot or self.snapshot
         question = clean_question(question, self.settings.max_question_chars)
         mode = self.settings.default_mode if mode is None else mode

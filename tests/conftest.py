@@ -17,8 +17,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from api.app import create_app  # noqa: E402
 from rag.config import PROJECT_ROOT, Settings  # noqa: E402
-from rag.encoders import Encoders  # noqa: E402
-from rag.model import resolve_model  # noqa: E402
+from rag.encoding.encoders import Encoders  # noqa: E402
+from rag.encoding.model import resolve_model  # noqa: E402
 from rag.service import Service  # noqa: E402
 
 SEEDS = PROJECT_ROOT / "seeds"
@@ -45,7 +45,7 @@ def service(settings, encoders) -> Service:
 
 @pytest.fixture(scope="session")
 def encoder(encoders):
-    """The encoder that builds indexes (the fp32 ONNX export for the packaged model: rag.build_encoder)."""
+    """The encoder that builds indexes (the fp32 ONNX export for the packaged model: rag.encoding.build_encoder)."""
     return encoders.builder()
 
 

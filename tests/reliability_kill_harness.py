@@ -13,7 +13,7 @@ Protocol, one line each way:
        EXIT <pid> <status>       (the child ended: its exit code, or -signal)
 
 With slow_seconds > 0 the child's index writes are slowed ("a slow disk"):
-every fsync and rename in rag.store sleeps that long first, so a kill at a
+every fsync and rename in rag.index.store sleeps that long first, so a kill at a
 random moment of the write phase lands between any two steps of it.
 """
 
@@ -29,13 +29,13 @@ def emit(line: str) -> None:
 
 
 def run_child(index_dir: str, seeds_dir: str, slow: float) -> int:
-    import rag.store
-    import rag.build
+    import rag.index.store
+    import rag.index.build
     from api import cli
 
     os.environ["RAG_INDEX_DIR"] = index_dir
     os.environ["RAG_SEEDS_DIR"] = seeds_dir
-    original_write = rag.store.write_file
+    original_write = rag.index.store.write_file
     announced = False
 
     def write_file(*args, **kwargs):
@@ -45,7 +45,7 @@ def run_child(index_dir: str, seeds_dir: str, slow: float) -> int:
             emit(f"WRITING {os.getpid()}")
         return original_write(*args, **kwargs)
 
-    rag.store.write_file = write_file
+    rag.index.store.write_file = write_file
     if slow > 0:
 
         class SlowOS:
@@ -60,7 +60,7 @@ def run_child(index_dir: str, seeds_dir: str, slow: float) -> int:
                 time.sleep(slow)
                 return os.replace(src, dst)
 
-        rag.store.os = SlowOS()
+        rag.index.store.os = SlowOS()
     sys.stdout = open(os.devnull, "w")  # the CLI's summary line is not protocol
     return cli.main(["index", "--force"])
 
@@ -74,7 +74,7 @@ def main() -> None:
 
     import api.cli  # noqa: F401
     import rag.service  # noqa: F401
-    from rag.model import resolve_model
+    from rag.encoding.model import resolve_model
 
     resolve_model("default")  # hash the weights once; children inherit the cache
     emit("READY")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from rag.config import PROJECT_ROOT, Settings
-from rag.store import MANIFEST, manifest_digest
+from rag.index.store import MANIFEST, manifest_digest
 
 ARTICLE = PROJECT_ROOT / "seeds" / "permanent-revolution-1917-and-today.txt"
 VENV_BIN = Path(sys.executable).parent

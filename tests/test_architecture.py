@@ -14,12 +14,12 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli import main
 from api.server import PortInUse, bind
-from rag.build import IndexConfig, build
+from rag.index.build import IndexConfig, build
 from rag.config import PROJECT_ROOT
-from rag.documents import load_corpus
+from rag.corpus.documents import load_corpus
 from rag.errors import IndexStale
 from rag.service import Service
-from rag.store import load_index
+from rag.index.store import load_index
 from tests.reliability_support import settings_for, write_tiny_seeds
 
 LOCAL = "http://127.0.0.1"

@@ -1,0 +1,217 @@
+"""Chunking: cutting a document's body into passages that follow its structure.
+
+A passage is one paragraph, or part of a long paragraph split at sentence
+boundaries, or several short neighbouring paragraphs of one section merged.
+It never crosses a section heading and never holds more word pieces than
+`max_tokens`, so the embedding model (which silently truncates past its
+window) sees all of it, nor more than `max_tokens * CHARS_PER_TOKEN` characters
+(a run of text the tokenizer reads as one unknown word piece, or a 5 MB line
+with no spaces, must still be cut). Every passage keeps `start`/`end` offsets into the
+document text with `document.text[start:end] == passage.text`, and the
+offsets of its sentences, which the highlighter uses.
+
+Time is linear in the text (times a log factor): a piece is grown by galloping
+and then bisecting over its candidate ends, so the tokenizer never re-reads a
+growing prefix word by word. Where the token count is monotone in the prefix
+(true of WordPiece), this cuts exactly where the word-by-word scan did.
+
+Ids are a hash of document id, offsets and text: stable across rebuilds of the
+same corpus, different as soon as the passage changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from rag.corpus.documents import Document
+
+TokenCounter = Callable[[str], int]
+
+# A sentence ends at . ! ? or … (optionally followed by closing quotes/brackets and
+# footnote markers like "[5]"), then whitespace, then something that can open a sentence.
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[A-Z0-9])")
+CHARS_PER_TOKEN = 10  # English prose runs 4-6 characters a word piece; a passage over 10 per token is not prose
+_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "e.g", "i.e", "etc", "no", "u.s", "jr", "sr", "cf", "p", "pp"}
+
+
+@dataclass(frozen=True)
+class ChunkerParams:
+    max_tokens: int = 200
+    min_chars: int = 300
+
+    def as_dict(self) -> dict:
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 2}
+
+    @property
+    def max_chars(self) -> int:
+        return self.max_tokens * CHARS_PER_TOKEN
+
+
+@dataclass(frozen=True)
+class Passage:
+    id: str
+    document: str
+    section: str | None
+    paragraphs: tuple[int, ...]
+    start: int
+    end: int
+    text: str
+    sentences: tuple[tuple[int, int], ...]  # absolute offsets into the document text
+
+
+def sentence_spans(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Absolute (start, end) of each sentence in `text`, which starts at `offset` in its document."""
+    spans, start = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        word = text[max(0, match.start() - 4) : match.start()].split()[-1:] or [""]
+        if word[0].lower().lstrip("(“\"") in _ABBREVIATIONS:
+            continue
+        spans.append((start, match.end()))
+        start = match.end()
+    spans.append((start, len(text)))
+    result = []
+    for s, e in spans:
+        piece = text[s:e]
+        lead = len(piece) - len(piece.lstrip())
+        s, e = s + lead, s + len(piece.rstrip())
+        if e > s:
+            result.append((offset + s, offset + e))
+    return result
+
+
+def chunk_document(document: Document, count_tokens: TokenCounter, params: ChunkerParams) -> list[Passage]:
+    """The document's passages in reading order (see the module docstring for the rules)."""
+    units: list[tuple[str | None, tuple[int, ...], int, int]] = []
+    for para in document.paragraphs:
+        if _fits(document.text, para.start, para.end, count_tokens, params):
+            units.append((para.section, (para.number,), para.start, para.end))
+            continue
+        for start, end in _split_long(document.text, para.start, para.end, count_tokens, params):
+            units.append((para.section, (para.number,), start, end))
+    merged = _merge_short(document.text, units, count_tokens, params)
+    return [_passage(document, *unit) for unit in merged]
+
+
+def chunk_corpus(documents: Iterable[Document], count_tokens: TokenCounter, params: ChunkerParams) -> list[Passage]:
+    return [p for doc in documents for p in chunk_document(doc, count_tokens, params)]
+
+
+def _passage(document: Document, section: str | None, paragraphs: tuple[int, ...], start: int, end: int) -> Passage:
+    text = document.text[start:end]
+    digest = hashlib.sha256(f"{document.id}\0{start}\0{end}\0{text}".encode()).hexdigest()[:16]
+    return Passage(
+        id=digest,
+        document=document.id,
+        section=section,
+        paragraphs=paragraphs,
+        start=start,
+        end=end,
+        text=text,
+        sentences=tuple(sentence_spans(text, start)),
+    )
+
+
+def _split_long(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> list[tuple[int, int]]:
+    """Split text[start:end] at sentence boundaries into near-equal pieces of at most max_tokens."""
+    max_tokens, max_chars = params.max_tokens, params.max_chars
+    sentences: list[tuple[int, int, int]] = []  # (start, end, tokens)
+    for s, e in sentence_spans(text[start:end], start):
+        tokens = count_tokens(text[s:e]) if e - s <= max_chars else max_tokens + 1
+        if tokens <= max_tokens:
+            sentences.append((s, e, tokens))
+        else:
+            sentences.extend((a, b, count_tokens(text[a:b])) for a, b in _split_words(text, s, e, count_tokens, params))
+    total = sum(tokens for _, _, tokens in sentences)  # = the paragraph's count for WordPiece, without re-reading it
+    target = total / math.ceil(total / max_tokens)
+    pieces: list[tuple[int, int]] = []
+    piece_start, piece_end, piece_tokens = sentences[0]
+    for s, e, tokens in sentences[1:]:
+        too_long = e - piece_start > max_chars
+        grown = max_tokens + 1 if too_long else count_tokens(text[piece_start:e])
+        if grown > max_tokens or piece_tokens >= target:
+            pieces.append((piece_start, piece_end))
+            piece_start, grown = s, tokens
+        piece_end, piece_tokens = e, grown
+    pieces.append((piece_start, piece_end))
+    return pieces
+
+
+def _split_words(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> list[tuple[int, int]]:
+    """Last resort for a single sentence longer than the window: cut between words, and inside a
+    word that alone is over the window."""
+    words = [(start + m.start(), start + m.end()) for m in re.finditer(r"\S+", text[start:end])]
+    ends = [e for _, e in words]
+    pieces, i, size = [], 0, 1
+    while i < len(words):
+        j = _last_fit(text, words[i][0], ends, i, i + size - 1, count_tokens, params)
+        if j == i and not _fits(text, words[i][0], words[i][1], count_tokens, params):
+            pieces.extend(_split_chars(text, *words[i], count_tokens, params))
+        else:
+            pieces.append((words[i][0], words[j][1]))
+        i, size = j + 1, j - i + 1
+    return pieces
+
+
+def _split_chars(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> list[tuple[int, int]]:
+    """Cut one over-long word into pieces that fit, at character positions."""
+    pieces, size = [], params.max_chars
+    while start < end:
+        stops = range(start + 1, min(end, start + params.max_chars) + 1)
+        j = _last_fit(text, start, stops, 0, size - 1, count_tokens, params)
+        pieces.append((start, stops[j]))
+        start, size = stops[j], j + 1
+    return pieces
+
+
+def _fits(text: str, start: int, end: int, count_tokens: TokenCounter, params: ChunkerParams) -> bool:
+    return end - start <= params.max_chars and count_tokens(text[start:end]) <= params.max_tokens
+
+
+def _last_fit(text, start: int, ends, first: int, guess: int, count_tokens: TokenCounter, params: ChunkerParams) -> int:
+    """The largest j >= first with text[start:ends[j]] within the limits (`first` if none is).
+
+    Tries `guess` first (the previous piece's size: in even text, two counts settle it), then
+    gallops and bisects, so a call reads a few times the piece it returns, never the rest of the text.
+    Exact when the token count grows with the prefix."""
+    fits = lambda j: _fits(text, start, ends[j], count_tokens, params)  # noqa: E731
+    guess = min(max(guess, first), len(ends) - 1)
+    if guess > first and fits(guess):
+        good, step = guess, 1
+        while good + step < len(ends) and fits(good + step):
+            good, step = good + step, step * 2
+        bad = min(good + step, len(ends))  # ends[bad] does not fit, or is past the end
+    else:
+        good, bad = first, guess if guess > first else len(ends)
+        step = 1
+        while bad == len(ends) and good + step < len(ends):
+            if fits(good + step):
+                good, step = good + step, step * 2
+            else:
+                bad = good + step
+    while bad - good > 1:
+        middle = (good + bad) // 2
+        good, bad = (middle, bad) if fits(middle) else (good, middle)
+    return good
+
+
+def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams):
+    """Merge a short unit with its neighbour in the same section while the result fits the window."""
+    merged: list[tuple[str | None, tuple[int, ...], int, int]] = []
+    for unit in units:
+        if merged:
+            prev = merged[-1]
+            short = (prev[3] - prev[2]) < params.min_chars or (unit[3] - unit[2]) < params.min_chars
+            if (
+                short
+                and prev[0] == unit[0]
+                and prev[1][-1] != unit[1][0]  # pieces of one split paragraph stay apart
+                and _fits(text, prev[2], unit[3], count_tokens, params)
+            ):
+                merged[-1] = (prev[0], prev[1] + unit[1], prev[2], unit[3])
+                continue
+        merged.append(unit)
+    return merged

@@ -1,0 +1,383 @@
+"""Documents: reading seeds/ into text with metadata, sections and paragraphs.
+
+A document is one file anywhere under seeds/ (subfolders too): `.txt`, `.md`,
+`.markdown`, `.html`, `.htm` or `.pdf` (rag/formats.py turns each into text).
+Every offset the service hands out indexes into `Document.text`, which
+`GET /documents/{id}` serves: for text and Markdown the file decoded as UTF-8
+with a BOM dropped and CRLF/CR line endings turned into LF (nothing else
+changed); for HTML and PDF the extracted text. `document.text[start:end] ==
+passage.text` holds for every passage of every format. For a PDF,
+`Document.pages` holds each page's start offset and `page_of()` gives the
+1-based page of any offset.
+
+The id is the path under seeds/ without its extension, each folder and the
+name slugged and joined by dots (`library/functools.html` -> `library.functools`);
+a second file with the same id is skipped, never merged or renamed.
+
+Nothing is silently lost: `load_corpus` returns every document and, for every
+other file under seeds/, a `Skipped(path, reason)`: unsupported type, hidden
+file or folder, a symbolic link leading outside seeds/, not a regular file,
+over the size limit, empty, not UTF-8, a parse error, no text, invalid
+metadata, a duplicate id. One bad file never stops the others, and no reason
+quotes file content. `<name>.meta.json` sidecars are metadata, not documents.
+
+Metadata is never guessed from the body text, except one thing: without a
+title in the metadata, a first line that reads like a title (short, one line,
+no closing punctuation; in Markdown a first `#` heading) is the title. It comes
+from the sidecar `<name>.meta.json` beside the file, which wins over what the
+file says about itself (Markdown YAML front matter, HTML page metadata, PDF
+info); rag/metadata.py checks every value. The sidecar may list `furniture`:
+exact paragraphs that are magazine furniture (category tags, "buy the print
+edition" lines). Those, paragraphs that repeat the metadata (title, subtitle,
+author), and a closing tag list ("a / b / c") are kept out of the body.
+
+Section headings are Markdown `#` lines, HTML headings, or in plain text a
+short single-line paragraph with no closing punctuation (the way this article
+sets "A Closer Analysis"); PDFs have no sections. Text before the first heading
+belongs to section `None`.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.corpus import formats
+from rag.errors import RagError, Unreadable
+from rag.corpus.formats import SUPPORTED_SUFFIXES
+from rag.corpus.metadata import validate
+
+METADATA_FIELDS = ("title", "subtitle", "author", "publication", "published", "url")
+SIDECAR_SUFFIX = ".meta.json"
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
+_MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_TAG_LIST = re.compile(r"^[^.!?\n]{1,60}(\s+/\s+[^.!?\n/]{1,60}){2,}$")
+
+
+@dataclass(frozen=True)
+class Paragraph:
+    number: int  # 1-based, counting body paragraphs of the document
+    section: str | None
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str | None
+    heading_start: int  # offsets of the heading line itself (equal to start for the untitled opening)
+    heading_end: int
+    end: int  # end of the section's last paragraph
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    path: Path
+    text: str
+    title: str
+    subtitle: str | None = None
+    author: str | None = None
+    publication: str | None = None
+    published: str | None = None
+    url: str | None = None
+    body_start: int = 0
+    body_end: int = 0
+    sections: tuple[Section, ...] = ()
+    paragraphs: tuple[Paragraph, ...] = ()
+    content_hash: str = ""
+    extra: dict = field(default_factory=dict, compare=False)
+    source: str = ""  # the path under seeds/, as shown to users
+    authors: tuple[str, ...] = ()  # `author` as a list when the metadata gave several
+    pages: tuple[int, ...] = ()  # PDF: the start offset of each page in `text`
+
+    def metadata(self) -> dict:
+        return {"id": self.id, **{name: getattr(self, name) for name in METADATA_FIELDS}}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str  # relative to seeds/
+    reason: str  # one sentence, never quoting the file's content
+
+    def as_dict(self) -> dict:
+        return {"path": self.path, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Corpus:
+    documents: tuple[Document, ...]  # sorted by id
+    skipped: tuple[Skipped, ...]  # sorted by path
+
+
+def page_of(document: Document, offset: int) -> int | None:
+    """The 1-based PDF page holding `offset`, or None for a document without pages."""
+    if not document.pages:
+        return None
+    return max(1, bisect.bisect_right(document.pages, offset))
+
+
+def load_corpus(seeds_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Corpus:
+    """Every document under `seeds_dir` (recursively), and every other file with the reason it was skipped."""
+    seeds_dir = Path(seeds_dir)
+    if not seeds_dir.is_dir():
+        raise RagError(f"seeds directory {seeds_dir} does not exist")
+    root = seeds_dir.resolve()
+    files, skipped = _walk(root, root, "", {root})
+    documents: dict[str, Document] = {}
+    for relative, path in files:
+        try:
+            doc = load_document(path, root, relative, max_bytes)
+        except Unreadable as exc:
+            skipped.append(Skipped(relative, str(exc)))
+            continue
+        if doc.id in documents:
+            other = documents[doc.id].source
+            skipped.append(Skipped(relative, f"{relative} has the same document id '{doc.id}' as {other}; rename one"))
+            continue
+        documents[doc.id] = doc
+    skipped += _orphan_sidecars(files, skipped, root)
+    return Corpus(tuple(sorted(documents.values(), key=lambda d: d.id)), tuple(sorted(skipped, key=lambda s: s.path)))
+
+
+def _walk(root: Path, folder: Path, prefix: str, seen: set[Path]) -> tuple[list[tuple[str, Path]], list[Skipped]]:
+    """(relative path, real path) of each candidate document under `folder`, and what was skipped on the way."""
+    files: list[tuple[str, Path]] = []
+    skipped: list[Skipped] = []
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError:
+        return files, [Skipped(prefix.rstrip("/") or ".", "this folder cannot be read")]
+    for entry in entries:
+        relative = prefix + entry.name
+        real = Path(entry.path).resolve() if entry.is_symlink() else Path(entry.path)
+        if entry.name.startswith("."):
+            kind = "folder" if real.is_dir() else "file"
+            skipped.append(Skipped(relative, f"{relative} is a hidden {kind}; hidden files and folders are not read"))
+        elif entry.is_symlink() and not real.is_relative_to(root):
+            skipped.append(Skipped(relative, f"{relative} is a symbolic link leading outside the seeds folder; it is not followed"))
+        elif real.is_dir():
+            if real in seen:
+                skipped.append(Skipped(relative, f"{relative} links to a folder that is already read"))
+                continue
+            more, more_skipped = _walk(root, real, relative + "/", seen | {real})
+            files += more
+            skipped += more_skipped
+        elif entry.name.lower().endswith(SIDECAR_SUFFIX):
+            continue  # metadata, read with its document
+        elif not real.exists() or not stat.S_ISREG(real.stat().st_mode):
+            skipped.append(Skipped(relative, f"{relative} is not a regular file (a broken link, a pipe or a device)"))
+        elif real.suffix.lower() not in SUPPORTED_SUFFIXES or Path(entry.name).suffix.lower() not in SUPPORTED_SUFFIXES:
+            kind = Path(entry.name).suffix.lower() or "without an extension"
+            supported = ", ".join(SUPPORTED_SUFFIXES)
+            skipped.append(Skipped(relative, f"{relative} is of an unsupported type ({kind}); supported: {supported}"))
+        else:
+            files.append((relative, Path(entry.path)))
+    return files, skipped
+
+
+def _orphan_sidecars(files: list[tuple[str, Path]], skipped: list[Skipped], root: Path) -> list[Skipped]:
+    """Sidecars with no document file beside them: likely a typo in a name, so say so."""
+    stems = {str(Path(rel).with_suffix("")) for rel, _ in files} | {str(Path(s.path).with_suffix("")) for s in skipped}
+    orphans = []
+    for path in sorted(root.rglob("*" + SIDECAR_SUFFIX)):
+        relative = path.relative_to(root).as_posix()
+        if any(part.startswith(".") for part in Path(relative).parts):
+            continue
+        if relative[: -len(SIDECAR_SUFFIX)] not in stems:
+            orphans.append(Skipped(relative, f"{relative} is a metadata sidecar with no document of the same name beside it"))
+    return orphans
+
+
+def corpus_hash(documents: list[Document]) -> str:
+    """One hash over every document's text and metadata: changes whenever the corpus does."""
+    digest = hashlib.sha256()
+    for doc in sorted(documents, key=lambda d: d.id):
+        digest.update(f"{doc.id}\0{doc.content_hash}\0".encode())
+    return digest.hexdigest()
+
+
+def load_document(path: Path, seeds_dir: Path | None = None, relative: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
+    """One document; raises Unreadable (the skip reason) when the file cannot be one."""
+    path = Path(path)
+    root = Path(seeds_dir).resolve() if seeds_dir else path.resolve().parent
+    relative = relative or path.name
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise Unreadable(f"{relative} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit per document")
+    if size == 0:
+        raise Unreadable(f"{relative} is empty")
+    raw = path.read_bytes()
+    extracted = formats.read(path, raw, relative)
+    if not extracted.text.strip():
+        raise Unreadable(f"{relative} is empty")
+    sidecar = _sidecar(path, root, relative)
+    metadata = {k: v for k, v in extracted.metadata.items() if not (k == "authors" and "author" in sidecar)}
+    metadata.update(sidecar)
+    blocks = _blocks(extracted.text, extracted.body_floor)
+    if "title" not in metadata and (title := _title_line(blocks, extracted)):
+        metadata["title"] = title
+    body = _strip_furniture(blocks, metadata)
+    sections, paragraphs = _structure(extracted.text, body, extracted, metadata)
+    if not paragraphs:
+        raise Unreadable(f"{relative} has no body text (only headings, metadata or furniture)")
+    hashed = {k: v for k, v in metadata.items() if k != "authors"}  # derived from `author`
+    meta_bytes = json.dumps(hashed, sort_keys=True, ensure_ascii=False).encode()
+    content_hash = hashlib.sha256(raw + b"\0" + meta_bytes).hexdigest()
+    known = (*METADATA_FIELDS, "authors")
+    return Document(
+        id=_document_id(relative),
+        path=path,
+        text=extracted.text,
+        title=metadata.get("title") or path.stem.replace("-", " ").replace("_", " "),
+        subtitle=metadata.get("subtitle"),
+        author=metadata.get("author"),
+        publication=metadata.get("publication"),
+        published=metadata.get("published"),
+        url=metadata.get("url"),
+        body_start=body[0][0] if body else 0,
+        body_end=body[-1][1] if body else 0,
+        sections=sections,
+        paragraphs=paragraphs,
+        content_hash=content_hash,
+        extra={k: v for k, v in metadata.items() if k not in known},
+        source=relative,
+        authors=tuple(metadata.get("authors") or ()),
+        pages=extracted.pages,
+    )
+
+
+def _document_id(relative: str) -> str:
+    """`library/functools.html` -> `library.functools`: each part slugged, joined by dots."""
+    parts = Path(relative).with_suffix("").parts
+    return ".".join(_slug(part) for part in parts)
+
+
+def _sidecar(path: Path, root: Path, relative: str) -> dict:
+    """The validated metadata of `<name>.meta.json` beside `path`, if there is one."""
+    sidecar = path.with_name(path.stem + SIDECAR_SUFFIX)
+    name = str(Path(relative).with_name(sidecar.name))
+    if not sidecar.exists() and not sidecar.is_symlink():
+        return {}
+    if not sidecar.resolve().is_relative_to(root) or not sidecar.resolve().is_file():
+        raise Unreadable(f"its sidecar {name} is not a file inside the seeds folder; it is not read")
+    try:
+        loaded = json.loads(sidecar.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Unreadable(f"{name} is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise Unreadable(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    if not isinstance(loaded, dict):
+        raise Unreadable(f"{name} must hold a JSON object")
+    return validate(loaded, name)
+
+
+def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted) -> str | None:
+    """A first block that reads like a title (see the module docstring), or None."""
+    if not blocks:
+        return None
+    start, _, block = blocks[0]
+    if extracted.kind == "markdown":
+        match = _MD_HEADING.match(block) if "\n" not in block else None
+        return match.group(2).strip() if match and len(match.group(1)) == 1 else None
+    if extracted.kind == "html":
+        return block if start in extracted.headings else None
+    return _heading_title(block, False) if extracted.kind == "text" else None
+
+
+def _slug(stem: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    return slug or "document"
+
+
+def _blocks(text: str, floor: int) -> list[tuple[int, int, str]]:
+    """(start, end, text) of each blank-line-separated block, trimmed of surrounding whitespace."""
+    blocks, cursor = [], floor
+    for sep in [*_BLANK_LINE.finditer(text, floor), None]:
+        stop = sep.start() if sep else len(text)
+        chunk = text[cursor:stop]
+        stripped = chunk.strip()
+        if stripped:
+            start = cursor + (len(chunk) - len(chunk.lstrip()))
+            blocks.append((start, start + len(stripped), stripped))
+        if sep:
+            cursor = sep.end()
+    return blocks
+
+
+def _normal(s: str) -> str:
+    return " ".join(s.split()).casefold()
+
+
+def _known_furniture(metadata: dict) -> set[str]:
+    known = [metadata.get(name) for name in ("title", "subtitle", "author", "category")]
+    known += list(metadata.get("furniture") or [])  # validated: a list of strings
+    return {_normal(str(k)) for k in known if k}
+
+
+def _is_furniture(block: str, known: set[str]) -> bool:
+    plain = _normal(block.lstrip("#").strip())
+    return plain in known or bool(_TAG_LIST.match(block.strip()))
+
+
+def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict) -> list[tuple[int, int, str]]:
+    """Body blocks: the leading header and trailing furniture removed, and any listed furniture line."""
+    known = _known_furniture(metadata)
+    first = 0
+    while first < len(blocks) and _is_furniture(blocks[first][2], known):
+        first += 1
+    last = len(blocks)
+    while last > first and _is_furniture(blocks[last - 1][2], known):
+        last -= 1
+    return [b for b in blocks[first:last] if not _is_furniture(b[2], known)]
+
+
+def _section_title(start: int, block: str, extracted: formats.Extracted) -> str | None:
+    """The section title if the block at `start` is a heading in this document's format, else None."""
+    if extracted.kind == "pdf":
+        return None
+    if extracted.kind == "html":
+        return block if start in extracted.headings else None
+    return _heading_title(block, extracted.kind == "markdown")
+
+
+def _heading_title(block: str, is_markdown: bool) -> str | None:
+    """The heading's title if this block is a section heading, else None."""
+    if is_markdown:
+        match = _MD_HEADING.match(block) if "\n" not in block else None
+        return match.group(2).strip() if match else None
+    if "\n" in block or len(block) > 90 or len(block.split()) > 12:
+        return None
+    if block[-1] in ".!?:;,\"”’)]…" or not (block[0].isupper() or block[0].isdigit()):
+        return None
+    return block
+
+
+def _structure(
+    text: str, body: list[tuple[int, int, str]], extracted: formats.Extracted, metadata: dict
+) -> tuple[tuple[Section, ...], tuple[Paragraph, ...]]:
+    sections: list[Section] = []
+    paragraphs: list[Paragraph] = []
+    current: str | None = None  # text before the first heading has no section title
+    heading = (body[0][0], body[0][0]) if body else (0, 0)
+    section_end, opened_at = heading[1], 0
+    for start, end, block in body:
+        title = _section_title(start, block, extracted)
+        if title is None:
+            paragraphs.append(Paragraph(len(paragraphs) + 1, current, start, end))
+            section_end = end
+            continue
+        if current is not None or len(paragraphs) > opened_at:
+            sections.append(Section(current, heading[0], heading[1], section_end))
+        current, heading, section_end, opened_at = title, (start, end), end, len(paragraphs)
+    if body:
+        sections.append(Section(current, heading[0], heading[1], section_end))
+    return tuple(sections), tuple(paragraphs)

@@ -1,0 +1,88 @@
+"""Dynamic micro-batching of query embeddings (the design of text-embeddings-inference).
+
+Concurrent requests each need one short forward pass; sixteen of them in one
+batch cost far less than sixteen passes. `BatchingEncoder` wraps any encoder:
+a caller's single text goes on a queue, one worker thread takes everything
+queued when it is free (up to `max_batch` texts and a budget of padded
+characters, so one long question does not make thirty short ones pay its
+padding), embeds it in one call and hands each caller its row.
+
+No request waits for a batch to fill: a lone request is embedded at once,
+and under load requests gather while the previous batch runs. Calls with
+several texts (index builds, eval) bypass the queue.
+
+When the inner encoder can give word-piece vectors (`embed_questions`, see
+rag.encoding.torch_encoder.QuestionEmbedding) the batch is run that way, and
+`embed_question` hands the caller the whole embedding; `encode` its vector.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+
+import numpy as np
+
+from rag.encoding.torch_encoder import QuestionEmbedding
+
+
+class BatchingEncoder:
+    def __init__(self, inner, max_batch: int = 32, max_padded_chars: int = 32 * 512):
+        self.inner = inner
+        self.max_batch = max_batch
+        self.max_padded_chars = max_padded_chars
+        self.batches = 0  # how many forward passes served single-text calls (for tests and metrics)
+        self.texts = 0
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._carry: tuple[str, Future] | None = None
+        self._worker = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
+        self._worker.start()
+
+    def __getattr__(self, name):  # dimension, max_seq_length, count_tokens... of the inner encoder
+        return getattr(self.inner, name)
+
+    def encode(self, texts: list[str], **kwargs) -> np.ndarray:
+        if len(texts) != 1:
+            return self.inner.encode(texts, **kwargs)
+        return self.embed_question(texts[0]).vector[None, :]
+
+    def embed_question(self, question: str) -> QuestionEmbedding:
+        future: Future = Future()
+        self._queue.put((question, future))
+        return future.result()
+
+    def _embed(self, texts: list[str]) -> list[QuestionEmbedding]:
+        if hasattr(self.inner, "embed_questions"):
+            return self.inner.embed_questions(texts)
+        return [QuestionEmbedding(v) for v in self.inner.encode(texts)]
+
+    def _next_batch(self) -> list[tuple[str, Future]]:
+        batch = [self._carry] if self._carry else [self._queue.get()]
+        self._carry = None
+        longest = len(batch[0][0])
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            longest = max(longest, len(item[0]))
+            if longest * (len(batch) + 1) > self.max_padded_chars:
+                self._carry = item  # first in the next batch
+                break
+            batch.append(item)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._next_batch()
+            try:
+                embedded = self._embed([text for text, _ in batch])
+            except BaseException as exc:  # every waiting caller gets the error, the worker lives on
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.texts += len(batch)
+            for (_, future), one in zip(batch, embedded):
+                future.set_result(one)

@@ -1,0 +1,314 @@
+"""Building the index: chunk, embed, write; and deciding whether the index on disk is the one to serve.
+
+`IndexConfig.fingerprint()` is everything that shapes an index: format
+version, model (name and weights sha256), chunker parameters, the embedding
+text rule, the ANN choice and its parameters (rag.index.ann), the lexical
+parameters (rag.index.lexical) and the corpus hash. The manifest records it (plus
+the library versions that wrote the files); a difference in any of it makes
+the index stale.
+
+`build(settings)` is what `rag index` runs: it builds only when the index is
+missing, stale or corrupt (or when forced) and returns a `BuildReport`. It
+never opens the serving stack. `load_or_build` is what opening a service runs:
+the current index if it matches, else a build if `auto_build` allows it, else
+a refusal naming the reason. Builds hold an exclusive lock on `.lock` in the
+index directory, so two processes never build at once.
+
+Rebuilding reuses the vectors of passages and sentences whose embedded text is
+unchanged (keyed by content hash), so an edit to one paragraph re-embeds one
+passage.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import metadata as package_metadata
+from pathlib import Path
+
+import numpy as np
+
+from rag.index.ann import ann_fingerprint, make_faiss_index
+from rag.encoding.build_encoder import progress_bar
+from rag.corpus.chunking import ChunkerParams, chunk_corpus
+from rag.config import Settings
+from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, load_corpus
+from rag.encoding.encoders import Encoders
+from rag.errors import IndexProblem
+from rag.index.lexical import lexical_fingerprint
+from rag.encoding.model import ModelSpec, resolve_model
+from rag.corpus.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text
+from rag.index import store
+from rag.index.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, load_index, manifest_digest, passages_json, read_manifest, remove_strays, stale_reasons, text_key
+
+log = logging.getLogger(__name__)
+LIBRARIES = ("faiss-cpu", "bm25s", "onnxruntime", "sentence-transformers", "numpy")
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """Everything that decides the index contents; a change to any of it makes the index stale."""
+
+    model: ModelSpec
+    chunker: ChunkerParams
+    corpus_sha256: str
+    index_type: str = "auto"  # "auto" | "flat" | "hnsw" | "ivf"
+    exact_search_max: int = 50_000
+
+    @classmethod
+    def of(cls, settings: Settings, documents: list[Document], model: ModelSpec) -> "IndexConfig":
+        chunker = ChunkerParams(max_tokens=settings.max_passage_tokens, min_chars=settings.min_passage_chars)
+        return cls(model, chunker, corpus_hash(documents), settings.index_type, settings.exact_search_max)
+
+    def fingerprint(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model.as_dict(),
+            "chunker": self.chunker.as_dict(),
+            "embedding_text": EMBEDDING_TEXT_VERSION,
+            "ann": ann_fingerprint(self.index_type, self.exact_search_max),
+            "lexical": lexical_fingerprint(),
+            "corpus_sha256": self.corpus_sha256,
+        }
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What `build` did: the manifest of the index now current, and whether it had to be built."""
+
+    manifest: dict
+    built: bool
+    documents: list[Document] = field(default_factory=list)
+    skipped: tuple[Skipped, ...] = ()
+    seconds: float = 0.0
+
+
+def library_versions() -> dict:
+    versions = {}
+    for name in LIBRARIES:
+        try:
+            versions[name] = package_metadata.version(name)
+        except package_metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+# --- the entry points -------------------------------------------------------------------
+
+
+def build(settings: Settings, encoders: Encoders | None = None, force: bool = False, progress: bool = False) -> BuildReport:
+    """Make the index in `settings.index_dir` current (build it if missing, stale or corrupt, or if `force`)."""
+    started = time.perf_counter()
+    corpus = read_corpus(settings)
+    documents = list(corpus.documents)
+    model = resolve_model(settings.model)
+    encoders = encoders or Encoders.from_settings(settings, model)
+    config = IndexConfig.of(settings, documents, model)
+    loaded, built = load_or_build(settings, documents, config, encoders, may_build=True, force=force, progress=progress)
+    return BuildReport(loaded.manifest, built, documents, corpus.skipped, round(time.perf_counter() - started, 3))
+
+
+def read_corpus(settings: Settings) -> Corpus:
+    """The documents under seeds/, and every file skipped with its reason (each logged once here)."""
+    corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes)
+    for skipped in corpus.skipped:
+        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    return corpus
+
+
+def load_or_build(
+    settings: Settings,
+    documents: list[Document],
+    config: IndexConfig,
+    encoders: Encoders,
+    may_build: bool,
+    force: bool = False,
+    progress: bool = False,
+) -> tuple[LoadedIndex, bool]:
+    """The index that matches `config`, built first if missing, stale or corrupt (and allowed); and whether it was built."""
+    check_index_dir(settings.index_dir, settings.seeds_dir)
+    expected = config.fingerprint()
+    if not force:
+        try:
+            loaded = load_index(settings.index_dir, expected)
+            remove_strays_if_idle(settings.index_dir)
+            return loaded, False
+        except IndexProblem as problem:
+            if not may_build:
+                raise IndexProblem(f"{problem}; refusing to serve it (run `rag index`, or set RAG_AUTO_BUILD=true)") from problem
+            log.info("building the index: %s", problem)
+    with build_lock(settings.index_dir):
+        if not force:  # another process may have built it while we waited for the lock
+            try:
+                return load_index(settings.index_dir, expected), False
+            except IndexProblem:
+                pass
+        try:
+            build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
+        except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
+            raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
+    return load_index(settings.index_dir, expected), True
+
+
+def on_disk(settings: Settings, documents: list[Document], model: ModelSpec) -> tuple[dict, list[str]]:
+    """The manifest of the index on disk and what is stale about it for these settings and documents
+    (reads only the manifest; IndexProblem when there is none or it cannot be read)."""
+    manifest = read_manifest(settings.index_dir)
+    return manifest, stale_reasons(manifest, IndexConfig.of(settings, documents, model).fingerprint())
+
+
+@contextmanager
+def build_lock(index_dir: Path):
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def remove_strays_if_idle(index_dir: Path) -> list[str]:
+    """Remove leftovers of an interrupted build (temp files, unnamed data files), unless a build is running.
+
+    Takes the build lock without waiting: a build in progress owns its temp files. Needs no free
+    space: an intact index is served from a full disk.
+    """
+    try:
+        with open(index_dir / ".lock", "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return []
+            try:
+                removed = remove_strays(index_dir)
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+    except OSError as exc:  # a read-only or full index directory is served as it is
+        log.debug("could not clean %s: %s", index_dir, exc)
+        return []
+    if removed:
+        log.warning("removed %d file(s) left by an interrupted build: %s", len(removed), ", ".join(sorted(removed)))
+    return removed
+
+
+# --- the build --------------------------------------------------------------------------
+
+
+def build_index(index_dir: Path, documents: list[Document], config: IndexConfig, encoder, progress: bool = True) -> dict:
+    """Chunk, embed and write a new index; return its manifest. The old one stays current until the end."""
+    started = time.perf_counter()
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    remove_strays(index_dir)
+    passages = chunk_corpus(progress_bar(documents, desc="chunking files", unit="file", enabled=progress), encoder.count_tokens, config.chunker)
+    if not passages:
+        raise IndexProblem("the corpus has no body text to index (is seeds/ empty?)")
+    by_id = {d.id: d for d in documents}
+    _check_window([heading_text(by_id[p.document], p) for p in passages], encoder)
+    texts = embedding_texts(passages, by_id)
+    old = _previous_index(index_dir, config)
+    vectors = _embed_reusing(texts, encoder, _old_passage_vectors(old), progress, "passages")
+    sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]
+    sentence_vectors = _embed_reusing(sentence_texts, encoder, _old_sentence_vectors(old), progress, "sentences", store.SENTENCE_DTYPE)
+    faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max)
+    build = uuid.uuid4().hex[:12]
+    try:
+        files = {
+            "vectors": store.write_file(index_dir, f"vectors-{build}.faiss", store.faiss_writer(faiss_index)),
+            "passages": store.write_file(index_dir, f"passages-{build}.json", passages_json(passages, texts)),
+            "sentences": store.write_file(index_dir, f"sentences-{build}.npy", store.sentence_npy(sentence_vectors)),
+        }
+    except BaseException:
+        store.discard_build(index_dir, build)
+        raise
+    fingerprint = config.fingerprint()
+    content_id = hashlib.sha256(json.dumps([fingerprint, [f["sha256"] for f in files.values()]], sort_keys=True).encode()).hexdigest()[:12]
+    manifest = {
+        **fingerprint,
+        "id": content_id,
+        "build": build,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "build_seconds": round(time.perf_counter() - started, 3),
+        "dimension": int(vectors.shape[1]),
+        "max_seq_length": encoder.max_seq_length,
+        "index_type": index_type,
+        "libraries": library_versions(),
+        "documents": [{"id": d.id, "sha256": d.content_hash} for d in documents],
+        "counts": {"documents": len(documents), "passages": len(passages), "sentences": len(sentence_texts)},
+        "files": files,
+    }
+    manifest["manifest_sha256"] = manifest_digest(manifest)  # a flipped byte anywhere in the manifest is caught
+    try:
+        store.write_file(index_dir, MANIFEST, json.dumps(manifest, indent=2).encode(), checksum=False)
+    except BaseException:
+        store.discard_build(index_dir, build)
+        raise
+    remove_strays(index_dir)
+    log.info("built index %s: %d passages in %.1fs", content_id, len(passages), manifest["build_seconds"])
+    return manifest
+
+
+def _check_window(texts: list[str], encoder) -> None:
+    limit = encoder.max_seq_length - 2  # [CLS] and [SEP]
+    for text in texts:
+        if encoder.count_tokens(text) > limit:
+            raise IndexProblem(
+                f"a passage needs more than the model's {limit} word pieces and would be truncated; "
+                f"lower RAG_MAX_PASSAGE_TOKENS (passage begins {text[:60]!r})"
+            )
+
+
+def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], progress: bool, what: str, dtype=np.float32) -> np.ndarray:
+    """Embed `texts`, taking vectors for unchanged texts from the current index of the same model.
+    Rows are stored as `dtype` straight away (sentence vectors: float16, no full float32 copy)."""
+    if not texts:
+        return encoder.encode([]).astype(dtype)
+    keys = [text_key(t) for t in texts]
+    missing = {k: t for k, t in zip(keys, texts) if k not in reusable}  # one each, in order of first use
+    if missing:
+        fresh = encoder.encode(list(missing.values()), progress=progress, desc=what)
+        reusable.update(zip(missing, fresh))
+    log.info("embedded %d %s, reused %d", len(missing), what, len(texts) - len(missing))
+    out = np.empty((len(texts), len(reusable[keys[0]])), dtype=dtype)
+    for row, k in enumerate(keys):
+        out[row] = reusable[k]
+    return out
+
+
+def _previous_index(index_dir: Path, config: IndexConfig) -> LoadedIndex | None:
+    """The current index if it is intact and made by the same model (its vectors can be reused)."""
+    try:
+        old = load_index(index_dir, expected=None)
+    except IndexProblem:
+        return None
+    return old if old.manifest.get("model") == config.model.as_dict() else None
+
+
+def _old_passage_vectors(old: LoadedIndex | None, chunk: int = 100_000) -> dict[str, np.ndarray]:
+    """The old index's passage vectors by embedded text, read back in chunks and kept as float16: what every
+    FAISS type of this version stores (rag.index.ann), so a rebuild that reuses them stores the same vectors again,
+    and half the memory of a float32 copy (1M passages: 0.77 GB instead of 1.5 GB). An older index of another
+    make that cannot give its vectors back is embedded again."""
+    if old is None:
+        return {}
+    total = old.vectors.ntotal
+    try:
+        blocks = [old.vectors.reconstruct_n(start, min(chunk, total - start)).astype(np.float16) for start in range(0, total, chunk)]
+    except RuntimeError:
+        return {}
+    vectors = np.concatenate(blocks) if blocks else np.zeros((0, old.vectors.d), dtype=np.float16)
+    return dict(zip(old.embedded_keys, vectors))
+
+
+def _old_sentence_vectors(old: LoadedIndex | None) -> dict[str, np.ndarray]:
+    if old is None:
+        return {}
+    texts = [p.text[s - p.start : e - p.start] for p in old.passages for s, e in p.sentences]
+    return {text_key(t): v for t, v in zip(texts, old.sentence_vectors)}

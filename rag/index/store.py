@@ -1,0 +1,388 @@
+"""The index on disk: its file format, crash-safe writes, verification and loading.
+
+Layout of the index directory (all plain data; nothing on a load path can execute code):
+
+    manifest.json                 what made the index, and a checksum of every file
+    vectors-<build>.faiss         FAISS index of passage embeddings (inner product)
+    passages-<build>.json         passages: ids, text, offsets, section, sentences
+    sentences-<build>.npy         sentence embeddings (float16), for highlighting; memory-mapped read-only
+
+`<build>` is 12 hex digits, fresh per build. These names, `manifest.json`,
+`.lock` and `.tmp-<8 hex>-<name>` temp files are the only files the index ever
+writes; everything else in the directory belongs to someone else and is never
+touched (a user's `config.json`, or a seeds folder by mistake).
+
+A load first compares the manifest with what the current configuration would
+build (a mismatch is `IndexStale`, naming what changed), then checks each
+file's size and sha256 *before* FAISS or JSON sees a byte (a mismatch is
+`IndexCorrupt`): a truncated or flipped file is refused, never served and
+never handed to a C++ reader. The manifest carries a checksum of itself.
+Each file is opened once and hashed in 1 MiB chunks from that open file, and
+then parsed from the same file: the sentence vectors (the largest file: about
+4.3 GB at a million passages) are never read whole into memory but mapped
+(`np.memmap`, read-only) over the verified file, so N server processes share
+one copy in the page cache. Files are never modified in place (every build
+writes fresh names), so what was verified is what stays mapped. The FAISS
+index is streamed from the verified file into FAISS (no second copy in bytes).
+Sentence vectors are stored as float16: half the size, and on the bundled
+questions the same rankings and highlights as float32 (README, Performance).
+
+Writes are crash-safe: data files get fresh names per build (written to a
+`.tmp-` file, fsynced, renamed), and the build becomes current only when
+`manifest.json` is atomically replaced, last. A crash at any moment leaves
+either the old manifest with its old files or the new one with its new files;
+leftovers of an interrupted build are removed by the next build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+import os
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from rag.corpus.chunking import Passage
+from rag.errors import IndexCorrupt, IndexProblem, IndexStale
+
+FORMAT_VERSION = 3  # 3: sentence vectors float16, memory-mapped
+SENTENCE_DTYPE = np.float16
+PASSAGE_FIELDS = tuple(f.name for f in fields(Passage))
+HASH_CHUNK = 1 << 20
+MANIFEST = "manifest.json"
+DATA_FILE = re.compile(r"^(vectors-[0-9a-f]{12}\.faiss|passages-[0-9a-f]{12}\.json|sentences-[0-9a-f]{12}\.npy)$")
+TEMP_FILE = re.compile(r"^\.tmp-[0-9a-f]{8}-(manifest\.json|(vectors|passages|sentences)-[0-9a-f]+\.(faiss|json|npy))$")
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedIndex:
+    """One verified index, read-only: safe to share between threads (FAISS search is const, the arrays are read-only)."""
+
+    manifest: dict
+    passages: list[Passage]
+    vectors: object  # a faiss.Index
+    sentence_vectors: np.ndarray  # float16 np.memmap (read-only); rows follow passages' sentences, in order
+    sentence_rows: np.ndarray  # int64 (passages, 2): per passage (first row, row count) in sentence_vectors
+    embedded_keys: list[str]  # per passage: sha256 of the text that was embedded (for reuse on rebuild)
+
+    @property
+    def id(self) -> str:
+        return self.manifest["id"]
+
+
+
+def text_key(text: str) -> str:
+    """The content hash that keys a passage's (or sentence's) vector, for reuse across builds."""
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def passages_json(passages: list[Passage], texts: list[str]) -> Callable[[BinaryIO], None]:
+    """A writer of the passages file, one passage at a time (a million passages never become one string)."""
+
+    def write(f: BinaryIO) -> None:
+        f.write(b'{"format_version": %d, "passages": [' % FORMAT_VERSION)
+        for i, (p, t) in enumerate(zip(passages, texts)):
+            row = {**{field: getattr(p, field) for field in PASSAGE_FIELDS}, "embedded_text_sha256": text_key(t)}
+            f.write((b"," if i else b"") + json.dumps(row, ensure_ascii=False).encode())
+        f.write(b"]}")
+
+    return write
+
+
+def sentence_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
+    """A writer of the sentence vectors as a float16 .npy, converted in slices (no full-size second copy)."""
+    array = np.asarray(array)
+
+    def write(f: BinaryIO) -> None:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(SENTENCE_DTYPE)), "fortran_order": False, "shape": array.shape}
+        np.lib.format.write_array_header_1_0(f, header)
+        for start in range(0, len(array), 65_536):
+            f.write(np.ascontiguousarray(array[start : start + 65_536], dtype=SENTENCE_DTYPE).tobytes())
+
+    return write
+
+
+def faiss_writer(index) -> Callable[[BinaryIO], None]:
+    """A writer of a FAISS index, streamed to the file (no serialized copy in memory)."""
+
+    def write(f: BinaryIO) -> None:
+        import faiss
+
+        faiss.write_index(index, faiss.PyCallbackIOWriter(f.write))
+
+    return write
+
+
+class _HashingWriter:
+    """A binary file's `write` that also feeds every byte to a sha256 (what `write_file`'s writers call)."""
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+        self.digest = hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self._f.write(data)
+
+
+def write_file(index_dir: Path, name: str, data: bytes | Callable[[BinaryIO], None], checksum: bool = True) -> dict | None:
+    """Write `data` (bytes, or a function writing to a binary file) to index_dir/name atomically:
+    temp file, fsync, rename, fsync the directory. Returns the manifest entry (size, sha256)."""
+    tmp = index_dir / f".tmp-{uuid.uuid4().hex[:8]}-{name}"
+    try:
+        with open(tmp, "wb") as f:
+            hashing = _HashingWriter(f)  # hashed as written: no second read of a file that can be gigabytes
+            hashing.write(data) if isinstance(data, bytes) else data(hashing)
+            f.flush()
+            os.fsync(f.fileno())
+            size, digest = os.fstat(f.fileno()).st_size, hashing.digest.hexdigest()
+        os.replace(tmp, index_dir / name)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(index_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    if not checksum:
+        return None
+    return {"name": name, "bytes": size, "sha256": digest}
+
+
+def file_sha256(f: BinaryIO) -> str:
+    """sha256 of an open file from its start, read in HASH_CHUNK pieces (never whole into memory)."""
+    f.seek(0)
+    digest = hashlib.sha256()
+    while chunk := f.read(HASH_CHUNK):
+        digest.update(chunk)
+    f.seek(0)
+    return digest.hexdigest()
+
+
+def discard_build(index_dir: Path, build: str) -> None:
+    """After a failed write (disk full, I/O error), remove this build's data files, so the old index is
+    left exactly as it was; unless the manifest naming them was already put in place."""
+    try:
+        if json.loads((index_dir / MANIFEST).read_text()).get("build") == build:
+            return
+    except (OSError, ValueError, AttributeError):
+        pass
+    for path in index_dir.glob(f"*-{build}.*"):
+        path.unlink(missing_ok=True)
+
+
+def remove_strays(index_dir: Path) -> list[str]:
+    """Delete what an interrupted build left: its temp files, and its data files that the current
+    manifest does not name. Only names the index itself writes (DATA_FILE, TEMP_FILE) are candidates;
+    symlinks and every other file are left alone."""
+    try:
+        manifest = json.loads((index_dir / MANIFEST).read_text())
+        keep = {f["name"] for f in manifest["files"].values()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        keep = None  # without a readable manifest only temp files are safe to remove
+    removed = []
+    for path in index_dir.iterdir():
+        ours_tmp = bool(TEMP_FILE.match(path.name))
+        ours_unnamed = keep is not None and bool(DATA_FILE.match(path.name)) and path.name not in keep
+        if (ours_tmp or ours_unnamed) and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return removed
+
+
+def check_index_dir(index_dir: Path, seeds_dir: Path) -> None:
+    """Refuse an index directory that is the seeds directory or inside it: the index would index
+    itself, and its housekeeping would run among the user's documents."""
+    index_dir, seeds_dir = Path(index_dir).resolve(), Path(seeds_dir).resolve()
+    if index_dir == seeds_dir or seeds_dir in index_dir.parents:
+        raise IndexProblem(f"the index directory {index_dir} is inside the documents directory {seeds_dir}; choose another RAG_INDEX_DIR")
+
+
+# --- load -------------------------------------------------------------------------------
+
+
+def read_manifest(index_dir: Path) -> dict:
+    path = Path(index_dir) / MANIFEST
+    if not path.exists():
+        raise IndexProblem(f"no index at {index_dir} (run `rag index`)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"{path} is not valid JSON: {exc}") from exc
+    except OSError as exc:  # a directory, unreadable, ...
+        raise IndexCorrupt(f"{path} cannot be read ({exc.strerror or exc}); rebuild with `rag index`") from exc
+    if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
+        found = manifest.get("format_version") if isinstance(manifest, dict) else None
+        raise IndexStale(f"{path} has format version {found!r}; this service reads version {FORMAT_VERSION}")
+    if "manifest_sha256" not in manifest:
+        raise IndexStale(f"{path} has no manifest checksum (written by an older build); rebuild with `rag index`")
+    if manifest["manifest_sha256"] != manifest_digest(manifest):
+        raise IndexCorrupt(f"{path} does not match its own checksum: it was corrupted or edited; rebuild with `rag index`")
+    return manifest
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its own checksum field."""
+    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def stale_reasons(manifest: dict, expected: dict) -> list[str]:
+    """What differs between an index's manifest and the fingerprint the configuration expects."""
+    labels = {
+        "model": "the embedding model",
+        "chunker": "the chunker parameters",
+        "embedding_text": "what is embedded per passage",
+        "corpus_sha256": "the documents in seeds/",
+        "ann": "the index type or its parameters",
+        "lexical": "the lexical (BM25) parameters",
+    }
+    reasons = [f"{label} changed" for key, label in labels.items() if manifest.get(key) != expected.get(key)]
+    unknown = sorted(set(expected) - set(labels) - {"format_version"})
+    reasons += [f"{key} changed" for key in unknown if manifest.get(key) != expected.get(key)]
+    return reasons
+
+
+def load_index(index_dir: Path, expected: dict | None) -> LoadedIndex:
+    """Load and verify the index; `expected` is `rag.index.build.IndexConfig.fingerprint()` (None skips the staleness check)."""
+    index_dir = Path(index_dir)
+    manifest = read_manifest(index_dir)
+    if expected is not None and (reasons := stale_reasons(manifest, expected)):
+        raise IndexStale(f"index {manifest.get('id')} is stale: {', '.join(reasons)}")
+    try:
+        return _load_verified(index_dir, manifest)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a well-formed but wrong manifest
+        raise IndexCorrupt(f"manifest in {index_dir} is malformed ({type(exc).__name__}: {exc}); rebuild with `rag index`") from exc
+
+
+def _load_verified(index_dir: Path, manifest: dict) -> LoadedIndex:
+    if not isinstance(manifest.get("id"), str):
+        raise IndexCorrupt(f"manifest in {index_dir} has no index id")
+    try:
+        entries = {key: manifest["files"][key] for key in ("vectors", "passages", "sentences")}
+        counts = manifest["counts"]
+        dimension = manifest["dimension"]
+    except (KeyError, TypeError) as exc:
+        raise IndexCorrupt(f"manifest in {index_dir} lacks {exc}; rebuild with `rag index`") from exc
+    # Each file is verified from the open file and then parsed from that same file. The checksums matched,
+    # so these bytes are what the build wrote; a parser error still means a bad index (e.g. a manifest
+    # re-signed over foreign files), never a crash. Plain data only: no pickle on this path.
+    with _open_verified(index_dir, entries["vectors"]) as f:
+        vectors = _read_faiss(f, manifest["id"])
+    with _open_verified(index_dir, entries["passages"]) as f:
+        passages, embedded_keys = _parse_passages(f.read())
+    with _open_verified(index_dir, entries["sentences"]) as f:
+        sentence_vectors = _map_sentences(f, manifest["id"])
+    if vectors.ntotal != counts["passages"] or len(passages) != counts["passages"] or vectors.d != dimension:
+        raise IndexCorrupt(f"index {manifest['id']}: file contents do not match the manifest's counts")
+    sentence_rows = _sentence_rows(passages)
+    total = int(sentence_rows[:, 1].sum())
+    if sentence_vectors.shape != (total, dimension) or total != counts["sentences"]:
+        raise IndexCorrupt(f"index {manifest['id']}: sentence vectors do not match the passages")
+    return LoadedIndex(manifest, passages, vectors, sentence_vectors, sentence_rows, embedded_keys)
+
+
+def _sentence_rows(passages: list[Passage]) -> np.ndarray:
+    counts = np.fromiter((len(p.sentences) for p in passages), dtype=np.int64, count=len(passages))
+    rows = np.stack([np.cumsum(counts) - counts, counts], axis=1) if len(passages) else np.zeros((0, 2), dtype=np.int64)
+    rows.setflags(write=False)
+    return rows
+
+
+def _read_faiss(f: BinaryIO, index_id: str):
+    import faiss
+
+    try:
+        return faiss.read_index(faiss.PyCallbackIOReader(f.read))
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise IndexCorrupt(f"index {index_id}: the vectors file is not a FAISS index: {exc}") from exc
+
+
+def _map_sentences(f: BinaryIO, index_id: str) -> np.ndarray:
+    """The sentence vectors as a read-only memory map over the (verified) open file."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(f)
+    except (ValueError, OSError, EOFError, SyntaxError) as exc:
+        raise IndexCorrupt(f"index {index_id}: the sentences file is not a plain float array: {exc}") from exc
+    if dtype != np.dtype(SENTENCE_DTYPE) or fortran_order or len(shape) != 2:
+        raise IndexCorrupt(f"index {index_id}: the sentences file is not a 2-d float16 array")
+    offset = f.tell()
+    if os.fstat(f.fileno()).st_size != offset + shape[0] * shape[1] * dtype.itemsize:
+        raise IndexCorrupt(f"index {index_id}: the sentences file's size does not match its header")
+    if shape[0] * shape[1] == 0:
+        return np.zeros(shape, dtype=dtype)
+    vectors = np.memmap(f, dtype=dtype, mode="r", offset=offset, shape=shape)
+    _read_randomly(vectors)
+    return vectors
+
+
+def _read_randomly(vectors: np.memmap) -> None:
+    """Tell the kernel the map is read at random (MADV_RANDOM): a query reads ~200 short runs of rows scattered over
+    the file, so read-ahead from disk around each would read pages nobody asked for (at a million passages the file
+    is 4.3 GB; after a restart with a cold page cache that is most of the I/O). Pages already cached are still
+    mapped in around each fault, and count in the process's resident set as file pages (shared between workers,
+    reclaimable): README, Performance. A platform without madvise keeps the default."""
+    advise = getattr(getattr(vectors, "_mmap", None), "madvise", None)
+    if advise is not None and hasattr(mmap, "MADV_RANDOM"):
+        try:
+            advise(mmap.MADV_RANDOM)
+        except OSError:
+            pass
+
+
+def _open_verified(index_dir: Path, entry: dict) -> BinaryIO:
+    """The index file named by `entry`, open for reading, after its size and sha256 matched the manifest."""
+    name = entry["name"]
+    if not isinstance(name, str) or "/" in name or name.startswith("."):
+        raise IndexCorrupt(f"manifest names an unsafe file {name!r}")
+    try:
+        f = open(index_dir / name, "rb")
+    except OSError as exc:
+        raise IndexCorrupt(f"index file {name} is missing or unreadable: {exc.strerror}") from exc
+    try:
+        size = os.fstat(f.fileno()).st_size
+        matches = size == entry["bytes"] and file_sha256(f) == entry["sha256"]
+    except OSError as exc:  # e.g. a directory by that name, or an I/O error
+        f.close()
+        raise IndexCorrupt(f"index file {name} cannot be read: {exc.strerror or exc}") from exc
+    except BaseException:
+        f.close()
+        raise
+    if not matches:
+        f.close()
+        raise IndexCorrupt(
+            f"index file {name} does not match its manifest checksum ({size} bytes, expected {entry['bytes']}): "
+            "it is truncated or corrupted"
+        )
+    return f
+
+
+def _parse_passages(data: bytes) -> tuple[list[Passage], list[str]]:
+    try:
+        rows = json.loads(data)["passages"]
+        passages = [
+            Passage(
+                id=r["id"],
+                document=r["document"],
+                section=r["section"],
+                paragraphs=tuple(r["paragraphs"]),
+                start=r["start"],
+                end=r["end"],
+                text=r["text"],
+                sentences=tuple(tuple(s) for s in r["sentences"]),
+            )
+            for r in rows
+        ]
+        return passages, [r["embedded_text_sha256"] for r in rows]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IndexCorrupt(f"passages file is malformed: {exc}") from exc

@@ -1,0 +1,77 @@
+"""Passages: exact offsets, full coverage of the body, the model window, section boundaries."""
+
+from rag.corpus.chunking import ChunkerParams, chunk_document, sentence_spans
+from rag.corpus.documents import load_document
+from rag.corpus.passage_text import heading_text
+from tests.conftest import ARTICLE
+
+
+def _passages(encoder, **params):
+    doc = load_document(ARTICLE)
+    return doc, chunk_document(doc, encoder.count_tokens, ChunkerParams(**params))
+
+
+def test_every_passage_is_its_source_slice(service):
+    for passage in service.snapshot.passages:
+        doc = service.documents[passage.document]
+        assert doc.text[passage.start : passage.end] == passage.text
+        for start, end in passage.sentences:
+            assert passage.start <= start < end <= passage.end
+
+
+def test_passages_cover_the_whole_body_once(encoder):
+    doc, passages = _passages(encoder)
+    covered = [0] * len(doc.text)
+    for p in passages:
+        for i in range(p.start, p.end):
+            covered[i] += 1
+    assert max(covered) == 1, "passages overlap"
+    for para in doc.paragraphs:
+        missing = [i for i in range(para.start, para.end) if not covered[i] and not doc.text[i].isspace()]
+        assert not missing, f"paragraph {para.number} not fully covered"
+    assert {n for p in passages for n in p.paragraphs} == {p.number for p in doc.paragraphs}
+
+
+def test_no_passage_exceeds_the_model_window(encoder, service):
+    limit = encoder.max_seq_length - 2
+    for passage in service.snapshot.passages:
+        doc = service.documents[passage.document]
+        assert encoder.count_tokens(heading_text(doc, passage)) <= limit  # any neighbour context comes after
+        assert encoder.count_tokens(passage.text) <= 200
+
+
+def test_no_passage_crosses_a_heading(encoder):
+    doc, passages = _passages(encoder)
+    headings = [(s.heading_start, s.heading_end) for s in doc.sections if s.title]
+    for p in passages:
+        assert all(not (p.start < h_end and h_start < p.end) for h_start, h_end in headings)
+        assert {doc.paragraphs[n - 1].section for n in p.paragraphs} == {p.section}
+
+
+def test_long_paragraphs_split_at_sentences_and_short_ones_merge(encoder):
+    # The article's longest sentence is 128 word pieces: at 130, every split falls between sentences.
+    doc, passages = _passages(encoder, max_tokens=130, min_chars=300)
+    assert all(encoder.count_tokens(p.text) <= 130 for p in passages)
+    split = [p for p in passages if sum(q.paragraphs == p.paragraphs for q in passages) > 1]
+    assert split, "a 130-token limit must split some paragraphs"
+    sentence_ends = {e for p in passages for _, e in p.sentences}
+    for p in split:
+        assert p.end in sentence_ends and p.text.rstrip()[-1] in ".!?”]\"’"
+    # Below the longest sentence, the last resort cuts between words, still within the limit.
+    _, tight = _passages(encoder, max_tokens=40, min_chars=300)
+    assert all(encoder.count_tokens(p.text) <= 40 for p in tight)
+    _, merged = _passages(encoder, max_tokens=200, min_chars=300)
+    assert any(len(p.paragraphs) > 1 for p in merged)
+
+
+def test_ids_are_stable_and_unique(encoder):
+    _, first = _passages(encoder)
+    _, second = _passages(encoder)
+    assert [p.id for p in first] == [p.id for p in second]
+    assert len({p.id for p in first}) == len(first)
+
+
+def test_sentence_spans_keep_footnotes_and_abbreviations():
+    text = "It was won in 1917. [5] Then vs. now it differs. “Quoted.” Next one."
+    pieces = [text[s:e] for s, e in sentence_spans(text)]
+    assert pieces == ["It was won in 1917. [5]", "Then vs. now it differs.", "“Quoted.”", "Next one."]

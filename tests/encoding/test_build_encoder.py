@@ -1,0 +1,61 @@
+"""Index builds use the fp32 ONNX export (rag.encoding.build_encoder) and get what sentence-transformers gives.
+
+* The session index was built with it; its passage and sentence vectors match sentence-transformers
+  (cosine >= 0.999) on the seed article.
+* Token counts (the chunker's budget) equal the sentence-transformers tokenizer's, so the passages are
+  the same; repeated counts are served from memory.
+* Length-bucketed encoding returns rows in input order.
+* A build with progress draws bars for files, passages and sentences on stderr.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.index.build import IndexConfig, build_index
+from rag.encoding.build_encoder import OnnxBuildEncoder
+from rag.corpus.documents import load_corpus
+from rag.corpus.passage_text import embedding_texts
+from rag.index.store import load_index
+
+
+def test_the_session_index_was_built_with_onnx_and_matches_sentence_transformers(service, encoder, reference):
+    assert isinstance(encoder, OnnxBuildEncoder) and encoder.precision == "fp32"
+    index = service.snapshot.index
+    texts = embedding_texts(index.passages, service.snapshot.documents)
+    want = reference.encode(texts)
+    got = index.vectors.reconstruct_n(0, index.vectors.ntotal)
+    assert (want * got).sum(1).min() >= 0.999
+    sentences = [service.snapshot.documents[p.document].text[s:e] for p in index.passages for s, e in p.sentences]
+    assert len(sentences) == len(index.sentence_vectors)
+    assert (reference.encode(sentences) * index.sentence_vectors).sum(1).min() >= 0.999
+
+
+def test_token_counts_equal_the_reference_tokenizer(service, encoder, reference):
+    doc = next(iter(service.snapshot.documents.values()))
+    paragraphs = [p for p in doc.text.split("\n\n") if p.strip()] + ["", "¿Qué? — «1917» & naïve café", "x" * 3000]
+    assert [encoder.count_tokens(p) for p in paragraphs] == [reference.count_tokens(p) for p in paragraphs]
+    before = encoder.count_tokens.cache_info().hits
+    encoder.count_tokens(paragraphs[0])
+    assert encoder.count_tokens.cache_info().hits == before + 1
+
+
+def test_bucketed_encoding_keeps_input_order(encoder):
+    texts = ["short", "a much longer text about the soviets and the provisional government " * 5, "mid length text here"] * 20
+    together = encoder.encode(texts, batch_size=8)
+    alone = np.vstack([encoder.encode([t]) for t in texts[:3]])
+    assert together.shape == (60, encoder.dimension)
+    assert (together[:3] * alone).sum(1).min() > 0.99999
+    assert np.allclose(together[3:6], together[:3], atol=1e-5)
+    assert encoder.encode([]).shape == (0, encoder.dimension)
+
+
+def test_build_shows_files_passages_and_sentences_progress(tmp_path, seeds_copy, settings, encoder, capfd):
+    docs = list(load_corpus(seeds_copy).documents)
+    config = IndexConfig.of(settings.model_copy(update={"seeds_dir": seeds_copy}), docs, encoder.spec)
+    build_index(tmp_path / "index", docs, config, encoder, progress=True)
+    err = capfd.readouterr().err
+    for label in ("chunking files", "embedding passages", "embedding sentences"):
+        assert label in err, err[-2000:]
+    assert load_index(tmp_path / "index", config.fingerprint()).passages

@@ -1,0 +1,167 @@
+"""The verdict (rag.query.verdict): its features on hand-made inputs, and each state from a real query on the real index."""
+
+import numpy as np
+import pytest
+
+from rag.query import verdict as V
+from rag.query.answerable import AnswerabilityModel, fit
+from rag.index.lexical import LexicalIndex
+
+
+@pytest.fixture(scope="module")
+def terms_of():
+    return LexicalIndex(["a tiny corpus", "of two passages"]).terms
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("When did Fidel Castro die?", "date"),
+        ("In what year was the Fourth International founded?", "date"),
+        ("In which century did Trotsky write?", "date"),
+        ("How many people lived in the cities?", "number"),
+        ("How long after 1905 did he write it?", "number"),
+        ("Which country did Nahuel Moreno come from?", "place"),
+        ("Who led the Jacobins?", None),  # answers to "who" were as often a class as a name (see the module)
+        ("Why could the bourgeoisie not lead?", None),
+        ("What is the law of uneven and combined development?", None),
+    ],
+)
+def test_answer_type_from_the_wording(question, kind):
+    assert V.answer_type(question) == kind
+
+
+def test_type_met_needs_a_date_a_number_or_a_new_name():
+    assert V.type_met("date", "Nahuel Moreno revised the theory in 1984.", "When did Moreno die?")
+    assert V.type_met("date", "It happened in the 1920s.", "When?")
+    assert V.type_met("date", "By the turn of the century, capitalism had spread.", "When?")
+    assert not V.type_met("date", "This may have sounded ridiculous.", "When?")  # the modal "may" is not a month
+    assert not V.type_met("date", "Fidel Castro was at its head.", "When did Fidel Castro die?")
+    assert V.type_met("number", "Thousands of communists were slaughtered.", "How many were killed?")
+    assert V.type_met("number", "After six years of the uprising.", "How many years?")
+    assert not V.type_met("number", "The rebels are united by a goal.", "How many rebels?")
+    assert V.type_met("place", "He came from Argentina to lead it.", "Which country did he come from?")
+    assert not V.type_met("place", "Moreno revised the theory.", "Which country did Moreno come from?")  # only the question's own name
+    assert V.type_met(None, "anything", "Why?")
+
+
+def test_rarity_weighted_coverage():
+    idf = {"lenin": 2.0, "revolut": 0.5}
+    assert V.coverage({"lenin", "die"}, {"lenin"}, idf, unseen=4.0) == pytest.approx(2 / 6)  # "die" is unseen: weighs most
+    assert V.coverage({"lenin", "revolut"}, {"lenin", "revolut", "x"}, idf, unseen=4.0) == 1.0
+    assert V.coverage(set(), {"lenin"}, idf, unseen=4.0) == 0.0
+    table = V.idf_table([{"a", "b"}, {"a"}, {"c"}])
+    assert table["a"] < table["b"] == table["c"] < V.unseen_idf(3)
+
+
+def test_masked_question_keeps_what_the_evidence_does_not_say(terms_of):
+    evidence = terms_of("the revolutionary government with Fidel Castro at its head")
+    assert V.masked_question("When did Fidel Castro die?", evidence, terms_of) == "When did die"
+    assert V.masked_question("Who was Fidel Castro?", evidence, terms_of) is None  # nothing left to ask about
+
+
+def test_kept_spans_are_the_words_the_evidence_does_not_hold(terms_of):
+    evidence = terms_of("the revolutionary government with Fidel Castro at its head")
+    question = "When did Fidel Castro die?"
+    assert [question[a:b] for a, b in V.kept_spans(question, evidence, terms_of)] == ["When", "did", "die"]
+    assert V.kept_spans("Who was Fidel Castro?", evidence, terms_of) is None
+
+
+def test_masked_vector_pools_the_kept_word_pieces_and_the_special_tokens():
+    tokens = np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0], [0, 0, 0]], dtype=np.float32)
+    spans = ((0, 0), (0, 4), (5, 9), (0, 0))  # [CLS] "When" "Fidel" [SEP]
+    got = V.masked_vector(tokens, spans, [(0, 4)])  # "Fidel" masked out
+    assert got == pytest.approx(np.array([1.0, 2.0, 0.0]) / np.sqrt(5), abs=1e-6)
+    everything = V.masked_vector(tokens, spans, [(0, 4), (5, 9)])
+    assert everything == pytest.approx(tokens.mean(axis=0) / np.linalg.norm(tokens.mean(axis=0)), abs=1e-6)
+
+
+def test_relation_cos_is_the_mean_of_the_best():
+    vectors = np.eye(3, dtype=np.float32)
+    masked = np.array([0.6, 0.8, 0.0], dtype=np.float32)
+    assert V.relation_cos(masked, vectors, best=2) == pytest.approx(0.7)
+    assert V.relation_cos(masked, vectors, best=1) == pytest.approx(0.8)
+    assert V.relation_cos(masked, vectors) == pytest.approx(1.4 / 3)  # fewer than RELATION_BEST: all of them
+    assert V.RELATION_BEST == 5
+    assert V.relation_cos(masked, vectors[:1]) == pytest.approx(0.6)
+    assert V.relation_cos(masked, vectors[:0]) == 0.0
+
+
+def test_best_evidence_checks_the_type_in_the_best_covering_sentence():
+    idf = {"moreno": 3.0, "revis": 2.0}
+    sentences = [V.Sentence("Moreno revised the theory in 1984.", frozenset({"moreno", "revis", "theori"}), 0.5),
+                 V.Sentence("Others wrote in 1990.", frozenset({"wrote"}), 0.6)]
+    cover, typed = V.best_evidence("When did Moreno revise it?", {"moreno", "revis"}, sentences, idf, 4.0)
+    assert cover == 1.0 and typed == 1.0
+    cover, typed = V.best_evidence("When did Moreno die?", {"moreno", "die"}, sentences[:1], idf, 4.0)
+    assert cover == pytest.approx(3 / 7) and typed == 1.0
+    assert V.best_evidence("When?", set(), [], idf, 4.0) == (0.0, 0.0)
+
+
+def test_thresholds_make_three_states():
+    assert V.decide(0.9, 0.5, 0.65) == "found"
+    assert V.decide(0.65, 0.5, 0.65) == "found"
+    assert V.decide(0.6, 0.5, 0.65) == "uncertain"
+    assert V.decide(0.5, 0.5, 0.65) == "uncertain"
+    assert V.decide(0.49, 0.5, 0.65) == "not_found"
+    assert V.decide(0.6, 0.7, 0.65) == "not_found"  # a found threshold below the answerable one never says found below it
+    model = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(0.0, 0.0), bias=0.0)
+    got = V.assess(V.VerdictFeatures(1.0, 0.4), model, 0.5, 0.65)
+    assert got.verdict == "uncertain" and got.answerable and got.confidence == 0.5
+
+
+def test_fit_takes_any_number_of_features():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    y = list(x[:, 0] + 0.5 * x[:, 2] > 0)
+    model = fit([tuple(r) for r in x], y)
+    assert len(model.weights) == 3 and model.weights[0] > model.weights[2] > abs(model.weights[1])
+    with pytest.raises(ValueError):
+        model.probability(1.0, 2.0)
+
+
+def test_notes_and_words_follow_the_verdict():
+    assert "answer from them and cite" in V.verdict_note("found")
+    assert "may not cover it" in V.verdict_note("uncertain")
+    assert "do not answer it" in V.verdict_note("not_found")
+    assert all(V.QUOTED_DATA in V.verdict_note(v) for v in ("found", "uncertain", "not_found"))
+    assert V.verdict_words("found") == "found: the passages likely answer this"
+    assert V.verdict_words("not_found", 0.123) == "not found: the documents do not seem to answer this; these are the closest passages (confidence 0.12)"
+
+
+# --- each state from a real query on the real index (questions not in the eval set) ----------------
+
+
+def test_a_clearly_answered_question_is_found(service):
+    result = service.query("Who revised the theory of permanent revolution in 1984?", 3, "hybrid")
+    assert result.verdict == "found" and result.answerable and result.confidence >= V.FOUND_THRESHOLD
+    assert result.features is not None and result.features.answer_type == 1.0
+
+
+def test_an_off_topic_question_is_not_found(service):
+    result = service.query("How do I bake sourdough bread at home?", 3, "hybrid")
+    assert result.verdict == "not_found" and not result.answerable and result.confidence < V.ANSWERABLE_THRESHOLD
+    assert result.hits, "the closest passages still come back"
+
+
+def test_a_near_topic_fact_the_article_does_not_give_is_not_found(service):
+    result = service.query("Which newspaper did Trotsky edit?", 3, "hybrid")
+    assert result.verdict == "not_found" and not result.answerable
+    assert result.features.relation_cos < 0.36, "with Trotsky masked, 'Which newspaper did edit' matches little"
+
+
+def test_uncertain_sits_between(service):
+    result = service.query(UNCERTAIN, 3, "hybrid")
+    assert result.verdict == "uncertain" and result.answerable
+    assert V.ANSWERABLE_THRESHOLD <= result.confidence < V.FOUND_THRESHOLD
+
+
+UNCERTAIN = "How old was Trotsky in 1917?"  # the article names him and 1917 again and again, never his age (confidence ~0.54)
+
+
+@pytest.mark.parametrize("mode", ["dense", "lexical"])
+def test_every_mode_gives_a_verdict(service, mode):
+    result = service.query("Who revised the theory of permanent revolution in 1984?", 3, mode)
+    assert result.verdict in ("found", "uncertain", "not_found") and 0.0 <= result.confidence <= 1.0
+    nothing = service.query("zzzz qqqq", 3, mode)  # lexical finds no passage at all: still a verdict, no crash
+    assert nothing.verdict == "not_found"
