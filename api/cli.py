@@ -3,7 +3,7 @@
     rag index [--force]             build the index if missing or stale (or always)
     rag ask "question" [-k 5] [--mode hybrid] [--json]
     rag serve [--host H] [--port P] [--workers N]
-    rag eval ...                    retrieval quality report (see rag.evaluation)
+    rag eval ...                    retrieval quality report (see eval.evaluation)
     rag mcp                         MCP server over stdio, for desktop chat clients
     rag --version
 
@@ -76,7 +76,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None, encoders=None) -> int:
-    """Run one command; `encoders` (a rag.encoders.Encoders) lets a caller share an already-loaded model."""
+    """Run one command; `encoders` (a rag.encoding.encoders.Encoders) lets a caller share an already-loaded model."""
     args = parser().parse_args(argv)
     args.encoders = encoders
     logging.basicConfig(level=os.environ.get("RAG_LOG_LEVEL", "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None, encoders=None) -> int:
 
 
 def cmd_index(args, settings: Settings) -> int:
-    from rag.build import build
+    from rag.index.build import build
 
     report = build(settings, args.encoders, force=args.force, progress=True)
     manifest = report.manifest
@@ -114,9 +114,9 @@ def cmd_index(args, settings: Settings) -> int:
 
 
 def cmd_ask(args, settings: Settings) -> int:
-    from rag.passage_text import titled_location
+    from rag.corpus.passage_text import titled_location
     from rag.service import Service
-    from rag.verdict import verdict_words
+    from rag.query.verdict import verdict_words
 
     service = Service.open(settings, args.encoders)
     filters = {"documents": args.document, "authors": args.author, "sections": args.section,
@@ -165,7 +165,7 @@ def cmd_mcp(args, settings: Settings) -> int:
 
 
 def cmd_eval(args, settings: Settings) -> int:
-    from rag.evaluation import run_cli
+    from eval.evaluation import run_cli
 
     return run_cli(
         settings, questions=args.questions, out=args.out, modes=[args.mode], k=args.k, split=args.split,

@@ -48,8 +48,8 @@ from api import schemas
 from api.settings import ServerSettings
 from rag.config import Settings
 from rag.errors import InvalidInput, NotFound, Overloaded, RagError
-from rag.passage_text import UNTITLED_SECTION, paragraph_mark, titled_location
-from rag.verdict import QUOTED_DATA, verdict_note
+from rag.corpus.passage_text import UNTITLED_SECTION, paragraph_mark, titled_location
+from rag.query.verdict import QUOTED_DATA, verdict_note
 from rag.service import PassageView, Service
 
 log = logging.getLogger(__name__)

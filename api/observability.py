@@ -81,7 +81,7 @@ class Metrics:
         self.latency.labels(method, route).observe(seconds)
 
     def observe_query(self, result) -> None:
-        """Record a `rag.retrieval.QueryResult`'s stage timings."""
+        """Record a `rag.query.retrieval.QueryResult`'s stage timings."""
         timings = getattr(result, "timings_ms", None) or {}
         for stage, ms in timings.items():
             self.stage_latency.labels(str(stage)).observe(ms / 1000)

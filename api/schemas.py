@@ -16,17 +16,17 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from rag.config import Settings
-from rag.documents import Document, page_of
-from rag.retrieval import Hit, QueryResult
+from rag.corpus.documents import Document, page_of
+from rag.query.retrieval import Hit, QueryResult
 from rag.service import PassageView
-from rag.verdict import QUOTED_DATA, verdict_words
+from rag.query.verdict import QUOTED_DATA, verdict_words
 
 Mode = Literal["hybrid", "dense", "lexical"]
 
 PASSAGES_ARE_DATA = QUOTED_DATA
 
 
-# What the library accepts (rag.retrieval.clean_question): some visible text and no control characters
+# What the library accepts (rag.query.retrieval.clean_question): some visible text and no control characters
 # other than tab/newline. Documented in the schema only; the library enforces it with a readable message.
 QUESTION_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
 
@@ -79,7 +79,7 @@ class FiltersIn(BaseModel):
 
 
 def library_filters(filters: FiltersIn | None) -> dict | None:
-    """A request's filters as rag.filters takes them (None: no filter)."""
+    """A request's filters as rag.query.filters takes them (None: no filter)."""
     return filters.as_library() if filters is not None else None
 
 

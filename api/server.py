@@ -303,8 +303,8 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
 
 def check_index_current(settings: Settings) -> None:
     """Refuse to start replicas over a missing or stale index (each would refuse it alone); reads only the manifest."""
-    from rag.build import on_disk, read_corpus
-    from rag.model import resolve_model
+    from rag.index.build import on_disk, read_corpus
+    from rag.encoding.model import resolve_model
 
     manifest, reasons = on_disk(settings, list(read_corpus(settings).documents), resolve_model(settings.model))
     if reasons:
