@@ -121,7 +121,7 @@ def cmd_ask(args, settings: Settings) -> int:
     service = Service.open(settings, args.encoders)
     filters = {"documents": args.document, "authors": args.author, "sections": args.section,
                "published_after": args.after, "published_before": args.before}
-    result = service.query(args.question, args.top_k, args.mode, filters)
+    result = service.query(service.parse(args.question, args.top_k, args.mode, filters))
     if args.json:
         from api.schemas import query_response
 

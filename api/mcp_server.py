@@ -173,7 +173,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         if not query.strip():
             raise ToolError("query is empty: pass the question or words to search for")
         service = await get_service()
-        result = await run(service.query, query, SEARCH_RESULTS, settings.default_mode, schemas.library_filters(filters))
+        result = await run(lambda: service.query(service.parse(query, SEARCH_RESULTS, settings.default_mode, schemas.library_filters(filters))))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents  # the version the hits come from
         results = [
@@ -260,7 +260,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
         service = await get_service()
-        result = await run(service.query, question, top_k, mode, schemas.library_filters(filters))
+        result = await run(lambda: service.query(service.parse(question, top_k, mode, schemas.library_filters(filters))))
         base = _base_url(server_settings, ctx)
         documents = result.snapshot.documents
         passages = [

@@ -26,7 +26,7 @@ Mode = Literal["hybrid", "dense", "lexical"]
 PASSAGES_ARE_DATA = QUOTED_DATA
 
 
-# What the library accepts (rag.query.retrieval.clean_question): some visible text and no control characters
+# What the library accepts (rag.query.request.clean_question): some visible text and no control characters
 # other than tab/newline. Documented in the schema only; the library enforces it with a readable message.
 QUESTION_PATTERN = r"^[^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x08\x0B\x0C\x0E-\x1F\x7F-\x9F]*$"
 

@@ -87,7 +87,7 @@ def ask(service: Service, questions: list[dict], texts: dict[str, str]) -> dict:
     rows = []
     for q in questions:
         assert all(quote in texts[q["document"]] for quote in q["quotes"]), f"{q['id']}: a quote is not in its page"
-        result = service.query(q["question"], top_k=5, mode="hybrid")
+        result = service.query(service.parse(q["question"], top_k=5, mode="hybrid"))
         docs = [hit.passage.document for hit in result.hits]
         rows.append({"id": q["id"], "document": q["document"], "top5": docs, "in_top5": q["document"] in docs,
                      "rank": docs.index(q["document"]) + 1 if q["document"] in docs else None,
@@ -101,7 +101,7 @@ def query_latency(service: Service, questions: list[dict], rounds: int = 5) -> d
     for _ in range(rounds):
         for q in questions:
             started = time.perf_counter()
-            service.query(q["question"], top_k=5, mode="hybrid")
+            service.query(service.parse(q["question"], top_k=5, mode="hybrid"))
             times.append((time.perf_counter() - started) * 1000)
     times.sort()
     return {"n": len(times), "p50_ms": round(statistics.median(times), 2), "p99_ms": round(times[int(0.99 * (len(times) - 1))], 2)}

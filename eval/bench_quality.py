@@ -25,8 +25,8 @@ def section_quality(onnx_service, torch_service) -> dict:
     same_top5 = 0
     worst_cos = 1.0
     for q in questions:
-        a = onnx_service.query(q.question, 5, "hybrid")
-        b = torch_service.query(q.question, 5, "hybrid")
+        a = onnx_service.query(onnx_service.parse(q.question, 5, "hybrid"))
+        b = torch_service.query(torch_service.parse(q.question, 5, "hybrid"))
         same_top5 += [h.passage.id for h in a.hits] == [h.passage.id for h in b.hits]
         va = onnx_service.snapshot.retriever.encoder.encode([q.question])[0]
         vb = torch_service.snapshot.retriever.encoder.encode([q.question])[0]

@@ -192,6 +192,7 @@ def run_serve(work: Path | None, pool: list[str]) -> dict:
     from rag.encoding.encoders import Encoders
     from rag.encoding.model import resolve_model
     from rag.service import make_snapshot
+    from rag.query.request import Query
 
     article = work is None
     settings = Settings() if article else Settings(seeds_dir=work / "seeds", index_dir=work / "index", auto_build=False)
@@ -212,11 +213,11 @@ def run_serve(work: Path | None, pool: list[str]) -> dict:
     asked = questions(pool) if article else json.loads((work / "questions.json").read_text())
     retriever = snapshot.retriever
     for question in asked[:WARMUP]:
-        retriever.search(question + " (warm-up)", 5, "hybrid", snapshot)
+        retriever.search(Query.parse(question + " (warm-up)", 5, "hybrid", settings=settings), snapshot)
     totals, stages = [], {}
     for question in asked:
         started = time.perf_counter()
-        result = retriever.search(question, 5, "hybrid", snapshot)
+        result = retriever.search(Query.parse(question, 5, "hybrid", settings=settings), snapshot)
         totals.append((time.perf_counter() - started) * 1000)
         for stage, ms in result.timings_ms.items():
             stages.setdefault(stage, []).append(ms)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from eval.evaluation import DEPTH, score_question, service_system, summarize
 
-MODES = ("hybrid", "dense", "lexical")
+from rag.config import MODES
 METRICS = ("r@1", "r@5", "mrr@10")
 
 

@@ -39,7 +39,8 @@ from pydantic import ValidationError
 from eval import evalstats
 from eval import metrics
 from eval import trec
-from rag.config import PROJECT_ROOT, Settings
+from rag.config import MODES, PROJECT_ROOT, Settings
+from rag.query.request import clean_question
 from rag.errors import InvalidInput
 from eval.evalset import Question, load_beir_corpus
 from eval.evalset import load_questions as _load_questions
@@ -51,7 +52,6 @@ RUNS_DIR = EVAL_DIR / "runs"  # ignored: one folder per run, and the cache of in
 CACHE_DIR = RUNS_DIR / ".cache"
 KS = (1, 3, 5, 10)
 DEPTH = 10
-MODES = ("hybrid", "dense", "lexical")
 BASELINE = "baseline (1000/200 chars, dense)"
 
 
@@ -95,7 +95,7 @@ def service_system(service, mode: str, k: int = DEPTH, document_names: dict[str,
     names = document_names or {}
 
     def run(question: str) -> Answer:
-        result = service.query(question, k, mode)
+        result = service.query(service.parse(question, k, mode))
         top = result.hits[0].highlight.text if result.hits else None
         passages = tuple(
             Retrieved(h.passage.text, h.score, h.passage.id, names.get(h.passage.document, h.passage.document)) for h in result.hits
@@ -537,8 +537,6 @@ def write_run_folder(out: Path, report: dict, questions: list[Question], gold: d
 
 def check_questions(questions: list[Question], source: Path, max_chars: int) -> None:
     """Refuse, before anything runs, a question the service itself would refuse (too long, control characters)."""
-    from rag.query.retrieval import clean_question
-
     for q in questions:
         try:
             clean_question(q.question, max_chars)

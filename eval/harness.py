@@ -30,7 +30,7 @@ RUNS = ROOT / "eval" / "runs"  # ignored: full reports
 RAG = [sys.executable, "-m", "api.cli"]
 PLAIN_SERVER = ROOT / "eval" / "plain_server.py"
 LOADGEN = ROOT / "eval" / "loadgen.py"
-MODES = ("hybrid", "dense", "lexical")
+MODES = ("hybrid", "dense", "lexical")  # rag.config.MODES, spelled out: this module must not import rag (loadgen stays cheap)
 PLAINS = ("plain", "plain-1t")  # torch's default thread count, and torch pinned to one thread
 
 

@@ -41,12 +41,12 @@ def main() -> None:
     prefixes = ["", "Tell me: ", "In the article, ", "Briefly, "]
     questions = [prefixes[(i // len(base)) % len(prefixes)] + base[i % len(base)] for i in range(args.questions)]
     for q in questions[:5]:
-        service.query(q, 5, args.mode)
+        service.query(service.parse(q, 5, args.mode))
     profiler = cProfile.Profile()
     started = time.perf_counter()
     profiler.enable()
     for q in questions:
-        service.query(q, 5, args.mode)
+        service.query(service.parse(q, 5, args.mode))
     profiler.disable()
     wall = time.perf_counter() - started
     stats = pstats.Stats(profiler)

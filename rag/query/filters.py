@@ -5,9 +5,10 @@ passages only (a FAISS id selector) and BM25 scores of the others are
 dropped, so a filtered query returns the best passages within the filter,
 never a global top-k cut down afterwards.
 
-`Filters.parse(raw, documents)` checks a filter against the documents of one
-snapshot and says what is wrong in one sentence (an unknown document id, a
-malformed date); `passage_mask` turns it into one boolean per passage.
+`Filters.parse(raw)` checks a filter's shape once (rag.query.request.Query) and
+`Filters.check(documents)` its document ids against the snapshot it runs on,
+each saying what is wrong in one sentence (a malformed date, an unknown
+document id); `passage_mask` turns it into one boolean per passage.
 
 Dates: `published_after` / `published_before` are inclusive `YYYY-MM-DD`
 bounds. A document's `published` may be a year, a month or a day; it is a
@@ -46,8 +47,9 @@ class Filters:
         return any(getattr(self, name) for name in FIELDS)
 
     @classmethod
-    def parse(cls, raw: Mapping | None, documents: Mapping) -> "Filters":
-        """A checked filter from request data (None or {} is no filter); InvalidInput says what is wrong."""
+    def parse(cls, raw: Mapping | None) -> "Filters":
+        """A filter of the right shape from request data (None or {} is no filter); InvalidInput says what is
+        wrong. Whether its documents exist is a question for one snapshot: `check`."""
         if raw is None:
             return cls()
         if isinstance(raw, Filters):
@@ -58,14 +60,18 @@ class Filters:
         if unknown:
             raise InvalidInput(f"filters: unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
         ids = _strings(raw.get("documents"), "documents")
-        missing = [i for i in ids if i not in documents]
-        if missing:
-            raise InvalidInput(f"filters.documents: no document with id {', '.join(map(repr, missing))}")
         after = _bound(raw.get("published_after"), "published_after")
         before = _bound(raw.get("published_before"), "published_before")
         if after and before and after > before:
             raise InvalidInput(f"filters: published_after ({after}) is later than published_before ({before})")
         return cls(ids, _strings(raw.get("authors"), "authors"), after, before, _strings(raw.get("sections"), "sections"))
+
+    def check(self, documents: Mapping) -> "Filters":
+        """This filter, if every document it names is in `documents` (one snapshot's); InvalidInput otherwise."""
+        missing = [i for i in self.documents if i not in documents]
+        if missing:
+            raise InvalidInput(f"filters.documents: no document with id {', '.join(map(repr, missing))}")
+        return self
 
     def as_dict(self) -> dict:
         return {

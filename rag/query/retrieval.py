@@ -29,7 +29,6 @@ and sentences a query touches, kept in a bounded cache.
 from __future__ import annotations
 
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -40,9 +39,8 @@ from rag.query import highlight as highlighting
 from rag.query import verdict as verdicts
 from rag.corpus.chunking import Passage
 from rag.encoding.torch_encoder import QuestionEmbedding, embed_question
-from rag.errors import InvalidInput
+from rag.query.request import Mode, Query
 
-MODES = ("hybrid", "dense", "lexical")
 CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
 EXACT_FILTERED_MAX = 20_000  # a filter allowing at most this many passages is searched exactly
 LEXICAL_WEIGHT = 0.75  # BM25's weight against the two dense signals in hybrid (chosen on the dev split)
@@ -70,7 +68,7 @@ class Hit:
 @dataclass(frozen=True)
 class QueryResult:
     question: str
-    mode: str
+    mode: Mode
     answerable: bool
     confidence: float  # probability that the documents hold an answer (rag.query.answerable)
     hits: list[Hit]
@@ -79,31 +77,6 @@ class QueryResult:
     snapshot: object = field(default=None, repr=False, compare=False)  # rag.service.Snapshot the hits come from
     verdict: verdicts.Verdict = "not_found"  # found / uncertain / not_found (rag.query.verdict); answerable = not not_found
     features: verdicts.VerdictFeatures | None = None  # what the verdict was decided from, kept for calibration
-
-
-def clean_question(question: object, max_chars: int) -> str:
-    """The question with surrounding whitespace removed, or InvalidInput saying what is wrong."""
-    if not isinstance(question, str):
-        raise InvalidInput("question must be a string")
-    question = question.strip()
-    if not question:
-        raise InvalidInput("question is empty")
-    if len(question) > max_chars:
-        raise InvalidInput(f"question is {len(question)} characters long; the limit is {max_chars}")
-    for ch in question:
-        category = unicodedata.category(ch)
-        if category == "Cs":
-            raise InvalidInput("question contains an unpaired surrogate (invalid Unicode)")
-        if category == "Cc" and ch not in "\t\n\r":
-            raise InvalidInput(f"question contains the control character U+{ord(ch):04X}")
-    return question
-
-
-def check_params(top_k: object, mode: object, max_top_k: int) -> None:
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= max_top_k:
-        raise InvalidInput(f"top_k must be an integer from 1 to {max_top_k}")
-    if mode not in MODES:
-        raise InvalidInput(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
 
 
 class Retriever:
@@ -123,10 +96,11 @@ class Retriever:
         self.idf = verdicts.idf_table((lexical.terms(p.text) for p in self.passages), len(self.passages))
         self.unseen_idf = verdicts.unseen_idf(len(self.passages))
 
-    def search(self, question: str, top_k: int = 5, mode: str = "hybrid", snapshot=None, allowed: np.ndarray | None = None) -> QueryResult:
-        """Rank passages for an already-cleaned question (see `clean_question`); the result carries `snapshot`.
+    def search(self, query: Query, snapshot=None, allowed: np.ndarray | None = None) -> QueryResult:
+        """Rank passages for a parsed query (rag.query.request); the result carries `snapshot`.
 
         `allowed` (one bool per passage, rag.query.filters.passage_mask) restricts every stage to those passages."""
+        question, top_k, mode = query.question, query.top_k, query.mode
         timings: dict[str, float] = {}
         clock = time.perf_counter()
 

@@ -161,7 +161,7 @@ def test_start_up_needs_no_free_space_to_serve_an_intact_index(tiny, tmp_path, e
     monkeypatch.setattr(Path, "mkdir", mkdir_no_space)
     for auto_build in (False, True):
         service = Service.open(settings_for(seeds, index, auto_build=auto_build), encoders)
-        assert service.query("Trotsky", 1).hits
+        assert service.query(service.parse("Trotsky", 1)).hits
     monkeypatch.undo()
     assert refused, "the simulation never refused a write: it tested nothing"
     assert index_files(index) == before
@@ -194,7 +194,7 @@ def test_start_up_on_a_real_full_disk_serves_the_intact_index(tiny, tmp_path, en
             (index / "probe").write_bytes(b"x" * 8192)
         for auto_build in (False, True):
             service = Service.open(settings_for(seeds, index, auto_build=auto_build), encoders)
-            assert service.query("Trotsky", 1).hits
+            assert service.query(service.parse("Trotsky", 1)).hits
         assert index_files(index) == before
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)  # lazy: a memory-mapped index file may still be open
@@ -251,14 +251,14 @@ def test_a_batch_stops_after_the_question_in_progress_once_its_caller_has_gone(s
             return getattr(service.snapshot.retriever, name)
 
         def search(self, *args):
-            calls.append(args[0])
+            calls.append(args[0].question)
             if len(calls) == 2:
                 stop.set()
             return real_search(*args)
 
     watched = Service(service.settings, service.model, service.encoders, replace(service.snapshot, retriever=Retriever()))
-    assert len(watched.batch_query(questions, 2, stop=stop)) == 2 and calls == questions[:2]
-    assert len(service.batch_query(questions, 2, stop=threading.Event())) == 4
+    assert len(watched.batch_query(watched.parse_batch(questions, 2), stop=stop)) == 2 and calls == questions[:2]
+    assert len(service.batch_query(service.parse_batch(questions, 2), stop=threading.Event())) == 4
 
 
 def test_a_full_lane_is_a_fast_503_with_retry_after_and_ready_says_so(service):

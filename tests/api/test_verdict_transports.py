@@ -36,7 +36,7 @@ def mcp(client, tool: str, arguments: dict) -> dict:
 @pytest.mark.parametrize("verdict", list(CASES))
 def test_each_verdict_over_http_and_mcp(service, local, verdict):
     question = CASES[verdict]
-    assert service.query(question).verdict == verdict  # the case still is what it stands for
+    assert service.query(service.parse(question)).verdict == verdict  # the case still is what it stands for
     body = local.post("/query", json={"question": question}).json()
     assert body["verdict"] == verdict and body["answerable"] == (verdict != "not_found")
     assert 0 <= body["confidence"] <= 1 and f"(confidence {body['confidence']:.2f})" in body["verdict_text"]

@@ -80,7 +80,7 @@ def ask_with_keyboard(page, question: str) -> None:
 
 
 def test_ask_read_and_open_in_context_with_the_keyboard(page, service, live_server):
-    expected = service.query(MORENO_QUESTION, 5, "hybrid").hits[0]
+    expected = service.query(service.parse(MORENO_QUESTION, 5, "hybrid")).hits[0]
     citation = expected.passage
 
     ask_with_keyboard(page, MORENO_QUESTION)
@@ -129,7 +129,7 @@ def test_ask_read_and_open_in_context_with_the_keyboard(page, service, live_serv
 
 
 def test_a_shared_passage_link_opens_it_in_context(page, service):
-    hit = service.query("What did Lenin's April Theses argue?", 1, "hybrid").hits[0]
+    hit = service.query(service.parse("What did Lenin's April Theses argue?", 1, "hybrid")).hits[0]
     page.goto(f"/?passage={hit.passage.id}")  # the link MCP results carry
     mark = page.locator("#document mark.passage").first
     expect(mark).to_be_in_viewport()
@@ -156,7 +156,7 @@ def test_unanswerable_question_says_so_and_shows_closest_passages(page):
 
 def test_an_uncertain_verdict_is_said_in_words(page, service):
     question = UNCERTAIN  # named by the article, never answered by it: the verdict hesitates
-    assert service.query(question).verdict == "uncertain"
+    assert service.query(service.parse(question)).verdict == "uncertain"
     ask_with_keyboard(page, question)
     expect(page.locator("#verdict")).to_contain_text("Uncertain: the document may not answer this (confidence")
     expect(page.locator("#results-heading")).to_have_text("Answer passages")

@@ -49,8 +49,8 @@ def test_onnx_and_torch_rank_every_eval_question_alike(fp32_service, torch_servi
     service = fp32_service
     differing = []
     for q in QUESTIONS:
-        onnx_ids = [h.passage.id for h in service.query(q.question, 5, "hybrid").hits]
-        torch_ids = [h.passage.id for h in torch_service.query(q.question, 5, "hybrid").hits]
+        onnx_ids = [h.passage.id for h in service.query(service.parse(q.question, 5, "hybrid")).hits]
+        torch_ids = [h.passage.id for h in torch_service.query(torch_service.parse(q.question, 5, "hybrid")).hits]
         if onnx_ids != torch_ids:
             differing.append((q.id, onnx_ids, torch_ids))
     if not differing:

@@ -84,12 +84,12 @@ def test_an_encoder_without_word_pieces_still_gets_a_verdict(service):
         "Which newspaper did Trotsky edit?": "not_found",
     }
     for question, verdict in cases.items():
-        pooled, embedded_again = retriever.search(question, 3), plain.search(question, 3)
+        pooled, embedded_again = retriever.search(service.parse(question, 3)), plain.search(service.parse(question, 3))
         assert [h.passage.id for h in embedded_again.hits] == [h.passage.id for h in pooled.hits]
         assert embedded_again.verdict == pooled.verdict == verdict, (question, embedded_again.confidence)
     # with words masked, the re-embedded question has lost their context too: its cosine runs lower
     question = next(iter(cases))
-    assert plain.search(question, 3).features.relation_cos < retriever.search(question, 3).features.relation_cos
+    assert plain.search(service.parse(question, 3)).features.relation_cos < retriever.search(service.parse(question, 3)).features.relation_cos
 
 
 def test_only_mean_pooling_models_give_word_pieces(encoders):

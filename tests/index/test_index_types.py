@@ -58,5 +58,5 @@ def test_service_serves_a_forced_ivf_index(tmp_path, seeds_copy, encoders):
     service = Service.open(Settings(index_dir=tmp_path / "index", seeds_dir=seeds_copy, index_type="ivf"), encoders)
     assert service.snapshot.index.manifest["index_type"] == "ivf"
     assert service.info()["index_type"] == "ivf"
-    result = service.query("What is the theory of permanent revolution?", 5, "hybrid")
+    result = service.query(service.parse("What is the theory of permanent revolution?", 5, "hybrid"))
     assert result.hits and result.hits[0].passage.text

@@ -59,7 +59,7 @@ def tiny(tmp_path_factory, encoders):
 
 
 def answers(service: Service) -> dict:
-    return {q: [h.passage.id for h in service.query(q, 3, "hybrid").hits] for q in QUESTIONS}
+    return {q: [h.passage.id for h in service.query(service.parse(q, 3, "hybrid")).hits] for q in QUESTIONS}
 
 
 # --- corruption ----------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def test_a_failed_write_leaves_the_old_index_served_and_untouched(tiny, tmp_path
     monkeypatch.undo()
     assert index_files(index) == before
     assert service.snapshot.index.id == original["id"]
-    assert service.query("Trotsky", 1).hits
+    assert service.query(service.parse("Trotsky", 1)).hits
     assert load_index(index, None).id == original["id"]
 
 
@@ -381,7 +381,7 @@ def test_a_real_full_disk_leaves_the_old_index(tiny, tmp_path, encoders):
             with pytest.raises(IndexProblem, match="No space left on device"):
                 service.reload(force=True)
             assert index_files(index) == before, f"room {room}: the old index changed"
-            assert service.query("Trotsky", 1).hits
+            assert service.query(service.parse("Trotsky", 1)).hits
             (mount / "filler").unlink()
             shutil.rmtree(index)
     finally:

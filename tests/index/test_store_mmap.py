@@ -84,8 +84,8 @@ def test_float16_sentence_vectors_rank_and_highlight_like_float32(tiny):
     reference = Retriever(as_float32, snapshot.documents, snapshot.retriever.lexical, snapshot.retriever.encoder)
     for question in QUESTIONS:
         for mode in ("hybrid", "dense"):
-            got = snapshot.retriever.search(question, 5, mode)
-            want = reference.search(question, 5, mode)
+            got = snapshot.retriever.search(service.parse(question, 5, mode))
+            want = reference.search(service.parse(question, 5, mode))
             assert [h.passage.id for h in got.hits] == [h.passage.id for h in want.hits], (question, mode)
             assert [h.highlight for h in got.hits] == [h.highlight for h in want.hits], (question, mode)
             assert [h.score for h in got.hits] == pytest.approx([h.score for h in want.hits], abs=2e-2)
@@ -150,7 +150,7 @@ def test_faiss_runs_single_threaded_only_in_the_querying_thread(tiny):
 
     before = faiss.omp_get_max_threads()
     seen = []
-    worker = threading.Thread(target=lambda: (tiny[0].query("Mensheviks feudal economy", 3, "dense"), seen.append(faiss.omp_get_max_threads())))
+    worker = threading.Thread(target=lambda: (tiny[0].query(tiny[0].parse("Mensheviks feudal economy", 3, "dense")), seen.append(faiss.omp_get_max_threads())))
     worker.start()
     worker.join()
     assert seen == [1] and faiss.omp_get_max_threads() == before

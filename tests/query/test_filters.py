@@ -41,13 +41,13 @@ def doc(id, author=None, published=None, authors=()):
 
 def test_documents_pass_or_fail_each_condition():
     docs = {"a": doc("a", "Ann, Bob", "2018", ("Ann", "Bob")), "b": doc("b", "Cy", "2020-05-01"), "c": doc("c")}
-    by_author = Filters.parse({"authors": ["bob"]}, docs)
+    by_author = Filters.parse({"authors": ["bob"]})
     assert [d for d in docs if by_author.allows_document(docs[d])] == ["a"]
-    after = Filters.parse({"published_after": "2018-12-31"}, docs)
+    after = Filters.parse({"published_after": "2018-12-31"})
     assert [d for d in docs if after.allows_document(docs[d])] == ["a", "b"]  # 2018 reaches Dec 31; undated c never passes
-    before = Filters.parse({"published_before": "2019-01-01"}, docs)
+    before = Filters.parse({"published_before": "2019-01-01"})
     assert [d for d in docs if before.allows_document(docs[d])] == ["a"]
-    assert not Filters.parse({}, docs) and not Filters.parse(None, docs)
+    assert not Filters.parse({}) and not Filters.parse(None)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +63,7 @@ def test_documents_pass_or_fail_each_condition():
 )
 def test_bad_filters_say_what_is_wrong(raw, message):
     with pytest.raises(InvalidInput) as error:
-        Filters.parse(raw, {"a": doc("a")})
+        Filters.parse(raw).check({"a": doc("a")})
     assert message in str(error.value)
 
 
@@ -80,26 +80,26 @@ QUESTION = "Why could the Russian bourgeoisie not lead the revolution?"
 
 def test_a_filter_that_excludes_every_top_passage_returns_the_best_within_it(two_documents):
     service = two_documents
-    everything = service.query(QUESTION, 50, "lexical")
+    everything = service.query(service.parse(QUESTION, 50, "lexical"))
     assert everything.hits[0].passage.document == "excerpt"
     notes_order = [h.passage.id for h in everything.hits if h.passage.document == "notes"]
-    only_notes = service.query(QUESTION, 3, "lexical", {"documents": ["notes"]})
+    only_notes = service.query(service.parse(QUESTION, 3, "lexical", {"documents": ["notes"]}))
     assert [h.passage.id for h in only_notes.hits] == notes_order[:3]  # BM25's order within the filter
     for mode in ("hybrid", "dense"):
-        hits = service.query(QUESTION, 5, mode, {"documents": ["notes"]}).hits
+        hits = service.query(service.parse(QUESTION, 5, mode, {"documents": ["notes"]})).hits
         assert hits and {h.passage.document for h in hits} == {"notes"}
         assert len(hits) == min(5, sum(p.document == "notes" for p in service.snapshot.passages))
 
 
 def test_author_date_and_section_filters(two_documents):
     service = two_documents
-    assert {h.passage.document for h in service.query(QUESTION, 5, None, {"authors": ["a. reader"]}).hits} == {"notes"}
-    assert {h.passage.document for h in service.query(QUESTION, 5, None, {"published_before": "2019-01-01"}).hits} == {"excerpt"}
+    assert {h.passage.document for h in service.query(service.parse(QUESTION, 5, None, {"authors": ["a. reader"]})).hits} == {"notes"}
+    assert {h.passage.document for h in service.query(service.parse(QUESTION, 5, None, {"published_before": "2019-01-01"})).hits} == {"excerpt"}
     sections = {p.section for p in service.snapshot.passages if p.document == "excerpt" and p.section}
     section = sorted(sections)[0]
-    hits = service.query(QUESTION, 5, None, {"sections": [section]}).hits
+    hits = service.query(service.parse(QUESTION, 5, None, {"sections": [section]})).hits
     assert hits and {h.passage.section for h in hits} == {section}
-    assert service.query(QUESTION, 5, None, {"published_after": "2030-01-01"}).hits == []
+    assert service.query(service.parse(QUESTION, 5, None, {"published_after": "2030-01-01"})).hits == []
 
 
 def test_filters_over_http_mcp_and_cli(two_documents, encoders, monkeypatch, capsys):

@@ -64,7 +64,7 @@ def test_the_asked_for_type_and_the_question_terms_pull_the_highlight():
 
 
 def test_the_readme_question_highlights_an_answer_not_the_articles_question(service):
-    result = service.query("Why did Trotsky think the bourgeoisie could not lead?", 3, "hybrid")
+    result = service.query(service.parse("Why did Trotsky think the bourgeoisie could not lead?", 3, "hybrid"))
     doc = service.document(ARTICLE_ID).text
     for hit in result.hits:
         assert not H.is_question(hit.highlight.text)

@@ -133,25 +133,25 @@ def test_notes_and_words_follow_the_verdict():
 
 
 def test_a_clearly_answered_question_is_found(service):
-    result = service.query("Who revised the theory of permanent revolution in 1984?", 3, "hybrid")
+    result = service.query(service.parse("Who revised the theory of permanent revolution in 1984?", 3, "hybrid"))
     assert result.verdict == "found" and result.answerable and result.confidence >= V.FOUND_THRESHOLD
     assert result.features is not None and result.features.answer_type == 1.0
 
 
 def test_an_off_topic_question_is_not_found(service):
-    result = service.query("How do I bake sourdough bread at home?", 3, "hybrid")
+    result = service.query(service.parse("How do I bake sourdough bread at home?", 3, "hybrid"))
     assert result.verdict == "not_found" and not result.answerable and result.confidence < V.ANSWERABLE_THRESHOLD
     assert result.hits, "the closest passages still come back"
 
 
 def test_a_near_topic_fact_the_article_does_not_give_is_not_found(service):
-    result = service.query("Which newspaper did Trotsky edit?", 3, "hybrid")
+    result = service.query(service.parse("Which newspaper did Trotsky edit?", 3, "hybrid"))
     assert result.verdict == "not_found" and not result.answerable
     assert result.features.relation_cos < 0.36, "with Trotsky masked, 'Which newspaper did edit' matches little"
 
 
 def test_uncertain_sits_between(service):
-    result = service.query(UNCERTAIN, 3, "hybrid")
+    result = service.query(service.parse(UNCERTAIN, 3, "hybrid"))
     assert result.verdict == "uncertain" and result.answerable
     assert V.ANSWERABLE_THRESHOLD <= result.confidence < V.FOUND_THRESHOLD
 
@@ -161,7 +161,7 @@ UNCERTAIN = "How old was Trotsky in 1917?"  # the article names him and 1917 aga
 
 @pytest.mark.parametrize("mode", ["dense", "lexical"])
 def test_every_mode_gives_a_verdict(service, mode):
-    result = service.query("Who revised the theory of permanent revolution in 1984?", 3, mode)
+    result = service.query(service.parse("Who revised the theory of permanent revolution in 1984?", 3, mode))
     assert result.verdict in ("found", "uncertain", "not_found") and 0.0 <= result.confidence <= 1.0
-    nothing = service.query("zzzz qqqq", 3, mode)  # lexical finds no passage at all: still a verdict, no crash
+    nothing = service.query(service.parse("zzzz qqqq", 3, mode))  # lexical finds no passage at all: still a verdict, no crash
     assert nothing.verdict == "not_found"

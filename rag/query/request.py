@@ -1,0 +1,86 @@
+"""A question as the library takes it: one typed `Query`, parsed once, whatever the transport.
+
+HTTP, MCP, the CLI and the evaluation harness all turn what they were given into a `Query` with
+`Query.parse` (or `Query.parse_batch`), which says in one sentence what is wrong (`InvalidInput`, a
+422 over HTTP). After that nothing checks the question, `top_k`, the mode or the filter's shape again;
+the one check that needs an index version (do the filter's document ids exist in it?) runs on the
+snapshot the query is answered from (`Filters.check`).
+
+`Mode` is the one list of retrieval modes; the default mode and `top_k` come from the settings
+(`Settings.default_mode`, `Settings.default_top_k`), so every transport has the same defaults.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from dataclasses import dataclass, field
+
+from rag.config import MODES, Mode
+from rag.errors import InvalidInput
+from rag.query.filters import Filters
+
+
+
+
+@dataclass(frozen=True)
+class Query:
+    question: str  # stripped, non-empty, within the limit, no control characters
+    top_k: int
+    mode: Mode
+    filters: Filters = field(default_factory=Filters)
+
+    @classmethod
+    def parse(cls, question: object, top_k: object = None, mode: object = None, filters: object = None, *, settings) -> "Query":
+        """A checked query from request data; None takes the settings' default (`top_k`, `mode`)."""
+        question = clean_question(question, settings.max_question_chars)
+        return cls(question, *_parameters(top_k, mode, settings), parse_filters(filters))
+
+    @classmethod
+    def parse_batch(cls, questions: object, top_k: object = None, mode: object = None, filters: object = None, *, settings) -> list["Query"]:
+        """One query per question, sharing one `top_k`, mode and filter; an invalid question names its position."""
+        limit = settings.max_batch_questions
+        if not isinstance(questions, list) or not questions:
+            raise InvalidInput("questions must be a non-empty list of strings")
+        if len(questions) > limit:
+            raise InvalidInput(f"questions: at most {limit} per batch; got {len(questions)}")
+        top_k, mode = _parameters(top_k, mode, settings)
+        cleaned = []
+        for i, question in enumerate(questions):
+            try:
+                cleaned.append(clean_question(question, settings.max_question_chars))
+            except InvalidInput as exc:
+                raise InvalidInput(f"questions[{i}]: {exc}") from None
+        parsed = parse_filters(filters)
+        return [cls(question, top_k, mode, parsed) for question in cleaned]
+
+
+def parse_filters(filters: object) -> Filters:
+    return filters if isinstance(filters, Filters) else Filters.parse(filters)
+
+
+def clean_question(question: object, max_chars: int) -> str:
+    """The question with surrounding whitespace removed, or InvalidInput saying what is wrong."""
+    if not isinstance(question, str):
+        raise InvalidInput("question must be a string")
+    question = question.strip()
+    if not question:
+        raise InvalidInput("question is empty")
+    if len(question) > max_chars:
+        raise InvalidInput(f"question is {len(question)} characters long; the limit is {max_chars}")
+    for ch in question:
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            raise InvalidInput("question contains an unpaired surrogate (invalid Unicode)")
+        if category == "Cc" and ch not in "\t\n\r":
+            raise InvalidInput(f"question contains the control character U+{ord(ch):04X}")
+    return question
+
+
+def _parameters(top_k: object, mode: object, settings) -> tuple[int, Mode]:
+    top_k = settings.default_top_k if top_k is None else top_k
+    mode = settings.default_mode if mode is None else mode
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= settings.max_top_k:
+        raise InvalidInput(f"top_k must be an integer from 1 to {settings.max_top_k}")
+    if mode not in MODES:
+        raise InvalidInput(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    return top_k, Mode(mode)
