@@ -234,7 +234,8 @@ def calibrate(limit: int = 12_000, n_queries: int = 500) -> dict:
     import faiss
 
     from rag.config import Settings
-    from rag.encoding.encoders import ensure_onnx
+    from rag.encoding.onnx_encoder import ensure_onnx
+    from rag.encoding.torch_encoder import SentenceTransformerEncoder
     from rag.encoding.model import resolve_model
     from rag.encoding.onnx_encoder import OnnxEncoder
 
@@ -255,7 +256,7 @@ def calibrate(limit: int = 12_000, n_queries: int = 500) -> dict:
     texts = texts[:limit]
     settings = Settings()
     spec = resolve_model(settings.model)
-    encoder = OnnxEncoder(ensure_onnx(settings.encoder_dir, spec), spec.local_dir)
+    encoder = OnnxEncoder(ensure_onnx(settings.encoder_dir, spec, lambda: SentenceTransformerEncoder(spec)), spec.local_dir)
     real = encoder.encode(texts)
     synthetic = clustered_vectors(len(real))
     synthetic = np.vstack([synthetic[:-n_queries], make_queries(synthetic[-n_queries:])])

@@ -85,7 +85,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from rag.config import Settings
-    from rag.encoding.encoders import ensure_onnx
+    from rag.encoding.onnx_encoder import ensure_onnx
     from eval.encoder_gate import compare_encoders, with_encoder
     from eval.evaluation import load_questions
     from rag.corpus.passage_text import embedding_texts
@@ -97,7 +97,7 @@ def main() -> None:
     settings = Settings(index_dir=args.index_dir or work / "index", encoder_dir=work / "encoders", query_precision="fp32")
     service = Service.open(settings)
     model_dir = service.model.local_dir
-    fp32 = ensure_onnx(settings.encoder_dir, service.model)
+    fp32 = ensure_onnx(settings.encoder_dir, service.model, service.encoders.reference)
     questions = load_questions()
     texts = [q.question for q in questions]
     dev = [q for q in questions if q.split == "dev"]

@@ -72,7 +72,7 @@ def with_encoder(service, encoder):
 
     retriever = copy.copy(service.snapshot.retriever)
     retriever.encoder = encoder
-    snapshot = dataclasses.replace(service.snapshot, retriever=retriever, encoder_kind=getattr(encoder, "kind", "onnx"))
+    snapshot = dataclasses.replace(service.snapshot, retriever=retriever, encoder_kind=encoder.kind)
     return Service(service.settings, service.model, service.encoders, snapshot)
 
 

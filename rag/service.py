@@ -241,4 +241,4 @@ def make_snapshot(settings: Settings, documents: list[Document], loaded: LoadedI
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
     threshold = ANSWERABLE_THRESHOLD if settings.answerable_threshold is None else settings.answerable_threshold
     retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)
-    return Snapshot(loaded, by_id, retriever, getattr(encoder, "kind", "torch"), tuple(skipped))
+    return Snapshot(loaded, by_id, retriever, encoder.kind, tuple(skipped))

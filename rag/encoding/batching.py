@@ -11,9 +11,9 @@ No request waits for a batch to fill: a lone request is embedded at once,
 and under load requests gather while the previous batch runs. Calls with
 several texts (index builds, eval) bypass the queue.
 
-When the inner encoder can give word-piece vectors (`embed_questions`, see
-rag.encoding.torch_encoder.QuestionEmbedding) the batch is run that way, and
-`embed_question` hands the caller the whole embedding; `encode` its vector.
+Batches run through the inner encoder's `embed_questions` (rag.encoding.base:
+word-piece vectors too, when it can give them); `embed_question` hands the
+caller the whole embedding, `encode` its vector.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ from concurrent.futures import Future
 
 import numpy as np
 
-from rag.encoding.torch_encoder import QuestionEmbedding
+from rag.encoding.base import Encoder, QuestionEmbedding
 
 
-class BatchingEncoder:
-    def __init__(self, inner, max_batch: int = 32, max_padded_chars: int = 32 * 512):
+class BatchingEncoder(Encoder):
+    def __init__(self, inner: Encoder, max_batch: int = 32, max_padded_chars: int = 32 * 512):
         self.inner = inner
+        self.kind, self.precision, self.spec = inner.kind, inner.precision, inner.spec
+        self.dimension, self.max_seq_length = inner.dimension, inner.max_seq_length
         self.max_batch = max_batch
         self.max_padded_chars = max_padded_chars
         self.batches = 0  # how many forward passes served single-text calls (for tests and metrics)
@@ -38,9 +40,6 @@ class BatchingEncoder:
         self._carry: tuple[str, Future] | None = None
         self._worker = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
         self._worker.start()
-
-    def __getattr__(self, name):  # dimension, max_seq_length, count_tokens... of the inner encoder
-        return getattr(self.inner, name)
 
     def encode(self, texts: list[str], **kwargs) -> np.ndarray:
         if len(texts) != 1:
@@ -52,10 +51,12 @@ class BatchingEncoder:
         self._queue.put((question, future))
         return future.result()
 
+    def embed_questions(self, texts) -> list[QuestionEmbedding]:
+        texts = list(texts)
+        return [self.embed_question(texts[0])] if len(texts) == 1 else self.inner.embed_questions(texts)
+
     def _embed(self, texts: list[str]) -> list[QuestionEmbedding]:
-        if hasattr(self.inner, "embed_questions"):
-            return self.inner.embed_questions(texts)
-        return [QuestionEmbedding(v) for v in self.inner.encode(texts)]
+        return self.inner.embed_questions(texts)
 
     def _next_batch(self) -> list[tuple[str, Future]]:
         batch = [self._carry] if self._carry else [self._queue.get()]

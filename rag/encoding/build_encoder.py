@@ -27,6 +27,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+from tokenizers import Tokenizer
+
+from rag.encoding.base import Encoder
+from rag.encoding.model import is_default_model
+from rag.encoding.onnx_encoder import OnnxEncoder, ensure_onnx
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +45,13 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
                 dynamic_ncols=True, mininterval=0.5)
 
 
-class OnnxBuildEncoder:
-    """Same attributes as rag.encoding.torch_encoder.SentenceTransformerEncoder: kind, spec, dimension, max_seq_length,
-    count_tokens(text), encode(texts, progress=False, batch_size=..., desc=...)."""
+class OnnxBuildEncoder(Encoder):
+    """The build encoder (rag.encoding.base.Encoder), plus `count_tokens(text)` for the chunker."""
+
+    kind = "onnx"
 
     def __init__(self, spec, onnx_path: Path, max_seq_length: int = 256, threads: int | None = None):
-        from tokenizers import Tokenizer
-
-        from rag.encoding.onnx_encoder import OnnxEncoder
-
         self.spec = spec
-        self.kind = "onnx"
-        self.precision = "fp32"
         self.max_seq_length = max_seq_length
         self._encoder = OnnxEncoder(onnx_path, spec.local_dir, max_seq_length=max_seq_length, threads=threads)
         self.dimension = self._encoder.dim
@@ -74,13 +74,10 @@ class OnnxBuildEncoder:
             return self._encoder.encode_bucketed(texts, on_batch=bar.update, max_batch=batch_size)
 
 
-def build_encoder(encoder_setting: str, spec, encoder_dir: Path, reference):
+def build_encoder(encoder_setting: str, spec, encoder_dir: Path, reference) -> Encoder:
     """The encoder an index build should use: the fp32 ONNX export for the packaged default model (unless
     RAG_ENCODER=torch, or the export cannot be made and RAG_ENCODER=auto), sentence-transformers otherwise.
     `reference` is a function returning the sentence-transformers encoder (loaded only when needed)."""
-    from rag.encoding.encoders import ensure_onnx
-    from rag.encoding.model import is_default_model
-
     if encoder_setting != "torch" and is_default_model(spec):
         try:
             return OnnxBuildEncoder(spec, ensure_onnx(encoder_dir, spec, reference))

@@ -12,97 +12,28 @@ to share a loaded model across services). It loads each encoder on first use:
   quality by eval.encoder_gate; fp32 by setting), unless `encoder=torch`; any
   other model uses sentence-transformers.
 
-The ONNX export is a build artifact cached under `encoder_dir`, named by the
-weights it came from, with a sidecar holding its sha256; it is accepted only
-after it agrees with sentence-transformers (cosine >= 0.999 on fixed texts),
-and re-made when the sidecar does not match.
+The ONNX export and its int8 variant are build artifacts cached under
+`encoder_dir` (rag.encoding.artifacts: made once, verified, re-made when their
+sidecar no longer vouches for them; rag.encoding.onnx_encoder.ensure_onnx,
+rag.encoding.quantize.ensure_quantized).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from pathlib import Path
 
-import numpy as np
-
+from rag.encoding.base import Encoder
 from rag.encoding.batching import BatchingEncoder
-from rag.encoding.torch_encoder import QuestionEmbedding, SentenceTransformerEncoder
+from rag.encoding.build_encoder import build_encoder
+from rag.encoding.model import ModelSpec, is_default_model
+from rag.encoding.onnx_encoder import ONNX_CHECK_TEXTS, OnnxQueryEncoder, ensure_onnx
+from rag.encoding.quantize import ensure_quantized
+from rag.encoding.torch_encoder import SentenceTransformerEncoder
 from rag.errors import ModelError
-from rag.encoding.model import ModelSpec, file_sha256, is_default_model
 
 log = logging.getLogger(__name__)
-
-ONNX_CHECK_TEXTS = (
-    "Why did Trotsky think the bourgeoisie could not lead?",
-    "a",
-    "The theory of the permanent revolution was put to the test by new revolutionary uprisings in the mid-20th century. " * 12,
-)
-
-
-def onnx_path(encoder_dir: Path, spec: ModelSpec) -> Path:
-    """Where the exported query model for `spec` lives: a build artifact, named by the weights it came from."""
-    return Path(encoder_dir) / f"{(spec.weights_sha256 or 'unknown')[:16]}.onnx"
-
-
-def ensure_onnx(encoder_dir: Path, spec: ModelSpec, reference=None) -> Path:
-    """The verified ONNX export of the default model, exporting (and checking) it first if needed.
-
-    `reference` is a function returning the sentence-transformers encoder; it is called only when
-    an export has to be made and checked.
-    A sidecar `<name>.onnx.json` records the export's sha256 and the weights it came from; a file
-    that does not match is exported again. The export is compared with sentence-transformers
-    (cosine >= 0.999 on fixed texts) before it is accepted.
-    """
-    from rag.encoding.onnx_encoder import OnnxEncoder, export_onnx
-
-    path = onnx_path(encoder_dir, spec)
-    meta_path = path.with_name(path.name + ".json")
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta["weights_sha256"] == spec.weights_sha256 and meta["sha256"] == file_sha256(path):
-            return path
-    except (OSError, ValueError, KeyError):
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    export_onnx(spec.local_dir, path)
-    reference = reference() if reference else SentenceTransformerEncoder(spec)
-    expected = reference.encode(list(ONNX_CHECK_TEXTS))
-    got = OnnxEncoder(path, spec.local_dir, max_seq_length=reference.max_seq_length).encode(list(ONNX_CHECK_TEXTS))
-    worst = float(np.min(np.sum(expected * got, axis=1)))
-    if worst < 0.999:
-        path.unlink(missing_ok=True)
-        raise ModelError(f"the ONNX export disagrees with sentence-transformers (cosine {worst:.4f}); not using it")
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps({"weights_sha256": spec.weights_sha256, "sha256": file_sha256(path), "min_cosine": worst}))
-    os.replace(tmp, meta_path)
-    return path
-
-
-class OnnxQueryEncoder:
-    """The fast query path (rag.encoding.onnx_encoder) with the same attributes as the reference encoder."""
-
-    def __init__(self, spec: ModelSpec, path: Path, max_seq_length: int = 256, precision: str = "fp32"):
-        from rag.encoding.onnx_encoder import OnnxEncoder
-
-        self.spec = spec
-        self.kind = "onnx"
-        self.precision = precision  # "fp32" or a variant verified by rag.encoding.quantize and gated by eval.encoder_gate
-        self.max_seq_length = max_seq_length
-        self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length, token_states=True)
-        self.dimension = self._encoder.dim
-
-    def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32) -> np.ndarray:
-        return self._encoder.encode(list(texts))
-
-    def embed_questions(self, texts: list[str]) -> list[QuestionEmbedding]:
-        return self._encoder.embed_questions(list(texts))
-
-    def embed_question(self, question: str) -> QuestionEmbedding:
-        return self._encoder.embed_questions([question])[0]
-
 
 class Encoders:
     """Loads, once each and on first use, the encoders for one model (thread-safe)."""
@@ -133,11 +64,9 @@ class Encoders:
         other._builder = self._builder
         return other
 
-    def builder(self):
+    def builder(self) -> Encoder:
         """The encoder that builds indexes (rag.encoding.build_encoder): the fp32 ONNX export, length-bucketed, for the
         default model; sentence-transformers otherwise."""
-        from rag.encoding.build_encoder import build_encoder
-
         with self._builder_lock:
             if self._builder is None:
                 self._builder = build_encoder(self.encoder_setting, self.spec, self.encoder_dir, self.reference)
@@ -150,7 +79,7 @@ class Encoders:
                 self._reference = SentenceTransformerEncoder(self.spec, self.device)
             return self._reference
 
-    def query(self):
+    def query(self) -> Encoder:
         """The encoder that embeds questions: ONNX for the default model unless told otherwise.
 
         'auto' falls back to sentence-transformers (with a warning) if the export cannot be made;
@@ -167,8 +96,6 @@ class Encoders:
             try:
                 path = ensure_onnx(self.encoder_dir, self.spec, self.reference)
                 if self.precision != "fp32":  # a quantized variant of the verified export (rag.encoding.quantize), gated on quality
-                    from rag.encoding.quantize import ensure_quantized
-
                     try:
                         quantized = ensure_quantized(path, self.precision, ONNX_CHECK_TEXTS, self.spec.local_dir)
                         return OnnxQueryEncoder(self.spec, quantized, precision=self.precision)

@@ -30,7 +30,7 @@ Why it is built this way (each point was measured, see eval/bench_encoder.py):
 * The query path also reads the last hidden state (`token_states=True`): the session is made from
   the verified file with that tensor added as a second output (`_with_token_output`), so one
   forward pass gives the sentence vector and the word pieces' vectors the verdict pools
-  (rag.encoding.torch_encoder.QuestionEmbedding). Builds ask for the sentence vector only.
+  (rag.encoding.base.QuestionEmbedding). Builds ask for the sentence vector only.
 """
 
 from __future__ import annotations
@@ -39,15 +39,17 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from rag.encoding.torch_encoder import QuestionEmbedding
+from rag.encoding.artifacts import ensure_artifact
+from rag.encoding.base import Encoder, QuestionEmbedding
+from rag.encoding.model import ModelSpec
+from rag.errors import ModelError
+from rag.files import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +127,7 @@ def export_onnx(model_dir: Path, out_path: Path, *, optimize: bool = True) -> No
     if optimize:
         model = _optimize(model, num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
                           num_layers=config.num_hidden_layers)
-    _save_atomic(model, out_path)
+    save_model_atomic(model, out_path)
 
 
 def _optimize(model, *, num_heads: int, hidden_size: int, num_layers: int):
@@ -208,18 +210,11 @@ def _prepare_for_fusion(model) -> None:
             node.input[1] = name
 
 
-def _save_atomic(model, out_path: Path) -> None:
+def save_model_atomic(model, out_path: Path) -> None:
     import onnx
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp", dir=out_path.parent)
-    os.close(fd)
-    try:
-        onnx.save_model(model, tmp)  # < 2 GB: one self-contained file, no external data
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out_path) as tmp:
+        onnx.save_model(model, str(tmp))  # < 2 GB: one self-contained file, no external data
 
 
 # --------------------------------------------------------------------------------------------
@@ -359,11 +354,9 @@ class OnnxEncoder:
         mean = probe.tokens.mean(axis=0)
         return float(mean @ probe.vector) / max(float(np.linalg.norm(mean)), 1e-12) > 0.999
 
-    def embed_questions(self, texts: Sequence[str]) -> list["QuestionEmbedding"]:
-        """Sentence vectors and word-piece vectors (rag.encoding.torch_encoder.QuestionEmbedding) of a few texts, one run; the
+    def embed_questions(self, texts: Sequence[str]) -> list[QuestionEmbedding]:
+        """Sentence vectors and word-piece vectors (rag.encoding.base.QuestionEmbedding) of a few texts, one run; the
         vectors alone when this encoder was opened without `token_states` (or its check failed)."""
-        from rag.encoding.torch_encoder import QuestionEmbedding
-
         if self._token_output is None:
             return [QuestionEmbedding(v) for v in self.encode(list(texts))]
         if not texts:
@@ -392,3 +385,58 @@ class OnnxEncoder:
             if on_batch is not None:
                 on_batch(len(idx))
         return out
+
+
+# --------------------------------------------------------------------------------------------
+# The verified export the service uses, and the query encoder over it
+# --------------------------------------------------------------------------------------------
+
+ONNX_CHECK_TEXTS = (
+    "Why did Trotsky think the bourgeoisie could not lead?",
+    "a",
+    "The theory of the permanent revolution was put to the test by new revolutionary uprisings in the mid-20th century. " * 12,
+)
+MIN_COSINE_TO_REFERENCE = 0.999
+
+
+def onnx_path(encoder_dir: Path, spec: ModelSpec) -> Path:
+    """Where the exported model for `spec` lives: a build artifact, named by the weights it came from."""
+    return Path(encoder_dir) / f"{(spec.weights_sha256 or 'unknown')[:16]}.onnx"
+
+
+def ensure_onnx(encoder_dir: Path, spec: ModelSpec, reference: Callable[[], Encoder]) -> Path:
+    """The verified ONNX export of the default model (rag.encoding.artifacts), exported and checked first if needed.
+
+    `reference` returns the sentence-transformers encoder; it is called only when an export has to be made and
+    checked: the export must agree with it (cosine >= 0.999 on fixed texts) before it is accepted."""
+
+    def verify(path: Path) -> float:
+        ref = reference()
+        expected = ref.encode(list(ONNX_CHECK_TEXTS))
+        got = OnnxEncoder(path, spec.local_dir, max_seq_length=ref.max_seq_length).encode(list(ONNX_CHECK_TEXTS))
+        worst = float(np.min(np.sum(expected * got, axis=1)))
+        if worst < MIN_COSINE_TO_REFERENCE:
+            raise ModelError(f"the ONNX export disagrees with sentence-transformers (cosine {worst:.4f}); not using it")
+        return worst
+
+    path = onnx_path(encoder_dir, spec)
+    return ensure_artifact(path, {"weights_sha256": spec.weights_sha256}, lambda out: export_onnx(spec.local_dir, out), verify)
+
+
+class OnnxQueryEncoder(Encoder):
+    """The fast query path: a verified ONNX file (fp32 or a quantized variant) with the word pieces as a second output."""
+
+    kind = "onnx"
+
+    def __init__(self, spec: ModelSpec, path: Path, max_seq_length: int = 256, precision: str = "fp32"):
+        self.spec = spec
+        self.precision = precision  # "fp32" or a variant verified by rag.encoding.quantize and gated by eval.encoder_gate
+        self.max_seq_length = max_seq_length
+        self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length, token_states=True)
+        self.dimension = self._encoder.dim
+
+    def encode(self, texts: Sequence[str], progress: bool = False, batch_size: int = 32, desc: str = "texts") -> np.ndarray:
+        return self._encoder.encode(list(texts))
+
+    def embed_questions(self, texts: Sequence[str]) -> list[QuestionEmbedding]:
+        return self._encoder.embed_questions(list(texts))

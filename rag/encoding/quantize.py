@@ -16,12 +16,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+
+from rag.encoding.artifacts import ensure_artifact
+from rag.encoding.model import file_sha256
+from rag.encoding.onnx_encoder import OnnxEncoder, save_model_atomic
+from rag.errors import ModelError
+from rag.files import atomic_path
 
 QUANTIZABLE = ("MatMul", "Attention")
 
@@ -60,28 +64,16 @@ def _quiet():
     return stack
 
 
-def _atomic_target(out_path: Path):
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=out_path.name + ".", suffix=".tmp.onnx", dir=out_path.parent)
-    os.close(fd)
-    return Path(tmp)
-
-
 def quantize_dynamic_int8(fp32_path: Path, out_path: Path, exclude: Iterable[str] = (), per_channel: bool = True) -> Path:
     """Dynamic int8 (weights int8 per output channel, activations uint8 per call); `exclude` nodes stay fp32."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    tmp = _atomic_target(Path(out_path))
-    try:
-        with _quiet():
-            quantize_dynamic(
-                str(fp32_path), str(tmp), per_channel=per_channel, weight_type=QuantType.QInt8,
-                op_types_to_quantize=list(QUANTIZABLE), nodes_to_exclude=list(exclude),
-                extra_options={"MatMulConstBOnly": True},
-            )
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(Path(out_path), suffix=".tmp.onnx") as tmp, _quiet():
+        quantize_dynamic(
+            str(fp32_path), str(tmp), per_channel=per_channel, weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZABLE), nodes_to_exclude=list(exclude),
+            extra_options={"MatMulConstBOnly": True},
+        )
     return Path(out_path)
 
 
@@ -105,19 +97,14 @@ def quantize_static_int8(
     """Static QDQ int8 calibrated on `feeds` (session inputs, e.g. from passages and questions)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    tmp = _atomic_target(Path(out_path))
-    try:
-        with _quiet():
-            quantize_static(
-                str(fp32_path), str(tmp), _Feeds(list(feeds)), quant_format=QuantFormat.QDQ,
-                per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                op_types_to_quantize=list(QUANTIZABLE), nodes_to_exclude=list(exclude),
-                calibrate_method=getattr(CalibrationMethod, method),
-                extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": True},
-            )
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(Path(out_path), suffix=".tmp.onnx") as tmp, _quiet():
+        quantize_static(
+            str(fp32_path), str(tmp), _Feeds(list(feeds)), quant_format=QuantFormat.QDQ,
+            per_channel=per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZABLE), nodes_to_exclude=list(exclude),
+            calibrate_method=getattr(CalibrationMethod, method),
+            extra_options={"MatMulConstBOnly": True, "ActivationSymmetric": True},
+        )
     return Path(out_path)
 
 
@@ -131,15 +118,13 @@ def quantize_blockwise_int8(fp32_path: Path, out_path: Path, block_size: int = 1
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
-    from rag.encoding.onnx_encoder import _save_atomic
-
     model = onnx.load(str(fp32_path))
     config = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=True, accuracy_level=4, bits=8)
     quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=block_size, is_symmetric=True, accuracy_level=4,
                                      nodes_to_exclude=list(exclude), algo_config=config)
     with _quiet():
         quantizer.process()
-    _save_atomic(quantizer.model.model, Path(out_path))
+    save_model_atomic(quantizer.model.model, Path(out_path))
     return Path(out_path)
 
 
@@ -158,37 +143,22 @@ def quantized_path(fp32_path: Path, precision: str) -> Path:
 
 
 def ensure_quantized(fp32_path: Path, precision: str, check: Sequence[str], tokenizer_dir: Path, max_seq_length: int = 256) -> Path:
-    """The `precision` variant of the verified fp32 export, made from it (never downloaded) and verified.
-
-    A sidecar `<name>.json` records the variant's sha256, the sha256 of the fp32 export it came from and the
-    recipe; a file that does not match (missing, edited, older recipe, newer fp32 export) is made again. A new
-    variant is accepted only if it embeds the `check` texts within cosine 0.999 of the fp32 export.
+    """The `precision` variant of the verified fp32 export, made from it (never downloaded) and verified
+    (rag.encoding.artifacts): its sidecar records the sha256 of the fp32 export it came from and the recipe, so
+    a missing, edited or older-recipe file, or a newer fp32 export, makes it again. A new variant is accepted
+    only if it embeds the `check` texts within cosine 0.999 of the fp32 export.
     """
-    import json
-
-    from rag.encoding.model import file_sha256
-    from rag.errors import ModelError
-    from rag.encoding.onnx_encoder import OnnxEncoder
-
     if precision != "int8":
         raise ModelError(f"unknown query precision {precision!r}")
-    path = quantized_path(fp32_path, precision)
-    meta_path = path.with_name(path.name + ".json")
-    source = file_sha256(Path(fp32_path))
-    try:
-        meta = json.loads(meta_path.read_text())
-        if meta["source_sha256"] == source and meta["recipe"] == INT8_RECIPE and meta["sha256"] == file_sha256(path):
-            return path
-    except (OSError, ValueError, KeyError):
-        pass
-    quantize_blockwise_int8(fp32_path, path, block_size=INT8_RECIPE["block_size"])
-    want = OnnxEncoder(fp32_path, tokenizer_dir, max_seq_length=max_seq_length).encode(list(check))
-    got = OnnxEncoder(path, tokenizer_dir, max_seq_length=max_seq_length).encode(list(check))
-    worst = float(np.min(np.sum(want * got, axis=1)))
-    if worst < MIN_COSINE_TO_FP32:
-        path.unlink(missing_ok=True)
-        raise ModelError(f"the {precision} query model disagrees with the fp32 export (cosine {worst:.4f}); not using it")
-    tmp = meta_path.with_name(meta_path.name + ".tmp")
-    tmp.write_text(json.dumps({"source_sha256": source, "recipe": INT8_RECIPE, "sha256": file_sha256(path), "min_cosine": worst}))
-    os.replace(tmp, meta_path)
-    return path
+
+    def verify(path: Path) -> float:
+        want = OnnxEncoder(fp32_path, tokenizer_dir, max_seq_length=max_seq_length).encode(list(check))
+        got = OnnxEncoder(path, tokenizer_dir, max_seq_length=max_seq_length).encode(list(check))
+        worst = float(np.min(np.sum(want * got, axis=1)))
+        if worst < MIN_COSINE_TO_FP32:
+            raise ModelError(f"the {precision} query model disagrees with the fp32 export (cosine {worst:.4f}); not using it")
+        return worst
+
+    identity = {"source_sha256": file_sha256(Path(fp32_path)), "recipe": INT8_RECIPE}
+    make = lambda out: quantize_blockwise_int8(fp32_path, out, block_size=INT8_RECIPE["block_size"])  # noqa: E731
+    return ensure_artifact(quantized_path(fp32_path, precision), identity, make, verify)

@@ -1,18 +1,13 @@
-"""The reference encoder: sentence-transformers (torch), normalised embeddings; and a question's embedding.
+"""The reference encoder: sentence-transformers (torch), normalised embeddings.
 
 The encoder builds indexes and is the yardstick the ONNX fast path
 (rag.encoding.onnx_encoder, chosen in rag.encoding.encoders) is checked against. Rows are float32
 of unit length, so inner product is cosine similarity.
 
-`QuestionEmbedding` is what the query path gets from one forward pass: the
-sentence vector, and the word pieces' own output vectors with their character
-spans. The verdict (rag.query.verdict.masked_vector) pools a subset of those pieces
-to embed "the question without the words the evidence already holds" without a
-second forward pass. `embed_question` gives one from any encoder: those without
-`embed_question`, or whose sentence vector is not the mean of its word pieces
-(`mean_pools_word_pieces`: CLS pooling, a Dense layer, a prompt) or whose
-tokenizer gives no character spans, give the vector alone; the verdict then
-embeds the masked text instead, with its own model (rag.query.verdict.MODEL_REEMBEDDED).
+`embed_questions` gives each question's word pieces too (rag.encoding.base.QuestionEmbedding)
+when the model's sentence vector is their mean: not for CLS pooling, a Dense layer, a prompt
+(`mean_pools_word_pieces`) or a tokenizer without character spans, which give the vector alone;
+the verdict then embeds the masked text instead, with its own model (rag.query.verdict.MODEL_REEMBEDDED).
 """
 
 from __future__ import annotations
@@ -21,17 +16,9 @@ import os
 
 import numpy as np
 
-from dataclasses import dataclass
-
+from rag.encoding.base import Encoder, QuestionEmbedding
 from rag.errors import ModelError
 from rag.encoding.model import ModelSpec
-
-
-@dataclass(frozen=True, eq=False)  # numpy fields: compared by identity
-class QuestionEmbedding:
-    vector: np.ndarray  # the sentence embedding, unit length
-    tokens: np.ndarray | None = None  # (word pieces, dim): the model's last hidden state, before pooling
-    spans: tuple[tuple[int, int], ...] = ()  # each word piece's characters in the question; (0, 0) for [CLS]/[SEP]
 
 
 def mean_pools_word_pieces(model) -> bool:
@@ -49,15 +36,7 @@ def mean_pools_word_pieces(model) -> bool:
     return mode in ("mean", ["mean"]) and not prompt
 
 
-def embed_question(encoder, question: str) -> QuestionEmbedding:
-    """One forward pass for `question`: with its word pieces when the encoder can give them."""
-    own = getattr(encoder, "embed_question", None)
-    if own is not None:
-        return own(question)
-    return QuestionEmbedding(encoder.encode([question])[0])
-
-
-class SentenceTransformerEncoder:
+class SentenceTransformerEncoder(Encoder):
     """The reference encoder: sentence-transformers, normalized embeddings."""
 
     def __init__(self, spec: ModelSpec, device: str = "cpu"):
@@ -111,5 +90,3 @@ class SentenceTransformerEncoder:
             embedded.append(QuestionEmbedding(vector, tokens, tuple(map(tuple, spans))))
         return embedded
 
-    def embed_question(self, question: str) -> QuestionEmbedding:
-        return self.embed_questions([question])[0]

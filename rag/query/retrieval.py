@@ -38,7 +38,7 @@ import numpy as np
 from rag.query import highlight as highlighting
 from rag.query import verdict as verdicts
 from rag.corpus.chunking import Passage
-from rag.encoding.torch_encoder import QuestionEmbedding, embed_question
+from rag.encoding.base import QuestionEmbedding
 from rag.query.request import Mode, Query
 
 CANDIDATE_DEPTH = 100  # passages each signal proposes before fusion
@@ -110,7 +110,7 @@ class Retriever:
             timings[stage] = round((now - clock) * 1000, 3)
             clock = now
 
-        embedded = embed_question(self.encoder, question)
+        embedded = self.encoder.embed_question(question)
         query = embedded.vector
         lap("embed")
         candidates: dict[str, np.ndarray] = {}

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rag.query import verdict as V
-from rag.encoding.torch_encoder import QuestionEmbedding, embed_question
+from rag.encoding.base import Encoder, QuestionEmbedding
 from rag.index.lexical import LexicalIndex
 from rag.query.retrieval import Retriever
 
@@ -61,11 +61,12 @@ def test_the_fast_and_reference_encoders_mask_alike(encoders, terms_of):
     assert float(V.masked_vector(fast.tokens, fast.spans, kept) @ V.masked_vector(ref.tokens, ref.spans, kept)) > 0.98
 
 
-class VectorsOnly:
+class VectorsOnly(Encoder):
     """An encoder that gives sentence vectors only (a model whose tokenizer has no character spans)."""
 
     def __init__(self, inner):
         self.inner = inner
+        self.dimension = inner.dimension
 
     def encode(self, texts, **kwargs):
         return self.inner.encode(texts, **kwargs)
@@ -76,7 +77,7 @@ def test_an_encoder_without_word_pieces_still_gets_a_verdict(service):
     an answered question stays found, an off-topic or near-topic one is not found, the ranking is the same."""
     retriever = service.snapshot.retriever
     plain = Retriever(retriever.index, retriever.documents, retriever.lexical, VectorsOnly(retriever.encoder))
-    alone = embed_question(plain.encoder, QUESTIONS[0])
+    alone = plain.encoder.embed_question(QUESTIONS[0])
     assert isinstance(alone, QuestionEmbedding) and alone.tokens is None and alone.spans == ()
     cases = {
         "Why did Trotsky think the bourgeoisie could not lead?": "found",  # words masked: the fallback really runs
@@ -113,9 +114,9 @@ def test_a_token_output_that_does_not_pool_to_the_vector_is_not_used(encoders, m
     import onnx
 
     from rag.encoding import onnx_encoder
-    from rag.encoding.encoders import ensure_onnx
+    from rag.encoding.onnx_encoder import ensure_onnx
 
-    path = ensure_onnx(encoders.encoder_dir, encoders.spec)
+    path = ensure_onnx(encoders.encoder_dir, encoders.spec, encoders.reference)
 
     def first_layer(onnx_path):
         model = onnx.load(str(onnx_path))

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.encoding.encoders import ONNX_CHECK_TEXTS, Encoders, ensure_onnx
+from rag.encoding.base import Encoder
+from rag.encoding.encoders import Encoders
+from rag.encoding.onnx_encoder import ONNX_CHECK_TEXTS, ensure_onnx
 from eval.encoder_gate import compare_encoders, with_encoder
 from eval.evaluation import load_questions
 from rag.encoding.quantize import ensure_quantized, quantized_path
@@ -40,13 +42,14 @@ def test_default_precision_passes_the_gate(service, settings, fp32_system):
     assert report.same_top1_by_mode["lexical"] == 1.0
 
 
-class _Jittered:
+class _Jittered(Encoder):
     """fp32 vectors plus noise of a size quantization could cause if done badly (cosine ~0.99)."""
 
     def __init__(self, inner, scale: float):
         self.inner, self.scale, self.rng = inner, scale, np.random.default_rng(0)
+        self.kind, self.dimension = inner.kind, inner.dimension
 
-    def encode(self, texts):
+    def encode(self, texts, **kwargs):
         v = self.inner.encode(texts)
         v = v + self.scale * self.rng.standard_normal(v.shape).astype(np.float32)
         return v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -62,7 +65,7 @@ def test_the_gate_catches_an_encoder_that_moves_answers(service, fp32_system):
 
 
 def test_quantized_model_is_a_verified_cached_artifact(service, settings, tmp_path):
-    fp32 = ensure_onnx(settings.encoder_dir, service.model)
+    fp32 = ensure_onnx(settings.encoder_dir, service.model, service.encoders.reference)
     work = tmp_path / fp32.name
     work.write_bytes(fp32.read_bytes())
     path = ensure_quantized(work, "int8", ONNX_CHECK_TEXTS, service.model.local_dir)
