@@ -30,7 +30,8 @@ to the one before), both are marked: `highlights` holds them in text order; the
 best one alone stays `highlight`, and that is what is evaluated. No dev gold
 quote spans two sentences, and evaluating the joined pair instead gained
 nothing on dev (54 either way), so the single sentence stays the measure.
-Pure functions over plain values; rag.query.retrieval supplies the scores.
+Pure functions over plain values, and `Highlighter`, the stage built once per snapshot that feeds them a
+passage's sentences (rag.query.sentences).
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+
+import numpy as np
+
+from rag.query.answer_types import answer_type, asks_for_name, names_outside, type_met
+from rag.query.coverage import coverage
+from rag.query.sentences import Sentences
 
 TERM_WEIGHT = 0.3  # weight of the IDF-weighted term coverage added to the cosine (chosen on dev)
 QUESTION_PENALTY = 0.3  # subtracted from a sentence that is itself a question
@@ -77,9 +84,7 @@ class Candidate:
 
 
 def holds_answer_type(question: str, sentence: str) -> bool:
-    """Whether the sentence holds the kind of answer the question asks for (rag.query.verdict's types, plus a name for "who")."""
-    from rag.query.verdict import answer_type, asks_for_name, names_outside, type_met
-
+    """Whether the sentence holds the kind of answer the question asks for (rag.query.answer_types, plus a name for "who")."""
     if asks_for_name(question):
         return bool(names_outside(sentence, question))
     if _WHY.search(question):
@@ -156,3 +161,38 @@ def choose(candidates: Sequence[Candidate]) -> tuple[int, tuple[int, ...]]:
         if close:
             marked.append(max(close, key=lambda i: scores[i]))
     return best, tuple(sorted(marked))
+
+
+@dataclass(frozen=True)
+class Highlight:
+    text: str
+    start: int  # offsets into the document text, like the passage's
+    end: int
+
+
+class Highlighter:
+    """The highlight stage of one snapshot: a passage's sentences scored for one question."""
+
+    def __init__(self, sentences: Sentences, idf: dict[str, float], unseen_idf: float):
+        self.sentences = sentences
+        self.idf = idf
+        self.unseen_idf = unseen_idf
+
+    def mark(self, passage_index: int, query: np.ndarray, question: str, question_terms: set[str]) -> tuple[Highlight, tuple[Highlight, ...]]:
+        """The passage's sentence that answers the question, and the sentences to mark."""
+        rows = self.sentences.rows_of(passage_index)
+        passage = self.sentences.passages[passage_index]
+        cosines = self.sentences.cosines(rows, query)
+        texts = self.sentences.texts_of(passage_index)
+        candidates = [
+            Candidate(
+                texts[k], start, end, float(cosines[k]),
+                coverage(question_terms, self.sentences.terms[rows.start + k], self.idf, self.unseen_idf),
+                holds_answer_type(question, texts[k]),
+                gives_asked_name(question, texts[k]),
+            )
+            for k, (start, end) in enumerate(passage.sentences)
+        ]
+        best, marked = choose(candidates)
+        spans = {k: Highlight(candidates[k].text, candidates[k].start, candidates[k].end) for k in marked}
+        return spans[best], tuple(spans[k] for k in marked)

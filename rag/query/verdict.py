@@ -29,24 +29,25 @@ A class-balanced logistic regression over the two (rag.query.answerable.fit, on
 the dev split only) gives `confidence`; thresholds chosen on dev turn it into
 the verdict: `not_found` below `ANSWERABLE_THRESHOLD`, `found` at or above
 `FOUND_THRESHOLD`, `uncertain` between; `answerable` means "not not_found".
-`verdict_note` and `verdict_words` say the verdict to a chat model and to a
-person. Everything here is a pure function of its arguments.
+`Judge` is the stage built once per snapshot that gathers those features for
+one question; everything else here is a pure function of its arguments.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass
 from typing import Literal
 
 import numpy as np
 
+from rag.query.answer_types import answer_type, type_met
 from rag.query.answerable import AnswerabilityModel
+from rag.query.coverage import coverage
+from rag.query.sentences import Sentences
 
 Verdict = Literal["found", "uncertain", "not_found"]
-AnswerType = Literal["date", "number", "place"]
 
 
 @dataclass(frozen=True)
@@ -66,82 +67,6 @@ class Assessment:
     features: VerdictFeatures
 
 
-# --- answer types ---------------------------------------------------------------------------
-
-# "who" and "where" are not checked: on dev their answers were as often a class or a phrase ("the
-# urban petty bourgeoisie", "in the towns") as a name, so the check turned away answerable questions.
-_TYPE_RULES: tuple[tuple[re.Pattern, AnswerType], ...] = (
-    (re.compile(r"^\s*(how many|how much|how long|how old|how far)\b", re.I), "number"),
-    (re.compile(r"^\s*when\b|\b(what|which|in what|in which) (year|decade|century|date|month)\b", re.I), "date"),
-    (re.compile(r"\b(which|what) (city|country|town)\b", re.I), "place"),
-)
-_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_DATE = re.compile(rf"\b(1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b[Cc]entur(y|ies)\b|\b[Dd]ecades?\b|\b({_MONTHS})\b")
-_NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?|billions?|half|several|few"
-_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
-_CAPITALISED = re.compile(r"\b[A-Z][\w’'-]+")
-_WHO = re.compile(r"\s*(who|whom|whose)\b", re.I)
-
-
-def asks_for_name(question: str) -> bool:
-    """A "who"/"whom"/"whose" question."""
-    return bool(_WHO.match(question))
-
-
-def answer_type(question: str) -> AnswerType | None:
-    """What kind of answer the question asks for, from its wording; None for why/how/what-is questions."""
-    for pattern, kind in _TYPE_RULES:
-        if pattern.search(question):
-            return kind
-    return None
-
-
-def names_outside(sentence: str, question: str) -> list[str]:
-    """Capitalised words of `sentence` (not its first word) that the question does not contain."""
-    asked = {w.lower() for w in re.findall(r"[\w’'-]+", question)}
-    words = [m for m in _CAPITALISED.finditer(sentence) if m.start() > 0]
-    return [m.group() for m in words if m.group().lower() not in asked and m.group().lower().rstrip("’'s") not in asked]
-
-
-def type_met(kind: AnswerType | None, sentence: str, question: str) -> bool:
-    """Whether `sentence` holds something of the asked-for kind (always true when none is asked)."""
-    if kind is None:
-        return True
-    if kind == "date":
-        return bool(_DATE.search(sentence))
-    if kind == "number":
-        return bool(_NUMBER.search(sentence))
-    return bool(names_outside(sentence, question))
-
-
-# --- rarity-weighted coverage ---------------------------------------------------------------
-
-
-def idf_table(passage_terms: Iterable[set[str]], n: int | None = None) -> dict[str, float]:
-    """BM25's IDF of every term the passages use (look unseen terms up with `unseen_idf`); `n` passages
-    when `passage_terms` is a generator (counted in one pass, no per-passage set kept)."""
-    if n is None:
-        passage_terms = list(passage_terms)
-        n = len(passage_terms)
-    df: dict[str, int] = {}
-    for terms in passage_terms:
-        for t in terms:
-            df[t] = df.get(t, 0) + 1
-    return {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-
-
-def unseen_idf(passages: int) -> float:
-    """The IDF of a term no passage uses: the top weight, so a question word the corpus never says counts most."""
-    return math.log(1 + (passages + 0.5) / 0.5)
-
-
-def coverage(question_terms: Iterable[str], evidence_terms: set[str], idf: dict[str, float], unseen: float) -> float:
-    """IDF-weighted share of the question's terms found in the evidence (0.0 for a question without terms)."""
-    weights = {t: idf.get(t, unseen) for t in question_terms}
-    total = sum(weights.values())
-    return sum(w for t, w in weights.items() if t in evidence_terms) / total if total else 0.0
-
-
 @dataclass(frozen=True)
 class Sentence:
     """One candidate evidence sentence, as retrieval sees it."""
@@ -159,6 +84,8 @@ def best_evidence(question: str, question_terms: set[str], sentences: Sequence[S
     scored = [(coverage(question_terms, s.terms, idf, unseen), s.cosine, s) for s in sentences]
     cover, _, best = max(scored, key=lambda x: (round(x[0], 6), x[1]))
     return cover, float(type_met(kind, best.text, question))
+
+
 
 
 # --- the decision -----------------------------------------------------------------------------
@@ -271,3 +198,40 @@ MODEL = AnswerabilityModel(mean=(0.8818, 0.4068), scale=(0.3228, 0.1432), weight
 MODEL_REEMBEDDED = AnswerabilityModel(mean=(0.8818, 0.3551), scale=(0.3228, 0.1465), weights=(0.9876, 1.4443), bias=1.4649)
 ANSWERABLE_THRESHOLD = 0.5
 FOUND_THRESHOLD = 0.6
+
+
+class Judge:
+    """The verdict stage of one snapshot: the top passages' sentences and the question's word pieces -> Assessment."""
+
+    def __init__(self, sentences: Sentences, terms_of, encoder, idf: dict[str, float], unseen_idf: float, answerable_threshold: float):
+        self.sentences = sentences
+        self.terms_of = terms_of  # rag.index.lexical's `terms`
+        self.encoder = encoder  # embeds the masked text when the question came without word pieces
+        self.idf = idf
+        self.unseen_idf = unseen_idf
+        self.answerable_threshold = answerable_threshold
+        self.model = MODEL
+
+    def assess(self, question: str, question_terms: set[str], embedded, top: list[int]) -> Assessment:
+        rows, texts = [], []
+        for i in top:
+            rows.extend(self.sentences.rows_of(i))
+            texts.extend(self.sentences.texts_of(i))
+        vectors = np.asarray(self.sentences.vectors[rows], dtype=np.float32)
+        cosines = vectors @ embedded.vector
+        terms = self.sentences.terms
+        evidence = [Sentence(t, terms[r], float(c)) for t, r, c in zip(texts, rows, cosines)]
+        masked = None
+        if embedded.tokens is not None:  # the masked question pooled from the question's own word pieces
+            model, best = self.model, RELATION_BEST
+            if rows:
+                kept = kept_spans(question, terms[rows[int(np.argmax(cosines))]], self.terms_of)
+                masked = masked_vector(embedded.tokens, embedded.spans, kept) if kept else None
+        else:  # an encoder without word pieces: embed the masked text, judged by the model fitted that way
+            model, best = MODEL_REEMBEDDED, RELATION_BEST_REEMBEDDED
+            if rows:
+                text = masked_question(question, terms[rows[int(np.argmax(cosines))]], self.terms_of)
+                masked = self.encoder.encode([text])[0] if text else None
+        relation = relation_cos(masked, vectors, best) if masked is not None else float(cosines.max(initial=0.0))
+        return assess(features(question, question_terms, evidence, self.idf, self.unseen_idf, relation), model,
+                      self.answerable_threshold, FOUND_THRESHOLD)

@@ -12,7 +12,8 @@ import pytest
 
 from rag.index import store
 from rag.errors import IndexCorrupt
-from rag.query.retrieval import Retriever, top_indices
+from rag.query.ranking import top_indices
+from rag.query.retrieval import Retriever
 from rag.service import Service
 from tests.reliability_support import manifest, settings_for, write_tiny_seeds
 
@@ -96,8 +97,8 @@ def test_pool_vectors_come_from_the_faiss_index_without_a_copy(tiny):
     assert not hasattr(retriever, "passage_vectors")
     pool = np.array([0, 2, len(retriever.passages) - 1], dtype=np.int64)
     every = retriever.index.vectors.reconstruct_n(0, retriever.index.vectors.ntotal)
-    np.testing.assert_array_equal(retriever._passage_vectors(pool), every[pool])
-    assert retriever._passage_vectors(np.array([], dtype=np.int64)).shape == (0, every.shape[1])
+    np.testing.assert_array_equal(retriever.ranker.passage_vectors(pool), every[pool])
+    assert retriever.ranker.passage_vectors(np.array([], dtype=np.int64)).shape == (0, every.shape[1])
 
 
 def test_term_sets_are_computed_lazily_for_what_a_query_touches(tiny):
@@ -105,8 +106,7 @@ def test_term_sets_are_computed_lazily_for_what_a_query_touches(tiny):
     p = retriever.passages[1]
     s, e = p.sentences[0]
     row = int(retriever.index.sentence_rows[1, 0])
-    assert retriever.sentence_terms[row] == retriever.lexical.terms(p.text[s - p.start : e - p.start])
-    assert retriever.passage_terms[1] == retriever.lexical.terms(p.text)
+    assert retriever.judge.sentences.terms[row] == retriever.lexical.terms(p.text[s - p.start : e - p.start])
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from rag.query import answer_types, coverage
 from rag.query import verdict as V
 from rag.query.answerable import AnswerabilityModel, fit
 from rag.index.lexical import LexicalIndex
@@ -28,30 +29,30 @@ def terms_of():
     ],
 )
 def test_answer_type_from_the_wording(question, kind):
-    assert V.answer_type(question) == kind
+    assert answer_types.answer_type(question) == kind
 
 
 def test_type_met_needs_a_date_a_number_or_a_new_name():
-    assert V.type_met("date", "Nahuel Moreno revised the theory in 1984.", "When did Moreno die?")
-    assert V.type_met("date", "It happened in the 1920s.", "When?")
-    assert V.type_met("date", "By the turn of the century, capitalism had spread.", "When?")
-    assert not V.type_met("date", "This may have sounded ridiculous.", "When?")  # the modal "may" is not a month
-    assert not V.type_met("date", "Fidel Castro was at its head.", "When did Fidel Castro die?")
-    assert V.type_met("number", "Thousands of communists were slaughtered.", "How many were killed?")
-    assert V.type_met("number", "After six years of the uprising.", "How many years?")
-    assert not V.type_met("number", "The rebels are united by a goal.", "How many rebels?")
-    assert V.type_met("place", "He came from Argentina to lead it.", "Which country did he come from?")
-    assert not V.type_met("place", "Moreno revised the theory.", "Which country did Moreno come from?")  # only the question's own name
-    assert V.type_met(None, "anything", "Why?")
+    assert answer_types.type_met("date", "Nahuel Moreno revised the theory in 1984.", "When did Moreno die?")
+    assert answer_types.type_met("date", "It happened in the 1920s.", "When?")
+    assert answer_types.type_met("date", "By the turn of the century, capitalism had spread.", "When?")
+    assert not answer_types.type_met("date", "This may have sounded ridiculous.", "When?")  # the modal "may" is not a month
+    assert not answer_types.type_met("date", "Fidel Castro was at its head.", "When did Fidel Castro die?")
+    assert answer_types.type_met("number", "Thousands of communists were slaughtered.", "How many were killed?")
+    assert answer_types.type_met("number", "After six years of the uprising.", "How many years?")
+    assert not answer_types.type_met("number", "The rebels are united by a goal.", "How many rebels?")
+    assert answer_types.type_met("place", "He came from Argentina to lead it.", "Which country did he come from?")
+    assert not answer_types.type_met("place", "Moreno revised the theory.", "Which country did Moreno come from?")  # only the question's own name
+    assert answer_types.type_met(None, "anything", "Why?")
 
 
 def test_rarity_weighted_coverage():
     idf = {"lenin": 2.0, "revolut": 0.5}
-    assert V.coverage({"lenin", "die"}, {"lenin"}, idf, unseen=4.0) == pytest.approx(2 / 6)  # "die" is unseen: weighs most
-    assert V.coverage({"lenin", "revolut"}, {"lenin", "revolut", "x"}, idf, unseen=4.0) == 1.0
-    assert V.coverage(set(), {"lenin"}, idf, unseen=4.0) == 0.0
-    table = V.idf_table([{"a", "b"}, {"a"}, {"c"}])
-    assert table["a"] < table["b"] == table["c"] < V.unseen_idf(3)
+    assert coverage.coverage({"lenin", "die"}, {"lenin"}, idf, unseen=4.0) == pytest.approx(2 / 6)  # "die" is unseen: weighs most
+    assert coverage.coverage({"lenin", "revolut"}, {"lenin", "revolut", "x"}, idf, unseen=4.0) == 1.0
+    assert coverage.coverage(set(), {"lenin"}, idf, unseen=4.0) == 0.0
+    table = coverage.idf_table([{"a", "b"}, {"a"}, {"c"}])
+    assert table["a"] < table["b"] == table["c"] < coverage.unseen_idf(3)
 
 
 def test_masked_question_keeps_what_the_evidence_does_not_say(terms_of):

@@ -1,0 +1,59 @@
+"""Answer types: what kind of answer a question asks for ("when" a date, "how many" a number, "which city"
+a place name), and whether a sentence holds one.
+
+Read by both the highlight (a sentence that holds the asked-for kind of answer scores higher) and the verdict
+(the evidence sentence must hold it). Rules over the question's wording, chosen on the dev split; pure
+functions of strings.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+AnswerType = Literal["date", "number", "place"]
+
+# "who" and "where" are not checked: on dev their answers were as often a class or a phrase ("the
+# urban petty bourgeoisie", "in the towns") as a name, so the check turned away answerable questions.
+_TYPE_RULES: tuple[tuple[re.Pattern, AnswerType], ...] = (
+    (re.compile(r"^\s*(how many|how much|how long|how old|how far)\b", re.I), "number"),
+    (re.compile(r"^\s*when\b|\b(what|which|in what|in which) (year|decade|century|date|month)\b", re.I), "date"),
+    (re.compile(r"\b(which|what) (city|country|town)\b", re.I), "place"),
+)
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_DATE = re.compile(rf"\b(1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b[Cc]entur(y|ies)\b|\b[Dd]ecades?\b|\b({_MONTHS})\b")
+_NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?|billions?|half|several|few"
+_NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
+_CAPITALISED = re.compile(r"\b[A-Z][\w’'-]+")
+_WHO = re.compile(r"\s*(who|whom|whose)\b", re.I)
+
+
+def asks_for_name(question: str) -> bool:
+    """A "who"/"whom"/"whose" question."""
+    return bool(_WHO.match(question))
+
+
+def answer_type(question: str) -> AnswerType | None:
+    """What kind of answer the question asks for, from its wording; None for why/how/what-is questions."""
+    for pattern, kind in _TYPE_RULES:
+        if pattern.search(question):
+            return kind
+    return None
+
+
+def names_outside(sentence: str, question: str) -> list[str]:
+    """Capitalised words of `sentence` (not its first word) that the question does not contain."""
+    asked = {w.lower() for w in re.findall(r"[\w’'-]+", question)}
+    words = [m for m in _CAPITALISED.finditer(sentence) if m.start() > 0]
+    return [m.group() for m in words if m.group().lower() not in asked and m.group().lower().rstrip("’'s") not in asked]
+
+
+def type_met(kind: AnswerType | None, sentence: str, question: str) -> bool:
+    """Whether `sentence` holds something of the asked-for kind (always true when none is asked)."""
+    if kind is None:
+        return True
+    if kind == "date":
+        return bool(_DATE.search(sentence))
+    if kind == "number":
+        return bool(_NUMBER.search(sentence))
+    return bool(names_outside(sentence, question))
