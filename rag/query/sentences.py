@@ -78,3 +78,8 @@ class LazyTerms:
 
     def __getitem__(self, i: int) -> frozenset[str]:
         return self._terms_at(int(i))
+
+    @property
+    def computed(self) -> int:
+        """How many term sets are held now (what the queries so far touched, up to the cache size)."""
+        return self._terms_at.cache_info().currsize

@@ -8,6 +8,7 @@ import hashlib
 import io
 
 import numpy as np
+import Stemmer
 import pytest
 
 from rag.index import store
@@ -102,11 +103,21 @@ def test_pool_vectors_come_from_the_faiss_index_without_a_copy(tiny):
 
 
 def test_term_sets_are_computed_lazily_for_what_a_query_touches(tiny):
-    retriever = tiny[0].snapshot.retriever
+    service = tiny[0]
+    snapshot = service.snapshot
+    retriever = Retriever(snapshot.index, snapshot.documents, snapshot.retriever.lexical, snapshot.retriever.encoder)
+    terms = retriever.judge.sentences.terms
+    total = len(snapshot.index.sentence_vectors)
+    assert terms.computed == 0  # nothing tokenized at load
+    retriever.search(service.parse(QUESTIONS[0], 1, "dense"))
+    touched = terms.computed
+    assert 0 < touched < total  # only the sentences of the passages this query read (top three and the hit)
+    retriever.search(service.parse(QUESTIONS[0], 1, "dense"))
+    assert terms.computed == touched  # the same query again: all from the cache
     p = retriever.passages[1]
     s, e = p.sentences[0]
     row = int(retriever.index.sentence_rows[1, 0])
-    assert retriever.judge.sentences.terms[row] == retriever.lexical.terms(p.text[s - p.start : e - p.start])
+    assert terms[row] == retriever.lexical.terms(p.text[s - p.start : e - p.start])
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -120,10 +131,10 @@ def test_top_indices_is_a_stable_full_sort_cut_at_k(seed):
 def test_terms_are_exactly_what_bm25s_tokenize_makes(tiny):
     import bm25s
 
-    from rag.index.lexical import STOPWORDS
+    from rag.index.lexical import STEMMER, STOPWORDS
 
     lexical = tiny[0].snapshot.retriever.lexical
-    stemmer = lexical._thread_stemmer()
+    stemmer = Stemmer.Stemmer(STEMMER)
     texts = [p.text[s - p.start : e - p.start] for p in tiny[0].snapshot.passages for s, e in p.sentences]
     texts += ["", "Why did how what", "ÉCOLE Straße naïve café’s 1917 x y zz", "The Mensheviks' feudal-economy ... theses!"]
     for text in texts:
@@ -136,10 +147,19 @@ def test_bm25_scores_equal_bm25s_own(tiny):
 
     from rag.index.lexical import STOPWORDS
 
-    lexical = tiny[0].snapshot.retriever.lexical
+    from rag.corpus.passage_text import heading_text
+    from rag.index.lexical import BM25, STEMMER
+
+    snapshot = tiny[0].snapshot
+    lexical = snapshot.retriever.lexical
+    # bm25s's own index over the same texts, built here with bm25s's own API (not the service's copy)
+    stemmer = Stemmer.Stemmer(STEMMER)
+    texts = [heading_text(snapshot.documents[p.document], p) for p in snapshot.passages]
+    reference = bm25s.BM25(**BM25)
+    reference.index(bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=stemmer, show_progress=False), show_progress=False)
     for question in (*QUESTIONS, "revolution revolution Trotsky", "zebra quartz", "the of and"):
-        terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=lexical._thread_stemmer(), show_progress=False, return_ids=False)[0]
-        expected = np.asarray(lexical._bm25.get_scores(terms), dtype=np.float32) if terms else np.zeros(lexical.size, np.float32)
+        terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0]
+        expected = np.asarray(reference.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(texts), np.float32)
         np.testing.assert_array_equal(lexical.scores(question), expected)
 
 
