@@ -18,12 +18,13 @@ test-fast: $(STAMP)  ## the unit tier: the edit-test loop (no live servers, subp
 
 setup: $(STAMP)
 
-# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
+# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build. -qq: errors only (no notices about
+# this machine's pip configuration, no setuptools notice about editable installs).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install -qq --upgrade pip
+	$(BIN)/pip install -qq torch==2.13.0
+	PYTHONWARNINGS=ignore $(BIN)/pip install -qq -e '.[dev]'
 	touch $(STAMP)
 
 # Debian's Chromium for the browser tests (no browser download is possible here).

@@ -75,6 +75,11 @@ def export_onnx(model_dir: Path, out_path: Path, *, optimize: bool = True) -> No
     import onnx  # noqa: F401  (fail early if missing)
     import torch
     from transformers import AutoConfig, AutoModel
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    # "torchvision is not installed. Skipping torchvision::nms" and the like: the exporter's registry notices
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
 
     model_dir = Path(model_dir)
     out_path = Path(out_path)

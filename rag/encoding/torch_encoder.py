@@ -44,7 +44,9 @@ class SentenceTransformerEncoder(Encoder):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         try:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
+            transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every start
             self.model = SentenceTransformer(spec.location, device=device)
         except Exception as exc:  # any load failure becomes one clear message
             raise ModelError(f"cannot load embedding model {spec.location!r}: {exc}") from exc
