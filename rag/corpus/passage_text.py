@@ -1,12 +1,19 @@
 """What is embedded and indexed per passage: the text rule, versioned.
 
-`heading_text` (title, section, passage) is what BM25 indexes and what must fit
-the model window; `embedding_text` adds the previous passage's opening sentence
-for the embedding only. `EMBEDDING_TEXT_VERSION` goes into the index manifest:
-changing the rule makes every index built with the old one stale.
+`heading_text` (title, section, passage) is what BM25 indexes; `embedding_text`
+adds the previous passage's opening sentence for the embedding only. What is
+embedded must fit the model window: the chunker keeps every passage within
+`max_passage_tokens`, and when the title and section on top of it would not
+fit (a 300-word-piece chemical title), `fit_heading` shortens the title first,
+then the section, word by word (ending in "…"), down to nothing: the passage
+itself is never cut or dropped. `EMBEDDING_TEXT_VERSION` goes into the index
+manifest: changing the rule makes every index built with the old one stale
+(shortening changes no text that fitted before, so it needs no new version).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from rag.corpus.chunking import Passage
 from rag.corpus.documents import Document
@@ -20,7 +27,54 @@ def heading_text(document: Document, passage: Passage) -> str:
     return f"{heading}\n{passage.text}"
 
 
-def embedding_text(document: Document, passage: Passage, previous: Passage | None = None) -> str:
+def fit_heading(document: Document, passage: Passage, count_tokens: Callable[[str], int] | None, limit: int | None) -> str:
+    """`heading_text`, with the title and then the section shortened until the whole fits `limit` word pieces:
+    the title alone first; if even one word of it does not fit beside the full section, the title keeps its
+    first TITLE_WORDS_KEPT words and the section is shortened; then the section goes and the title is
+    shortened again; last, the passage alone."""
+    text = heading_text(document, passage)
+    if count_tokens is None or limit is None or count_tokens(text) <= limit:
+        return text
+
+    def fits(candidate: str) -> bool:
+        return count_tokens(candidate) <= limit
+
+    title, section = document.title.split(), (passage.section or "").split()
+    shortened = lambda words, n: " ".join(words[:n]) + ("…" if n < len(words) else "")  # noqa: E731
+    attempts = [
+        (lambda n: (shortened(title, n), passage.section), len(title)),
+        (lambda n: (shortened(title, TITLE_WORDS_KEPT), shortened(section, n) if n else None), len(section)),
+        (lambda n: (shortened(title, n), None), len(title)),
+    ]
+    for make, most in attempts:
+        keep = _most_that_fit(most, lambda n: fits(_heading(*make(n), passage)))
+        if keep and fits(candidate := _heading(*make(keep), passage)):
+            return candidate
+    return passage.text  # not even a word of the title fits beside the passage: it goes in alone
+
+
+TITLE_WORDS_KEPT = 8
+
+
+def _heading(title: str, section: str | None, passage: Passage) -> str:
+    heading = f"{title}. {section}." if section else f"{title}."
+    return f"{heading}\n{passage.text}"
+
+
+def _most_that_fit(most: int, fits: Callable[[int], bool]) -> int:
+    """The largest n in 1..most with fits(n), or 0 (binary search: the count grows with n)."""
+    low, high = 0, most
+    while low < high:
+        mid = (low + high + 1) // 2
+        if fits(mid):
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def embedding_text(document: Document, passage: Passage, previous: Passage | None = None,
+                   count_tokens: Callable[[str], int] | None = None, limit: int | None = None) -> str:
     """What the model sees for a passage: title and section, its text, then the opening sentence
     of the passage before it in the same section.
 
@@ -30,15 +84,18 @@ def embedding_text(document: Document, passage: Passage, previous: Passage | Non
     window, truncation cuts only this context, never the passage. Only the embedding sees it;
     the returned passage is the source slice.
     """
-    text = heading_text(document, passage)
+    text = fit_heading(document, passage, count_tokens, limit)
     if previous is not None and previous.document == passage.document and previous.section == passage.section:
         start, end = previous.sentences[0]
         text += "\n" + document.text[start:end]
     return text
 
 
-def embedding_texts(passages: list[Passage], documents: dict[str, Document]) -> list[str]:
-    return [embedding_text(documents[p.document], p, passages[i - 1] if i else None) for i, p in enumerate(passages)]
+def embedding_texts(passages: list[Passage], documents: dict[str, Document],
+                    count_tokens: Callable[[str], int] | None = None, limit: int | None = None) -> list[str]:
+    """Each passage's embedded text; with `count_tokens` and `limit`, headings shortened to fit (`fit_heading`)."""
+    return [embedding_text(documents[p.document], p, passages[i - 1] if i else None, count_tokens, limit)
+            for i, p in enumerate(passages)]
 
 
 UNTITLED_SECTION = "Opening"  # what citations call the text before a document's first heading

@@ -211,8 +211,7 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     if not passages:
         raise IndexProblem("the corpus has no body text to index (is seeds/ empty?)")
     by_id = {d.id: d for d in documents}
-    _check_window([heading_text(by_id[p.document], p) for p in passages], encoder)
-    texts = embedding_texts(passages, by_id)
+    texts = embedding_texts(passages, by_id, encoder.count_tokens, encoder.max_seq_length - 2)  # [CLS], [SEP]
     old = _previous_index(index_dir, config)
     vectors = _embed_reusing(texts, encoder, _old_passage_vectors(old), progress, "passages")
     sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]
@@ -253,16 +252,6 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     remove_strays(index_dir)
     log.info("built index %s: %d passages in %.1fs", content_id, len(passages), manifest["build_seconds"])
     return manifest
-
-
-def _check_window(texts: list[str], encoder) -> None:
-    limit = encoder.max_seq_length - 2  # [CLS] and [SEP]
-    for text in texts:
-        if encoder.count_tokens(text) > limit:
-            raise IndexProblem(
-                f"a passage needs more than the model's {limit} word pieces and would be truncated; "
-                f"lower RAG_MAX_PASSAGE_TOKENS (passage begins {text[:60]!r})"
-            )
 
 
 def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], progress: bool, what: str, dtype=np.float32) -> np.ndarray:
