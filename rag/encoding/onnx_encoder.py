@@ -47,7 +47,7 @@ import numpy as np
 
 from rag.encoding.artifacts import ensure_artifact
 from rag.encoding.base import Encoder, QuestionEmbedding
-from rag.encoding.model import ModelSpec
+from rag.encoding.model import ModelSpec, file_sha256
 from rag.errors import ModelError
 from rag.files import atomic_path
 
@@ -252,6 +252,24 @@ def _with_token_output(onnx_path: Path):
     raise ValueError(f"{onnx_path}: no mean-pooled hidden state found")
 
 
+TOKEN_OUTPUT_RECIPE = "last-hidden-state-as-second-output/1"
+
+
+def ensure_token_output(onnx_path: Path) -> Path:
+    """`onnx_path` with the word pieces as a second output (`_with_token_output`), saved once beside it as a
+    verified artifact (rag.encoding.artifacts), so opening the query encoder needs onnxruntime only, not the
+    onnx package (about a second of imports on every cold start). Whether the exposed tensor really pools
+    to the sentence vector is checked each time the session opens."""
+
+    def make(out: Path) -> None:
+        model, _ = _with_token_output(onnx_path)
+        save_model_atomic(model, out)
+
+    target = onnx_path.with_name(f"{onnx_path.stem}.tokens.onnx")
+    identity = {"source_sha256": file_sha256(onnx_path), "recipe": TOKEN_OUTPUT_RECIPE}
+    return ensure_artifact(target, identity, make, lambda out: 1.0)
+
+
 def _default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -301,11 +319,12 @@ class OnnxEncoder:
         source = str(onnx_path)
         if token_states:
             try:
-                model, self._token_output = _with_token_output(onnx_path)
-                source = model.SerializeToString()
+                source = str(ensure_token_output(Path(onnx_path)))
             except ValueError as exc:  # a graph of another make: the sentence vectors alone (the verdict embeds again)
                 logger.warning("%s; word pieces not used", exc)
         self._session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        if source != str(onnx_path):
+            self._token_output = next(o.name for o in self._session.get_outputs() if o.name != OUTPUT_NAME)
         names = {i.name for i in self._session.get_inputs()}
         if names != set(INPUT_NAMES):
             raise ValueError(f"{onnx_path}: unexpected inputs {sorted(names)}")

@@ -108,7 +108,7 @@ def test_only_mean_pooling_models_give_word_pieces(encoders):
     assert not mean_pools_word_pieces(SentenceTransformer(modules=[transformer, Normalize(), Pooling(dim, pooling_mode="mean")]))
 
 
-def test_a_token_output_that_does_not_pool_to_the_vector_is_not_used(encoders, monkeypatch, caplog):
+def test_a_token_output_that_does_not_pool_to_the_vector_is_not_used(encoders, monkeypatch, caplog, tmp_path):
     """The graph surgery is checked when the session opens: exposing the wrong tensor (here the first layer's
     output) leaves the encoder giving sentence vectors alone, with a warning, rather than wrong word pieces."""
     import onnx
@@ -116,7 +116,10 @@ def test_a_token_output_that_does_not_pool_to_the_vector_is_not_used(encoders, m
     from rag.encoding import onnx_encoder
     from rag.encoding.onnx_encoder import ensure_onnx
 
-    path = ensure_onnx(encoders.encoder_dir, encoders.spec, encoders.reference)
+    import shutil
+
+    path = tmp_path / "copy.onnx"  # a copy: no cached token-output artifact beside it, so the surgery below runs
+    shutil.copy(ensure_onnx(encoders.encoder_dir, encoders.spec, encoders.reference), path)
 
     def first_layer(onnx_path):
         model = onnx.load(str(onnx_path))
