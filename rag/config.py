@@ -71,7 +71,8 @@ class Settings(BaseSettings):
     )
     encoder_dir: Path = Field(PROJECT_ROOT / "index" / "encoders", description="Where the exported ONNX query model is cached.")
 
-    max_document_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Files in seeds/ larger than this are skipped with a reason (not indexed).")
+    max_document_bytes: int = Field(20 * 1024 * 1024, gt=0, description="Files in seeds/ larger than this, or whose extracted text is, are skipped with a reason (not indexed).")
+    max_extract_seconds: float = Field(30.0, gt=0, description="Time budget to read one HTML or PDF file (in a worker process, killed past it); the file is then skipped with a reason.")
 
     # chunker
     max_passage_tokens: int = Field(200, ge=16, le=510, description="Upper bound on word pieces per passage (the model window is 256).")

@@ -1,7 +1,7 @@
 """Documents: reading seeds/ into text with metadata, sections and paragraphs.
 
 A document is one file anywhere under seeds/ (subfolders too): `.txt`, `.md`,
-`.markdown`, `.html`, `.htm` or `.pdf` (rag/formats.py turns each into text).
+`.markdown`, `.html`, `.htm` or `.pdf` (rag/corpus/formats.py turns each into text).
 Every offset the service hands out indexes into `Document.text`, which
 `GET /documents/{id}` serves: for text and Markdown the file decoded as UTF-8
 with a BOM dropped and CRLF/CR line endings turned into LF (nothing else
@@ -16,17 +16,26 @@ a second file with the same id is skipped, never merged or renamed.
 
 Nothing is silently lost: `load_corpus` returns every document and, for every
 other file under seeds/, a `Skipped(path, reason)`: unsupported type, hidden
-file or folder, a symbolic link leading outside seeds/, not a regular file,
-over the size limit, empty, not UTF-8, a parse error, no text, invalid
-metadata, a duplicate id. One bad file never stops the others, and no reason
-quotes file content. `<name>.meta.json` sidecars are metadata, not documents.
+file or folder, a symbolic link leading outside seeds/ or in a loop, a folder
+more than `MAX_FOLDER_DEPTH` deep, not a regular file, removed while reading,
+over the size limit (the file, or the text it yields), too slow to read (the
+time budget per HTML/PDF file, rag/corpus/formats.py), empty, not UTF-8, a parse
+error, no text, invalid metadata, a duplicate id. One bad file never stops the
+others (whatever it raises, it is skipped naming the kind of error), and no
+reason quotes file content. `<name>.meta.json` sidecars are metadata, not
+documents.
+
+Paths and reasons are always valid Unicode: a file name whose bytes are not
+UTF-8 (Linux allows any bytes) is shown with those bytes escaped (`caf\\xe9.txt`),
+and control characters likewise, so a skip reason, a document's `source` and
+the title taken from a file name can always be written as UTF-8 JSON or a log line.
 
 Metadata is never guessed from the body text, except one thing: without a
 title in the metadata, a first line that reads like a title (short, one line,
 no closing punctuation; in Markdown a first `#` heading) is the title. It comes
 from the sidecar `<name>.meta.json` beside the file, which wins over what the
 file says about itself (Markdown YAML front matter, HTML page metadata, PDF
-info); rag/metadata.py checks every value. The sidecar may list `furniture`:
+info); rag/corpus/metadata.py checks every value. The sidecar may list `furniture`:
 exact paragraphs that are magazine furniture (category tags, "buy the print
 edition" lines). Those, paragraphs that repeat the metadata (title, subtitle,
 author), and a closing tag list ("a / b / c") are kept out of the body.
@@ -40,8 +49,10 @@ belongs to section `None`.
 from __future__ import annotations
 
 import bisect
+import errno
 import hashlib
 import json
+import logging
 import os
 import re
 import stat
@@ -50,12 +61,15 @@ from pathlib import Path
 
 from rag.corpus import formats
 from rag.errors import RagError, Unreadable
-from rag.corpus.formats import SUPPORTED_SUFFIXES
-from rag.corpus.metadata import validate
+from rag.corpus.formats import DEFAULT_MAX_BYTES, EXTRACTED_SUFFIXES, SUPPORTED_SUFFIXES, Extractor
+from rag.corpus.metadata import MAX_SIDECAR_BYTES, load_json, validate
+
+log = logging.getLogger(__name__)
 
 METADATA_FIELDS = ("title", "subtitle", "author", "publication", "published", "url")
 SIDECAR_SUFFIX = ".meta.json"
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024
+MAX_FOLDER_DEPTH = 64  # folders below seeds/; deeper ones are skipped with a reason
+_UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
@@ -103,10 +117,27 @@ class Document:
         return {"id": self.id, **{name: getattr(self, name) for name in METADATA_FIELDS}}
 
 
+def shown(text: str) -> str:
+    """`text` (a file name or path) as valid Unicode on one line: bytes that are not UTF-8 (a name's surrogate
+    escapes) as `\\xNN`, any other lone surrogate as `\\udcNN`, control characters as `\\xNN`. Valid names are unchanged."""
+    return _UNSHOWABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 @dataclass(frozen=True)
 class Skipped:
     path: str  # relative to seeds/
     reason: str  # one sentence, never quoting the file's content
+
+    def __post_init__(self) -> None:  # whoever makes one, it can always be written as UTF-8 (JSON, logs)
+        object.__setattr__(self, "path", shown(self.path))
+        object.__setattr__(self, "reason", shown(self.reason))
 
     def as_dict(self) -> dict:
         return {"path": self.path, "reason": self.reason}
@@ -125,98 +156,190 @@ def page_of(document: Document, offset: int) -> int | None:
     return max(1, bisect.bisect_right(document.pages, offset))
 
 
-def load_corpus(seeds_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Corpus:
-    """Every document under `seeds_dir` (recursively), and every other file with the reason it was skipped."""
+def load_corpus(seeds_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES, max_extract_seconds: float | None = None) -> Corpus:
+    """Every document under `seeds_dir` (recursively), and every other file with the reason it was skipped.
+
+    `max_bytes` bounds each file and the text it yields; `max_extract_seconds` the time to read one HTML or PDF
+    file (None: `RAG_MAX_EXTRACT_SECONDS` from the environment's settings)."""
     seeds_dir = Path(seeds_dir)
     if not seeds_dir.is_dir():
         raise RagError(f"seeds directory {seeds_dir} does not exist")
     root = seeds_dir.resolve()
-    files, skipped = _walk(root, root, "", {root})
+    files, skipped, sidecars = _walk(root)
     documents: dict[str, Document] = {}
-    for relative, path in files:
-        try:
-            doc = load_document(path, root, relative, max_bytes)
-        except Unreadable as exc:
-            skipped.append(Skipped(relative, str(exc)))
-            continue
-        if doc.id in documents:
-            other = documents[doc.id].source
-            skipped.append(Skipped(relative, f"{relative} has the same document id '{doc.id}' as {other}; rename one"))
-            continue
-        documents[doc.id] = doc
-    skipped += _orphan_sidecars(files, skipped, root)
+    with Extractor(_extract_seconds(max_extract_seconds)) as extractor:
+        for relative, path in files:
+            try:
+                doc = load_document(path, root, relative, max_bytes, extractor=extractor)
+            except Unreadable as exc:
+                skipped.append(Skipped(relative, str(exc)))
+                continue
+            except Exception as exc:  # noqa: BLE001 - the last net: one file never stops the others
+                log.debug("reading %s failed", relative, exc_info=True)
+                skipped.append(Skipped(relative, f"{relative} could not be read ({type(exc).__name__})"))
+                continue
+            if doc.id in documents:
+                other = documents[doc.id].source
+                skipped.append(Skipped(relative, f"{relative} has the same document id '{doc.id}' as {other}; rename one"))
+                continue
+            documents[doc.id] = doc
+    skipped += _orphan_sidecars(files, skipped, sidecars)
     return Corpus(tuple(sorted(documents.values(), key=lambda d: d.id)), tuple(sorted(skipped, key=lambda s: s.path)))
 
 
-def _walk(root: Path, folder: Path, prefix: str, seen: set[Path]) -> tuple[list[tuple[str, Path]], list[Skipped]]:
-    """(relative path, real path) of each candidate document under `folder`, and what was skipped on the way."""
+def _extract_seconds(seconds: float | None) -> float:
+    if seconds is not None:
+        return seconds
+    from rag.config import get_settings
+
+    return get_settings().max_extract_seconds
+
+
+def _why(exc: BaseException) -> str:
+    return (getattr(exc, "strerror", None) or type(exc).__name__).lower()
+
+
+def _walk(root: Path) -> tuple[list[tuple[str, Path]], list[Skipped], list[str]]:
+    """(relative path, path) of each candidate document under `root`, what was skipped on the way, and the
+    relative paths of the sidecars seen. Depth first in name order, without recursion (a folder tree of any
+    depth costs no stack; below MAX_FOLDER_DEPTH it is skipped with a reason)."""
     files: list[tuple[str, Path]] = []
     skipped: list[Skipped] = []
+    sidecars: list[str] = []
+    top = _listing(root, ".", skipped)
+    stack = [(iter(top), "", 1, frozenset({root}))] if top is not None else []
+    while stack:
+        entries, prefix, depth, ancestors = stack[-1]
+        entry = next(entries, None)
+        if entry is None:
+            stack.pop()
+            continue
+        relative = prefix + shown(entry.name)
+        try:
+            folder = _visit(entry, relative, root, ancestors, files, skipped, sidecars)
+        except FileNotFoundError:
+            skipped.append(Skipped(relative, f"{relative} was removed while reading"))
+            continue
+        except (OSError, RuntimeError, ValueError) as exc:
+            skipped.append(Skipped(relative, f"{relative} cannot be read ({_why(exc)})"))
+            continue
+        if folder is None:
+            continue
+        if depth > MAX_FOLDER_DEPTH:
+            skipped.append(Skipped(relative, f"{relative} is more than {MAX_FOLDER_DEPTH} folders deep (the limit); it is not read"))
+            continue
+        listing = _listing(folder, relative, skipped)
+        if listing is not None:
+            stack.append((iter(listing), relative + "/", depth + 1, ancestors | {folder}))
+    return files, skipped, sidecars
+
+
+def _listing(folder: Path, relative: str, skipped: list[Skipped]) -> list[os.DirEntry] | None:
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return files, [Skipped(prefix.rstrip("/") or ".", "this folder cannot be read")]
-    for entry in entries:
-        relative = prefix + entry.name
-        real = Path(entry.path).resolve() if entry.is_symlink() else Path(entry.path)
-        if entry.name.startswith("."):
-            kind = "folder" if real.is_dir() else "file"
-            skipped.append(Skipped(relative, f"{relative} is a hidden {kind}; hidden files and folders are not read"))
-        elif entry.is_symlink() and not real.is_relative_to(root):
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name)
+    except FileNotFoundError:
+        skipped.append(Skipped(relative, f"{relative} was removed while reading"))
+    except OSError as exc:
+        skipped.append(Skipped(relative, f"{relative} is a folder that cannot be read ({_why(exc)})"))
+    return None
+
+
+def _visit(entry: os.DirEntry, relative: str, root: Path, ancestors: frozenset, files: list, skipped: list, sidecars: list) -> Path | None:
+    """Classify one entry of a folder: a document candidate, a sidecar, a skip; or a folder to read (returned)."""
+    path = Path(entry.path)
+    link = entry.is_symlink()
+    if entry.name.startswith("."):
+        kind = "folder" if path.is_dir() else "file"
+        skipped.append(Skipped(relative, f"{relative} is a hidden {kind}; hidden files and folders are not read"))
+        return None
+    if link:
+        try:
+            real = path.resolve()
+        except (RuntimeError, OSError) as exc:  # 3.11 raises RuntimeError for a loop; later versions OSError(ELOOP)
+            if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+                skipped.append(Skipped(relative, f"{relative} is a symbolic link in a loop (it leads back to itself); it is not followed"))
+                return None
+            raise
+        if not real.is_relative_to(root):
             skipped.append(Skipped(relative, f"{relative} is a symbolic link leading outside the seeds folder; it is not followed"))
-        elif real.is_dir():
-            if real in seen:
-                skipped.append(Skipped(relative, f"{relative} links to a folder that is already read"))
-                continue
-            more, more_skipped = _walk(root, real, relative + "/", seen | {real})
-            files += more
-            skipped += more_skipped
-        elif entry.name.lower().endswith(SIDECAR_SUFFIX):
-            continue  # metadata, read with its document
-        elif not real.exists() or not stat.S_ISREG(real.stat().st_mode):
-            skipped.append(Skipped(relative, f"{relative} is not a regular file (a broken link, a pipe or a device)"))
-        elif real.suffix.lower() not in SUPPORTED_SUFFIXES or Path(entry.name).suffix.lower() not in SUPPORTED_SUFFIXES:
-            kind = Path(entry.name).suffix.lower() or "without an extension"
-            supported = ", ".join(SUPPORTED_SUFFIXES)
-            skipped.append(Skipped(relative, f"{relative} is of an unsupported type ({kind}); supported: {supported}"))
-        else:
-            files.append((relative, Path(entry.path)))
-    return files, skipped
+            return None
+    else:
+        real = path
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if link:  # the link is there, what it names is not
+            skipped.append(Skipped(relative, f"{relative} is not a regular file (a broken link)"))
+            return None
+        raise
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        skipped.append(Skipped(relative, f"{relative} is a symbolic link in a loop (it leads back to itself); it is not followed"))
+        return None
+    if stat.S_ISDIR(st.st_mode):
+        if real in ancestors:
+            skipped.append(Skipped(relative, f"{relative} links to a folder that is already read"))
+            return None
+        return real
+    if entry.name.lower().endswith(SIDECAR_SUFFIX):
+        sidecars.append(relative)  # metadata, read with its document
+    elif not stat.S_ISREG(st.st_mode):
+        skipped.append(Skipped(relative, f"{relative} is not a regular file (a pipe, a socket or a device)"))
+    elif real.suffix.lower() not in SUPPORTED_SUFFIXES or Path(entry.name).suffix.lower() not in SUPPORTED_SUFFIXES:
+        kind = shown(Path(entry.name).suffix.lower()) or "without an extension"
+        supported = ", ".join(SUPPORTED_SUFFIXES)
+        skipped.append(Skipped(relative, f"{relative} is of an unsupported type ({kind}); supported: {supported}"))
+    else:
+        files.append((relative, path))
+    return None
 
 
-def _orphan_sidecars(files: list[tuple[str, Path]], skipped: list[Skipped], root: Path) -> list[Skipped]:
+def _orphan_sidecars(files: list[tuple[str, Path]], skipped: list[Skipped], sidecars: list[str]) -> list[Skipped]:
     """Sidecars with no document file beside them: likely a typo in a name, so say so."""
     stems = {str(Path(rel).with_suffix("")) for rel, _ in files} | {str(Path(s.path).with_suffix("")) for s in skipped}
-    orphans = []
-    for path in sorted(root.rglob("*" + SIDECAR_SUFFIX)):
-        relative = path.relative_to(root).as_posix()
-        if any(part.startswith(".") for part in Path(relative).parts):
-            continue
-        if relative[: -len(SIDECAR_SUFFIX)] not in stems:
-            orphans.append(Skipped(relative, f"{relative} is a metadata sidecar with no document of the same name beside it"))
-    return orphans
+    return [
+        Skipped(relative, f"{relative} is a metadata sidecar with no document of the same name beside it")
+        for relative in sorted(sidecars)
+        if relative[: -len(SIDECAR_SUFFIX)] not in stems
+    ]
 
 
 def corpus_hash(documents: list[Document]) -> str:
     """One hash over every document's text and metadata: changes whenever the corpus does."""
+    return corpus_hash_of([(doc.id, doc.content_hash) for doc in documents])
+
+
+def corpus_hash_of(pairs: list[tuple[str, str]]) -> str:
+    """`corpus_hash` from (id, content hash) pairs, as an index manifest lists its documents."""
     digest = hashlib.sha256()
-    for doc in sorted(documents, key=lambda d: d.id):
-        digest.update(f"{doc.id}\0{doc.content_hash}\0".encode())
+    for doc_id, content_hash in sorted(pairs):
+        digest.update(f"{doc_id}\0{content_hash}\0".encode())
     return digest.hexdigest()
 
 
-def load_document(path: Path, seeds_dir: Path | None = None, relative: str | None = None, max_bytes: int = DEFAULT_MAX_BYTES) -> Document:
-    """One document; raises Unreadable (the skip reason) when the file cannot be one."""
+def load_document(
+    path: Path,
+    seeds_dir: Path | None = None,
+    relative: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    extractor: Extractor | None = None,
+    max_extract_seconds: float | None = None,
+) -> Document:
+    """One document; raises Unreadable (the skip reason) when the file cannot be one.
+
+    HTML and PDF are read by `extractor`'s worker process (without one, by a worker started for this file,
+    within `max_extract_seconds`)."""
     path = Path(path)
     root = Path(seeds_dir).resolve() if seeds_dir else path.resolve().parent
-    relative = relative or path.name
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise Unreadable(f"{relative} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit per document")
-    if size == 0:
-        raise Unreadable(f"{relative} is empty")
-    raw = path.read_bytes()
-    extracted = formats.read(path, raw, relative)
+    relative = shown(relative or path.name)
+    raw = _read_bytes(path, relative, max_bytes)
+    if extractor is None and path.suffix.lower() in EXTRACTED_SUFFIXES:
+        with Extractor(_extract_seconds(max_extract_seconds)) as own:  # starts a worker only if the file is not memoised
+            extracted = formats.read(path, raw, relative, max_bytes, own)
+    else:
+        extracted = formats.read(path, raw, relative, max_bytes, extractor)
     if not extracted.text.strip():
         raise Unreadable(f"{relative} is empty")
     sidecar = _sidecar(path, root, relative)
@@ -237,7 +360,7 @@ def load_document(path: Path, seeds_dir: Path | None = None, relative: str | Non
         id=_document_id(relative),
         path=path,
         text=extracted.text,
-        title=metadata.get("title") or path.stem.replace("-", " ").replace("_", " "),
+        title=metadata.get("title") or Path(relative).stem.replace("-", " ").replace("_", " "),
         subtitle=metadata.get("subtitle"),
         author=metadata.get("author"),
         publication=metadata.get("publication"),
@@ -261,23 +384,73 @@ def _document_id(relative: str) -> str:
     return ".".join(_slug(part) for part in parts)
 
 
+class _NotRegular(OSError):
+    pass
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """At most `limit` + 1 bytes of the regular file at `path`, from one open file: opened without blocking (a
+    pipe put there after the folder was listed cannot hang the load) and checked to be a regular file.
+    Raises FileNotFoundError, _NotRegular or another OSError."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise _NotRegular(errno.EINVAL, "not a regular file")
+        return f.read(limit + 1)
+
+
+def _read_bytes(path: Path, relative: str, max_bytes: int) -> bytes:
+    """The bytes of a document file, or Unreadable saying why not."""
+    try:
+        raw = _read_regular(path, max_bytes)
+    except FileNotFoundError:
+        raise Unreadable(f"{relative} was removed while reading") from None
+    except _NotRegular:
+        raise Unreadable(f"{relative} is not a regular file (a pipe, a socket or a device)") from None
+    except OSError as exc:
+        raise Unreadable(f"{relative} cannot be read ({_why(exc)})") from None
+    if len(raw) > max_bytes:
+        size = max(len(raw), _size(path))
+        raise Unreadable(f"{relative} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit per document (RAG_MAX_DOCUMENT_BYTES)")
+    if not raw:
+        raise Unreadable(f"{relative} is empty")
+    return raw
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
 def _sidecar(path: Path, root: Path, relative: str) -> dict:
     """The validated metadata of `<name>.meta.json` beside `path`, if there is one."""
     sidecar = path.with_name(path.stem + SIDECAR_SUFFIX)
-    name = str(Path(relative).with_name(sidecar.name))
-    if not sidecar.exists() and not sidecar.is_symlink():
-        return {}
-    if not sidecar.resolve().is_relative_to(root) or not sidecar.resolve().is_file():
-        raise Unreadable(f"its sidecar {name} is not a file inside the seeds folder; it is not read")
+    name = str(Path(relative).with_name(Path(relative).stem + SIDECAR_SUFFIX))
     try:
-        loaded = json.loads(sidecar.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError:
-        raise Unreadable(f"{name} is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise Unreadable(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
-    if not isinstance(loaded, dict):
-        raise Unreadable(f"{name} must hold a JSON object")
-    return validate(loaded, name)
+        os.lstat(sidecar)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:  # no file can have this name: there is no sidecar
+            return {}
+        raise Unreadable(f"its sidecar {name} cannot be read ({_why(exc)})") from None
+    try:
+        real = sidecar.resolve()
+    except (RuntimeError, OSError):  # a symbolic link in a loop
+        raise Unreadable(f"its sidecar {name} is a symbolic link in a loop; it is not read") from None
+    try:
+        if not real.is_relative_to(root) or not real.is_file():
+            raise Unreadable(f"its sidecar {name} is not a file inside the seeds folder; it is not read")
+        data = _read_regular(sidecar, MAX_SIDECAR_BYTES)
+    except FileNotFoundError:
+        raise Unreadable(f"its sidecar {name} was removed while reading") from None
+    except _NotRegular:
+        raise Unreadable(f"its sidecar {name} is not a file inside the seeds folder; it is not read") from None
+    except OSError as exc:
+        raise Unreadable(f"its sidecar {name} cannot be read ({_why(exc)})") from None
+    return validate(load_json(data, name), name)
 
 
 def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted) -> str | None:

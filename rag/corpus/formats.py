@@ -7,8 +7,14 @@ the body may start, and, for HTML and PDF, where headings and pages are.
 - `.txt`: UTF-8 with or without a BOM; the BOM is dropped and CRLF / CR line
   endings become LF, so a Windows file has the same paragraphs and offsets as
   its Unix twin. Offsets index into this normalised text, not the raw bytes.
-- `.md`, `.markdown`: the same, plus YAML front matter (PyYAML `safe_load`:
-  lists, dates, quoted strings; no tags that build objects).
+- `.md`, `.markdown`: the same, plus YAML front matter (PyYAML's safe loader:
+  lists, dates, quoted strings; no tags that build objects), bounded: at most
+  `MAX_FRONT_MATTER_CHARS` characters, `MAX_YAML_ALIASES` aliases (`*name`; an
+  alias inside the value it names is refused), `MAX_YAML_VALUES` values counting
+  every alias as the values it stands for (a "billion laughs" of nested aliases
+  is refused before it is expanded), `MAX_DEPTH` levels of nesting, integers of
+  `MAX_INT_DIGITS` digits. A date that is no real date (`2020-02-30`) stays the
+  text it was, for the metadata check to refuse by its field.
 - `.html`, `.htm`: trafilatura finds the main content (no navigation, cookie
   banners, scripts, styles, footers) and the page's title, author, date and
   canonical URL. Its XML output is flattened here into paragraphs separated by
@@ -25,6 +31,15 @@ the body may start, and, for HTML and PDF, where headings and pages are.
   enough for paragraph retrieval. A PDF whose pages hold no text (a scan) is
   refused: there is no OCR here.
 
+HTML and PDF are read by a worker process (`Extractor`), never in the caller's
+process: a file whose reading takes longer than its time budget
+(`RAG_MAX_EXTRACT_SECONDS`) has its worker killed and is skipped saying so, a
+worker that dies (a crash, or past `EXTRACT_MEMORY_BYTES` of memory) costs only
+that file, and the next file gets a fresh worker. The text a file yields is capped
+at the document size limit (`RAG_MAX_DOCUMENT_BYTES`, UTF-8 bytes): a small PDF
+whose compressed streams unpack to 30 MB of text is refused, not served. Results
+come back as JSON (no pickle). Plain text and Markdown are read in-process.
+
 Every refusal is an `Unreadable` whose message is the skip reason; none quotes
 the file's content (a parser's own message may, so only its kind is reported).
 """
@@ -33,22 +48,37 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
+import os
 import re
+import select
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import Unreadable
-from rag.corpus.metadata import validate
+from rag.corpus.metadata import MAX_DEPTH, MAX_INT_DIGITS, validate
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
+EXTRACTED_SUFFIXES = PDF_SUFFIXES + HTML_SUFFIXES  # read by the worker process
 
-_EXTRACTED: dict[tuple[str, str, str], Extracted] = {}  # in-process memo of HTML/PDF extraction, oldest out first
+DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # RAG_MAX_DOCUMENT_BYTES: a file, and the text extracted from it
+DEFAULT_EXTRACT_SECONDS = 30.0  # RAG_MAX_EXTRACT_SECONDS: reading one HTML or PDF file
+EXTRACT_MEMORY_BYTES = 1 << 30  # address space a worker may add to what it holds when it starts
+MAX_FRONT_MATTER_CHARS = 64 * 1024
+MAX_YAML_ALIASES = 20
+MAX_YAML_VALUES = 10_000
+
+_EXTRACTED: dict[tuple, Extracted | str] = {}  # in-process memo of HTML/PDF extraction (or its refusal), oldest out first
 _EXTRACTED_MAX = 5000
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -61,20 +91,49 @@ class Extracted:
     pages: tuple[int, ...] = ()  # start offset of each page (PDF)
 
 
-def read(path: Path, raw: bytes, name: str) -> Extracted:
-    """The document text and metadata in `raw`, the bytes of `path` (`name` is its path as shown to users)."""
+def read(path: Path, raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, extractor: Extractor | None = None) -> Extracted:
+    """The document text and metadata in `raw`, the bytes of `path` (`name` is its path as shown to users).
+
+    HTML and PDF go to `extractor` (a worker process with a time budget); without one they are read in this
+    process, unbounded in time: what the worker itself does."""
     suffix = path.suffix.lower()
-    if suffix in PDF_SUFFIXES + HTML_SUFFIXES:
-        key = (suffix, name, hashlib.sha256(raw).hexdigest())
+    if suffix in EXTRACTED_SUFFIXES:
+        key = (suffix, name, hashlib.sha256(raw).hexdigest(), max_bytes)
         if key not in _EXTRACTED:  # extraction takes ~0.1-0.5 s a page: a reload re-reads only what changed
+            try:
+                found: Extracted | str = extractor.extract(suffix, raw, name, max_bytes) if extractor else _extract(suffix, raw, name, max_bytes)
+            except Stopped:
+                raise  # out of time or a dead worker: tried again next time
+            except Unreadable as exc:
+                found = str(exc)  # the same bytes are refused for the same reason: remembered too
             if len(_EXTRACTED) >= _EXTRACTED_MAX:
                 _EXTRACTED.pop(next(iter(_EXTRACTED)))
-            _EXTRACTED[key] = _read_pdf(raw, name) if suffix in PDF_SUFFIXES else _read_html(raw, name)
-        return _EXTRACTED[key]
+            _EXTRACTED[key] = found
+        found = _EXTRACTED[key]
+        if isinstance(found, str):
+            raise Unreadable(found)
+        return found
     text = _decode(raw, name)
     if suffix in MARKDOWN_SUFFIXES:
         return _read_markdown(text, name)
     return Extracted(text, {})
+
+
+def _extract(suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
+    """HTML or PDF read here and now; the text capped at `max_bytes` (UTF-8) and always encodable as UTF-8."""
+    extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else _read_html(raw, name)
+    _check_size(extracted.text, name, max_bytes)
+    if _LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
+        extracted = Extracted(_LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
+                              extracted.kind, extracted.headings, extracted.pages)
+    return extracted
+
+
+def _check_size(text: str, name: str, max_bytes: int, where: str = "") -> None:
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise Unreadable(
+            f"{name}: its text{where} is over the {max_bytes / 1e6:.1f} MB limit per document (RAG_MAX_DOCUMENT_BYTES)"
+        )
 
 
 def _decode(raw: bytes, name: str) -> str:
@@ -85,22 +144,256 @@ def _decode(raw: bytes, name: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+# --- Markdown front matter -----------------------------------------------------------------
+
+
 def _read_markdown(text: str, name: str) -> Extracted:
     match = _FRONT_MATTER.match(text)
     if not match:
         return Extracted(text, {}, kind="markdown")
     import yaml
 
+    front = match.group(1) or ""
+    if len(front) > MAX_FRONT_MATTER_CHARS:
+        raise Unreadable(f"{name}: the front matter is longer than {MAX_FRONT_MATTER_CHARS:,} characters (the limit)")
     try:
-        loaded = yaml.safe_load(match.group(1) or "") or {}
+        loaded = yaml.load(front, Loader=_bounded_loader()) or {}
+    except _FrontMatterLimit as exc:
+        raise Unreadable(f"{name}: the front matter {exc.args[0]}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 2})" if mark is not None else ""
         raise Unreadable(f"{name}: the front matter is not valid YAML{where}") from None
+    except (ValueError, RecursionError, MemoryError) as exc:  # a constructor refusing a value the limits let through
+        raise Unreadable(f"{name}: the front matter holds a value that cannot be read ({type(exc).__name__})") from None
     if not isinstance(loaded, dict):
         raise Unreadable(f"{name}: the front matter must be a mapping of `key: value` lines")
     metadata = validate({str(k).lower() if isinstance(k, str) else k: v for k, v in loaded.items()}, f"{name} front matter")
     return Extracted(text, metadata, body_floor=match.end(), kind="markdown")
+
+
+_LOADER = None
+
+
+def _bounded_loader():
+    """PyYAML's safe loader, with the limits in the module docstring (made once, on first use: yaml loads lazily)."""
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import yaml
+    from yaml.constructor import SafeConstructor
+
+    class BoundedLoader(yaml.SafeLoader):
+        def __init__(self, stream):
+            super().__init__(stream)
+            self._depth = 0
+            self._aliases = 0
+            self._values = 0  # values composed so far, each alias counted as the values it stands for
+            self._sizes: dict[str, int] = {}  # anchor -> values under it
+            self._open: set[str] = set()  # anchors whose value is being composed
+
+        def _count(self, n: int) -> None:
+            self._values += n
+            if self._values > MAX_YAML_VALUES:
+                raise _FrontMatterLimit(f"expands to more than {MAX_YAML_VALUES:,} values (YAML aliases; the limit)")
+
+        def compose_node(self, parent, index):
+            if self.check_event(yaml.AliasEvent):
+                anchor = self.peek_event().anchor
+                self._aliases += 1
+                if self._aliases > MAX_YAML_ALIASES:
+                    raise _FrontMatterLimit(f"uses more than {MAX_YAML_ALIASES} YAML aliases (*name; the limit)")
+                if anchor in self._open:
+                    raise _FrontMatterLimit("holds a YAML alias inside the value it names (a loop)")
+                self._count(self._sizes.get(anchor, 1))
+                return super().compose_node(parent, index)
+            if self._depth >= MAX_DEPTH:
+                raise _FrontMatterLimit(f"is nested more than {MAX_DEPTH} levels deep (the limit)")
+            anchor = self.peek_event().anchor
+            before = self._values
+            self._count(1)
+            self._depth += 1
+            if anchor is not None:
+                self._open.add(anchor)
+            try:
+                node = super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+                self._open.discard(anchor)
+            if anchor is not None:
+                self._sizes[anchor] = self._values - before
+            return node
+
+        def construct_yaml_int(self, node):
+            if len(node.value) > MAX_INT_DIGITS + 3:  # sign, 0x/0o/0b
+                raise _FrontMatterLimit(f"holds a number of more than {MAX_INT_DIGITS} digits (the limit)")
+            return SafeConstructor.construct_yaml_int(self, node)
+
+        def construct_yaml_timestamp(self, node):
+            try:
+                return SafeConstructor.construct_yaml_timestamp(self, node)
+            except ValueError:  # 2020-02-30: kept as written, for the metadata check to refuse by its field
+                return self.construct_scalar(node)
+
+    BoundedLoader.add_constructor("tag:yaml.org,2002:int", BoundedLoader.construct_yaml_int)
+    BoundedLoader.add_constructor("tag:yaml.org,2002:timestamp", BoundedLoader.construct_yaml_timestamp)
+    _LOADER = BoundedLoader
+    return _LOADER
+
+
+class _FrontMatterLimit(Exception):  # noqa: N818 - its message completes "the front matter ..."
+    """Front matter past one of the limits (raised from inside the YAML loader)."""
+
+
+# --- the worker process ----------------------------------------------------------------------
+
+
+class Stopped(Unreadable):
+    """Reading a file was stopped (out of time, or its worker died): not remembered, tried again on the next load."""
+
+
+class Extractor:
+    """Reads HTML and PDF files in a worker process, one at a time, each within `seconds`.
+
+    The worker (a fresh interpreter, started on the first file) is killed when a file takes longer, or replaced
+    when it dies; either way that file is skipped with a reason and the next one gets a new worker. Requests
+    and replies are length-prefixed JSON over pipes. Not for use by two threads at once: a `load_corpus` makes
+    its own. Use as a context manager (or `close()`), so the worker ends with the load."""
+
+    def __init__(self, seconds: float = DEFAULT_EXTRACT_SECONDS):
+        if not seconds > 0:
+            raise ValueError("the extraction time budget must be positive")
+        self.seconds = float(seconds)
+        self._proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> Extractor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            proc.stdin.close()  # the worker's read ends: it exits
+            proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+    def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+
+    def _worker(self) -> subprocess.Popen:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        self._kill()
+        code = "import json, sys; sys.path[:] = json.loads(sys.argv[1]); from rag.corpus.formats import serve_worker; serve_worker()"
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-c", code, json.dumps(sys.path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
+        )
+        return self._proc
+
+    def extract(self, suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
+        """What `read` gives for these bytes, read by the worker; raises Unreadable (Stopped when out of time)."""
+        kind = "PDF" if suffix in PDF_SUFFIXES else "HTML"
+        proc = self._worker()
+        started = time.monotonic()
+        header = json.dumps({"suffix": suffix, "name": name, "max_bytes": max_bytes, "size": len(raw), "seconds": self.seconds}).encode()
+        try:
+            proc.stdin.write(len(header).to_bytes(4, "big") + header)
+            proc.stdin.write(raw)
+            proc.stdin.flush()
+            reply = json.loads(_receive(proc.stdout.fileno(), started + self.seconds))
+        except TimeoutError:
+            self._kill()
+            raise Stopped(
+                f"{name}: reading it took longer than {self.seconds:g} s, the limit per file (RAG_MAX_EXTRACT_SECONDS); it was stopped"
+            ) from None
+        except (OSError, EOFError, ValueError):  # the worker died: a crash, or out of memory
+            self._kill()
+            raise Stopped(f"{name}: the {kind} reader stopped on this file (it crashed or ran out of memory)") from None
+        if "unreadable" in reply:
+            raise Unreadable(reply["unreadable"])
+        found = reply["extracted"]
+        metadata = {k: tuple(v) if k == "authors" else v for k, v in found["metadata"].items()}
+        return Extracted(found["text"], metadata, found["body_floor"], found["kind"], frozenset(found["headings"]), tuple(found["pages"]))
+
+
+def _receive(fd: int, deadline: float) -> bytes:
+    """One length-prefixed message from `fd`, or TimeoutError once `deadline` (monotonic) passes."""
+    data = bytearray()
+    size = None
+    while size is None or len(data) < 4 + size:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise TimeoutError
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            raise EOFError
+        data += chunk
+        if size is None and len(data) >= 4:
+            size = int.from_bytes(data[:4], "big")
+    return bytes(data[4:])
+
+
+def serve_worker() -> None:
+    """The worker's loop: read a request from stdin, extract, write the reply to stdout; until stdin closes."""
+    import resource
+
+    out = os.fdopen(os.dup(1), "wb")
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 1)  # nothing a library prints can corrupt a reply
+    source = os.fdopen(os.dup(0), "rb")
+    os.dup2(devnull, 0)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    with open("/proc/self/statm") as statm:  # pages: total program size
+        start = int(statm.read().split()[0]) * resource.getpagesize()
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = start + EXTRACT_MEMORY_BYTES
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+    import pypdf  # noqa: F401 - loaded before the first file, so the budget is spent on reading it
+    import trafilatura  # noqa: F401
+
+    while True:
+        head = source.read(4)
+        if len(head) < 4:
+            return
+        request = json.loads(source.read(int.from_bytes(head, "big")))
+        raw = source.read(request["size"])
+        name = request["name"]
+        used = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = int(used.ru_utime + used.ru_stime + 2 * request["seconds"] + 5)
+        _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))  # an orphaned worker still stops (SIGXCPU)
+        try:
+            found = _extract(request["suffix"], raw, name, request["max_bytes"])
+            reply = {"extracted": {"text": found.text, "metadata": found.metadata, "body_floor": found.body_floor, "kind": found.kind,
+                                   "headings": sorted(found.headings), "pages": list(found.pages)}}
+        except Unreadable as exc:
+            reply = {"unreadable": str(exc)}
+        except MemoryError:
+            reply = {"unreadable": f"{name}: reading it needs more than {EXTRACT_MEMORY_BYTES >> 30} GB of memory (the limit per file)"}
+        except Exception as exc:  # noqa: BLE001 - the readers catch their parsers' errors; this is the last net
+            reply = {"unreadable": f"{name} could not be read ({type(exc).__name__})"}
+        try:
+            data = json.dumps(reply, ensure_ascii=False).encode("utf-8")
+        except MemoryError:
+            data = json.dumps({"unreadable": f"{name}: reading it needs more than {EXTRACT_MEMORY_BYTES >> 30} GB of memory (the limit per file)"}).encode()
+        out.write(len(data).to_bytes(4, "big") + data)
+        out.flush()
 
 
 # --- HTML ----------------------------------------------------------------------------------
@@ -175,7 +468,7 @@ def _join_blocks(blocks: list[tuple[str, bool]]) -> tuple[str, list[int]]:
 _SENTENCE_END = ".!?:;\"”’)"
 
 
-def _read_pdf(raw: bytes, name: str) -> Extracted:
+def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extracted:
     import logging
 
     from pypdf import PdfReader
@@ -185,8 +478,15 @@ def _read_pdf(raw: bytes, name: str) -> Extracted:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
             raise Unreadable(f"{name} is an encrypted PDF; save it without a password")
-        pages = [(page.extract_text() or "", _gap_lines(page)) for page in reader.pages]
-        info = reader.metadata
+        pages, size = [], 0
+        for number, page in enumerate(reader.pages, 1):
+            text = page.extract_text() or ""
+            size += len(text.encode("utf-8", "surrogatepass")) + 2
+            if size > max_bytes:  # stop here, before the layout pass and the pages after
+                raise Unreadable(
+                    f"{name}: its text is over the {max_bytes / 1e6:.1f} MB limit per document by page {number} (RAG_MAX_DOCUMENT_BYTES)"
+                )
+            pages.append((text, _gap_lines(page)))
     except Unreadable:
         raise
     except Exception:  # noqa: BLE001 - pypdf raises many kinds; the file is skipped with one reason
@@ -199,20 +499,27 @@ def _read_pdf(raw: bytes, name: str) -> Extracted:
         starts.append(offset)
         parts.append(text)
         offset += len(text) + 2
-    meta = {}
-    if info is not None:
-        created = info.creation_date if _safe(lambda: info.creation_date) else None
-        meta = {"title": info.title, "author": info.author, "published": created}
-        meta = validate({k: v for k, v in meta.items() if v}, f"{name} PDF metadata", lenient=True)
-    return Extracted("\n\n".join(parts) + "\n", meta, kind="pdf", pages=tuple(starts))
+    return Extracted("\n\n".join(parts) + "\n", _pdf_metadata(reader, name), kind="pdf", pages=tuple(starts))
 
 
-def _safe(read) -> bool:
+def _pdf_metadata(reader, name: str) -> dict:
+    """Title, author and date from the PDF's /Info, each read on its own: one that cannot be read (an /Info or a
+    value that refers to itself, a malformed date) is simply absent, and never costs the document its text."""
     try:
-        read()
-        return True
-    except Exception:  # noqa: BLE001 - a malformed date in the PDF info is simply absent
-        return False
+        info = reader.metadata
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds
+        return {}
+    if info is None:
+        return {}
+    meta = {}
+    for key in ("title", "author", "creation_date"):
+        try:
+            value = getattr(info, key)
+        except Exception:  # noqa: BLE001
+            continue
+        if value:
+            meta["published" if key == "creation_date" else key] = value
+    return validate(meta, f"{name} PDF metadata", lenient=True)
 
 
 def _gap_lines(page) -> set[str]:

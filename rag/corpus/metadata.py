@@ -14,7 +14,14 @@ Coerced, because the meaning is unambiguous:
 - `furniture`: a single string becomes a one-item list (never one item per letter).
 Refused: any other type; a `url` that is not http(s) with a host (no
 `javascript:`, `data:`, `file:` links may reach the page or MCP clients); values
-JSON cannot hold. An error names the source and the field, never the value.
+JSON cannot hold (NaN, infinities); text that is not valid Unicode (a lone
+surrogate such as the JSON escape `"\\udc80"`, which no UTF-8 response can
+carry); values nested more than `MAX_DEPTH` levels deep. An error names the
+source and the field, never the value.
+
+Sidecars are parsed by `load_json` here: at most `MAX_SIDECAR_BYTES`, integers of at
+most `MAX_INT_DIGITS` digits (Python refuses to convert more than 4,300 anyway),
+and nesting too deep for the parser is a skip reason, not a crash.
 
 For metadata the user wrote (sidecar, front matter) an error skips the
 document; for metadata found in a page or PDF (`lenient=True`) a bad field is
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import re
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -35,6 +43,43 @@ TEXT_FIELDS = ("title", "subtitle", "publication", "category")
 KNOWN_FIELDS = (*TEXT_FIELDS, "author", "published", "url", "furniture", "tags")
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _MAX_TEXT = 1000  # characters in one metadata value
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+MAX_DEPTH = 32  # levels of lists/mappings inside one metadata value (front matter or sidecar)
+MAX_INT_DIGITS = 100  # digits of one integer in front matter or a sidecar
+MAX_SIDECAR_BYTES = 1024 * 1024  # one `<name>.meta.json`
+
+
+class _JsonLimit(ValueError):
+    """A sidecar past one of this module's limits (raised from inside the JSON parser)."""
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        raise _JsonLimit(f"holds a number of more than {MAX_INT_DIGITS} digits (the limit)")
+    return int(digits)
+
+
+def _no_constant(name: str):
+    raise _JsonLimit(f"holds {name}, which is not a JSON number")
+
+
+def load_json(data: bytes, name: str) -> dict:
+    """The JSON object in the bytes of the sidecar `name`; raises Unreadable (the skip reason) for anything else."""
+    if len(data) > MAX_SIDECAR_BYTES:
+        raise Unreadable(f"{name} is larger than {MAX_SIDECAR_BYTES // 1024} KB, the limit for a metadata sidecar")
+    try:
+        loaded = json.loads(data.decode("utf-8"), parse_int=_bounded_int, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise Unreadable(f"{name} is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise Unreadable(f"{name} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+    except _JsonLimit as exc:
+        raise Unreadable(f"{name} {exc}") from None
+    except RecursionError:
+        raise Unreadable(f"{name} is nested too deeply (more than {MAX_DEPTH} levels is the limit)") from None
+    if not isinstance(loaded, dict):
+        raise Unreadable(f"{name} must hold a JSON object")
+    return loaded
 
 
 def validate(raw: Mapping, source: str, lenient: bool = False) -> dict:
@@ -43,10 +88,10 @@ def validate(raw: Mapping, source: str, lenient: bool = False) -> dict:
         raise Unreadable(f"{source} must hold a mapping of metadata fields")
     clean: dict = {}
     for key, value in raw.items():
-        if not isinstance(key, str):
+        if not isinstance(key, str) or _LONE_SURROGATE.search(key):
             if lenient:
                 continue
-            raise Unreadable(f"{source}: metadata keys must be strings")
+            raise Unreadable(f"{source}: metadata keys must be strings of valid Unicode text")
         if value is None:
             continue
         try:
@@ -75,14 +120,23 @@ def _field(key: str, value) -> dict:
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
             raise ValueError("must be a list of strings (exact paragraphs that are not body text)")
-        return {"furniture": items}
+        return {"furniture": [_unicode(i) for i in items]}
     return {key: _jsonable(value)}
+
+
+def _unicode(text: str) -> str:
+    """`text` if every character of it can be written as UTF-8 (no lone surrogates), else ValueError."""
+    if _LONE_SURROGATE.search(text):
+        raise ValueError("holds text that is not valid Unicode (a lone surrogate, such as the escape \\udc80)")
+    return text
 
 
 def _text(value) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ValueError("must be text")
-    text = " ".join(str(value).split())
+    if isinstance(value, int) and abs(value) >= 10**MAX_INT_DIGITS:
+        raise ValueError(f"is a number of more than {MAX_INT_DIGITS} digits")
+    text = _unicode(" ".join(str(value).split()))
     if len(text) > _MAX_TEXT:
         raise ValueError(f"is longer than {_MAX_TEXT} characters")
     return text
@@ -108,25 +162,29 @@ def _date(value) -> str:
 def _url(value) -> str:
     if not isinstance(value, str):
         raise ValueError("must be an http(s) URL")
-    url = value.strip()
+    url = _unicode(value.strip())
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("http", "https") or not parts.netloc or any(c.isspace() or ord(c) < 32 for c in url):
         raise ValueError("must be an http(s) URL")
     return url
 
 
-def _jsonable(value):
+def _jsonable(value, depth: int = 0):
     """Other keys (tags, notes) are kept as JSON; dates become ISO strings."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"is nested more than {MAX_DEPTH} levels deep (the limit)")
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     if isinstance(value, list):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, float) and value != value:
-        raise ValueError("must not be NaN")
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        raise ValueError("must be a JSON value (text, number, list or mapping)") from None
-    return value
+        return {_unicode(str(k)): _jsonable(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, str):
+        return _unicode(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must be a finite number (not NaN or infinity)")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**MAX_INT_DIGITS:
+        raise ValueError(f"is a number of more than {MAX_INT_DIGITS} digits (the limit)")
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    raise ValueError("must be a JSON value (text, number, list or mapping)")
