@@ -32,6 +32,7 @@ from api.middleware import install_middleware
 from api.observability import Metrics
 from api.routers import documents, ops, page, query
 from api.settings import ServerSettings, get_server_settings
+from api.wording import QUOTED_DATA
 from rag.config import Settings, get_settings
 from rag.errors import InvalidInput, NotFound, Overloaded, RagError
 from rag.service import Service
@@ -65,7 +66,7 @@ def create_app(settings: Settings | None = None, server_settings: ServerSettings
     app = FastAPI(
         title="Ask the document",
         version="0.1.0",
-        description="Cited passage retrieval over the documents in seeds/. " + schemas.PASSAGES_ARE_DATA,
+        description="Cited passage retrieval over the documents in seeds/. " + QUOTED_DATA,
         lifespan=lifespan,
         responses=COMMON_RESPONSES,
         docs_url=None,  # served offline by api.routers.page

@@ -1,16 +1,20 @@
 """The `rag` command: the composition root for a terminal. Build the index, ask, serve, evaluate.
 
     rag index [--force]             build the index if missing or stale (or always)
-    rag ask "question" [-k 5] [--mode hybrid] [--json]
+    rag ask "question" [-k N] [--mode MODE] [--json]
     rag serve [--host H] [--port P] [--workers N]
     rag eval ...                    retrieval quality report (see eval.evaluation)
     rag mcp                         MCP server over stdio, for desktop chat clients
     rag --version
 
 Settings come from the environment (RAG_*: library settings in rag.config,
-server settings in api.settings); flags override them. Errors print one line
-to stderr and exit non-zero, never a traceback; a closed pipe (`| head`) ends
-quietly. Every command is a function tested in-process through `main(argv)`.
+server settings in api.settings); flags override them, and what a flag leaves
+out is the library's default (`-k`: RAG_DEFAULT_TOP_K, `--mode`: RAG_DEFAULT_MODE;
+the modes are `rag.config.MODES`). `rag ask` prints the answer HTTP returns
+(api.render.query_response), as text or as its JSON. Errors print one line to
+stderr and exit non-zero, never a traceback; a closed pipe (`| head`) ends
+quietly. Every command is a function tested in-process through
+`main(argv)`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import textwrap
 from importlib import metadata as package_metadata
 from pathlib import Path
 
-from rag.config import Settings
+from rag.config import MODES, Settings
 from rag.errors import RagError
 
 PACKAGE = "ask-the-document"
@@ -37,6 +41,11 @@ def version() -> str:
         return "unknown"
 
 
+def _built_in(name: str) -> object:
+    """A library setting's built-in default, for help texts (the value in force may come from RAG_*)."""
+    return Settings.model_fields[name].default
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="rag", description="Ask the document: cited passage retrieval.")
     root.add_argument("--version", action="version", version=f"rag {version()}")
@@ -47,8 +56,8 @@ def parser() -> argparse.ArgumentParser:
 
     p_ask = sub.add_parser("ask", help="ask a question and print cited passages")
     p_ask.add_argument("question")
-    p_ask.add_argument("-k", "--top-k", type=int, default=5)
-    p_ask.add_argument("--mode", default=None, choices=["hybrid", "dense", "lexical"], help="default: RAG_DEFAULT_MODE (hybrid)")
+    p_ask.add_argument("-k", "--top-k", type=int, default=None, help=f"passages to print; default: RAG_DEFAULT_TOP_K ({_built_in('default_top_k')})")
+    p_ask.add_argument("--mode", default=None, choices=MODES, help=f"default: RAG_DEFAULT_MODE ({_built_in('default_mode')})")
     p_ask.add_argument("--json", action="store_true", help="print the HTTP API's JSON instead")
     p_ask.add_argument("--document", action="append", default=[], help="only from this document id (repeatable)")
     p_ask.add_argument("--author", action="append", default=[], help="only from documents by this author (repeatable)")
@@ -66,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
     p_eval = sub.add_parser("eval", help="measure retrieval quality (default: the bundled eval/questions.jsonl)")
     p_eval.add_argument("--questions", type=Path, default=None, metavar="FILE", help="a JSONL question file or a BEIR folder")
     p_eval.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the run (default eval/runs/<time>/)")
-    p_eval.add_argument("--mode", default="all", choices=["hybrid", "dense", "lexical", "all"])
+    p_eval.add_argument("--mode", default="all", choices=[*MODES, "all"])
     p_eval.add_argument("--k", type=int, default=10, help="ranking depth (default 10)")
     p_eval.add_argument("--config", type=Path, action="append", default=[], metavar="FILE",
                         help='a configuration to compare, e.g. {"name": "small", "settings": {"max_passage_tokens": 120}} (repeatable)')
@@ -114,28 +123,23 @@ def cmd_index(args, settings: Settings) -> int:
 
 
 def cmd_ask(args, settings: Settings) -> int:
+    from api.render import query_response
     from rag.corpus.passage_text import titled_location
     from rag.service import Service
-    from rag.query.verdict import verdict_words
 
     service = Service.open(settings, args.encoders)
     filters = {"documents": args.document, "authors": args.author, "sections": args.section,
                "published_after": args.after, "published_before": args.before}
-    result = service.query(service.parse(args.question, args.top_k, args.mode, filters))
+    response = query_response(service.query(service.parse(args.question, args.top_k, args.mode, filters)))
     if args.json:
-        from api.schemas import query_response
-
-        response = query_response(result, sum(result.timings_ms.values()))
-        print(json.dumps(response.model_dump(), indent=2, ensure_ascii=False))
+        print(json.dumps(response.model_dump(mode="json"), indent=2, ensure_ascii=False))
         return 0
-    documents = result.snapshot.documents
-    print(f"{result.question}\n{verdict_words(result.verdict, result.confidence)}\n")
-    for hit in result.hits:
-        p, doc = hit.passage, documents[hit.passage.document]
-        where = titled_location(doc.title, p)
-        print(f"[{hit.rank}] {where}  chars {p.start}–{p.end}  score {hit.score:.4f}")
-        print(textwrap.indent(textwrap.fill(p.text, 96), "    "))
-        print(f"    ➜ {hit.highlight.text}\n")
+    print(f"{response.question}\n{response.verdict_text}\n")
+    for rank, passage in enumerate(response.passages, start=1):
+        cited = passage.citation  # its section and paragraphs are all a location names
+        print(f"[{rank}] {titled_location(cited.title, cited)}  chars {cited.start}–{cited.end}  score {passage.score:.4f}")
+        print(textwrap.indent(textwrap.fill(passage.text, 96), "    "))
+        print(f"    ➜ {passage.highlight.text}\n")
     return 0
 
 

@@ -8,6 +8,13 @@ Three read-only tools over one `rag.service.Service`:
 - `ask(question, top_k, mode)`: the full answer of POST /query (passages, the best
   sentence of each, scores, citations, and whether the document answers at all).
 
+A query is parsed once into a `rag.query.request.Query` (its filter built by
+api.schemas.library_filters, as over HTTP) and its result rendered once by
+api.render.query_response, the structure HTTP returns; `search` and `ask` take
+their fields from it and add only what MCP has of its own: each passage's `url`
+on this service's page and the `note` for the model (api.wording). Defaults and
+choices are the library's (`Settings.default_top_k`, `default_mode`, `MODES`).
+
 Every result is returned twice, as the spec asks: `structuredContent` checked
 against the advertised output schema, and the same JSON (compact) as text
 content for clients that only read text. Bad input (empty query, unknown id,
@@ -44,12 +51,13 @@ from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.routing import Route
 
-from api import schemas
+from api import render, schemas
 from api.settings import ServerSettings
-from rag.config import Settings
+from api.wording import QUOTED_DATA, verdict_note
+from rag.config import MODES, Settings
 from rag.errors import InvalidInput, NotFound, Overloaded, RagError
 from rag.corpus.passage_text import UNTITLED_SECTION, paragraph_mark, titled_location
-from rag.query.verdict import QUOTED_DATA, verdict_note
+from rag.query.request import Query
 from rag.service import PassageView, Service
 
 log = logging.getLogger(__name__)
@@ -61,7 +69,7 @@ INSTRUCTIONS = (
     "Cited passage retrieval over the documents indexed by this service. Use `search` to find passages and "
     "`fetch` to read one in context with its full citation, or `ask` for ranked passages with the best sentence "
     "of each and a verdict (found / uncertain / not_found) saying whether the documents answer the question at all. Quote and cite passages by "
-    "section and paragraph, and link their `url`. " + schemas.PASSAGES_ARE_DATA
+    "section and paragraph, and link their `url`. " + QUOTED_DATA
 )
 FILTERS_DESCRIPTION = (
     "Optional: answer only from some passages: {\"documents\": [ids], \"authors\": [names], "
@@ -121,7 +129,7 @@ class AskPassage(BaseModel):
 
 class AskOutput(BaseModel):
     question: str
-    mode: schemas.Mode
+    mode: schemas.ModeName
     verdict: schemas.Verdict = Field(description="found / uncertain / not_found: whether the documents seem to answer the question.")
     answerable: bool = Field(description="verdict != not_found.")
     confidence: float = Field(description="Probability (0-1) that the documents answer the question.")
@@ -161,7 +169,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         description=(
             f"Search the indexed documents; returns up to {SEARCH_RESULTS} passages, best first, each with an id, "
             "a title naming its document, section and paragraph, a url to the passage on this service's web page, "
-            "and the passage text. " + schemas.PASSAGES_ARE_DATA
+            "and the passage text. " + QUOTED_DATA
         ),
         annotations=READ_ONLY,
     )
@@ -173,27 +181,16 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         if not query.strip():
             raise ToolError("query is empty: pass the question or words to search for")
         service = await get_service()
-        result = await run(lambda: service.query(service.parse(query, SEARCH_RESULTS, settings.default_mode, schemas.library_filters(filters))))
-        base = _base_url(server_settings, ctx)
-        documents = result.snapshot.documents  # the version the hits come from
-        results = [
-            SearchResult(
-                id=hit.passage.id,
-                title=titled_location(documents[hit.passage.document].title, hit.passage),
-                url=passage_url(base, hit.passage.id),
-                text=hit.passage.text,
-            )
-            for hit in result.hits
-        ]
-        output = SearchOutput(results=results, verdict=result.verdict, confidence=result.confidence, note=verdict_note(result.verdict))
-        return _result(output)
+        parsed = _parse(service, query, SEARCH_RESULTS, settings.default_mode, filters)
+        response = render.query_response(await run(service.query, parsed))
+        return _result(search_output(response, _base_url(server_settings, ctx)))
 
     @server.tool(
         title="Fetch a passage in context",
         description=(
             "Read one passage (by the id from `search` or `ask`) together with the passages just before and after "
             "it, with its full citation in `metadata`: document, title, author, publication date, section, "
-            "paragraph(s) and character offsets into the document. " + schemas.PASSAGES_ARE_DATA
+            "paragraph(s) and character offsets into the document. " + QUOTED_DATA
         ),
         annotations=READ_ONLY,
     )
@@ -212,7 +209,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         following = snapshot.passage(view.next_id) if view.next_id else None
         passage, document = view.passage, view.document
         metadata = FetchMetadata(
-            **schemas.citation(document, passage).model_dump(),
+            **render.citation(document, passage).model_dump(),
             publication=document.publication,
             source_url=document.url,
             previous_id=view.previous_id,
@@ -239,7 +236,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             "`verdict`: found (answer from the passages and cite them), uncertain (say the documents may not cover it) "
             "or not_found (the passages are only the closest ones: say the documents do not answer it). `note` says "
             "the same in words. "
-            + schemas.PASSAGES_ARE_DATA
+            + QUOTED_DATA
         ),
         annotations=READ_ONLY,
     )
@@ -250,44 +247,49 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         # wrong in one plain sentence (pydantic's own messages carry type codes and links).
         top_k: Annotated[
             int, Field(description="How many passages to return.", json_schema_extra={"minimum": 1, "maximum": settings.max_top_k})
-        ] = 5,
+        ] = settings.default_top_k,
         mode: Annotated[
             str,
-            Field(description=schemas.MODE_DESCRIPTION, json_schema_extra={"enum": ["hybrid", "dense", "lexical"]}),
-        ] = settings.default_mode,
+            Field(description=schemas.MODE_DESCRIPTION, json_schema_extra={"enum": list(MODES)}),
+        ] = settings.default_mode.value,
         filters: Annotated[schemas.FiltersIn | None, Field(description=FILTERS_DESCRIPTION)] = None,
     ) -> Annotated[CallToolResult, AskOutput]:
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
         service = await get_service()
-        result = await run(lambda: service.query(service.parse(question, top_k, mode, schemas.library_filters(filters))))
-        base = _base_url(server_settings, ctx)
-        documents = result.snapshot.documents
-        passages = [
-            AskPassage(
-                id=hit.passage.id,
-                rank=hit.rank,
-                score=hit.score,
-                url=passage_url(base, hit.passage.id),
-                text=hit.passage.text,
-                highlight=schemas.highlight_out(hit.highlight),
-                citation=schemas.citation(documents[hit.passage.document], hit.passage),
-            )
-            for hit in result.hits
-        ]
-        output = AskOutput(
-            question=result.question,
-            mode=result.mode,  # type: ignore[arg-type]
-            verdict=result.verdict,  # type: ignore[arg-type]
-            answerable=result.answerable,
-            confidence=result.confidence,
-            note=verdict_note(result.verdict),
-            index_id=result.index_id,
-            passages=passages,
-        )
-        return _result(output)
+        parsed = _parse(service, question, top_k, mode, filters)
+        response = render.query_response(await run(service.query, parsed))
+        return _result(ask_output(response, _base_url(server_settings, ctx)))
 
     return server
+
+
+def search_output(response: schemas.QueryResponse, base: str) -> SearchOutput:
+    """`search`'s answer from the rendered query response: ChatGPT's `results`, with the url and the note."""
+    results = [
+        # the citation holds the passage's section and paragraphs, which is all a location names
+        SearchResult(id=p.id, title=titled_location(p.citation.title, p.citation), url=passage_url(base, p.id), text=p.text)
+        for p in response.passages
+    ]
+    return SearchOutput(results=results, verdict=response.verdict, confidence=response.confidence, note=verdict_note(response.verdict))
+
+
+def ask_output(response: schemas.QueryResponse, base: str) -> AskOutput:
+    """`ask`'s answer: the rendered query response's fields, each passage with its rank and url, and the note."""
+    passages = [
+        AskPassage(id=p.id, rank=rank, score=p.score, url=passage_url(base, p.id), text=p.text, highlight=p.highlight, citation=p.citation)
+        for rank, p in enumerate(response.passages, start=1)
+    ]
+    return AskOutput(
+        question=response.question,
+        mode=response.mode,
+        verdict=response.verdict,
+        answerable=response.answerable,
+        confidence=response.confidence,
+        note=verdict_note(response.verdict),
+        index_id=response.index.id,
+        passages=passages,
+    )
 
 
 def passage_url(base: str, passage_id: str) -> str:
@@ -316,6 +318,11 @@ def _result(output: BaseModel) -> CallToolResult:
     data = output.model_dump(mode="json")
     text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
+
+
+def _parse(service: Service, question: str, top_k, mode, filters: schemas.FiltersIn | None) -> Query:
+    """The tool's arguments as one `Query`, parsed once; what the library refuses is a tool error in its words."""
+    return _call(lambda: service.parse(question, top_k, mode, schemas.library_filters(filters)))
 
 
 def _call(function, *args):

@@ -1,29 +1,31 @@
-"""The HTTP contract: request and response models, and their conversion from `rag` results.
+"""The HTTP contract: request and response models, and the request filter as the library takes it.
 
 These models are what /docs shows. The request models carry the configured
-limits (`request_models(settings)` builds them per app from the library
-settings: question length, top_k, batch size), so the schema tells clients the
-rules that are really enforced and HTTP, MCP and the CLI accept the same
-values. Responses are rendered from the snapshot a result carries.
+limits and defaults (`request_models(settings)` builds them per app from the
+library settings: question length, top_k and its default, batch size, the
+default mode), so the schema tells clients the rules that are really enforced
+and HTTP, MCP and the CLI accept the same values. The modes are the library's
+(`rag.config.MODES`). A validated `FiltersIn` becomes the library's `Filters`
+in one function (`library_filters`), for HTTP and MCP alike. Responses are
+filled from `rag` results by api.render.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from rag.config import Settings
-from rag.corpus.documents import Document, page_of
-from rag.query.retrieval import Hit, QueryResult
-from rag.service import PassageView
-from rag.query.verdict import QUOTED_DATA, verdict_words
+from rag.config import MODES, Settings
+from rag.errors import InvalidInput
+from rag.query.filters import Filters
+from rag.query.verdict import Verdict
 
-Mode = Literal["hybrid", "dense", "lexical"]
-
-PASSAGES_ARE_DATA = QUOTED_DATA
+# The library's modes as the schema's enum (inline, as the OpenAPI document has always shown them).
+ModeName = Literal[MODES]  # type: ignore[valid-type]
 
 
 # What the library accepts (rag.query.request.clean_question): some visible text and no control characters
@@ -74,13 +76,30 @@ class FiltersIn(BaseModel):
     published_before: IsoDate | None = Field(None, description="Inclusive upper bound, YYYY-MM-DD.", examples=["2019-12-31"])
     sections: list[NonEmpty] = Field(default_factory=list, description='Section titles ("Opening" = text before the first heading).')
 
-    def as_library(self) -> dict:
-        return self.model_dump()
+
+def library_filters(filters: FiltersIn | None) -> Filters:
+    """The library's `Filters` built from a validated request filter (None: no filter), for HTTP and MCP alike.
+
+    The schema has checked the shape, so nothing is parsed again; what a schema cannot say is checked here, in the
+    library's words (rag.query.filters): that a date is in the calendar (2019-02-30 matches the pattern) and that
+    the bounds are in order. Whether the documents exist is for the snapshot that answers (`Filters.check`)."""
+    if filters is None:
+        return Filters()
+    after, before = _date(filters.published_after, "published_after"), _date(filters.published_before, "published_before")
+    if after and before and after > before:
+        raise InvalidInput(f"filters: published_after ({after}) is later than published_before ({before})")
+    return Filters(_stripped(filters.documents), _stripped(filters.authors), after, before, _stripped(filters.sections))
 
 
-def library_filters(filters: FiltersIn | None) -> dict | None:
-    """A request's filters as rag.query.filters takes them (None: no filter)."""
-    return filters.as_library() if filters is not None else None
+def _date(value: str | None, name: str) -> dt.date | None:
+    try:
+        return dt.date.fromisoformat(value) if value is not None else None
+    except ValueError:
+        raise InvalidInput(f"filters.{name} must be a date YYYY-MM-DD; got {value[:40]!r}") from None
+
+
+def _stripped(values: list[str]) -> tuple[str, ...]:
+    return tuple(v.strip() for v in values)
 
 
 @dataclass(frozen=True)
@@ -91,18 +110,19 @@ class RequestModels:
     batch: type[BaseModel]
     max_question_chars: int
     max_top_k: int
+    default_top_k: int
 
 
 def request_models(settings: Settings) -> RequestModels:
     Question = question_type(settings.max_question_chars)
     TopK = top_k_type(settings.max_top_k)
-    default_mode = settings.default_mode
+    default_top_k, default_mode = settings.default_top_k, settings.default_mode
 
     class QueryRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
         question: Question
-        top_k: TopK = 5
-        mode: Mode = Field(default_mode, description=MODE_DESCRIPTION)
+        top_k: TopK = default_top_k
+        mode: ModeName = Field(default_mode, description=MODE_DESCRIPTION)
         filters: FiltersIn | None = Field(None, description="Answer only from passages that match (documents, authors, dates, sections).")
 
     class BatchQueryRequest(BaseModel):
@@ -112,11 +132,11 @@ def request_models(settings: Settings) -> RequestModels:
             ..., min_length=1, description=f"The questions (at most {settings.max_batch_questions}).",
             json_schema_extra={"maxItems": settings.max_batch_questions},
         )
-        top_k: TopK = 5
-        mode: Mode = Field(default_mode, description=MODE_DESCRIPTION)
+        top_k: TopK = default_top_k
+        mode: ModeName = Field(default_mode, description=MODE_DESCRIPTION)
         filters: FiltersIn | None = Field(None, description="One filter for every question of the batch.")
 
-    return RequestModels(QueryRequest, BatchQueryRequest, settings.max_question_chars, settings.max_top_k)
+    return RequestModels(QueryRequest, BatchQueryRequest, settings.max_question_chars, settings.max_top_k, default_top_k)
 
 
 class Citation(BaseModel):
@@ -155,12 +175,9 @@ class IndexInfo(BaseModel):
     model: str
 
 
-Verdict = Literal["found", "uncertain", "not_found"]
-
-
 class QueryResponse(BaseModel):
     question: str
-    mode: Mode
+    mode: ModeName
     verdict: Verdict = Field(
         description="found: the passages likely answer the question; uncertain: they may not; not_found: the documents "
         "do not seem to answer it (the passages are only the closest ones)."
@@ -246,74 +263,3 @@ class Ready(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     detail: list | None = None
-
-
-def citation(document: Document, passage) -> Citation:
-    return Citation(
-        document=document.id,
-        title=document.title,
-        author=document.author,
-        published=document.published,
-        section=passage.section,
-        paragraph=passage.paragraphs[0],
-        paragraphs=list(passage.paragraphs),
-        start=passage.start,
-        end=passage.end,
-        page=page_of(document, passage.start),
-        page_end=page_of(document, max(passage.start, passage.end - 1)),
-    )
-
-
-def highlight_out(highlight) -> HighlightOut:
-    return HighlightOut(text=highlight.text, start=highlight.start, end=highlight.end)
-
-
-def passage_out(hit: Hit, document: Document) -> PassageOut:
-    return PassageOut(
-        id=hit.passage.id,
-        text=hit.passage.text,
-        score=hit.score,
-        citation=citation(document, hit.passage),
-        highlight=highlight_out(hit.highlight),
-        highlights=[highlight_out(h) for h in (hit.highlights or (hit.highlight,))],
-    )
-
-
-def query_response(result: QueryResult, took_ms: float) -> QueryResponse:
-    """The HTTP answer, rendered from the snapshot the result was computed on."""
-    documents, model = result.snapshot.documents, result.snapshot.model
-    return QueryResponse(
-        question=result.question,
-        mode=result.mode,  # type: ignore[arg-type]
-        verdict=result.verdict,  # type: ignore[arg-type]
-        verdict_text=verdict_words(result.verdict, result.confidence),
-        answerable=result.answerable,
-        confidence=result.confidence,
-        took_ms=round(took_ms, 2),
-        index=IndexInfo(id=result.index_id, model=model),
-        passages=[passage_out(hit, documents[hit.passage.document]) for hit in result.hits],
-    )
-
-
-def document_summary(document: Document) -> DocumentSummary:
-    return DocumentSummary(**_summary_fields(document))
-
-
-def document_out(document: Document) -> DocumentOut:
-    sections = [SectionOut(title=s.title, start=s.heading_start, end=s.end) for s in document.sections]
-    return DocumentOut(**_summary_fields(document), sections=sections, text=document.text)
-
-
-def _summary_fields(document: Document) -> dict:
-    return {**document.metadata(), "characters": len(document.text)}
-
-
-def passage_detail(view: PassageView) -> PassageDetail:
-    return PassageDetail(
-        id=view.passage.id,
-        text=view.passage.text,
-        citation=citation(view.document, view.passage),
-        previous=view.previous_id,
-        next=view.next_id,
-        index=IndexInfo(id=view.snapshot.id, model=view.snapshot.model),
-    )

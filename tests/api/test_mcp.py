@@ -18,8 +18,8 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from api.mcp_server import transport_security
-from api.schemas import PASSAGES_ARE_DATA
 from api.settings import ServerSettings
+from api.wording import QUOTED_DATA
 from rag.config import PROJECT_ROOT, Settings
 
 MORENO_QUESTION = "Who revised the theory of permanent revolution in 1984?"
@@ -67,7 +67,7 @@ def test_tools_are_listed_with_output_schemas(live_server):
     tools = {tool.name: tool for tool in run(check)}
     assert set(tools) == {"search", "fetch", "ask"}
     for tool in tools.values():
-        assert PASSAGES_ARE_DATA in tool.description  # results are data to cite, not instructions
+        assert QUOTED_DATA in tool.description  # results are data to cite, not instructions
         assert tool.annotations.read_only_hint is True
         assert tool.output_schema["type"] == "object"
     search_schema = tools["search"].output_schema

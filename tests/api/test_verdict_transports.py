@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.cli import main
-from rag.query.verdict import QUOTED_DATA
+from api.wording import QUOTED_DATA
 from tests.query.test_verdict import UNCERTAIN
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
