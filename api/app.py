@@ -10,14 +10,14 @@ index load once, in the lifespan, off the event loop; queries run in worker
 threads so the loop keeps accepting requests while the CPU embeds.
 
 `create_app(settings, server_settings)` builds a fresh app;
-`create_app(service=...)` serves an already-open service (tests share one).
+`create_app(service=...)` serves an already-open service (tests share one);
+`check_host=True` adds the Host allow-list to every route (`rag serve`, api.server).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 
 import anyio
 from fastapi import FastAPI, Request
@@ -30,7 +30,7 @@ from api.limits import Admission, describe_body_error
 from api.mcp_server import mount_mcp
 from api.middleware import install_middleware
 from api.observability import Metrics
-from api.routers import documents, ops, page, query
+from api.routers import admin, documents, ops, page, query
 from api.settings import ServerSettings, get_server_settings
 from api.wording import QUOTED_DATA
 from rag.config import Settings, get_settings
@@ -52,7 +52,9 @@ COMMON_RESPONSES = {
 }
 
 
-def create_app(settings: Settings | None = None, server_settings: ServerSettings | None = None, service: Service | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, server_settings: ServerSettings | None = None, service: Service | None = None, check_host: bool = False
+) -> FastAPI:
     settings = settings or (service.settings if service else get_settings())
     server_settings = server_settings or get_server_settings()
 
@@ -75,15 +77,15 @@ def create_app(settings: Settings | None = None, server_settings: ServerSettings
     app.state.service = service
     app.state.settings = settings
     app.state.server_settings = server_settings
-    app.state.reload_lock = threading.Lock()
-    app.state.reload_future = None
     app.state.admission = Admission.from_settings(server_settings)  # query work: bounded lanes, 503 when full
     _install_error_handlers(app)
     app.state.metrics = Metrics(lambda: app.state.service, app.state.admission)
-    install_middleware(app, server_settings, app.state.metrics)  # request ids, logs, metrics, CORS, rate limit, API key, body size
+    # request ids, logs, metrics, Host (with check_host), Origin, CORS, rate limit, API key, admission, body size
+    install_middleware(app, server_settings, app.state.metrics, check_host=check_host)
     app.include_router(query.router(schemas.request_models(settings)))
     app.include_router(documents.router())
     app.include_router(ops.router())
+    app.include_router(admin.router())
     page.install(app)
     app.state.mcp_sessions = mount_mcp(app, settings, server_settings)
     return app

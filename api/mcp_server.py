@@ -37,7 +37,6 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.from_thread
@@ -46,12 +45,12 @@ import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 from starlette.routing import Route
 
 from api import render, schemas
+from api.security import transport_security
 from api.settings import ServerSettings
 from api.wording import QUOTED_DATA, verdict_note
 from rag.config import MODES, Settings
@@ -355,45 +354,6 @@ def _base_url(settings: ServerSettings, ctx: Context) -> str:
 
 
 # --- streamable HTTP on the FastAPI app ---------------------------------------------------------
-
-
-def transport_security(settings: ServerSettings) -> TransportSecuritySettings:
-    """DNS-rebinding protection: which Host (and Origin) headers /mcp accepts.
-
-    The attack: a web page on evil.example makes its name resolve to 127.0.0.1,
-    then its scripts call this local server "same-origin", with Host and Origin
-    saying evil.example. So we accept only the names this service is really
-    reached by: loopback (127.0.0.1, localhost, [::1]) on any port, since
-    `rag serve --port` may differ from settings.port and tests use free ports;
-    a concrete RAG_HOST; and the host of RAG_PUBLIC_URL, for a deployment
-    behind a proxy or tunnel (e.g. a ChatGPT connector). Bare names without a
-    port are included for proxies on :80/:443. A request without an Origin
-    (server-to-server clients such as ChatGPT's, the SDK, curl) is allowed by
-    the SDK; a browser's Origin must be one of the same names.
-
-    Bound to every interface (0.0.0.0 or ::) without RAG_PUBLIC_URL, the names
-    clients will use cannot be known, so the check is off (as the SDK itself
-    does for non-loopback hosts) and a warning says to set RAG_PUBLIC_URL.
-    """
-    names = ["127.0.0.1", "localhost", "[::1]"]
-    if settings.host not in ("", "0.0.0.0", "::"):
-        names.append(f"[{settings.host}]" if ":" in settings.host else settings.host)
-    exact: list[str] = []
-    origins: list[str] = []
-    if settings.public_url:
-        parts = urlsplit(settings.public_url)
-        if parts.hostname:
-            names.append(f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname)
-        if parts.netloc:
-            exact.append(parts.netloc)
-            origins.append(f"{parts.scheme}://{parts.netloc}")
-    elif settings.host in ("", "0.0.0.0", "::"):
-        log.warning("MCP DNS-rebinding protection is off: the service listens on every interface; set RAG_PUBLIC_URL to turn it on")
-        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    names = list(dict.fromkeys(names))
-    hosts = [*names, *(f"{name}:*" for name in names), *exact]
-    origins += [f"{scheme}://{name}{port}" for name in names for scheme in ("http", "https") for port in ("", ":*")]
-    return TransportSecuritySettings(allowed_hosts=list(dict.fromkeys(hosts)), allowed_origins=list(dict.fromkeys(origins)))
 
 
 def mount_mcp(app, settings: Settings, server_settings: ServerSettings) -> StreamableHTTPSessionManager:

@@ -1,14 +1,16 @@
-"""Pure ASGI middleware around the whole app: request ids and logs, Host and Origin checks, CORS, rate limit, API key, body size.
+"""Pure ASGI middleware around the whole app, installed in one place: request ids and logs, CORS, rate limit, admission.
 
-Pure ASGI (not `BaseHTTPMiddleware`) so nothing buffers a body or breaks
-streaming, and so every route is covered, including ones mounted later (MCP
-at /mcp). The order, outermost first, is decided once in `install_middleware`:
+The access rules (Host allow-list, Origin check, API key) live in api.security
+and are installed here with the rest. Pure ASGI (not `BaseHTTPMiddleware`) so
+nothing buffers a body or breaks streaming, and so every route is covered,
+including ones mounted later (MCP at /mcp). The order, outermost first, is
+decided once, in `install_middleware`:
 
     RequestContext   request id (X-Request-ID), one JSON access-log line, request metrics,
                      X-Content-Type-Options: nosniff, a correct Allow on 405, HEAD answered like GET,
                      431 past MAX_HEADERS headers, and a last-resort JSON 500 naming the request id
-    HostAllowList    added by api.server.serving_app for `rag serve`: a Host this service is not reached
-                     by is 421 on every route (DNS rebinding); names from api.mcp_server.transport_security
+    HostAllowList    only with `check_host` (`rag serve`, api.server.serving_app): a Host this service is not
+                     reached by is 421 on every route (DNS rebinding); names from api.security.transport_security
     CORS             only when settings.cors_origins is set (closed by default)
     OriginCheck      a POST/PUT/PATCH/DELETE whose Origin is present and foreign is 403 (cross-site forms,
                      no-cors fetches); no Origin (curl, scripts), same origin and CORS-allowed origins pass
@@ -29,15 +31,12 @@ rate limited too.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import math
 import re
 import threading
 import time
 import uuid
-from urllib.parse import urlsplit
 
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
@@ -46,18 +45,18 @@ from starlette.routing import Match
 
 from api.limits import BodySizeLimit, TokenBuckets, send_json
 from api.observability import ACCESS_LOG, REQUEST_ID, Metrics
+from api.security import OPEN_PATHS, ApiKeyAuth, HostAllowList, OriginCheck, client_address, header, transport_security
 
 log = logging.getLogger(__name__)
 
-OPEN_PATHS = frozenset({"/health", "/ready"})  # liveness and readiness: no key, no rate limit
-STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 MAX_HEADERS = 100  # request header lines
 MAX_HEADER_BYTES = 16 * 1024  # names and values in all (h11 bounds only a head that arrives in pieces)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
-def install_middleware(app, settings, metrics: Metrics) -> None:
-    """Wrap `app` in the stack above (add_middleware puts the last one added outermost).
+def install_middleware(app, settings, metrics: Metrics, check_host: bool = False) -> None:
+    """Wrap `app` in the stack above (add_middleware puts the last one added outermost); `check_host` adds the
+    Host allow-list (`rag serve`), just inside RequestContext so that a refused Host is logged and counted.
 
     `app.state.draining` is set by the server once shutdown starts (api.server): every response from
     then on says `Connection: close`, so no client sends another request on a connection about to close."""
@@ -77,14 +76,9 @@ def install_middleware(app, settings, metrics: Metrics) -> None:
             allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Mcp-Session-Id", "Mcp-Protocol-Version"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
+    if check_host:
+        app.add_middleware(HostAllowList, security=transport_security(settings))
     app.add_middleware(RequestContext, metrics=metrics, router=app.router, draining=app.state.draining)
-
-
-def _header(scope, name: bytes) -> bytes | None:
-    for key, value in scope.get("headers") or ():
-        if key == name:
-            return value
-    return None
 
 
 # --- request id, access log, metrics ------------------------------------------------------------
@@ -109,7 +103,7 @@ class RequestContext:
         if head_only:  # answered like GET, without the body (Starlette routes GET-only endpoints to 405 otherwise)
             scope = {**scope, "method": "GET"}
             send = _without_body(send)
-        incoming = _header(scope, b"x-request-id")
+        incoming = header(scope, b"x-request-id")
         candidate = incoming.decode("latin-1") if incoming else ""
         request_id = candidate if _SANE_REQUEST_ID.fullmatch(candidate) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
@@ -210,80 +204,6 @@ def _without_body(send):
     return send_head
 
 
-# --- Host and Origin -------------------------------------------------------------------------
-
-
-class HostAllowList:
-    """421 for a request whose Host is not a name this service is reached by (DNS rebinding), on every route.
-
-    `security` is `api.mcp_server.transport_security(settings)`, the same rule /mcp
-    applies: loopback names on any port, a concrete RAG_HOST, the host of
-    RAG_PUBLIC_URL; off when bound to every interface without RAG_PUBLIC_URL.
-    """
-
-    def __init__(self, app, security):
-        self.app = app
-        self.enabled = security.enable_dns_rebinding_protection
-        self.exact = frozenset(security.allowed_hosts)
-        self.any_port = tuple(h[:-1] for h in security.allowed_hosts if h.endswith(":*"))  # "localhost:" prefixes
-
-    def allowed(self, host: str) -> bool:
-        host = host.lower()
-        if host in self.exact:
-            return True
-        return any(host.startswith(prefix) and host[len(prefix):].isdigit() for prefix in self.any_port)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or not self.enabled:
-            return await self.app(scope, receive, send)
-        host = (_header(scope, b"host") or b"").decode("latin-1")
-        if self.allowed(host):
-            return await self.app(scope, receive, send)
-        log.warning("refused a request for a host this service does not serve (possible DNS rebinding)")
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
-        await send_json(send, 421, "this server does not answer for that host name (set RAG_PUBLIC_URL to the name clients use)")
-
-
-class OriginCheck:
-    """403 for a state-changing request (POST, PUT, PATCH, DELETE) from a foreign page.
-
-    A browser sends `Origin` on cross-site POSTs, including `no-cors` fetches and
-    form posts whose responses it never lets the page read: the request itself
-    would still reload the index or run a query. Allowed: no Origin (curl,
-    scripts, server-to-server clients), the request's own origin (the page at /),
-    the origin of RAG_PUBLIC_URL (the page behind a proxy that rewrites Host),
-    and the origins in RAG_CORS_ORIGINS. `Origin: null` (sandboxed frames, file
-    pages) is foreign.
-    """
-
-    def __init__(self, app, cors_origins: list[str] = (), public_url: str | None = None):
-        self.app = app
-        trusted = list(cors_origins)
-        if public_url:
-            parts = urlsplit(public_url)
-            trusted.append(f"{parts.scheme}://{parts.netloc}")
-        self.cors_origins = frozenset(o.rstrip("/").lower() for o in trusted)
-
-    def allowed(self, scope, origin: str) -> bool:
-        origin = origin.rstrip("/").lower()
-        if origin in self.cors_origins or "*" in self.cors_origins:
-            return True
-        # same origin: the page's host:port is the Host it sent this request to (the scheme is not compared,
-        # since behind a TLS proxy the server sees http; a foreign Host is refused by HostAllowList anyway)
-        netloc = urlsplit(origin).netloc
-        host = (_header(scope, b"host") or b"").decode("latin-1").lower()
-        return bool(netloc) and netloc == host
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope.get("method") not in STATE_CHANGING:
-            return await self.app(scope, receive, send)
-        origin = _header(scope, b"origin")
-        if origin is None or self.allowed(scope, origin.decode("latin-1")):
-            return await self.app(scope, receive, send)
-        await send_json(send, 403, "cross-site request refused: this origin may not send POST/PUT/PATCH/DELETE here")
-
-
 # --- admission ---------------------------------------------------------------------------------
 
 
@@ -305,63 +225,6 @@ class AdmissionGate:
         await send_json(
             send, 503, f"the server is busy: {lane.name} requests are at their limit; retry after {lane.retry_after} s",
             [(b"retry-after", str(lane.retry_after).encode())],
-        )
-
-
-# --- API key ---------------------------------------------------------------------------------
-
-
-class ApiKeyAuth:
-    """Every route but /health and /ready needs `Authorization: Bearer <key>` or `X-API-Key: <key>`.
-
-    Wrong guesses are limited whether or not the general rate limit is on: each
-    401 takes a token from the client's key-guess bucket (`guesses_per_minute`),
-    and a client whose bucket is empty gets 429 for every request, with the
-    right key or not, until it refills (so a guess that happens to be right
-    is not confirmed either).
-    """
-
-    def __init__(self, app, api_key: str, guesses_per_minute: int = 10):
-        self.app = app
-        self._digest = hashlib.sha256(api_key.encode()).digest()
-        self.guesses = TokenBuckets(guesses_per_minute)
-
-    def _authorized(self, scope) -> bool:
-        presented = []
-        authorization = _header(scope, b"authorization")
-        if authorization:
-            scheme, _, credentials = authorization.partition(b" ")
-            if scheme.lower() == b"bearer":
-                presented.append(credentials.strip())
-        api_key = _header(scope, b"x-api-key")
-        if api_key:
-            presented.append(api_key.strip())
-        # compare digests: constant time, and independent of the key's length
-        return any(hmac.compare_digest(hashlib.sha256(p).digest(), self._digest) for p in presented)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS:
-            return await self.app(scope, receive, send)
-        client = client_address(scope)
-        wait = self.guesses.empty(client)
-        if wait:
-            if scope["type"] == "websocket":
-                return await send({"type": "websocket.close", "code": 1008})
-            retry_after = max(1, math.ceil(wait))
-            return await send_json(
-                send, 429, f"too many wrong API keys from this address; retry after {retry_after} s",
-                [(b"retry-after", str(retry_after).encode())],
-            )
-        if self._authorized(scope):
-            return await self.app(scope, receive, send)
-        self.guesses.take(client)
-        if scope["type"] == "websocket":
-            return await send({"type": "websocket.close", "code": 1008})
-        await send_json(
-            send,
-            401,
-            "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
-            [(b"www-authenticate", b'Bearer realm="ask-the-document"')],
         )
 
 
@@ -426,7 +289,3 @@ def charge(scope, cost: int, what: str = "items") -> None:
     if wait:
         retry_after = max(1, math.ceil(wait))
         raise RateLimited(f"rate limit exceeded: {cost} {what} cost {cost} requests; retry after {retry_after} s", retry_after)
-
-
-def client_address(scope) -> str:
-    return str((scope.get("client") or ["unknown"])[0] or "unknown")

@@ -34,6 +34,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 ACCESS_LOG = logging.getLogger("api.access")
+# Written at INFO under JSON logging: access lines, reloads ("index reloaded", api.routers.admin), server start/stop.
+INFO_LOGGERS = ("api.access", "api.routers.admin", "uvicorn.error")
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -211,7 +213,7 @@ def configure_json_logging(level: str = "WARNING") -> None:
         if not any(isinstance(f, RepeatFilter) for f in handler.filters):
             handler.addFilter(RepeatFilter())
     root.setLevel(level.upper())
-    for name in ("api.access", "api.routers.ops", "uvicorn.error"):
+    for name in INFO_LOGGERS:
         logger = logging.getLogger(name)
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)

@@ -22,8 +22,11 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
 - The request head: h11 refuses one that is still incomplete past
   MAX_HEAD_BYTES (400); a complete one is checked by api.middleware
   (at most MAX_HEADERS lines and MAX_HEADER_BYTES, else 431).
-- The Host allow-list (DNS rebinding, api.middleware.HostAllowList) wraps the
-  whole app here, with the names of api.mcp_server.transport_security.
+- The Host allow-list (DNS rebinding, api.security.HostAllowList) covers every
+  route here (`create_app(check_host=True)`), with the names of
+  api.security.transport_security.
+- SIGHUP reloads the index on a thread of its own (api.routers.admin): the
+  handler returns at once, and the service coalesces it with any reload running.
 - `rag serve --workers N` (`serve_workers`): N processes behind one socket, all serving
   one index built beforehand; they never build (RAG_AUTO_BUILD=false in each), share
   the memory-mapped sentence vectors, and SIGHUP replaces them one at a time.
@@ -180,16 +183,9 @@ def open_file_limit() -> int:
 
 def serving_app(settings: Settings, server_settings: ServerSettings, service=None):
     """The app as `rag serve` runs it: `create_app` with the Host allow-list over every route."""
-    from starlette.middleware import Middleware
-
     from api.app import create_app
-    from api.mcp_server import transport_security
-    from api.middleware import HostAllowList
 
-    app = create_app(settings, server_settings, service=service)
-    # just inside RequestContext (user_middleware[0]), so a refused Host is logged and counted like any request
-    app.user_middleware.insert(1, Middleware(HostAllowList, security=transport_security(server_settings)))
-    return app
+    return create_app(settings, server_settings, service=service, check_host=True)
 
 
 def quiet_exit_server(config):
@@ -230,7 +226,7 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
     import uvicorn
 
     from api.observability import configure_json_logging
-    from api.routers.ops import reload_in_background
+    from api.routers.admin import reload_in_background
 
     sock = bind(server_settings.host, server_settings.port)
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))  # JSON lines on stderr, one per request

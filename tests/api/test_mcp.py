@@ -17,7 +17,7 @@ import httpx2
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from api.mcp_server import transport_security
+from api.security import transport_security
 from api.settings import ServerSettings
 from api.wording import QUOTED_DATA
 from rag.config import PROJECT_ROOT, Settings

@@ -4,6 +4,9 @@ a per-client rate limit, and passages that are data, never instructions."""
 from __future__ import annotations
 
 import json
+import logging
+import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +16,8 @@ from api.app import create_app
 from api.settings import ServerSettings
 from api.mcp_server import INSTRUCTIONS
 from api.middleware import RateLimit
+from api.observability import INFO_LOGGERS
+from api.routers.admin import reload_in_background
 from api.wording import QUOTED_DATA
 from rag.service import Service
 from tests.reliability_support import INJECTION, settings_for, write_tiny_seeds
@@ -96,6 +101,27 @@ def test_a_failed_reload_is_a_503_and_the_old_index_keeps_serving(service, keyed
     assert response.json()["error"] == f"reload failed, still serving index {service.snapshot.index.id}: [Errno 5] Input/output error"
     assert keyed.post("/query", json={"question": "Trotsky"}, headers={"X-API-Key": KEY}).status_code == 200
     assert 'rag_index_reloads_total{outcome="failed"} 1.0' in keyed.get("/metrics", headers={"X-API-Key": KEY}).text
+
+
+def test_a_reload_is_logged_by_a_logger_json_logging_writes_at_info(keyed, caplog):
+    caplog.set_level(logging.INFO)
+    assert keyed.post("/admin/reload", headers={"X-API-Key": KEY}).status_code == 200
+    logged = [r for r in caplog.records if r.getMessage().startswith("index reloaded: ")]
+    assert logged and all(r.name in INFO_LOGGERS for r in logged)  # api.observability.configure_json_logging lets it through
+
+
+def test_sighup_starts_a_reload_without_waiting_for_it(service):
+    """What the SIGHUP handler calls returns at once, even while the reload it started is still running."""
+    release = threading.Event()
+    running = Service(service.settings, service.model, service.encoders, service.snapshot)
+    running.reload = lambda *args, **kwargs: release.wait(30) and service.snapshot.id
+    app = _app(running)
+    started = time.perf_counter()
+    future = reload_in_background(app)
+    assert time.perf_counter() - started < 0.5 and not future.done()
+    release.set()
+    assert future.result(timeout=30)["changed"] is False
+    assert app.state.metrics.reloads.labels("unchanged")._value.get() == 1
 
 
 # --- CORS --------------------------------------------------------------------------------------
