@@ -13,8 +13,8 @@ out is the library's default (`-k`: RAG_DEFAULT_TOP_K, `--mode`: RAG_DEFAULT_MOD
 the modes are `rag.config.MODES`). `rag ask` prints the answer HTTP returns
 (api.render.query_response), as text or as its JSON. Errors print one line to
 stderr and exit non-zero, never a traceback; a closed pipe (`| head`) ends
-quietly. Every command is a function tested in-process through
-`main(argv)`.
+quietly, including the flush at exit (the SIGPIPE recipe of the Python docs).
+Every command is a function tested in-process through `main(argv)`.
 """
 
 from __future__ import annotations
@@ -91,16 +91,29 @@ def main(argv: list[str] | None = None, encoders=None) -> int:
     logging.basicConfig(level=os.environ.get("RAG_LOG_LEVEL", "WARNING").upper(), format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        return COMMANDS[args.command](args, Settings())
+        code = COMMANDS[args.command](args, Settings())
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not in the flush at interpreter exit
+        return code
     except RagError as exc:
         print(f"rag {args.command}: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # the reader went away (`rag ask ... | head -1`): not an error
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python flushes stdout at exit; let that write go nowhere
+        _silence_stdout()
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout's file descriptor at /dev/null (the Python docs' SIGPIPE recipe): what is still buffered, and
+    the flush at interpreter exit, go nowhere instead of raising BrokenPipeError again ("Exception ignored ...")."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (a test's capture): nothing flushes at exit
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def cmd_index(args, settings: Settings) -> int:

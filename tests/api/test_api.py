@@ -1,10 +1,15 @@
 """The HTTP contract of issue 2, through the ASGI app with the real model and index."""
 
 import json
+import os
+import shlex
+import subprocess
+import sys
 
 import pytest
 
 from api.cli import main
+from rag.config import PROJECT_ROOT
 from tests.conftest import ARTICLE_ID
 
 DEMO = "Why did Trotsky think the bourgeoisie could not lead?"
@@ -109,3 +114,18 @@ def test_cli_reports_a_refused_index_in_one_line(tmp_path, encoders, monkeypatch
     assert main(["ask", DEMO], encoders) == 2
     err = capsys.readouterr().err
     assert "refusing to serve" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags, reader, first", [(["--json"], "head -c1", "{"), ([], "head -n1", DEMO)])
+def test_ask_into_a_closed_pipe_ends_quietly_in_a_bare_environment(service, flags, reader, first):
+    """`rag ask ... | head` under `env -i` (no PYTHONUNBUFFERED: stdout is block-buffered, so the reader is gone
+    before the flush at interpreter exit): no "Exception ignored ... BrokenPipeError", no traceback, exit 0."""
+    argv = ["ask", DEMO, "-k", "20", *flags]  # more than one buffer of output: some is left for the exit flush
+    code = f"import os, sys; os.environ['RAG_INDEX_DIR'] = {str(service.settings.index_dir)!r}; from api.cli import main; sys.exit(main({argv!r}))"
+    bare = {"PATH": os.environ.get("PATH", os.defpath), "HOME": os.environ.get("HOME", "/")}
+    command = f"env -i {' '.join(f'{k}={shlex.quote(v)}' for k, v in bare.items())} {shlex.quote(sys.executable)} -c {shlex.quote(code)} | {reader}"
+    out = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=180)
+    assert out.stdout.strip() == first
+    assert "BrokenPipe" not in out.stderr and "Exception ignored" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode == 0
