@@ -27,6 +27,17 @@ index is streamed from the verified file into FAISS (no second copy in bytes).
 Sentence vectors are stored as float16: half the size, and on the bundled
 questions the same rankings and highlights as float32 (README, Performance).
 
+Nothing on disk is trusted to be what a build wrote until checked: every file is opened
+without blocking and must be a regular file (a pipe or a device in its place is refused,
+never waited on); JSON nested too deeply for the parser is `IndexCorrupt`, not a
+RecursionError; and, since a manifest can be re-signed by whoever can write the
+directory, every passage row is checked for its shape (field types, offsets inside
+the text, sentences inside the passage, unique ids) and for naming a document of the
+manifest's document list, which must itself hash to the manifest's corpus hash (so,
+when the corpus hash matches seeds/, to documents that exist). Whatever a forged
+index holds, loading it ends in the index or in `IndexCorrupt` (which a build
+rebuilds and a refusing service names), never in a crash or a hang.
+
 Writes are crash-safe: data files get fresh names per build (written to a
 `.tmp-` file, fsynced, renamed), and the build becomes current only when
 `manifest.json` is atomically replaced, last. A crash at any moment leaves
@@ -41,6 +52,7 @@ import json
 import mmap
 import os
 import re
+import stat
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, fields
@@ -50,6 +62,7 @@ from typing import BinaryIO
 import numpy as np
 
 from rag.corpus.chunking import Passage
+from rag.corpus.documents import corpus_hash_of
 from rag.errors import IndexCorrupt, IndexProblem, IndexStale
 
 FORMAT_VERSION = 3  # 3: sentence vectors float16, memory-mapped
@@ -167,14 +180,22 @@ def file_sha256(f: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def _manifest_or_none(index_dir: Path) -> dict | None:
+    """The manifest as JSON if it can be read at all (no checks): for housekeeping, which must never fail or hang."""
+    try:
+        with open_regular(Path(index_dir) / MANIFEST) as f:
+            found = json.loads(f.read())
+    except (OSError, ValueError, RecursionError, IndexProblem):
+        return None
+    return found if isinstance(found, dict) else None
+
+
 def discard_build(index_dir: Path, build: str) -> None:
     """After a failed write (disk full, I/O error), remove this build's data files, so the old index is
     left exactly as it was; unless the manifest naming them was already put in place."""
-    try:
-        if json.loads((index_dir / MANIFEST).read_text()).get("build") == build:
-            return
-    except (OSError, ValueError, AttributeError):
-        pass
+    manifest = _manifest_or_none(index_dir)
+    if manifest is not None and manifest.get("build") == build:
+        return
     for path in index_dir.glob(f"*-{build}.*"):
         path.unlink(missing_ok=True)
 
@@ -184,9 +205,8 @@ def remove_strays(index_dir: Path) -> list[str]:
     manifest does not name. Only names the index itself writes (DATA_FILE, TEMP_FILE) are candidates;
     symlinks and every other file are left alone."""
     try:
-        manifest = json.loads((index_dir / MANIFEST).read_text())
-        keep = {f["name"] for f in manifest["files"].values()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        keep = {f["name"] for f in _manifest_or_none(index_dir)["files"].values()}
+    except (KeyError, TypeError, AttributeError):
         keep = None  # without a readable manifest only temp files are safe to remove
     removed = []
     for path in index_dir.iterdir():
@@ -209,22 +229,54 @@ def check_index_dir(index_dir: Path, seeds_dir: Path) -> None:
 # --- load -------------------------------------------------------------------------------
 
 
+def open_regular(path: Path) -> BinaryIO:
+    """`path` open for reading, if it is a regular file: opened without blocking, so a FIFO or a device put in its
+    place is refused (IndexCorrupt) instead of waited on. Raises FileNotFoundError or another OSError otherwise."""
+    f = open(path, "rb", opener=_nonblocking)  # keeps `name` (np.memmap records it)
+    try:
+        mode = os.fstat(f.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a folder" if stat.S_ISDIR(mode) else "a pipe, a socket or a device"
+            raise IndexCorrupt(f"index file {Path(path).name} is not a regular file ({kind}); rebuild with `rag index`")
+        os.set_blocking(f.fileno(), True)
+        return f
+    except BaseException:
+        f.close()
+        raise
+
+
+def _nonblocking(path, flags: int) -> int:
+    return os.open(path, flags | os.O_NONBLOCK)
+
+
+def _json(data: bytes | str, what: str):
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise IndexCorrupt(f"{what} is nested too deeply to be an index file; rebuild with `rag index`") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"{what} is not valid JSON: {exc}") from None
+
+
 def read_manifest(index_dir: Path) -> dict:
     path = Path(index_dir) / MANIFEST
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise IndexProblem(f"no index at {index_dir} (run `rag index`)")
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise IndexCorrupt(f"{path} is not valid JSON: {exc}") from exc
-    except OSError as exc:  # a directory, unreadable, ...
+        with open_regular(path) as f:
+            manifest = _json(f.read(), str(path))
+    except OSError as exc:  # a directory, unreadable, a broken link, ...
         raise IndexCorrupt(f"{path} cannot be read ({exc.strerror or exc}); rebuild with `rag index`") from exc
     if not isinstance(manifest, dict) or manifest.get("format_version") != FORMAT_VERSION:
         found = manifest.get("format_version") if isinstance(manifest, dict) else None
         raise IndexStale(f"{path} has format version {found!r}; this service reads version {FORMAT_VERSION}")
     if "manifest_sha256" not in manifest:
         raise IndexStale(f"{path} has no manifest checksum (written by an older build); rebuild with `rag index`")
-    if manifest["manifest_sha256"] != manifest_digest(manifest):
+    try:
+        signed = manifest["manifest_sha256"] == manifest_digest(manifest)
+    except (RecursionError, ValueError, TypeError) as exc:  # nested too deeply, or keys JSON cannot sort
+        raise IndexCorrupt(f"{path} cannot be checked ({type(exc).__name__}); rebuild with `rag index`") from None
+    if not signed:
         raise IndexCorrupt(f"{path} does not match its own checksum: it was corrupted or edited; rebuild with `rag index`")
     return manifest
 
@@ -259,7 +311,7 @@ def load_index(index_dir: Path, expected: dict | None) -> LoadedIndex:
         raise IndexStale(f"index {manifest.get('id')} is stale: {', '.join(reasons)}")
     try:
         return _load_verified(index_dir, manifest)
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:  # a well-formed but wrong manifest
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RecursionError, OverflowError) as exc:  # a well-formed but wrong manifest
         raise IndexCorrupt(f"manifest in {index_dir} is malformed ({type(exc).__name__}: {exc}); rebuild with `rag index`") from exc
 
 
@@ -277,8 +329,9 @@ def _load_verified(index_dir: Path, manifest: dict) -> LoadedIndex:
     # re-signed over foreign files), never a crash. Plain data only: no pickle on this path.
     with _open_verified(index_dir, entries["vectors"]) as f:
         vectors = _read_faiss(f, manifest["id"])
+    documents = _manifest_documents(manifest, index_dir)
     with _open_verified(index_dir, entries["passages"]) as f:
-        passages, embedded_keys = _parse_passages(f.read())
+        passages, embedded_keys = _parse_passages(f.read(), documents)
     with _open_verified(index_dir, entries["sentences"]) as f:
         sentence_vectors = _map_sentences(f, manifest["id"])
     if vectors.ntotal != counts["passages"] or len(passages) != counts["passages"] or vectors.d != dimension:
@@ -346,7 +399,7 @@ def _open_verified(index_dir: Path, entry: dict) -> BinaryIO:
     if not isinstance(name, str) or "/" in name or name.startswith("."):
         raise IndexCorrupt(f"manifest names an unsafe file {name!r}")
     try:
-        f = open(index_dir / name, "rb")
+        f = open_regular(index_dir / name)
     except OSError as exc:
         raise IndexCorrupt(f"index file {name} is missing or unreadable: {exc.strerror}") from exc
     try:
@@ -367,10 +420,39 @@ def _open_verified(index_dir: Path, entry: dict) -> BinaryIO:
     return f
 
 
-def _parse_passages(data: bytes) -> tuple[list[Passage], list[str]]:
-    try:
-        rows = json.loads(data)["passages"]
-        passages = [
+def _manifest_documents(manifest: dict, index_dir: Path) -> frozenset[str]:
+    """The ids of the manifest's document list, after checking that the list hashes to the manifest's corpus hash."""
+    listed = manifest.get("documents")
+    if not isinstance(listed, list) or not all(
+        isinstance(d, dict) and isinstance(d.get("id"), str) and isinstance(d.get("sha256"), str) for d in listed
+    ):
+        raise IndexCorrupt(f"manifest in {index_dir} has no valid document list; rebuild with `rag index`")
+    pairs = [(d["id"], d["sha256"]) for d in listed]
+    if corpus_hash_of(pairs) != manifest.get("corpus_sha256"):
+        raise IndexCorrupt(f"manifest in {index_dir}: its document list does not match its corpus hash; rebuild with `rag index`")
+    return frozenset(doc_id for doc_id, _ in pairs)
+
+
+def _is_int(value) -> bool:
+    return type(value) is int  # not bool
+
+
+def _parse_passages(data: bytes, documents: frozenset[str] | None = None) -> tuple[list[Passage], list[str]]:
+    """The passages file's rows as Passages, each checked for its shape (a forged file is IndexCorrupt, not a
+    TypeError at query time); `documents`: the ids a passage may name (None: any)."""
+    found = _json(data, "passages file")
+    rows = found.get("passages") if isinstance(found, dict) else None
+    if not isinstance(rows, list):
+        raise IndexCorrupt("passages file is malformed: no list of passages")
+    passages, keys, ids = [], [], set()
+    for number, r in enumerate(rows):
+        problem = _passage_problem(r, documents)
+        if problem is None and r["id"] in ids:
+            problem = "repeats the id of an earlier passage"
+        if problem:
+            raise IndexCorrupt(f"passages file is malformed: passage {number} {problem}")
+        ids.add(r["id"])
+        passages.append(
             Passage(
                 id=r["id"],
                 document=r["document"],
@@ -381,8 +463,35 @@ def _parse_passages(data: bytes) -> tuple[list[Passage], list[str]]:
                 text=r["text"],
                 sentences=tuple(tuple(s) for s in r["sentences"]),
             )
-            for r in rows
-        ]
-        return passages, [r["embedded_text_sha256"] for r in rows]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IndexCorrupt(f"passages file is malformed: {exc}") from exc
+        )
+        keys.append(r["embedded_text_sha256"])
+    return passages, keys
+
+
+def _passage_problem(r, documents: frozenset[str] | None) -> str | None:
+    """What is wrong with one passage row, or None."""
+    if not isinstance(r, dict):
+        return "is not an object"
+    try:
+        pid, doc, section, paragraphs, start, end, text, sentences, key = (
+            r["id"], r["document"], r["section"], r["paragraphs"], r["start"], r["end"], r["text"], r["sentences"], r["embedded_text_sha256"],
+        )
+    except KeyError as exc:
+        return f"lacks the field {exc}"
+    if not (isinstance(pid, str) and isinstance(doc, str) and isinstance(text, str) and isinstance(key, str)):
+        return "has a field of the wrong type (id, document, text and embedded_text_sha256 are text)"
+    if documents is not None and doc not in documents:
+        return "names a document that is not in the manifest's document list"
+    if section is not None and not isinstance(section, str):
+        return "has a section that is not text"
+    if not isinstance(paragraphs, list) or not all(_is_int(n) for n in paragraphs):
+        return "has paragraphs that are not a list of numbers"
+    if not (_is_int(start) and _is_int(end) and 0 <= start <= end and end - start == len(text)):
+        return "has offsets that do not frame its text"
+    if not isinstance(sentences, list):
+        return "has sentences that are not a list"
+    for sentence in sentences:
+        if not (isinstance(sentence, list) and len(sentence) == 2 and _is_int(sentence[0]) and _is_int(sentence[1])
+                and start <= sentence[0] < sentence[1] <= end):
+            return "has a sentence that is not a pair of offsets inside the passage"
+    return None
