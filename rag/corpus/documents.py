@@ -1,14 +1,15 @@
 """Documents: reading seeds/ into text with metadata, sections and paragraphs.
 
 A document is one file anywhere under seeds/ (subfolders too): `.txt`, `.md`,
-`.markdown`, `.html`, `.htm` or `.pdf` (rag/corpus/formats.py turns each into text).
+`.markdown`, `.html`, `.htm` or `.pdf` (rag/corpus/formats.py turns each into text),
+or `.docx`, `.odt`, `.pptx`, `.xlsx`, `.csv`, `.epub`, `.rtf` or `.eml` (rag/corpus/office.py).
 Every offset the service hands out indexes into `Document.text`, which
 `GET /documents/{id}` serves: for text and Markdown the file decoded as UTF-8
 with a BOM dropped and CRLF/CR line endings turned into LF (nothing else
-changed); for HTML and PDF the extracted text. `document.text[start:end] ==
+changed); for the other formats the extracted text. `document.text[start:end] ==
 passage.text` holds for every passage of every format. For a PDF,
 `Document.pages` holds each page's start offset and `page_of()` gives the
-1-based page of any offset.
+1-based page of any offset; for a .pptx each slide is a page.
 
 The id is the path under seeds/ without its extension, each folder and the
 name slugged and joined by dots (`library/functools.html` -> `library.functools`);
@@ -40,10 +41,13 @@ exact paragraphs that are magazine furniture (category tags, "buy the print
 edition" lines). Those, paragraphs that repeat the metadata (title, subtitle,
 author), and a closing tag list ("a / b / c") are kept out of the body.
 
-Section headings are Markdown `#` lines, HTML headings, or in plain text a
-short single-line paragraph with no closing punctuation (the way this article
-sets "A Closer Analysis"); PDFs have no sections. Text before the first heading
-belongs to section `None`.
+Section headings are Markdown `#` lines, HTML headings, the headings an office
+reader found (Word heading styles, ODF `text:h`, EPUB chapters, slide titles,
+sheet names), or in plain text and RTF a short single-line paragraph with no
+closing punctuation (the way this article sets "A Closer Analysis"); PDFs have
+no sections. Text before the first heading belongs to section `None`. A slide's
+title or a sheet's name is never taken for the document's title (that comes from
+the file's properties, else the file name) nor dropped as a repeat of it.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.corpus import formats
+from rag.corpus import formats, office
 from rag.errors import RagError, Unreadable
 from rag.corpus.formats import DEFAULT_MAX_BYTES, EXTRACTED_SUFFIXES, SUPPORTED_SUFFIXES, Extractor
 from rag.corpus.metadata import MAX_SIDECAR_BYTES, load_json, validate
@@ -329,7 +333,7 @@ def load_document(
 ) -> Document:
     """One document; raises Unreadable (the skip reason) when the file cannot be one.
 
-    HTML and PDF are read by `extractor`'s worker process (without one, by a worker started for this file,
+    HTML, PDF and the office formats are read by `extractor`'s worker process (without one, by a worker started for this file,
     within `max_extract_seconds`)."""
     path = Path(path)
     root = Path(seeds_dir).resolve() if seeds_dir else path.resolve().parent
@@ -348,7 +352,7 @@ def load_document(
     blocks = _blocks(extracted.text, extracted.body_floor)
     if "title" not in metadata and (title := _title_line(blocks, extracted)):
         metadata["title"] = title
-    body = _strip_furniture(blocks, metadata)
+    body = _strip_furniture(blocks, metadata, extracted.headings if extracted.kind in office.PLACED_KINDS else frozenset())
     sections, paragraphs = _structure(extracted.text, body, extracted, metadata)
     if not paragraphs:
         raise Unreadable(f"{relative} has no body text (only headings, metadata or furniture)")
@@ -461,7 +465,9 @@ def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted
     if extracted.kind == "markdown":
         match = _MD_HEADING.match(block) if "\n" not in block else None
         return match.group(2).strip() if match and len(match.group(1)) == 1 else None
-    if extracted.kind == "html":
+    if extracted.kind in office.UNTITLED_KINDS:
+        return None
+    if extracted.kind == "html" or extracted.kind in office.HEADED_KINDS:
         return block if start in extracted.headings else None
     return _heading_title(block, False) if extracted.kind == "text" else None
 
@@ -501,23 +507,25 @@ def _is_furniture(block: str, known: set[str]) -> bool:
     return plain in known or bool(_TAG_LIST.match(block.strip()))
 
 
-def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict) -> list[tuple[int, int, str]]:
-    """Body blocks: the leading header and trailing furniture removed, and any listed furniture line."""
+def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict, kept: frozenset[int] = frozenset()) -> list[tuple[int, int, str]]:
+    """Body blocks: the leading header and trailing furniture removed, and any listed furniture line; a block
+    starting at an offset in `kept` (a slide title, a sheet name) is never furniture."""
     known = _known_furniture(metadata)
+    furniture = lambda b: b[0] not in kept and _is_furniture(b[2], known)  # noqa: E731
     first = 0
-    while first < len(blocks) and _is_furniture(blocks[first][2], known):
+    while first < len(blocks) and furniture(blocks[first]):
         first += 1
     last = len(blocks)
-    while last > first and _is_furniture(blocks[last - 1][2], known):
+    while last > first and furniture(blocks[last - 1]):
         last -= 1
-    return [b for b in blocks[first:last] if not _is_furniture(b[2], known)]
+    return [b for b in blocks[first:last] if not furniture(b)]
 
 
 def _section_title(start: int, block: str, extracted: formats.Extracted) -> str | None:
     """The section title if the block at `start` is a heading in this document's format, else None."""
     if extracted.kind == "pdf":
         return None
-    if extracted.kind == "html":
+    if extracted.kind == "html" or extracted.kind in office.HEADED_KINDS:
         return block if start in extracted.headings else None
     return _heading_title(block, extracted.kind == "markdown")
 

@@ -2,7 +2,7 @@
 
 Each reader returns an `Extracted`: the text that every offset will index into
 (and that `GET /documents/{id}` returns), the metadata found in the file, where
-the body may start, and, for HTML and PDF, where headings and pages are.
+the body may start, and, for HTML, PDF and the office formats, where headings and pages are.
 
 - `.txt`: UTF-8 with or without a BOM; the BOM is dropped and CRLF / CR line
   endings become LF, so a Windows file has the same paragraphs and offsets as
@@ -30,8 +30,10 @@ the body may start, and, for HTML and PDF, where headings and pages are.
   binary wheel and a permissive licence (PyMuPDF is AGPL); its text is good
   enough for paragraph retrieval. A PDF whose pages hold no text (a scan) is
   refused: there is no OCR here.
+- `.docx`, `.odt`, `.pptx`, `.xlsx`, `.csv`, `.epub`, `.rtf`, `.eml`: rag/corpus/office.py (headings
+  as sections, a slide as a page, a sheet's header in every group of rows, an e-mail's headers as metadata).
 
-HTML and PDF are read by a worker process (`Extractor`), never in the caller's
+HTML, PDF and the office formats are read by a worker process (`Extractor`), never in the caller's
 process: a file whose reading takes longer than its time budget
 (`RAG_MAX_EXTRACT_SECONDS`) has its worker killed and is skipped saying so, a
 worker that dies (a crash, or past `EXTRACT_MEMORY_BYTES` of memory) costs only
@@ -55,18 +57,20 @@ import select
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import Unreadable
+from rag.corpus import office
+from rag.corpus.extracted import Extracted
 from rag.corpus.metadata import MAX_DEPTH, MAX_INT_DIGITS, validate
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
 HTML_SUFFIXES = (".html", ".htm")
 PDF_SUFFIXES = (".pdf",)
-SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES
-EXTRACTED_SUFFIXES = PDF_SUFFIXES + HTML_SUFFIXES  # read by the worker process
+OFFICE_SUFFIXES = office.SUFFIXES  # .docx .odt .pptx .xlsx .csv .epub .rtf .eml: rag/corpus/office.py
+SUPPORTED_SUFFIXES = TEXT_SUFFIXES + MARKDOWN_SUFFIXES + HTML_SUFFIXES + PDF_SUFFIXES + OFFICE_SUFFIXES
+EXTRACTED_SUFFIXES = PDF_SUFFIXES + HTML_SUFFIXES + OFFICE_SUFFIXES  # read by the worker process
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # RAG_MAX_DOCUMENT_BYTES: a file, and the text extracted from it
 DEFAULT_EXTRACT_SECONDS = 30.0  # RAG_MAX_EXTRACT_SECONDS: reading one HTML or PDF file
@@ -81,20 +85,10 @@ _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-@dataclass(frozen=True)
-class Extracted:
-    text: str
-    metadata: dict
-    body_floor: int = 0  # the body starts at or after this offset (after front matter)
-    kind: str = "text"  # text | markdown | html | pdf: how headings are recognised
-    headings: frozenset[int] = frozenset()  # html: the start offsets of heading blocks
-    pages: tuple[int, ...] = ()  # start offset of each page (PDF)
-
-
 def read(path: Path, raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, extractor: Extractor | None = None) -> Extracted:
     """The document text and metadata in `raw`, the bytes of `path` (`name` is its path as shown to users).
 
-    HTML and PDF go to `extractor` (a worker process with a time budget); without one they are read in this
+    HTML, PDF and the office formats go to `extractor` (a worker process with a time budget); without one they are read in this
     process, unbounded in time: what the worker itself does."""
     suffix = path.suffix.lower()
     if suffix in EXTRACTED_SUFFIXES:
@@ -120,8 +114,11 @@ def read(path: Path, raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, 
 
 
 def _extract(suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
-    """HTML or PDF read here and now; the text capped at `max_bytes` (UTF-8) and always encodable as UTF-8."""
-    extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else _read_html(raw, name)
+    """HTML, PDF or an office format read here and now; the text capped at `max_bytes` (UTF-8) and always encodable as UTF-8."""
+    if suffix in office.READERS:
+        extracted = office.READERS[suffix](raw, name, max_bytes)
+    else:
+        extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else _read_html(raw, name)
     _check_size(extracted.text, name, max_bytes)
     if _LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
         extracted = Extracted(_LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
@@ -253,7 +250,7 @@ class Stopped(Unreadable):
 
 
 class Extractor:
-    """Reads HTML and PDF files in a worker process, one at a time, each within `seconds`.
+    """Reads HTML, PDF and office files in a worker process, one at a time, each within `seconds`.
 
     The worker (a fresh interpreter, started on the first file) is killed when a file takes longer, or replaced
     when it dies; either way that file is skipped with a reason and the next one gets a new worker. Requests
@@ -308,7 +305,7 @@ class Extractor:
 
     def extract(self, suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
         """What `read` gives for these bytes, read by the worker; raises Unreadable (Stopped when out of time)."""
-        kind = "PDF" if suffix in PDF_SUFFIXES else "HTML"
+        kind = "PDF" if suffix in PDF_SUFFIXES else "HTML" if suffix in HTML_SUFFIXES else suffix
         proc = self._worker()
         started = time.monotonic()
         header = json.dumps({"suffix": suffix, "name": name, "max_bytes": max_bytes, "size": len(raw), "seconds": self.seconds}).encode()

@@ -38,7 +38,7 @@ def seeds(tmp_path) -> Path:
 @pytest.mark.parametrize(
     "name, content, expected",
     [
-        ("report.docx", SECRET.encode(), "unsupported type (.docx)"),
+        ("report.doc", SECRET.encode(), "unsupported type (.doc)"),
         ("README", SECRET.encode(), "unsupported type (without an extension)"),
         ("latin1.txt", SECRET.encode() + b" caf\xe9", "is not valid UTF-8"),
         ("empty.txt", b"", "is empty"),

@@ -25,6 +25,8 @@ from rag.corpus.documents import MAX_FOLDER_DEPTH, Skipped, load_corpus
 from rag.corpus.formats import MAX_YAML_ALIASES, MAX_YAML_VALUES, Extractor
 from rag.errors import Unreadable
 
+SUPPORTED = ", ".join(formats.SUPPORTED_SUFFIXES)  # .txt ... .pdf, then the office formats
+
 GOOD = "A good paragraph that should always be indexed, whatever else is in the folder.\n"
 BODY = "A paragraph of body text that is long enough to be indexed as a document of its own.\n"
 
@@ -266,7 +268,7 @@ def test_ordinary_aliases_and_front_matter_still_read(seeds):
 
 
 def test_names_that_are_not_utf8_are_shown_escaped_and_encode_as_json(seeds):
-    os.close(os.open(os.path.join(os.fsencode(seeds), b"r\xe9sum\xe9.docx"), os.O_CREAT | os.O_WRONLY))
+    os.close(os.open(os.path.join(os.fsencode(seeds), b"r\xe9sum\xe9.doc"), os.O_CREAT | os.O_WRONLY))
     with open(os.path.join(os.fsencode(seeds), b"caf\xe9.txt"), "w", encoding="utf-8") as f:
         f.write(BODY)
     with open(os.path.join(os.fsencode(seeds), b"caf\xe9.meta.json.bak"), "w", encoding="utf-8") as f:
@@ -274,8 +276,8 @@ def test_names_that_are_not_utf8_are_shown_escaped_and_encode_as_json(seeds):
     (seeds / "line\nbreak.txt").write_text("", encoding="utf-8")
     corpus = _load(seeds)
     assert {s.path: s.reason for s in corpus.skipped} == {
-        "r\\xe9sum\\xe9.docx": "r\\xe9sum\\xe9.docx is of an unsupported type (.docx); supported: .txt, .md, .markdown, .html, .htm, .pdf",
-        "caf\\xe9.meta.json.bak": "caf\\xe9.meta.json.bak is of an unsupported type (.bak); supported: .txt, .md, .markdown, .html, .htm, .pdf",
+        "r\\xe9sum\\xe9.doc": f"r\\xe9sum\\xe9.doc is of an unsupported type (.doc); supported: {SUPPORTED}",
+        "caf\\xe9.meta.json.bak": f"caf\\xe9.meta.json.bak is of an unsupported type (.bak); supported: {SUPPORTED}",
         "line\\x0abreak.txt": "line\\x0abreak.txt is empty",
     }
     cafe = {d.id: d for d in corpus.documents}["caf-xe9"]
