@@ -65,6 +65,7 @@ def _reasons(seeds: Path, **limits) -> dict[str, str]:
         ("loop.md", "---\nx: &a [*a]\n---\n" + BODY, "loop.md: the front matter holds a YAML alias inside the value it names (a loop)"),
         ("big.md", "---\nn: " + "9" * 5000 + "\n---\n" + BODY, "big.md: the front matter holds a number of more than 100 digits (the limit)"),
         ("inf.md", "---\nscore: .inf\n---\n" + BODY, "inf.md front matter: a field that is not a known one must be a finite number"),
+        ("lone.md", '---\ntitle: "\\udc80"\n---\n' + BODY, "lone.md front matter: field 'title' holds text that is not valid Unicode"),
     ],
 )
 def test_hostile_front_matter_is_a_skip_reason_not_a_crash(seeds, name, content, expected):
