@@ -116,7 +116,7 @@ def build(settings: Settings, encoders: Encoders | None = None, force: bool = Fa
 
 def read_corpus(settings: Settings) -> Corpus:
     """The documents under seeds/, and every file skipped with its reason (each logged once here)."""
-    corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes)
+    corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds)
     for skipped in corpus.skipped:
         log.warning("skipped %s: %s", skipped.path, skipped.reason)
     return corpus

@@ -123,15 +123,6 @@ def test_fit_takes_any_number_of_features():
         model.probability(1.0, 2.0)
 
 
-def test_notes_and_words_follow_the_verdict():
-    assert "answer from them and cite" in V.verdict_note("found")
-    assert "may not cover it" in V.verdict_note("uncertain")
-    assert "do not answer it" in V.verdict_note("not_found")
-    assert all(V.QUOTED_DATA in V.verdict_note(v) for v in ("found", "uncertain", "not_found"))
-    assert V.verdict_words("found") == "found: the passages likely answer this"
-    assert V.verdict_words("not_found", 0.123) == "not found: the documents do not seem to answer this; these are the closest passages (confidence 0.12)"
-
-
 # --- each state from a real query on the real index (questions not in the eval set) ----------------
 
 
