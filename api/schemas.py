@@ -12,7 +12,6 @@ filled from `rag` results by api.render.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -20,7 +19,6 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from rag.config import MODES, Settings
-from rag.errors import InvalidInput
 from rag.query.filters import Filters
 from rag.query.verdict import Verdict
 
@@ -80,26 +78,12 @@ class FiltersIn(BaseModel):
 def library_filters(filters: FiltersIn | None) -> Filters:
     """The library's `Filters` built from a validated request filter (None: no filter), for HTTP and MCP alike.
 
-    The schema has checked the shape, so nothing is parsed again; what a schema cannot say is checked here, in the
-    library's words (rag.query.filters): that a date is in the calendar (2019-02-30 matches the pattern) and that
-    the bounds are in order. Whether the documents exist is for the snapshot that answers (`Filters.check`)."""
+    The schema has checked the shape; `Filters.of` says what a schema cannot (2019-02-30 matches the pattern,
+    bounds out of order), in the library's words. Whether the documents exist is for the snapshot that answers
+    (`Filters.check`)."""
     if filters is None:
         return Filters()
-    after, before = _date(filters.published_after, "published_after"), _date(filters.published_before, "published_before")
-    if after and before and after > before:
-        raise InvalidInput(f"filters: published_after ({after}) is later than published_before ({before})")
-    return Filters(_stripped(filters.documents), _stripped(filters.authors), after, before, _stripped(filters.sections))
-
-
-def _date(value: str | None, name: str) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if value is not None else None
-    except ValueError:
-        raise InvalidInput(f"filters.{name} must be a date YYYY-MM-DD; got {value[:40]!r}") from None
-
-
-def _stripped(values: list[str]) -> tuple[str, ...]:
-    return tuple(v.strip() for v in values)
+    return Filters.of(filters.documents, filters.authors, filters.published_after, filters.published_before, filters.sections)
 
 
 @dataclass(frozen=True)

@@ -403,16 +403,21 @@ def _read_regular(path: Path, limit: int) -> bytes:
         return f.read(limit + 1)
 
 
+def _read_or_say(path: Path, limit: int, label: str, not_regular: str) -> bytes:
+    """`_read_regular`, with each way it can fail as the skip reason for `label` ("notes.txt", "its sidecar ...")."""
+    try:
+        return _read_regular(path, limit)
+    except FileNotFoundError:
+        raise Unreadable(f"{label} was removed while reading") from None
+    except _NotRegular:
+        raise Unreadable(not_regular) from None
+    except OSError as exc:
+        raise Unreadable(f"{label} cannot be read ({_why(exc)})") from None
+
+
 def _read_bytes(path: Path, relative: str, max_bytes: int) -> bytes:
     """The bytes of a document file, or Unreadable saying why not."""
-    try:
-        raw = _read_regular(path, max_bytes)
-    except FileNotFoundError:
-        raise Unreadable(f"{relative} was removed while reading") from None
-    except _NotRegular:
-        raise Unreadable(f"{relative} is not a regular file (a pipe, a socket or a device)") from None
-    except OSError as exc:
-        raise Unreadable(f"{relative} cannot be read ({_why(exc)})") from None
+    raw = _read_or_say(path, max_bytes, relative, f"{relative} is not a regular file (a pipe, a socket or a device)")
     if len(raw) > max_bytes:
         size = max(len(raw), _size(path))
         raise Unreadable(f"{relative} is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit per document (RAG_MAX_DOCUMENT_BYTES)")
@@ -444,17 +449,14 @@ def _sidecar(path: Path, root: Path, relative: str) -> dict:
         real = sidecar.resolve()
     except (RuntimeError, OSError):  # a symbolic link in a loop
         raise Unreadable(f"its sidecar {name} is a symbolic link in a loop; it is not read") from None
+    outside = f"its sidecar {name} is not a file inside the seeds folder; it is not read"
     try:
-        if not real.is_relative_to(root) or not real.is_file():
-            raise Unreadable(f"its sidecar {name} is not a file inside the seeds folder; it is not read")
-        data = _read_regular(sidecar, MAX_SIDECAR_BYTES)
-    except FileNotFoundError:
-        raise Unreadable(f"its sidecar {name} was removed while reading") from None
-    except _NotRegular:
-        raise Unreadable(f"its sidecar {name} is not a file inside the seeds folder; it is not read") from None
+        inside = real.is_relative_to(root) and real.is_file()
     except OSError as exc:
         raise Unreadable(f"its sidecar {name} cannot be read ({_why(exc)})") from None
-    return validate(load_json(data, name), name)
+    if not inside:
+        raise Unreadable(outside)
+    return validate(load_json(_read_or_say(sidecar, MAX_SIDECAR_BYTES, f"its sidecar {name}", outside), name), name)
 
 
 def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted) -> str | None:

@@ -23,8 +23,7 @@ EMBEDDING_TEXT_VERSION = "title+section+text+previous-opening/2"
 
 def heading_text(document: Document, passage: Passage) -> str:
     """A passage under its document title and section: what BM25 indexes, and what must fit the window."""
-    heading = f"{document.title}. {passage.section}." if passage.section else f"{document.title}."
-    return f"{heading}\n{passage.text}"
+    return _heading(document.title, passage.section, passage)
 
 
 def fit_heading(document: Document, passage: Passage, count_tokens: Callable[[str], int] | None, limit: int | None) -> str:

@@ -55,9 +55,6 @@ class BatchingEncoder(Encoder):
         texts = list(texts)
         return [self.embed_question(texts[0])] if len(texts) == 1 else self.inner.embed_questions(texts)
 
-    def _embed(self, texts: list[str]) -> list[QuestionEmbedding]:
-        return self.inner.embed_questions(texts)
-
     def _next_batch(self) -> list[tuple[str, Future]]:
         batch = [self._carry] if self._carry else [self._queue.get()]
         self._carry = None
@@ -78,7 +75,7 @@ class BatchingEncoder(Encoder):
         while True:
             batch = self._next_batch()
             try:
-                embedded = self._embed([text for text, _ in batch])
+                embedded = self.inner.embed_questions([text for text, _ in batch])
             except BaseException as exc:  # every waiting caller gets the error, the worker lives on
                 for _, future in batch:
                     future.set_exception(exc)

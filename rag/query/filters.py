@@ -48,23 +48,30 @@ class Filters:
 
     @classmethod
     def parse(cls, raw: Mapping | None) -> "Filters":
-        """A filter of the right shape from request data (None or {} is no filter); InvalidInput says what is
-        wrong. Whether its documents exist is a question for one snapshot: `check`."""
+        """A filter of the right shape from request data (None or {} is no filter; a Filters is taken as it is);
+        InvalidInput says what is wrong. Whether its documents exist is a question for one snapshot: `check`."""
         if raw is None:
             return cls()
         if isinstance(raw, Filters):
-            raw = raw.as_dict()
+            return raw
         if not isinstance(raw, Mapping):
             raise InvalidInput("filters must be an object with documents, authors, published_after, published_before, sections")
         unknown = sorted(set(raw) - set(FIELDS))
         if unknown:
             raise InvalidInput(f"filters: unknown field(s) {', '.join(unknown)}; known: {', '.join(FIELDS)}")
-        ids = _strings(raw.get("documents"), "documents")
-        after = _bound(raw.get("published_after"), "published_after")
-        before = _bound(raw.get("published_before"), "published_before")
+        return cls.of(*(raw.get(name) for name in FIELDS))
+
+    @classmethod
+    def of(cls, documents=None, authors=None, published_after=None, published_before=None, sections=None) -> "Filters":
+        """A filter from its five fields (lists of strings, dates as YYYY-MM-DD or `date`), each checked: for a
+        caller whose schema has already checked the shape (HTTP, MCP), what a schema cannot say is still said
+        here: a date that is not in the calendar, bounds out of order."""
+        ids = _strings(documents, "documents")
+        after = _bound(published_after, "published_after")
+        before = _bound(published_before, "published_before")
         if after and before and after > before:
             raise InvalidInput(f"filters: published_after ({after}) is later than published_before ({before})")
-        return cls(ids, _strings(raw.get("authors"), "authors"), after, before, _strings(raw.get("sections"), "sections"))
+        return cls(ids, _strings(authors, "authors"), after, before, _strings(sections, "sections"))
 
     def check(self, documents: Mapping) -> "Filters":
         """This filter, if every document it names is in `documents` (one snapshot's); InvalidInput otherwise."""

@@ -33,7 +33,7 @@ class Query:
     def parse(cls, question: object, top_k: object = None, mode: object = None, filters: object = None, *, settings) -> "Query":
         """A checked query from request data; None takes the settings' default (`top_k`, `mode`)."""
         question = clean_question(question, settings.max_question_chars)
-        return cls(question, *_parameters(top_k, mode, settings), parse_filters(filters))
+        return cls(question, *_parameters(top_k, mode, settings), Filters.parse(filters))
 
     @classmethod
     def parse_batch(cls, questions: object, top_k: object = None, mode: object = None, filters: object = None, *, settings) -> list["Query"]:
@@ -50,12 +50,8 @@ class Query:
                 cleaned.append(clean_question(question, settings.max_question_chars))
             except InvalidInput as exc:
                 raise InvalidInput(f"questions[{i}]: {exc}") from None
-        parsed = parse_filters(filters)
+        parsed = Filters.parse(filters)
         return [cls(question, top_k, mode, parsed) for question in cleaned]
-
-
-def parse_filters(filters: object) -> Filters:
-    return filters if isinstance(filters, Filters) else Filters.parse(filters)
 
 
 def clean_question(question: object, max_chars: int) -> str:

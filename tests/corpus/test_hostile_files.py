@@ -13,7 +13,6 @@ import shutil
 import signal
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ import rag.corpus.formats
 from rag.corpus import formats
 from rag.corpus.documents import MAX_FOLDER_DEPTH, Skipped, load_corpus
 from rag.corpus.formats import MAX_YAML_ALIASES, MAX_YAML_VALUES, Extractor
+from eval.bench_hostile import pdf
 from rag.errors import Unreadable
 
 SUPPORTED = ", ".join(formats.SUPPORTED_SUFFIXES)  # .txt ... .pdf, then the office formats
@@ -139,26 +139,9 @@ def test_a_name_of_251_bytes_is_read_though_its_sidecar_name_would_be_too_long(s
 
 
 def _pdf_with(content: bytes, info: bytes | None = None, extra: tuple[bytes, ...] = (), compress: bool = False) -> bytes:
-    """A one-page PDF written byte by byte: `content` is the page's content stream, `info` the object that the
-    trailer's /Info names (object 6), `extra` further objects (7, 8, ...)."""
-    stream = zlib.compress(content, 9) if compress else content
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 5 0 R >> >> /Contents 4 0 R >>",
-        b"<< " + (b"/Filter /FlateDecode " if compress else b"") + b"/Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        *([info] if info is not None else []),
-        *extra,
-    ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1) + b"".join(b"%010d 00000 n \n" % o for o in offsets)
-    trailer = b"<< /Size %d /Root 1 0 R" % (len(objects) + 1) + (b" /Info 6 0 R" if info is not None else b"") + b" >>"
-    return bytes(out + b"trailer\n" + trailer + b"\nstartxref\n%d\n%%%%EOF\n" % xref)
+    """A one-page PDF written byte by byte (eval.bench_hostile.pdf, uncompressed unless asked): `content` is the
+    page's content stream, `info` the object that the trailer's /Info names (object 6), `extra` objects 7, 8, ..."""
+    return pdf(content, info, extra, compress)
 
 
 TEXT_OPERATORS = b"BT /F1 12 Tf 72 712 Td (A readable paragraph of text in a PDF, long enough to be one passage.) Tj ET"
