@@ -247,3 +247,7 @@ class Ready(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     detail: list | None = None
+
+
+# A route's `responses` entry for an error status: the body is an ErrorResponse.
+ERROR = {"model": ErrorResponse}

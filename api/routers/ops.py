@@ -16,8 +16,6 @@ from api.deps import get_admission, get_metrics
 from api.limits import Admission
 from api.observability import PROMETHEUS_CONTENT_TYPE, Metrics
 
-ERROR = {"model": schemas.ErrorResponse}
-
 
 def router() -> APIRouter:
     routes = APIRouter(tags=["ops"])
@@ -27,7 +25,7 @@ def router() -> APIRouter:
         """The process is alive (it may still be loading)."""
         return schemas.Health(status="ok")
 
-    @routes.get("/ready", response_model=schemas.Ready, responses={503: ERROR})
+    @routes.get("/ready", response_model=schemas.Ready, responses={503: schemas.ERROR})
     async def ready(request: Request, admission: Admission = Depends(get_admission)):
         """Model and index are loaded: the index id and passage count, and the load (saturated: new queries get 503)."""
         service = request.app.state.service
