@@ -50,7 +50,7 @@ from pydantic import BaseModel, Field
 from starlette.routing import Route
 
 from api import render, schemas
-from api.security import transport_security
+from api.security import ANY_INTERFACE, transport_security
 from api.settings import ServerSettings
 from api.wording import QUOTED_DATA, verdict_note
 from rag.config import MODES, Settings
@@ -155,6 +155,13 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         except Overloaded as exc:
             raise ToolError(str(exc)) from exc
 
+    async def answer(question: str, top_k, mode, filters, ctx: Context, output) -> CallToolResult:
+        """`search` and `ask` alike: parse once, query in the lane, render once, shape with `output`."""
+        service = await get_service()
+        parsed = _parse(service, question, top_k, mode, filters)
+        response = render.query_response(await run(service.query, parsed))
+        return _result(output(response, _base_url(server_settings, ctx)))
+
     server = MCPServer(
         "ask-the-document",
         title="Ask the document",
@@ -179,10 +186,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     ) -> Annotated[CallToolResult, SearchOutput]:
         if not query.strip():
             raise ToolError("query is empty: pass the question or words to search for")
-        service = await get_service()
-        parsed = _parse(service, query, SEARCH_RESULTS, settings.default_mode, filters)
-        response = render.query_response(await run(service.query, parsed))
-        return _result(search_output(response, _base_url(server_settings, ctx)))
+        return await answer(query, SEARCH_RESULTS, settings.default_mode, filters, ctx, search_output)
 
     @server.tool(
         title="Fetch a passage in context",
@@ -255,10 +259,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     ) -> Annotated[CallToolResult, AskOutput]:
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
-        service = await get_service()
-        parsed = _parse(service, question, top_k, mode, filters)
-        response = render.query_response(await run(service.query, parsed))
-        return _result(ask_output(response, _base_url(server_settings, ctx)))
+        return await answer(question, top_k, mode, filters, ctx, ask_output)
 
     return server
 
@@ -347,7 +348,7 @@ def _base_url(settings: ServerSettings, ctx: Context) -> str:
     base_url = getattr(request, "base_url", None)  # a Starlette Request on HTTP; None on stdio
     if base_url is not None:
         return str(base_url).rstrip("/")
-    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    host = settings.host if settings.host not in ANY_INTERFACE else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings.port}"
