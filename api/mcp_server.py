@@ -46,7 +46,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.routing import Route
 
 from api import render, schemas
@@ -246,10 +246,16 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     async def ask(
         question: Annotated[str, Field(description="The question, in plain language.")],
         ctx: Context,
-        # Bounds and choices are advertised in the schema and checked by the library, which says what is
-        # wrong in one plain sentence (pydantic's own messages carry type codes and links).
+        # Type, bounds and choices are advertised in the schema and checked by the library, which says what is
+        # wrong in one plain sentence (pydantic's own messages carry type codes and links). `top_k` is taken
+        # as sent: pydantic's lax int would read "5" as 5 and true as 1, which HTTP refuses (api.schemas).
         top_k: Annotated[
-            int, Field(description="How many passages to return.", json_schema_extra={"minimum": 1, "maximum": settings.max_top_k})
+            object,
+            Field(
+                description="How many passages to return.",
+                json_schema_extra={"type": "integer", "minimum": 1, "maximum": settings.max_top_k},
+            ),
+            AfterValidator(_json_integer),
         ] = settings.default_top_k,
         mode: Annotated[
             str,
@@ -259,6 +265,8 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     ) -> Annotated[CallToolResult, AskOutput]:
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
+        if top_k is None:  # the library would read null as "the default"; the schema says integer, as over HTTP
+            raise ToolError(f"top_k must be an integer from 1 to {settings.max_top_k}; got null")
         return await answer(question, top_k, mode, filters, ctx, ask_output)
 
     return server
@@ -323,6 +331,11 @@ def _result(output: BaseModel) -> CallToolResult:
 def _parse(service: Service, question: str, top_k, mode, filters: schemas.FiltersIn | None) -> Query:
     """The tool's arguments as one `Query`, parsed once; what the library refuses is a tool error in its words."""
     return _call(lambda: service.parse(question, top_k, mode, schemas.library_filters(filters)))
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer as HTTP takes it: 5.0 is 5; anything else goes to the library as sent."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _call(function, *args):
