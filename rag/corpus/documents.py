@@ -69,6 +69,7 @@ from rag.corpus.formats import DEFAULT_MAX_BYTES, EXTRACTED_SUFFIXES, SUPPORTED_
 from rag.corpus.metadata import MAX_SIDECAR_BYTES, load_json, validate
 
 log = logging.getLogger(__name__)
+skip_log = logging.getLogger("rag.corpus.skipped")  # one line per skipped file: `log_skipped`; the CLI decides where they go
 
 METADATA_FIELDS = ("title", "subtitle", "author", "publication", "published", "url")
 SIDECAR_SUFFIX = ".meta.json"
@@ -189,6 +190,23 @@ def load_corpus(seeds_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES, max_extract
             documents[doc.id] = doc
     skipped += _orphan_sidecars(files, skipped, sidecars)
     return Corpus(tuple(sorted(documents.values(), key=lambda d: d.id)), tuple(sorted(skipped, key=lambda s: s.path)))
+
+
+_LOGGED: dict[str, frozenset[Skipped]] = {}  # seeds folder -> the skips logged for it last
+
+
+def log_skipped(seeds_dir: Path, skipped: tuple[Skipped, ...] | list[Skipped]) -> list[Skipped]:
+    """Log (WARNING, `rag.corpus.skipped`) each skipped file not already logged for this seeds folder by this
+    process: a reload that finds the same skips logs nothing, a file newly skipped is logged once. Each line's
+    message is its own text (no template shared by all), so a filter that drops repeats of one template (the
+    server's JSON logs) lets every skip through. Returns what was logged."""
+    key = str(Path(seeds_dir).resolve())
+    before = _LOGGED.get(key, frozenset())
+    new = [s for s in skipped if s not in before]
+    _LOGGED[key] = frozenset(skipped)
+    for s in new:
+        skip_log.warning(f"skipped {s.path}: {s.reason}")  # noqa: G004 - the message is the line (see above)
+    return new
 
 
 def _extract_seconds(seconds: float | None) -> float:

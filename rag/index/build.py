@@ -38,7 +38,7 @@ from rag.index.ann import ann_fingerprint, make_faiss_index
 from rag.encoding.build_encoder import progress_bar
 from rag.corpus.chunking import ChunkerParams, chunk_corpus
 from rag.config import Settings
-from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, load_corpus
+from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, load_corpus, log_skipped
 from rag.encoding.encoders import Encoders
 from rag.errors import IndexProblem
 from rag.index.lexical import lexical_fingerprint
@@ -115,10 +115,9 @@ def build(settings: Settings, encoders: Encoders | None = None, force: bool = Fa
 
 
 def read_corpus(settings: Settings) -> Corpus:
-    """The documents under seeds/, and every file skipped with its reason (each logged once here)."""
+    """The documents under seeds/, and every file skipped with its reason (each logged once per process: `log_skipped`)."""
     corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds)
-    for skipped in corpus.skipped:
-        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    log_skipped(settings.seeds_dir, corpus.skipped)
     return corpus
 
 
