@@ -74,7 +74,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("mcp", help="serve MCP over stdio (for desktop chat clients)")
 
     p_eval = sub.add_parser("eval", help="measure retrieval quality (default: the bundled eval/questions.jsonl)")
-    p_eval.add_argument("--questions", type=Path, default=None, metavar="FILE", help="a JSONL question file or a BEIR folder")
+    p_eval.add_argument("--questions", type=Path, default=None, metavar="FILE", help="a JSONL question file, a BEIR folder or a SQuAD JSON file")
     p_eval.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the run (default eval/runs/<time>/)")
     p_eval.add_argument("--mode", default="all", choices=[*MODES, "all"])
     p_eval.add_argument("--k", type=int, default=10, help="ranking depth (default 10)")
