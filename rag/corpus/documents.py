@@ -78,6 +78,8 @@ _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_RULE = re.compile(r"^([-=~*_])\1{2,}$")  # a line drawn under or over a plain-text heading
+_ANCHORS = re.compile(r"(?:[ \t]+(?:\*[^\s*]+\*|~))+[ \t]*$")  # Vim help tags (and its heading mark ~) closing a heading line
 _TAG_LIST = re.compile(r"^[^.!?\n]{1,60}(\s+/\s+[^.!?\n/]{1,60}){2,}$")
 
 
@@ -555,11 +557,27 @@ def _heading_title(block: str, is_markdown: bool) -> str | None:
     if is_markdown:
         match = _MD_HEADING.match(block) if "\n" not in block else None
         return match.group(2).strip() if match else None
-    if "\n" in block or len(block) > 90 or len(block.split()) > 12:
+    block = _ruled_line(block)
+    if block is None or len(block) > 90 or len(block.split()) > 12:
         return None
     if block[-1] in ".!?:;,\"”’)]…" or not (block[0].isupper() or block[0].isdigit()):
         return None
     return block
+
+
+def _ruled_line(block: str) -> str | None:
+    """The one line of text in a plain-text heading block, its whitespace collapsed and its help-file anchors
+    (`*new-terminal-window*`) dropped: a single line, or a line ruled off by a line of `-`, `=`, `~`, `*` or `_`
+    under it, over it, or both (`The terminal window` over `-------`); None for any other block."""
+    lines = [line.strip() for line in block.split("\n")]
+    if len(lines) > 1 and _RULE.match(lines[-1]):
+        lines.pop()
+    if len(lines) > 1 and _RULE.match(lines[0]):
+        lines.pop(0)
+    if len(lines) != 1:
+        return None
+    line = _ANCHORS.sub("", lines[0])
+    return " ".join(line.split()) or None
 
 
 def _structure(
