@@ -70,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", default=None)
     p_serve.add_argument("--port", type=int, default=None)
     p_serve.add_argument("--workers", type=int, default=1, help="worker processes serving one built index (default 1)")
+    p_serve.add_argument("--watch", action="store_true", default=None, help="re-index when files in seeds/ change (RAG_WATCH=true)")
 
     sub.add_parser("mcp", help="serve MCP over stdio (for desktop chat clients)")
 
@@ -186,9 +187,11 @@ def cmd_serve(args, settings: Settings) -> int:
     from api.settings import ServerSettings
 
     server_settings = ServerSettings()
-    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port), ("watch", args.watch)) if value is not None}
     if not 1 <= args.workers <= 64:
         raise RagError(f"--workers must be from 1 to 64; got {args.workers}")
+    if args.workers > 1 and (args.watch or server_settings.watch):
+        raise RagError("--watch serves one process: with --workers, rebuild with `rag index` and send SIGHUP")
     if args.workers > 1:
         from api.server import serve_workers
 

@@ -130,7 +130,7 @@ def files_holding(seeds_dir: Path, document_id: str, current: Document | None) -
     if current is not None:
         found.append(Path(current.path))
     try:
-        entries = list(os.scandir(seeds_dir))
+        entries = list(os.scandir(Path(seeds_dir).resolve()))
     except OSError:
         entries = []
     for entry in entries:
