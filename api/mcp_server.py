@@ -34,6 +34,7 @@ Two transports, one tool set:
 
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -52,7 +53,7 @@ from starlette.routing import Route
 from api import render, schemas
 from api.security import ANY_INTERFACE, transport_security
 from api.settings import ServerSettings
-from api.wording import QUOTED_DATA, verdict_note
+from api.wording import QUOTED_DATA, fetch_note, verdict_note
 from rag.config import MODES, Settings
 from rag.errors import InvalidInput, NotFound, Overloaded, RagError
 from rag.corpus.passage_text import UNTITLED_SECTION, paragraph_mark, titled_location
@@ -102,6 +103,9 @@ class FetchMetadata(schemas.Citation):
     context_start: int = Field(description="Offset where `text` starts in the document (the previous passage, if any).")
     context_end: int = Field(description="Offset where `text` ends (the next passage, if any).")
     index_id: str
+    block_marker: str = Field(
+        description="The random marker of this response: each block header of `text` begins '=== <marker> '."
+    )
 
 
 class FetchOutput(BaseModel):
@@ -109,7 +113,9 @@ class FetchOutput(BaseModel):
     title: str
     text: str = Field(
         description="The passage between its previous and next passages, each block headed by a line "
-        "'=== ... ===' saying which it is; only the block marked CITED PASSAGE is the passage with this id."
+        "'=== <marker> ... ===' saying which it is (`metadata.block_marker`, random per response, so no document "
+        "text can forge a header); only the block headed '=== <marker> CITED PASSAGE' is the passage with this id. "
+        "A line of passage text that begins with '===' is shown behind '> '."
     )
     url: str
     metadata: FetchMetadata
@@ -211,6 +217,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         previous = snapshot.passage(view.previous_id) if view.previous_id else None
         following = snapshot.passage(view.next_id) if view.next_id else None
         passage, document = view.passage, view.document
+        marker = secrets.token_hex(4)
         metadata = FetchMetadata(
             **render.citation(document, passage).model_dump(),
             publication=document.publication,
@@ -220,14 +227,15 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             context_start=(previous or view).passage.start,
             context_end=(following or view).passage.end,
             index_id=snapshot.id,
+            block_marker=marker,
         )
         output = FetchOutput(
             id=passage.id,
             title=titled_location(document.title, passage),
-            text=_in_context(view, previous, following),
+            text=_in_context(view, previous, following, marker),
             url=passage_url(_base_url(server_settings, ctx), passage.id),
             metadata=metadata,
-            note=QUOTED_DATA,
+            note=fetch_note(marker),
         )
         return _result(output)
 
@@ -305,20 +313,33 @@ def passage_url(base: str, passage_id: str) -> str:
     return f"{base}/?passage={passage_id}"
 
 
-def _in_context(view: PassageView, previous: PassageView | None, following: PassageView | None) -> str:
-    """The passage between its neighbours, each block headed so the cited one cannot be mistaken."""
+def _in_context(view: PassageView, previous: PassageView | None, following: PassageView | None, marker: str) -> str:
+    """The passage between its neighbours, each block headed so the cited one cannot be mistaken.
 
-    def where(v: PassageView) -> str:
+    Document text cannot forge a header (issue #21 item 8): every header carries `marker`, random per response,
+    and a line of passage text that begins with '===' (after any indent, at any of the line breaks
+    `str.splitlines` knows, U+2028 included) is shown behind '> '. What a header says of the document (id,
+    section) is folded onto its one line."""
+
+    def block(kind: str, v: PassageView) -> str:
         p = v.passage
-        return f"{p.section or UNTITLED_SECTION}, {paragraph_mark(p)}, characters {p.start}–{p.end}"
+        where = f"id {p.id}; {p.section or UNTITLED_SECTION}, {paragraph_mark(p)}, characters {p.start}–{p.end}"
+        return f"=== {marker} {kind} ({_one_line(where)}) ===\n{_quoted(p.text)}"
 
-    blocks = []
-    if previous:
-        blocks.append(f"=== previous passage (context only; id {previous.passage.id}; {where(previous)}) ===\n{previous.passage.text}")
-    blocks.append(f"=== CITED PASSAGE (id {view.passage.id}; {where(view)}) ===\n{view.passage.text}")
+    blocks = [block("previous passage, context only", previous)] if previous else []
+    blocks.append(block("CITED PASSAGE", view))
     if following:
-        blocks.append(f"=== next passage (context only; id {following.passage.id}; {where(following)}) ===\n{following.passage.text}")
+        blocks.append(block("next passage, context only", following))
     return "\n\n".join(blocks)
+
+
+def _quoted(text: str) -> str:
+    """`text` with each line that could pass for a block header (its first characters '===') behind '> '."""
+    return "".join(f"> {line}" if line.lstrip().startswith("===") else line for line in text.splitlines(keepends=True))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # every Unicode line break and space run becomes one space
 
 
 def _result(output: BaseModel) -> CallToolResult:

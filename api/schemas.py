@@ -240,7 +240,11 @@ class Ready(BaseModel):
     encoder: str = Field(description="Query encoder in use: onnx (fast path) or torch (sentence-transformers).")
     documents: int
     passages: int
-    skipped: list[SkippedFile] = Field(description="Files under seeds/ that are not indexed, each with the reason.")
+    skipped_count: int = Field(description="How many files under seeds/ are not indexed.")
+    skipped: list[SkippedFile] | None = Field(
+        description="Files under seeds/ that are not indexed, each with the reason; null when RAG_API_KEY is set "
+        "and the request did not carry the key (the paths name the server's files)."
+    )
     load: Load
 
 
