@@ -678,7 +678,7 @@ def print_report(report: dict, questions: list[Question], standard: dict, k: int
     for config, questions_hit in report["ambiguous_quotes"].items():
         if questions_hit:
             print(f"\nwarning: {len(questions_hit)} question(s) have a quote of fewer than {AMBIGUOUS_WORDS} words that more than "
-                  f"{AMBIGUOUS_PASSAGES} passages of the {config} index hold, so every one of them counts as gold (give a longer quote, "
+                  f"{AMBIGUOUS_PASSAGES} passages of the {config} index hold, and each of those passages counts as gold (give a longer quote, "
                   f"a 'document' or passage ids): " + ", ".join(f"{qid} ({_quoted_counts(quotes)})" for qid, quotes in list(questions_hit.items())[:10])
                   + (" …" if len(questions_hit) > 10 else ""))
     if bundled:
