@@ -169,10 +169,10 @@ def router() -> APIRouter:
 
 
 def _document_head(document) -> bytes:
-    """The document's JSON with an empty text, which is the last field: the text goes after it."""
-    out = render.document_out(document).model_copy(update={"text": ""})
-    encoded = out.model_dump_json().encode()
-    assert encoded.endswith(b'"text":""}')
+    """The document's JSON up to its text's opening quote (the text is the last field and follows in pieces)."""
+    encoded = render.document_out(document).model_copy(update={"text": ""}).model_dump_json().encode()
+    if not encoded.endswith(b'"text":""}'):  # the shape changed: say so loudly rather than send wrong JSON
+        raise RuntimeError("DocumentOut no longer ends with its text; update api.routers.documents._document_head")
     return encoded[: -len(b'""}')]
 
 
