@@ -80,6 +80,7 @@ _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _RULE = re.compile(r"^([-=~*_])\1{2,}$")  # a line drawn under or over a plain-text heading
 _ANCHORS = re.compile(r"(?:[ \t]+(?:\*[^\s*]+\*|~))+[ \t]*$")  # Vim help tags (and its heading mark ~) closing a heading line
+_TITLE_SEPARATOR = re.compile(r"\s+[|·•–—-]\s+")  # "Page | Site", "Page – Site"
 _TAG_LIST = re.compile(r"^[^.!?\n]{1,60}(\s+/\s+[^.!?\n/]{1,60}){2,}$")
 
 
@@ -372,7 +373,8 @@ def load_document(
     blocks = _blocks(extracted.text, extracted.body_floor)
     if "title" not in metadata and (title := _title_line(blocks, extracted)):
         metadata["title"] = title
-    body = _strip_furniture(blocks, metadata, extracted.headings if extracted.kind in office.PLACED_KINDS else frozenset())
+    body = _strip_furniture(blocks, metadata, extracted.headings if extracted.kind in office.PLACED_KINDS else frozenset(),
+                            _page_title_parts(metadata.get("title"), extracted))
     sections, paragraphs = _structure(extracted.text, body, extracted, metadata)
     if not paragraphs:
         raise Unreadable(f"{relative} has no body text (only headings, metadata or furniture)")
@@ -529,10 +531,19 @@ def _is_furniture(block: str, known: set[str]) -> bool:
     return plain in known or bool(_TAG_LIST.match(block.strip()))
 
 
-def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict, kept: frozenset[int] = frozenset()) -> list[tuple[int, int, str]]:
-    """Body blocks: the leading header and trailing furniture removed, and any listed furniture line; a block
-    starting at an offset in `kept` (a slide title, a sheet name) is never furniture."""
-    known = _known_furniture(metadata)
+def _page_title_parts(title: object, extracted: formats.Extracted) -> set[str]:
+    """A web page's title names its site too ("Rivers and Mountains | Example Site"): each part of it, for a
+    heading that repeats only the page's own part to count as the title's repeat."""
+    if extracted.kind != "html" or not isinstance(title, str):
+        return set()
+    return {_normal(part) for part in _TITLE_SEPARATOR.split(title) if part.strip()}
+
+
+def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict, kept: frozenset[int] = frozenset(),
+                     also: set[str] = frozenset()) -> list[tuple[int, int, str]]:
+    """Body blocks: the leading header and trailing furniture removed, and any listed furniture line (or one in
+    `also`); a block starting at an offset in `kept` (a slide title, a sheet name) is never furniture."""
+    known = _known_furniture(metadata) | set(also)
     furniture = lambda b: b[0] not in kept and _is_furniture(b[2], known)  # noqa: E731
     first = 0
     while first < len(blocks) and furniture(blocks[first]):

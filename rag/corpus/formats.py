@@ -15,12 +15,10 @@ the body may start, and, for HTML, PDF and the office formats, where headings an
   is refused before it is expanded), `MAX_DEPTH` levels of nesting, integers of
   `MAX_INT_DIGITS` digits. A date that is no real date (`2020-02-30`) stays the
   text it was, for the metadata check to refuse by its field.
-- `.html`, `.htm`: trafilatura finds the main content (no navigation, cookie
-  banners, scripts, styles, footers) and the page's title, author, date and
-  canonical URL. Its XML output is flattened here into paragraphs separated by
-  blank lines, headings as their own lines, whitespace inside a paragraph
-  collapsed. Chosen over readability-lxml/BeautifulSoup heuristics for its
-  extraction quality in published benchmarks and built-in metadata; pure Python over lxml.
+- `.html`, `.htm`: rag/corpus/webpage.py: trafilatura for the main content of an article, a
+  structural walk for manuals whose headings trafilatura drops; headings in any case as sections,
+  `<pre>` kept with its line breaks, navigation out; title, dates and author only from the page's own
+  metadata (`<title>`, date meta tags), never from its text.
 - `.pdf`: pypdf, text per page; lines are joined into paragraphs (a break at a
   blank line, after a line that pypdf's layout mode shows
   followed by vertical space, or after a line ending a sentence that is shorter
@@ -35,7 +33,8 @@ the body may start, and, for HTML, PDF and the office formats, where headings an
 
 HTML, PDF and the office formats are read by a worker process (`Extractor`), never in the caller's
 process: a file whose reading takes longer than its time budget
-(`RAG_MAX_EXTRACT_SECONDS`) has its worker killed and is skipped saying so, a
+(`RAG_MAX_EXTRACT_SECONDS`, counted from when the worker is ready: its own start, up to
+`WORKER_START_SECONDS`, is not the file's) has its worker killed and is skipped saying so, a
 worker that dies (a crash, or past `EXTRACT_MEMORY_BYTES` of memory) costs only
 that file, and the next file gets a fresh worker. The text a file yields is capped
 at the document size limit (`RAG_MAX_DOCUMENT_BYTES`, UTF-8 bytes): a small PDF
@@ -60,7 +59,7 @@ import time
 from pathlib import Path
 
 from rag.errors import Unreadable
-from rag.corpus import office
+from rag.corpus import office, webpage
 from rag.corpus.extracted import Extracted
 from rag.corpus.metadata import MAX_DEPTH, MAX_INT_DIGITS, validate
 
@@ -74,6 +73,7 @@ EXTRACTED_SUFFIXES = PDF_SUFFIXES + HTML_SUFFIXES + OFFICE_SUFFIXES  # read by t
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # RAG_MAX_DOCUMENT_BYTES: a file, and the text extracted from it
 DEFAULT_EXTRACT_SECONDS = 30.0  # RAG_MAX_EXTRACT_SECONDS: reading one HTML or PDF file
+WORKER_START_SECONDS = 120.0  # a fresh worker's imports (pypdf, trafilatura, lxml), before any file's budget starts
 EXTRACT_MEMORY_BYTES = 1 << 30  # address space a worker may add to what it holds when it starts
 MAX_FRONT_MATTER_CHARS = 64 * 1024
 MAX_YAML_ALIASES = 20
@@ -118,7 +118,7 @@ def _extract(suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
     if suffix in office.READERS:
         extracted = office.READERS[suffix](raw, name, max_bytes)
     else:
-        extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else _read_html(raw, name)
+        extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else webpage.read_html(raw, name)
     _check_size(extracted.text, name, max_bytes)
     if _LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
         extracted = Extracted(_LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
@@ -301,6 +301,11 @@ class Extractor:
             [sys.executable, "-I", "-c", code, json.dumps(sys.path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
         )
+        try:  # its imports done: from here on the time is the file's (a loaded machine's slow start is not)
+            _receive(self._proc.stdout.fileno(), time.monotonic() + WORKER_START_SECONDS)
+        except (TimeoutError, OSError, EOFError):
+            self._kill()
+            raise Stopped(f"the worker that reads HTML, PDF and office files did not start within {WORKER_START_SECONDS:g} s") from None
         return self._proc
 
     def extract(self, suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
@@ -364,6 +369,9 @@ def serve_worker() -> None:
     import pypdf  # noqa: F401 - loaded before the first file, so the budget is spent on reading it
     import trafilatura  # noqa: F401
 
+    out.write((2).to_bytes(4, "big") + b"{}")  # ready: the parent starts a file's clock after this
+    out.flush()
+
     while True:
         head = source.read(4)
         if len(head) < 4:
@@ -391,73 +399,6 @@ def serve_worker() -> None:
             data = json.dumps({"unreadable": f"{name}: reading it needs more than {EXTRACT_MEMORY_BYTES >> 30} GB of memory (the limit per file)"}).encode()
         out.write(len(data).to_bytes(4, "big") + data)
         out.flush()
-
-
-# --- HTML ----------------------------------------------------------------------------------
-
-_BLOCK_TAGS = {"head", "p", "item", "quote", "row", "code", "list", "table", "div", "main", "doc", "cell"}
-_CONTAINERS = {"list", "table", "div", "main", "doc"}
-
-
-def _read_html(raw: bytes, name: str) -> Extracted:
-    import trafilatura
-    from lxml import etree
-
-    try:
-        xml = trafilatura.extract(
-            raw, output_format="xml", include_comments=False, include_tables=True, include_links=False,
-            include_images=False, include_formatting=False, favor_recall=True, with_metadata=True,
-        )
-    except Exception:  # noqa: BLE001 - any parser failure is a skip reason, not a crash
-        raise Unreadable(f"{name} could not be parsed as HTML") from None
-    if not xml:
-        raise Unreadable(f"{name} has no main text that could be extracted")
-    root = etree.fromstring(xml.encode("utf-8"))
-    blocks: list[tuple[str, bool]] = []  # (text, is_heading)
-    _flatten(root, blocks)
-    text, headings = _join_blocks(blocks)
-    if not text.strip():
-        raise Unreadable(f"{name} has no main text that could be extracted")
-    found = root.attrib  # the page's metadata, as trafilatura's XML carries it (one parse, not two)
-    meta = {"title": _clean(found.get("title", "")), "author": found.get("author"), "published": found.get("date"),
-            "url": found.get("url"), "publication": found.get("sitename")}
-    meta = validate({k: v for k, v in meta.items() if v}, f"{name} page metadata", lenient=True)
-    return Extracted(text, meta, kind="html", headings=frozenset(headings))
-
-
-def _flatten(element, blocks: list[tuple[str, bool]]) -> None:
-    """Blocks of text in reading order; inline elements (code, hi, ref) stay inside their block."""
-    inline: list[str] = [element.text or ""]
-    for child in element:
-        if child.tag in _BLOCK_TAGS and not (child.tag == "code" and element.tag not in _CONTAINERS | {"item"}):
-            _emit(inline, element.tag == "head", blocks)
-            inline = []
-            _flatten(child, blocks)
-        else:
-            inline.append("".join(child.itertext()))
-        inline.append(child.tail or "")
-    _emit(inline, element.tag == "head", blocks)
-
-
-def _emit(parts: list[str], heading: bool, blocks: list[tuple[str, bool]]) -> None:
-    text = _clean("".join(parts))
-    if text:
-        blocks.append((text, heading))
-
-
-def _clean(text: str) -> str:
-    """Whitespace collapsed, Sphinx-style permalink marks (¶) dropped."""
-    return " ".join(text.replace("¶", " ").split())
-
-
-def _join_blocks(blocks: list[tuple[str, bool]]) -> tuple[str, list[int]]:
-    parts, headings, offset = [], [], 0
-    for text, heading in blocks:
-        if heading:
-            headings.append(offset)
-        parts.append(text)
-        offset += len(text) + 2
-    return "\n\n".join(parts) + "\n", headings
 
 
 # --- PDF -----------------------------------------------------------------------------------
