@@ -44,8 +44,9 @@ author), and a closing tag list ("a / b / c") are kept out of the body.
 Section headings are Markdown `#` lines, HTML headings, the headings an office
 reader found (Word heading styles, ODF `text:h`, EPUB chapters, slide titles,
 sheet names), or in plain text and RTF a short single-line paragraph with no
-closing punctuation (the way this article sets "A Closer Analysis"); PDFs have
-no sections. Text before the first heading belongs to section `None`. A slide's
+closing punctuation (the way this article sets "A Closer Analysis"; a line ruled
+off by `---` or `===`, and Vim help's `*tag*` headings, too), in a PDF a numbered
+heading on its own line ("1. Introduction", "2.1 Syntax"). Text before the first heading belongs to section `None`. A slide's
 title or a sheet's name is never taken for the document's title (that comes from
 the file's properties, else the file name) nor dropped as a repeat of it.
 """
@@ -73,6 +74,7 @@ skip_log = logging.getLogger("rag.corpus.skipped")  # one line per skipped file:
 
 METADATA_FIELDS = ("title", "subtitle", "author", "publication", "published", "url")
 SIDECAR_SUFFIX = ".meta.json"
+EXTRACTION_VERSION = 2  # of the HTML, PDF and office readers: in each such document's content hash (2: structure kept)
 MAX_FOLDER_DEPTH = 64  # folders below seeds/; deeper ones are skipped with a reason
 _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
@@ -380,7 +382,8 @@ def load_document(
         raise Unreadable(f"{relative} has no body text (only headings, metadata or furniture)")
     hashed = {k: v for k, v in metadata.items() if k != "authors"}  # derived from `author`
     meta_bytes = json.dumps(hashed, sort_keys=True, ensure_ascii=False).encode()
-    content_hash = hashlib.sha256(raw + b"\0" + meta_bytes).hexdigest()
+    reader = f"\0reader {EXTRACTION_VERSION}".encode() if extracted.kind not in ("text", "markdown") else b""
+    content_hash = hashlib.sha256(raw + b"\0" + meta_bytes + reader).hexdigest()  # a better reader rebuilds the index
     known = (*METADATA_FIELDS, "authors")
     return Document(
         id=_document_id(relative),
@@ -556,9 +559,7 @@ def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict, kept: f
 
 def _section_title(start: int, block: str, extracted: formats.Extracted) -> str | None:
     """The section title if the block at `start` is a heading in this document's format, else None."""
-    if extracted.kind == "pdf":
-        return None
-    if extracted.kind == "html" or extracted.kind in office.HEADED_KINDS:
+    if extracted.kind in ("html", "pdf") or extracted.kind in office.HEADED_KINDS:
         return block if start in extracted.headings else None
     return _heading_title(block, extracted.kind == "markdown")
 

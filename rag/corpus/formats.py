@@ -404,6 +404,10 @@ def serve_worker() -> None:
 # --- PDF -----------------------------------------------------------------------------------
 
 _SENTENCE_END = ".!?:;\"”’)"
+_DIGITS = re.compile(r"\d+")
+_PAGE_NUMBER = re.compile(r"^(?:\d{1,5}|[ivxlcdm]{1,7}|[IVXLCDM]{1,7})$")
+_CONTENTS_LINE = re.compile(r"(?:\.\s*){4,}\s*(?:\d{1,5}|[ivxlcdm]{1,7})$")  # dot leaders, then a page number
+_NUMBERED = re.compile(r"^(?:(?:\d{1,2}(?:\.\d{1,3}){0,4}\.?)|(?:[A-Z](?:\.\d{1,3}){1,4}\.?)|(?:Appendix|Chapter|Part)\s+[A-Z0-9]{1,3}\.?)\s+[A-Z]")
 
 
 def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extracted:
@@ -431,13 +435,28 @@ def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extr
         raise Unreadable(f"{name} could not be parsed as PDF") from None
     if not any(text.strip() for text, _ in pages):
         raise Unreadable(f"{name} has no text layer (a scanned PDF?); only PDFs with text can be indexed")
-    parts, starts, offset = [], [], 0
-    for page, gap_lines in pages:
-        text = _page_paragraphs(page, gap_lines)
-        starts.append(offset)
-        parts.append(text)
-        offset += len(text) + 2
-    return Extracted("\n\n".join(parts) + "\n", _pdf_metadata(reader, name), kind="pdf", pages=tuple(starts))
+    metadata = _pdf_metadata(reader, name)
+    lines = _without_furniture([_lines(text) for text, _ in pages])
+    title_line = None
+    if "title" not in metadata:  # the first line of the first page, when it reads like a title
+        first = next((line for line in lines[0] if line), "") if lines else ""
+        if _title_like(first):
+            metadata["title"] = title_line = first
+    is_heading = _heading_rule([line for page in lines for line in page])
+    out, starts, headings = "", [], []
+    for number, (page_lines, (_, gap_lines)) in enumerate(zip(lines, pages)):
+        text, page_headings = _page_paragraphs(page_lines, gap_lines, is_heading, title_line if number == 0 else None)
+        if out:  # a paragraph that runs on over the page break stays one paragraph: it really spans both pages
+            out += "\n" if _runs_on(out, text, page_headings) else "\n\n"
+        starts.append(len(out))
+        headings += [len(out) + at for at in page_headings]
+        out += text
+    return Extracted(out + "\n", metadata, kind="pdf", headings=frozenset(headings), pages=tuple(starts))
+
+
+def _runs_on(before: str, page: str, page_headings: list[int]) -> bool:
+    """Whether the text so far ends mid-sentence and `page` goes on with it (a lower-case start, no heading)."""
+    return bool(before.strip() and page[:1].islower() and 0 not in page_headings and before.rstrip()[-1] not in _SENTENCE_END)
 
 
 def _pdf_metadata(reader, name: str) -> dict:
@@ -470,16 +489,79 @@ def _gap_lines(page) -> set[str]:
     return {line for line, after in zip(lines, lines[1:]) if line and not after}
 
 
-def _page_paragraphs(page: str, gap_lines: set[str]) -> str:
-    """One page's lines joined into paragraphs separated by blank lines."""
-    lines = [" ".join(line.split()) for line in page.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+def _lines(page: str) -> list[str]:
+    return [" ".join(line.split()) for line in page.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+
+
+def _furniture_key(line: str) -> str:
+    return _DIGITS.sub("#", line.casefold())
+
+
+def _without_furniture(pages: list[list[str]]) -> list[list[str]]:
+    """Each page's lines without its running header and footer (a first or last line that recurs, numbers aside, at
+    the top or bottom of three pages or more; page 1 keeps its first line, the title), a
+    first or last line that is only a page number, and table-of-contents lines ("2.1 Syntax . . . . 5")."""
+    ends = [[i for i, line in enumerate(page) if line][:1] + [i for i, line in enumerate(page) if line][-1:] for page in pages]
+    counts: dict[str, int] = {}
+    for page, where in zip(pages, ends):
+        for key in {_furniture_key(page[i]) for i in where}:
+            counts[key] = counts.get(key, 0) + 1
+    recurring = {key for key, n in counts.items() if n >= 3}
+    kept = []
+    for number, (page, where) in enumerate(zip(pages, ends)):
+        drop = {i for i in where if _PAGE_NUMBER.match(page[i]) or (_furniture_key(page[i]) in recurring and not (number == 0 and i == where[0]))}
+        kept.append([line for i, line in enumerate(page) if i not in drop and not _CONTENTS_LINE.search(line)])
+    return kept
+
+
+def _title_like(line: str) -> bool:
+    return 0 < len(line) <= 120 and len(line.split()) <= 15 and line[-1] not in ".,;:!?" and line[0].isalnum() and not _PAGE_NUMBER.match(line)
+
+
+def _numbered_heading(line: str) -> bool:
+    """"1. Introduction", "2.1 ASN.1 syntax", "Appendix A Copying Information": a numbered heading on its own line."""
+    if not _NUMBERED.match(line) or len(line) > 90 or len(line.split()) > 12 or _CONTENTS_LINE.search(line):
+        return False
+    return line[-1] not in ".,;:!" and not line[-1].isdigit() and "_" not in line  # not a sentence, nor a table row ("4 CARD32 N_ENTRIES")
+
+
+def _numbering_style(line: str) -> str | None:
+    """"dotted" for "1." and "2.1." headings, "plain" for "1" and "2.1"; None for "A.1" or "Appendix A" (either)."""
+    number = line.split()[0]
+    if not number[0].isdigit():
+        return None
+    return "dotted" if number.endswith(".") else "plain"
+
+
+def _heading_rule(lines: list[str]):
+    """Which lines of this PDF are its numbered headings: those of `_numbered_heading` numbered the way most of
+    them are (a document numbers its headings one way; a table row "4 CARD32 PRIORITY" among "2.9." headings is
+    no heading)."""
+    styles = [_numbering_style(line) for line in lines if _numbered_heading(line)]
+    dotted, plain = styles.count("dotted"), styles.count("plain")
+    kept = {None, "dotted" if dotted >= plain else "plain"}
+    return lambda line: _numbered_heading(line) and _numbering_style(line) in kept
+
+
+def _page_paragraphs(lines: list[str], gap_lines: set[str], is_heading=_numbered_heading,
+                     title_line: str | None = None) -> tuple[str, list[int]]:
+    """One page's lines joined into paragraphs separated by blank lines, and the offsets of its numbered headings
+    (each its own paragraph; so is `title_line`, the title, when the page begins with it)."""
     widths = [len(line) for line in lines if line]
     short = 0.85 * max(widths, default=0)  # a line this much shorter than the longest may end its paragraph
-    paragraphs, current = [], ""
-    for line in lines:
+    paragraphs, headings, current = [], [], ""
+    for index, line in enumerate(lines):
         if not line:
             if current:
                 paragraphs.append(current)
+            current = ""
+            continue
+        if is_heading(line) or (title_line is not None and line == title_line and not paragraphs and not current):
+            if current:
+                paragraphs.append(current)
+            if line != title_line or paragraphs:
+                headings.append(len(paragraphs))
+            paragraphs.append(line)
             current = ""
             continue
         if current.endswith("-") and line[0].islower():
@@ -491,4 +573,8 @@ def _page_paragraphs(page: str, gap_lines: set[str]) -> str:
             current = ""
     if current:
         paragraphs.append(current)
-    return "\n\n".join(paragraphs)
+    starts, offset = [], 0
+    for paragraph in paragraphs:
+        starts.append(offset)
+        offset += len(paragraph) + 2
+    return "\n\n".join(paragraphs), [starts[i] for i in headings]

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from fpdf import FPDF
 from tokenizers import Tokenizer
 
 from rag.corpus.chunking import ChunkerParams, chunk_document
-from rag.corpus.documents import load_document
+from rag.corpus.documents import load_document, page_of
 from rag.corpus.passage_text import heading_text
 from rag.encoding.model import resolve_model
 from rag.index.lexical import LexicalIndex
@@ -116,3 +117,63 @@ def test_pre_code_keeps_its_lines_and_the_buffer_size_is_found(tmp_path, count_t
     lexical = LexicalIndex([heading_text(doc, p) for p in passages])
     best = passages[int(np.argmax(lexical.scores("What buffer size does the zpipe example use? CHUNK")))]
     assert "#define CHUNK 16384" in best.text.split("\n")
+
+
+# --- PDF ---------------------------------------------------------------------------------------------------------
+
+SHARED_MIME_PDF = Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf")  # Debian's shared-mime-info
+BODY = ("Rivers carry water, silt and stones from the hills to the sea, and their banks shape where towns are built. "
+        "A survey of their flow over a year shows how much the seasons change them. ")
+
+
+def _report(path: Path) -> None:
+    """A PDF without a /Title: its first line is the title, a contents page with dot leaders, numbered headings, a
+    running header and page numbers, and a sentence that runs on over a page break."""
+    pdf = FPDF()
+    pdf.set_auto_page_break(False)
+    pdf.set_font("helvetica", size=11)
+    pages = [
+        ["Field Notes on Rivers", "", "Contents", "1. Introduction . . . . . . . . . . . . . . 2", "1.1. Version . . . . . . . . . . . . . . . . 2",
+         "2. Method . . . . . . . . . . . . . . . . . . 3"],
+        ["Field Notes on Rivers (draft)", "1. Introduction", BODY, "1.1. Version", "This is version 3 of the notes, written in spring.", "2"],
+        ["Field Notes on Rivers (draft)", "2. Method", BODY, "Over the year the river carries its silt toward the", "3"],
+        ["Field Notes on Rivers (draft)", "delta, where it settles in wide banks of sand and clay.", BODY, "4"],
+    ]
+    for lines in pages:
+        pdf.add_page()
+        for line in lines:
+            pdf.multi_cell(0, 6, line) if line else pdf.ln(6)
+            pdf.ln(3)
+    pdf.output(str(path))
+
+
+def _page_span(doc, passage) -> tuple[int, int]:
+    return page_of(doc, passage.start), page_of(doc, max(passage.start, passage.end - 1))  # as HTTP's page, page_end
+
+
+def test_pdf_title_numbered_headings_contents_and_running_headers(tmp_path, count_tokens):
+    _report(tmp_path / "notes.pdf")
+    doc = load_document(tmp_path / "notes.pdf")
+    assert doc.title == "Field Notes on Rivers"  # the first line, not the file name
+    assert _sections(doc) == [None, "1. Introduction", "1.1. Version", "2. Method"]
+    passages = _exact_passages(doc, count_tokens)
+    assert not any(". . . ." in p.text for p in passages)  # the contents page's dot leaders
+    assert "(draft)" not in doc.text  # the running header
+    assert not [p for p in doc.paragraphs if doc.text[p.start : p.end].strip().isdigit()]  # page numbers
+    spanning = [p for p in passages if len(set(_page_span(doc, p))) > 1]  # page_end differs from page only here:
+    assert len(spanning) == 1 and "toward the\ndelta, where it settles" in spanning[0].text  # one paragraph over the break
+    assert _page_span(doc, spanning[0]) == (3, 4)
+
+
+@pytest.mark.skipif(not SHARED_MIME_PDF.exists(), reason="Debian's shared-mime-info is not installed")
+def test_debian_pdf_manual_has_its_title_and_numbered_sections(count_tokens):
+    doc = load_document(SHARED_MIME_PDF)
+    assert doc.title == "Shared MIME-info Database"  # its /Title is empty; the file name says "shared mime info spec"
+    assert _sections(doc)[:5] == [None, "1. Introduction", "1.1. Version", "1.2. What is this spec?", "1.3. Language used in this specification"]
+    assert "2.17. User modification" in _sections(doc) and not [s for s in _sections(doc) if s and "CARD32" in s]
+    passages = _exact_passages(doc, count_tokens)
+    spanning = [p for p in passages if len(set(_page_span(doc, p))) > 1]
+    assert 1 <= len(spanning) <= 3  # of 70 passages (8 before: short paragraphs merged over breaks, page numbers)
+    for p in spanning:  # each is one paragraph running on over the break (no blank line at the page start)
+        page_start = doc.pages[_page_span(doc, p)[1] - 1]
+        assert doc.text[page_start - 2 : page_start] != "\n\n"
