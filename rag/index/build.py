@@ -44,7 +44,7 @@ from rag.errors import IndexProblem
 from rag.index.lexical import lexical_fingerprint
 from rag.encoding.model import ModelSpec, resolve_model
 from rag.corpus.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text
-from rag.index import store
+from rag.index import corpus_cache, store
 from rag.index.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, load_index, manifest_digest, passages_json, read_manifest, remove_strays, stale_reasons, text_key
 
 log = logging.getLogger(__name__)
@@ -115,8 +115,15 @@ def build(settings: Settings, encoders: Encoders | None = None, force: bool = Fa
 
 
 def read_corpus(settings: Settings) -> Corpus:
-    """The documents under seeds/, and every file skipped with its reason (each logged once per process: `log_skipped`)."""
-    corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds)
+    """The documents under seeds/, and every file skipped with its reason (each logged once per process: `log_skipped`).
+
+    When nothing under seeds/ changed since the last read (by stat: rag.index.corpus_cache), the corpus read then
+    is used again, without parsing a file; otherwise the folder is read and remembered for next time."""
+    listed = corpus_cache.fingerprint(settings.seeds_dir, settings.max_document_bytes)  # before reading: a change meanwhile shows next time
+    corpus = corpus_cache.recall(settings.index_dir, listed)
+    if corpus is None:
+        corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds)
+        corpus_cache.remember(settings.index_dir, listed, corpus)
     log_skipped(settings.seeds_dir, corpus.skipped)
     return corpus
 
