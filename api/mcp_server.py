@@ -391,8 +391,9 @@ def _base_url(settings: ServerSettings, ctx: Context) -> str:
 # --- streamable HTTP on the FastAPI app ---------------------------------------------------------
 
 
-def mount_mcp(app, settings: Settings, server_settings: ServerSettings) -> StreamableHTTPSessionManager:
-    """Serve MCP at /mcp (and /mcp/) on `app`, over `app.state.service`.
+def mount_mcp(app, settings: Settings, server_settings: ServerSettings, security=None) -> StreamableHTTPSessionManager:
+    """Serve MCP at /mcp (and /mcp/) on `app`, over `app.state.service`; `security`: the app's
+    `api.security.transport_security(server_settings)` when it has computed it already (computed here otherwise).
 
     Returns the session manager, which the app's lifespan must run
     (`async with manager.run(): ...`): Starlette runs no lifespan of its own for it.
@@ -408,7 +409,7 @@ def mount_mcp(app, settings: Settings, server_settings: ServerSettings) -> Strea
 
     server = build_server(app_service, settings, server_settings, app.state.admission.query)
     # Builds (and keeps on `server.session_manager`) a fresh session manager; the Starlette app it returns is unused.
-    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=transport_security(server_settings))
+    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=security if security is not None else transport_security(server_settings))
     manager = server.session_manager
     endpoint = StreamableHTTPASGIApp(manager)
     for path in ("/mcp", "/mcp/"):
