@@ -353,7 +353,7 @@ class Service:
             current = snapshot.documents.get(document_id) if document_id is not None else None
             if current is not None and snapshot.retired.holds(current):
                 current = None
-            wanted = document_id if current is not None else uploads.checked_id(document_id) if document_id else upload.wanted_id()
+            wanted = self._wanted_id(upload, document_id, current)
             relative = self._relative_for(wanted, current, upload.suffix)
             staged = uploads.stage(upload, relative, self.settings.max_document_bytes, self.settings.max_extract_seconds)
             same = next((d for d in snapshot.live_documents() if d.content_hash == staged.content_hash), None)
@@ -375,6 +375,13 @@ class Service:
             placement = uploads.remove(uploads.files_holding(self.settings.seeds_dir, document_id, current))
             served = self._reindex(placement, document_id, None, current.source)
             return Written(document_id, "removed", served, current.source)
+
+    @staticmethod
+    def _wanted_id(upload: uploads.Upload, document_id: str | None, current: Document | None) -> str:
+        """An existing document keeps its id (folders and all); a new one needs a plain slug (rag.uploads)."""
+        if current is not None:
+            return current.id
+        return uploads.checked_id(document_id) if document_id is not None else upload.wanted_id()
 
     def _relative_for(self, document_id: str, current: Document | None, suffix: str) -> str:
         """Where the document goes under seeds/: beside the file it replaces (same folder and name), else at the top."""
@@ -407,11 +414,13 @@ class Service:
             placement.commit()
             return served
         placement.undo()
-        reason = next((s.reason for s in served.skipped if s.path == relative), "it was not indexed")
         try:
             self.reload()  # serve seeds/ as it is again
         except Exception as exc:  # noqa: BLE001 - the caller hears why its write failed; this is logged
             log.error("reload after an undone write failed: %s", exc)
+        if content_hash is None:
+            raise Conflict(f"another file, {document.source}, gives the id {document_id!r} too; remove or rename it first")
+        reason = next((s.reason for s in served.skipped if s.path == relative), "it was not indexed")
         raise InvalidInput(f"not indexed: {reason}")
 
 

@@ -98,7 +98,7 @@ UPLOAD_BODY = {
 }
 WRITE_ERRORS = {
     403: {"model": schemas.ErrorResponse, "description": "No API key is set and the client is not on this machine"},
-    409: {"model": schemas.ErrorResponse, "description": "The id is taken (POST), or the same content is another document (PUT)"},
+    409: {"model": schemas.ErrorResponse, "description": "The id is taken (POST), the same content is another document (PUT), or another file gives the id (DELETE)"},
     415: {"model": schemas.ErrorResponse, "description": "A body that is neither multipart/form-data nor JSON"},
 }
 
@@ -159,7 +159,7 @@ def router() -> APIRouter:
     async def remove_document(document_id: str, service: Service = Depends(get_service), admission: Admission = Depends(get_admission)):
         """Delete its file (and sidecar) from seeds/ and re-index; from then on no answer cites it."""
         async with admission.batch.slot():
-            written = await run_in_threadpool(service.remove_document, document_id)
+            written = await run_in_threadpool(_conflict_is_409, service.remove_document, document_id)
         return DocumentRemoved(id=written.id, status="removed", index_id=written.snapshot.id, source=written.source)
 
     return routes
@@ -200,7 +200,7 @@ async def _write(request: Request, service: Service, admission: Admission, docum
             raise HTTPException(415, "send the document as multipart/form-data (a 'file' field) or as JSON ({\"text\": ...})")
         async with admission.batch.slot():
             upload = await upload_of() if callable(upload_of) else upload_of
-            written = await run_in_threadpool(_written, service, upload, document_id, replace)
+            written = await run_in_threadpool(_conflict_is_409, service.write_document, upload, document_id, replace)
     finally:
         if form is not None:
             await form.close()
@@ -208,9 +208,10 @@ async def _write(request: Request, service: Service, admission: Admission, docum
     return JSONResponse(_summary(written).model_dump(), status_code=status)
 
 
-def _written(service: Service, upload: uploads.Upload, document_id: str | None, replace: bool) -> Written:
+def _conflict_is_409(write, *args) -> Written:
+    """`write(*args)`, its `Conflict` answered 409 (the app maps other library errors itself)."""
     try:
-        return service.write_document(upload, document_id, replace=replace)
+        return write(*args)
     except Conflict as exc:
         raise HTTPException(409, str(exc)) from None
 
