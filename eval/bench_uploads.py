@@ -1,7 +1,9 @@
 """The cost of one document written over the service (issue #20 items 3 and 5): add, then remove, on a corpus.
 
     .venv/bin/python eval/bench_uploads.py                       # the bundled seeds/ (the article)
-    .venv/bin/python eval/bench_uploads.py --scifact 2000        # + the first 2,000 SciFact abstracts (../shared/external)
+    .venv/bin/python eval/bench_uploads.py --scifact 1500        # + the first 1,500 SciFact abstracts (../shared/external)
+
+Results: eval/results/uploads-seed.json, eval/results/uploads-scifact-1500.json (table in docs/documents.md).
 
 It copies the corpus into a fresh seeds folder, builds its index (not timed), then times
 `Service.write_document` of one ~10-page article (SQuAD's "Steam engine", 34 KB, from ../shared/external)
