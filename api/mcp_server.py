@@ -287,7 +287,12 @@ def search_output(response: schemas.QueryResponse, base: str) -> SearchOutput:
         SearchResult(id=p.id, title=titled_location(p.citation.title, p.citation), url=passage_url(base, p.id), text=p.text)
         for p in response.passages
     ]
-    return SearchOutput(results=results, verdict=response.verdict, confidence=response.confidence, note=verdict_note(response.verdict))
+    return SearchOutput(results=results, verdict=response.verdict, confidence=response.confidence, note=note_for(response))
+
+
+def note_for(response: schemas.QueryResponse) -> str:
+    """The verdict's note, then what the model should know of how the question was read (a long one cut)."""
+    return " ".join([verdict_note(response.verdict), *response.warnings])
 
 
 def ask_output(response: schemas.QueryResponse, base: str) -> AskOutput:
@@ -302,7 +307,7 @@ def ask_output(response: schemas.QueryResponse, base: str) -> AskOutput:
         verdict=response.verdict,
         answerable=response.answerable,
         confidence=response.confidence,
-        note=verdict_note(response.verdict),
+        note=note_for(response),
         index_id=response.index.id,
         passages=passages,
     )

@@ -41,6 +41,7 @@ import numpy as np
 from rag.index.build import IndexConfig, load_or_build, on_disk, read_corpus
 from rag.config import Settings
 from rag.corpus.documents import Document, Skipped
+from rag.encoding import verifier as verifiers
 from rag.encoding.encoders import Encoders
 from rag import uploads
 from rag.errors import Conflict, IndexProblem, InvalidInput, NotFound
@@ -200,6 +201,7 @@ class Snapshot:
             "documents": len(self.documents),
             "passages": len(self.passages),
             "skipped": [s.as_dict() for s in self.skipped],
+            "verifier": self.retriever.verifier_status,
         }
 
 
@@ -450,5 +452,6 @@ def make_snapshot(
     by_id = {d.id: d for d in documents}
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
     threshold = ANSWERABLE_THRESHOLD if settings.answerable_threshold is None else settings.answerable_threshold
-    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold)
+    verifier, verifier_status = verifiers.for_model(encoder.spec, settings.verifier)
+    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold, verifier=verifier, verifier_status=verifier_status)
     return Snapshot(loaded, by_id, retriever, encoder.kind, tuple(skipped), retired if retired is not None else Retired())
