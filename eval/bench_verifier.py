@@ -1,7 +1,7 @@
 """Benchmark: what the verifier adds to a query inside one process, on the bundled article.
 
 Two services over one index in one process, the same question stream, calls interleaved in blocks (so both
-sides see the same machine load): the default (verifier on) and RAG_VERIFIER=false (the bi-encoder verdict).
+sides see the same machine load): RAG_VERIFIER=true (the verifier reads the evidence) and the default (the bi-encoder verdict).
 Prints p50/p99 of the whole query and of the "verify" stage, and the difference of the p50s (the issue's
 budget: at most 3 ms). The index is the project's own (built if needed), questions from eval.harness.
 
@@ -26,7 +26,7 @@ def measure(count: int = 600, block: int = 20) -> dict:
     from rag.service import Service
 
     index_dir = RUNS / "bench-verifier-index"
-    on = Service.open(Settings(index_dir=index_dir, auto_build=True))
+    on = Service.open(Settings(index_dir=index_dir, auto_build=True, verifier=True))
     off = Service(on.settings.model_copy(update={"verifier": False}), on.model, on.encoders, None)
     off.snapshot = _snapshot(off, on)
     questions = distinct_questions()[:count]
