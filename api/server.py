@@ -27,9 +27,11 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   api.security.transport_security.
 - SIGHUP reloads the index on a thread of its own (api.routers.admin): the
   handler returns at once, and the service coalesces it with any reload running.
-- `rag serve --watch` (RAG_WATCH=true): a `rag.watch.Watcher` re-indexes when files
-  in seeds/ change (debounced) and follows a newer build on disk; started once the
-  index is loaded (the lifespan's startup), stopped when shutdown starts (`with_watcher`).
+- A `rag.watch.Watcher` follows a newer build on disk in every serving process (a
+  second server or `rag index` rebuilt the index: it moves to it within a poll), and
+  with `rag serve --watch` (RAG_WATCH=true) also re-indexes when files in seeds/ change
+  (debounced); started once the index is loaded (the lifespan's startup), stopped when
+  shutdown starts (`with_watcher`).
 - `rag serve --workers N` (`serve_workers`): N processes behind one socket, all serving
   one index built beforehand; they never build (RAG_AUTO_BUILD=false in each), share
   the memory-mapped sentence vectors, and SIGHUP replaces them one at a time.
@@ -247,11 +249,12 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
         sock.close()
 
 
-def with_watcher(app, server_settings: ServerSettings):
-    """`app`, with a watcher of seeds/ (rag.watch) while it serves when `server_settings.watch` is on: started
-    when the lifespan's startup completes (the index is loaded then), stopped when its shutdown begins."""
-    if not server_settings.watch:
-        return app
+def with_watcher(app, server_settings: ServerSettings, seeds: bool | None = None):
+    """`app`, with a watcher (rag.watch) while it serves: it always follows a newer build of the index on disk
+    (another server or `rag index` rebuilt it), and re-indexes changed files in seeds/ when `server_settings.watch`
+    is on (or `seeds`). Started when the lifespan's startup completes (the index is loaded then), stopped when its
+    shutdown begins."""
+    seeds = server_settings.watch if seeds is None else seeds
     import anyio
 
     from rag.watch import Watcher
@@ -269,10 +272,13 @@ def with_watcher(app, server_settings: ServerSettings):
 
         async def start_at_startup(message):
             if message["type"] == "lifespan.startup.complete":
+                service = app.state.service
                 watchers.append(
-                    Watcher(app.state.service, server_settings.watch_interval_seconds, seeds=True, debounce=server_settings.watch_debounce_seconds).start()
+                    Watcher(service, server_settings.watch_interval_seconds, seeds=seeds, debounce=server_settings.watch_debounce_seconds).start()
                 )
-                log.info("watching %s for changes every %.1f s", app.state.service.settings.seeds_dir, server_settings.watch_interval_seconds)
+                watched = f"{service.settings.seeds_dir} and " if seeds else ""
+                log.info("watching %s%s for changes every %.1f s", watched, service.settings.index_dir / "manifest.json",
+                         server_settings.watch_interval_seconds)
             await send(message)
 
         try:
@@ -353,11 +359,12 @@ def worker_app():
 
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))
     app = serving_app(Settings(), ServerSettings())  # with the Host allow-list, as `rag serve`
+    watched = with_watcher(app, ServerSettings(), seeds=False)  # every worker follows a newer build on disk
     pid = str(os.getpid()).encode()
 
     async def tagged(scope, receive, send):
         if scope["type"] != "http":
-            return await app(scope, receive, send)
+            return await watched(scope, receive, send)
 
         async def send_tagged(message):
             if message["type"] == "http.response.start":

@@ -85,3 +85,33 @@ def test_rag_serve_watch_reindexes_what_is_added_to_and_removed_from_seeds(tmp_p
         (seeds / "notes.txt").unlink()
         documents_when(lambda ids: "notes" not in ids)
         assert httpx.get(base + "/ready").json()["index_id"] == first  # the same corpus again: the same index
+
+
+@pytest.mark.slow
+def test_rag_serve_without_watch_follows_a_build_another_process_made(tmp_path):
+    """A server not watching seeds/ still follows the index on disk: after `rag index` (another process) rebuilds it
+    from changed documents, /ready names the new build and the new document is answered, with no reload asked."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    from tests.reliability_support import rag_serve
+
+    seeds = write_tiny_seeds(tmp_path / "seeds")
+    env = {"RAG_AUTO_BUILD": "true", "RAG_WATCH_INTERVAL_SECONDS": "0.2"}
+    with rag_serve(seeds, tmp_path / "index", tmp_path / "server.log", **env) as (_, base):
+        first = httpx.get(base + "/ready").json()["index_id"]
+        (seeds / "notes.txt").write_text(EXTRA_PARAGRAPH + "\n", encoding="utf-8")
+        time.sleep(1.0)  # several polls: seeds/ is not watched, so nothing may move yet
+        assert httpx.get(base + "/ready").json()["index_id"] == first
+        subprocess.run([sys.executable, "-m", "api.cli", "index"], check=True, capture_output=True, timeout=300,
+                       env={**os.environ, "RAG_SEEDS_DIR": str(seeds), "RAG_INDEX_DIR": str(tmp_path / "index"), "HF_HUB_OFFLINE": "1"})
+        deadline = time.monotonic() + 30
+        while httpx.get(base + "/ready").json()["index_id"] == first and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert httpx.get(base + "/ready").json()["index_id"] != first
+        answer = httpx.get(base + "/query", params={"q": "How many zebras did the lighthouse keeper count?"}).json()
+        assert answer["passages"][0]["citation"]["document"] == "notes"
