@@ -42,8 +42,9 @@ eval: $(STAMP)  ## retrieval quality report (full report under an ignored folder
 train-verifier: $(STAMP)  ## retrain the verifier from ../shared/external (seeded; writes rag/assets/verifier/)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m eval.train_verifier
 
-bench: $(STAMP)  ## speed benchmarks
-	$(BIN)/python eval/bench.py
+# make bench BENCH_ARGS=--quick: every section shortened (a few minutes); BENCH_ARGS='--sections inproc,http --levels 1,16'
+bench: $(STAMP)  ## speed benchmarks: c1/c16 against the plain server, the in-process stages, start-up, builds
+	$(BIN)/python eval/bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) index/*.faiss index/*.json index/*.npy index/encoders
