@@ -15,10 +15,12 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   so a slowloris client could hold a connection forever); beyond
   `max_connections` open connections a new one gets a 503 and is closed at
   once, and the file limit is raised to the hard limit, so idle crowds cannot
-  make `accept()` fail; and once SIGTERM arrives an idle keep-alive
-  connection lingers SHUTDOWN_LINGER_SECONDS instead of being cut, so a
-  request sent on it at that instant is served (with `Connection: close`)
-  rather than reset.
+  make `accept()` fail; one client address may hold only its share of the cap
+  (api.connections, RAG_MAX_CONNECTIONS_PER_CLIENT, a quarter by default): past
+  it, its next connection gets the same 503 while other clients are still
+  served; and once SIGTERM arrives an idle keep-alive connection lingers
+  SHUTDOWN_LINGER_SECONDS instead of being cut, so a request sent on it at
+  that instant is served (with `Connection: close`) rather than reset.
 - The request head: h11 refuses one that is still incomplete past
   MAX_HEAD_BYTES (400); a complete one is checked by api.middleware
   (at most MAX_HEADERS lines and MAX_HEADER_BYTES, else 431).
@@ -49,6 +51,7 @@ import threading
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from api.connections import ConnectionShare, share_of
 from api.settings import ServerSettings
 from rag.config import Settings
 from rag.errors import RagError
@@ -101,18 +104,27 @@ class GuardedH11Protocol(H11Protocol):
 
     header_timeout: float = 10.0
     max_connections: int = 512
+    share: ConnectionShare = ConnectionShare(share_of(512))  # per client address; one per server (`guarded_protocol`)
     draining: threading.Event = threading.Event()  # the app's: set at shutdown, responses then say Connection: close
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._head_timer = None
         self._lingering = False
+        self._share_host = None
         if len(self.connections) > self.max_connections:
             log.warning("refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.max_connections)
-            transport.write(OVERLOADED_RESPONSE)
-            transport.close()
-            return
+            return self._refuse(transport)
+        host = self.client[0] if self.client else None
+        if not self.share.admit(host):
+            log.warning("refused a connection from %s: it holds %d, its share of the limit", host, self.share.per_client)
+            return self._refuse(transport)
+        self._share_host = host
         self._arm_head_timer()
+
+    def _refuse(self, transport) -> None:
+        transport.write(OVERLOADED_RESPONSE)
+        transport.close()
 
     def _waiting_for_head(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
@@ -142,6 +154,8 @@ class GuardedH11Protocol(H11Protocol):
 
     def connection_lost(self, exc) -> None:
         self._cancel_head_timer()
+        self.share.release(self._share_host)
+        self._share_host = None
         super().connection_lost(exc)
 
     def shutdown(self) -> None:
@@ -166,10 +180,11 @@ def guarded_protocol(server_settings: ServerSettings, draining: threading.Event)
     if cap > limit - FILES_RESERVED:
         cap = max(1, limit - FILES_RESERVED)
         log.warning("max_connections lowered to %d: the open-file limit is %d", cap, limit)
+    share = ConnectionShare(share_of(cap, server_settings.max_connections_per_client), exempt=server_settings.trusted_proxies)
     return type(
         "GuardedH11Protocol",
         (GuardedH11Protocol,),
-        {"header_timeout": server_settings.header_timeout_seconds, "max_connections": cap, "draining": draining},
+        {"header_timeout": server_settings.header_timeout_seconds, "max_connections": cap, "share": share, "draining": draining},
     )
 
 

@@ -52,6 +52,9 @@ class ServerSettings(BaseSettings):
     # connections (api.server)
     header_timeout_seconds: float = Field(10.0, gt=0, description="A connection that has not sent a complete request head by then is closed.")
     max_connections: int = Field(512, ge=1, description="Open connections; more are answered 503 and closed at once.")
+    max_connections_per_client: int = Field(
+        0, ge=0, description="Open connections one client address may hold (api.connections); 0 = a quarter of max_connections."
+    )
     # following the disk (rag.watch, started by api.server): `rag serve --watch` or RAG_WATCH=true
     watch: bool = Field(False, description="Re-index when files in seeds/ change (debounced), as `rag serve --watch`.")
     watch_interval_seconds: float = Field(2.0, gt=0, le=3600, description="How often the watcher looks at seeds/ and the index manifest.")

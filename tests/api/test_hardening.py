@@ -493,7 +493,8 @@ def guarded(tmp_path_factory, tiny):
     root = tmp_path_factory.mktemp("guarded")
     index = copy_index(pristine, root / "index")
     log = root / "server.log"
-    env = {"RAG_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT), "RAG_MAX_CONNECTIONS": str(MAX_CONNECTIONS)}
+    env = {"RAG_HEADER_TIMEOUT_SECONDS": str(HEADER_TIMEOUT), "RAG_MAX_CONNECTIONS": str(MAX_CONNECTIONS),
+           "RAG_MAX_CONNECTIONS_PER_CLIENT": str(MAX_CONNECTIONS)}  # one client may fill the cap here: the share has its own tests
     with rag_serve(seeds, index, log, **env) as (process, base):
         yield {"process": process, "base": base, "port": _port(base), "log": log}
 
