@@ -243,7 +243,7 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]
     sentence_vectors = _embed_reusing(sentence_texts, encoder, _old_sentence_vectors(old), progress, "sentences", store.SENTENCE_DTYPE)
     build = uuid.uuid4().hex[:12]
-    engine_state = _add_to_engine(config, passages, vectors, by_id, texts) if config.engine else None
+    engine_state = _add_to_engine(config, passages, vectors, by_id, texts, old) if config.engine else None
     faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max) if not config.engine else (None, config.vector_store)
     try:
         files = {
@@ -284,12 +284,14 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     return manifest
 
 
-def _add_to_engine(config: IndexConfig, passages, vectors: np.ndarray, by_id: dict, texts: list[str]) -> dict:
+def _add_to_engine(config: IndexConfig, passages, vectors: np.ndarray, by_id: dict, texts: list[str], old: LoadedIndex | None) -> dict:
     """Add the passages the engine lacks (vectors, BM25 text, payload): rag.index.qdrant_store."""
     from rag.index import qdrant_store
 
     lexical_texts = [heading_text(by_id[p.document], p) for p in passages]  # what BM25 indexes (as rag.service does)
-    return qdrant_store.add_passages(config.store_uri, config.collection, passages, vectors, lexical_texts, [text_key(t) for t in texts], config.model.as_dict())
+    previous = old.manifest.get("store_state") if old is not None and in_engine(old.manifest) else None
+    return qdrant_store.add_passages(config.store_uri, config.collection, passages, vectors, lexical_texts, [text_key(t) for t in texts],
+                                     config.model.as_dict(), previous)
 
 
 def _remove_from_engine(config: IndexConfig, passages, texts: list[str], state: dict) -> None:

@@ -14,12 +14,13 @@ BM25 as the default store computes it (bm25s, Lucene's variant): the client toke
 does (rag.index.lexical.tokens: Snowball stems, the same stop words), hashes each term to a 32-bit
 index, and stores tf / (tf + k1 (1 - b + b dl / avgdl)) per term; the collection's IDF modifier makes
 Qdrant multiply by ln(1 + (N - df + 0.5) / (df + 0.5)) over the points it holds at query time, so a
-passage added or removed moves every IDF as it does in bm25s. avgdl is the build's, rounded to 2 %
-steps so that a small change to the corpus leaves unchanged passages' vectors (and points) as they are.
+passage added or removed moves every IDF as it does in bm25s. avgdl is the build's own (so a fresh build
+scores exactly as bm25s), and a rebuild keeps the previous build's while the corpus's average length stays
+within AVGDL_DRIFT of it, so that a small change leaves unchanged passages' vectors (and points) as they are.
 A question is the sparse vector of its term counts (a repeated term counts twice, as in bm25s).
 
 Point ids are content-addressed (uuid5 of the passage id, its embedded text's sha256, the model and the
-avgdl step): a build adds the points the collection lacks, writes the manifest, then removes the points
+avgdl): a build adds the points the collection lacks, writes the manifest, then removes the points
 no longer named (`add_passages`, `remove_others`); opening an index checks that every point it names is
 there (else the index is stale: rebuilt, or refused with RAG_AUTO_BUILD=false).
 
@@ -33,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import math
 import threading
 import uuid
 from collections import Counter
@@ -50,7 +50,7 @@ DENSE = "dense"
 SPARSE = "bm25"
 BATCH = 256  # points per upsert or retrieve call
 NAMESPACE = uuid.UUID("0b7c4d1e-6f0a-4e55-9a51-3f1c2a9d8e11")
-AVGDL_STEP = 0.02  # avgdl is rounded to steps of 2 % (log scale)
+AVGDL_DRIFT = 0.05  # a rebuild keeps the previous avgdl while the corpus's is within 5 % of it
 
 _connections: dict[str, "Connection"] = {}
 _connections_lock = threading.Lock()
@@ -100,9 +100,12 @@ def term_id(term: str) -> int:
     return int.from_bytes(hashlib.blake2b(term.encode(), digest_size=4).digest(), "big")
 
 
-def avgdl_step(lengths: list[int]) -> float:
-    average = max(sum(lengths) / max(len(lengths), 1), 1.0)
-    return round(math.exp(round(math.log(average) / AVGDL_STEP) * AVGDL_STEP), 6)
+def choose_avgdl(lengths: list[int], previous: float | None) -> float:
+    """The average passage length BM25 normalises by: this build's, or the previous build's while close to it."""
+    average = round(max(sum(lengths) / max(len(lengths), 1), 1.0), 6)
+    if isinstance(previous, (int, float)) and previous > 0 and abs(average / previous - 1) <= AVGDL_DRIFT:
+        return float(previous)
+    return average
 
 
 def passage_sparse(terms: list[str], avgdl: float):
@@ -134,15 +137,17 @@ def point_tag(model: dict, avgdl: float) -> str:
 # --- the write side: add and remove passages -----------------------------------------------
 
 
-def add_passages(uri: str, collection: str, passages, vectors: np.ndarray, lexical_texts: list[str], embedded_keys: list[str], model: dict) -> dict:
+def add_passages(uri: str, collection: str, passages, vectors: np.ndarray, lexical_texts: list[str], embedded_keys: list[str], model: dict,
+                 previous: dict | None = None) -> dict:
     """Upsert the passages the collection lacks (vector, BM25 sparse vector, payload); returns the manifest's
-    `store_state`: the avgdl step and model tag the point ids were made with, and how many points were added."""
+    `store_state`: the avgdl and model tag the point ids were made with, and how many points were added.
+    `previous`: the store_state of the index this build replaces (its avgdl is kept while close)."""
     from qdrant_client import models
 
     connection = connect(uri)
     dimension = int(vectors.shape[1])
     terms = tokens(lexical_texts)
-    avgdl = avgdl_step([len(t) for t in terms])
+    avgdl = choose_avgdl([len(t) for t in terms], (previous or {}).get("avgdl"))
     tag = point_tag(model, avgdl)
     ids = [point_id(p.id, key, tag) for p, key in zip(passages, embedded_keys)]
     with connection.lock:

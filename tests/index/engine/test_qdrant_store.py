@@ -38,18 +38,18 @@ def test_the_engine_ranks_as_the_default_store(pair, mode):
     assert engine.snapshot.retriever.store.kind == "qdrant" and faiss.snapshot.retriever.store.kind == "faiss"
     for question in QUESTIONS:
         (ids_f, scores_f), (ids_e, scores_e) = ranked(faiss, question, mode), ranked(engine, question, mode)
-        assert ids_e[:3] == ids_f[:3], question
-        np.testing.assert_allclose(scores_e[:3], scores_f[:3], atol=0.02)  # avgdl is rounded to 2 % steps in the engine
+        assert ids_e == ids_f, question
+        np.testing.assert_allclose(scores_e, scores_f, atol=1e-3)
 
 
 def test_bm25_in_the_engine_is_bm25s(pair):
-    """Qdrant's IDF modifier over the client's tf part gives bm25s's (Lucene) scores, up to the avgdl step."""
+    """Qdrant's IDF modifier over the client's tf part gives bm25s's (Lucene) scores on a fresh build."""
     faiss, engine = pair
     question = QUESTIONS[0]
     expected = faiss.snapshot.retriever.lexical.scores(question)
     hits = engine.snapshot.retriever.store.lexical_search(question, 100, None)
     assert len(hits.positions) == int((expected > 0).sum())
-    np.testing.assert_allclose(hits.scores_of(np.arange(len(expected))), expected, rtol=0.02)
+    np.testing.assert_allclose(hits.scores_of(np.arange(len(expected))), expected, rtol=1e-4)
 
 
 def test_filters_are_applied_inside_the_engine(pair):
