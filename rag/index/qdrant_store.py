@@ -87,6 +87,8 @@ def close_all() -> None:
 
 
 def connect(uri: str) -> Connection:
+    if "://" in uri and not uri.startswith(("http://", "https://")):
+        raise IndexProblem(f"RAG_VECTOR_STORE_URI {uri!r} is neither an http(s) URL nor a folder")
     key = uri if uri.startswith(("http://", "https://")) else str(Path(uri).resolve())
     with _connections_lock:
         if key not in _connections:
@@ -151,6 +153,7 @@ def add_passages(uri: str, collection: str, passages, vectors: np.ndarray, lexic
     tag = point_tag(model, avgdl)
     ids = [point_id(p.id, key, tag) for p, key in zip(passages, embedded_keys)]
     with connection.lock:
+        _reachable(connection, collection)
         _ensure_collection(connection, collection, dimension)
         present = _present(connection, collection, ids)
         added = 0
@@ -190,6 +193,14 @@ def remove_others(uri: str, collection: str, keep: set[str]) -> int:
         for start in range(0, len(stale), 10_000):
             connection.client.delete(collection, points_selector=models.PointIdsList(points=stale[start : start + 10_000]), wait=True)
     return len(stale)
+
+
+def _reachable(connection: Connection, collection: str) -> bool:
+    """Whether the collection exists; IndexProblem, with the reason, when the engine cannot be asked at all."""
+    try:
+        return connection.client.collection_exists(collection)
+    except Exception as exc:  # noqa: BLE001 - connection refused, timeout, TLS, an HTTP error: the client's own types vary
+        raise IndexProblem(f"cannot reach Qdrant at {connection.uri}: {str(exc)[:200] or type(exc).__name__}") from exc
 
 
 def _ensure_collection(connection: Connection, collection: str, dimension: int) -> None:
@@ -238,7 +249,7 @@ def open_store(uri: str, collection: str, manifest: dict, passages, embedded_key
     connection = connect(uri)
     ids = [point_id(p.id, key, state["tag"]) for p, key in zip(passages, embedded_keys)]
     with connection.lock:
-        if not connection.client.collection_exists(collection):
+        if not _reachable(connection, collection):
             raise IndexStale(f"the Qdrant collection {collection!r} at {uri} does not exist; build it with `rag index`")
         dimension = _dense_size(connection.client, collection)
         missing = len(ids) - len(_present(connection, collection, ids))

@@ -118,3 +118,10 @@ def test_switching_the_store_makes_the_index_stale(tmp_path, seeds_copy, encoder
     assert report.built and report.manifest["store"] == {"kind": "qdrant", "collection": "rag_passages"}
     assert "vectors" in faiss_manifest["files"] and "vectors" not in report.manifest["files"]
     assert not list(index.glob("*.faiss")), "the FAISS file of the old build is removed with it"
+
+
+def test_an_engine_that_cannot_be_reached_is_one_clear_error(tmp_path, seeds_copy, encoders):
+    """A URL nobody answers (a closed port on this machine) or a scheme that is not http(s): IndexProblem, no traceback."""
+    for uri, words in (("http://127.0.0.1:9", "cannot reach Qdrant at http://127.0.0.1:9"), ("ftp://example/x", "neither an http")):
+        with pytest.raises(IndexProblem, match=words):
+            Service.open(settings_for(seeds_copy, tmp_path / "index", vector_store="qdrant", vector_store_uri=uri), encoders)
