@@ -5,7 +5,7 @@ order of the snapshot's passages file), so nothing above the store knows where t
 - `dense_search(query, k, allowed)`: the `k` passages nearest the question vector, within `allowed`;
 - `lexical_search(question, k, allowed)`: BM25's best `k` passages within `allowed`, and BM25 of any others;
 - `passage_vectors(positions, known)`: the stored vectors of those passages (fetch by id);
-- `kind`: which store it is (`faiss`, `qdrant`), for /ready and the manifest.
+- `kind`: which store it is (`faiss`, `qdrant`; an engine's index also says `index_type: qdrant` in /ready).
 `allowed` is one bool per passage (rag.query.filters.passage_mask) or None for no filter.
 
 The write side (add and remove passages with their vectors and lexical text) is the build's: the default
