@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast index setup eval bench browser clean
+.PHONY: serve test test-fast index setup eval bench train-verifier browser clean
 
 serve: $(STAMP)  ## set up, build the index if needed, serve on $RAG_PORT (default 8000)
 	$(BIN)/rag index
@@ -38,6 +38,9 @@ index: $(STAMP)
 
 eval: $(STAMP)  ## retrieval quality report (full report under an ignored folder; tracked summary only)
 	$(BIN)/rag eval
+
+train-verifier: $(STAMP)  ## retrain the verifier from ../shared/external (seeded; writes rag/assets/verifier/)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m eval.train_verifier
 
 bench: $(STAMP)  ## speed benchmarks
 	$(BIN)/python eval/bench.py

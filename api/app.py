@@ -31,6 +31,7 @@ from api.mcp_server import mount_mcp
 from api.middleware import install_middleware
 from api.observability import Metrics
 from api.routers import admin, documents, ops, page, query
+from api.security import transport_security
 from api.settings import ServerSettings, get_server_settings
 from api.wording import QUOTED_DATA
 from rag.config import Settings, get_settings
@@ -80,14 +81,17 @@ def create_app(
     app.state.admission = Admission.from_settings(server_settings)  # query work: bounded lanes, 503 when full
     _install_error_handlers(app)
     app.state.metrics = Metrics(lambda: app.state.service, app.state.admission)
+    # which Host/Origin names are this service's: computed once (it warns when they cannot be known), for both
+    # the Host allow-list and MCP's own check
+    app.state.transport_security = transport_security(server_settings)
     # request ids, logs, metrics, Host (with check_host), Origin, CORS, rate limit, API key, admission, body size
-    install_middleware(app, server_settings, app.state.metrics, check_host=check_host)
+    install_middleware(app, server_settings, app.state.metrics, check_host=check_host, security=app.state.transport_security)
     app.include_router(query.router(schemas.request_models(settings)))
     app.include_router(documents.router())
     app.include_router(ops.router())
     app.include_router(admin.router())
     page.install(app)
-    app.state.mcp_sessions = mount_mcp(app, settings, server_settings)
+    app.state.mcp_sessions = mount_mcp(app, settings, server_settings, security=app.state.transport_security)
     return app
 
 

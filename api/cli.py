@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import textwrap
+from contextlib import contextmanager
 from importlib import metadata as package_metadata
 from pathlib import Path
 
@@ -69,11 +70,12 @@ def parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", default=None)
     p_serve.add_argument("--port", type=int, default=None)
     p_serve.add_argument("--workers", type=int, default=1, help="worker processes serving one built index (default 1)")
+    p_serve.add_argument("--watch", action="store_true", default=None, help="re-index when files in seeds/ change (RAG_WATCH=true)")
 
     sub.add_parser("mcp", help="serve MCP over stdio (for desktop chat clients)")
 
     p_eval = sub.add_parser("eval", help="measure retrieval quality (default: the bundled eval/questions.jsonl)")
-    p_eval.add_argument("--questions", type=Path, default=None, metavar="FILE", help="a JSONL question file or a BEIR folder")
+    p_eval.add_argument("--questions", type=Path, default=None, metavar="FILE", help="a JSONL question file, a BEIR folder or a SQuAD JSON file")
     p_eval.add_argument("--out", type=Path, default=None, metavar="DIR", help="where to write the run (default eval/runs/<time>/)")
     p_eval.add_argument("--mode", default="all", choices=[*MODES, "all"])
     p_eval.add_argument("--k", type=int, default=10, help="ranking depth (default 10)")
@@ -119,7 +121,8 @@ def _silence_stdout() -> None:
 def cmd_index(args, settings: Settings) -> int:
     from rag.index.build import build
 
-    report = build(settings, args.encoders, force=args.force, progress=True)
+    with _quiet_skip_log():  # listed below, once, from the report
+        report = build(settings, args.encoders, force=args.force, progress=True)
     manifest = report.manifest
     counts = manifest["counts"]
     for skipped in report.skipped:
@@ -137,10 +140,10 @@ def cmd_index(args, settings: Settings) -> int:
 
 def cmd_ask(args, settings: Settings) -> int:
     from api.render import query_response
-    from rag.corpus.passage_text import titled_location
     from rag.service import Service
 
-    service = Service.open(settings, args.encoders)
+    with _quiet_skip_log():  # an answer is no place for the index's skip list: `rag index` prints it
+        service = Service.open(settings, args.encoders)
     filters = {"documents": args.document, "authors": args.author, "sections": args.section,
                "published_after": args.after, "published_before": args.before}
     response = query_response(service.query(service.parse(args.question, args.top_k, args.mode, filters)))
@@ -149,11 +152,34 @@ def cmd_ask(args, settings: Settings) -> int:
         return 0
     print(f"{response.question}\n{response.verdict_text}\n")
     for rank, passage in enumerate(response.passages, start=1):
-        cited = passage.citation  # its section and paragraphs are all a location names
-        print(f"[{rank}] {titled_location(cited.title, cited)}  chars {cited.start}–{cited.end}  score {passage.score:.4f}")
+        print(f"[{rank}] {cited_at(passage.citation)}  score {passage.score:.4f}")
         print(textwrap.indent(textwrap.fill(passage.text, 96), "    "))
         print(f"    ➜ {passage.highlight.text}\n")
     return 0
+
+
+@contextmanager
+def _quiet_skip_log():
+    """Skipped files are not logged meanwhile (`rag serve` logs each once; `rag index` prints them itself)."""
+    logger = logging.getLogger("rag.corpus.skipped")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def cited_at(cited) -> str:
+    """Where a citation points, with what HTTP says of it and nothing HTTP leaves null invented: "Title › Section ›
+    ¶2–3 · p. 4–5 · chars 120–980"; a passage before the first heading (section null) names no section."""
+    paragraphs = "¶" + "–".join(map(str, sorted({cited.paragraphs[0], cited.paragraphs[-1]})))
+    parts = [cited.title, *([cited.section] if cited.section is not None else []), paragraphs]
+    where = " › ".join(parts)
+    if cited.page is not None:
+        spans = cited.page_end is not None and cited.page_end != cited.page
+        where += f" · p. {cited.page}–{cited.page_end}" if spans else f" · p. {cited.page}"
+    return f"{where} · chars {cited.start}–{cited.end}"
 
 
 def cmd_serve(args, settings: Settings) -> int:
@@ -161,9 +187,11 @@ def cmd_serve(args, settings: Settings) -> int:
     from api.settings import ServerSettings
 
     server_settings = ServerSettings()
-    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port), ("watch", args.watch)) if value is not None}
     if not 1 <= args.workers <= 64:
         raise RagError(f"--workers must be from 1 to 64; got {args.workers}")
+    if args.workers > 1 and (args.watch or server_settings.watch):
+        raise RagError("--watch serves one process: with --workers, rebuild with `rag index` and send SIGHUP")
     if args.workers > 1:
         from api.server import serve_workers
 

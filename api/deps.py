@@ -1,7 +1,9 @@
 """What every route depends on: the service, the settings, the metrics, the admission lanes — one `Depends` each.
 
 Routes never reach into `app.state` themselves. `get_service` answers 503 (via
-`RagError`) while the index is still loading in the lifespan.
+`RagError`) while the index is still loading in the lifespan. Each is `async def`:
+FastAPI runs a plain `def` dependency in the thread pool, a thread hop per
+dependency per request for what is one attribute read.
 """
 
 from __future__ import annotations
@@ -15,20 +17,20 @@ from rag.errors import RagError
 from rag.service import Service
 
 
-def get_service(request: Request) -> Service:
+async def get_service(request: Request) -> Service:
     service = request.app.state.service
     if service is None:  # only while the lifespan is still opening it
         raise RagError("the index is not loaded yet")
     return service
 
 
-def get_server_settings(request: Request) -> ServerSettings:
+async def get_server_settings(request: Request) -> ServerSettings:
     return request.app.state.server_settings
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
-def get_admission(request: Request) -> Admission:
+async def get_admission(request: Request) -> Admission:
     return request.app.state.admission

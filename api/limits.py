@@ -43,21 +43,32 @@ class BodyTooLarge(HTTPException):
 
 
 class BodySizeLimit:
+    """`max_bytes` for every route but document uploads (POST /documents, PUT /documents/{id}), whose limit is
+    the app's `server_settings.max_upload_bytes` (api.routers.documents)."""
+
     def __init__(self, app, max_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
 
+    def limit(self, scope) -> int:
+        path, method = scope.get("path", ""), scope.get("method")
+        if (method == "POST" and path == "/documents") or (method == "PUT" and path.startswith("/documents/")):
+            settings = getattr(getattr(scope.get("app"), "state", None), "server_settings", None)
+            return getattr(settings, "max_upload_bytes", self.max_bytes)
+        return self.max_bytes
+
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        max_bytes = self.limit(scope)
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None:
             try:
                 declared = int(length)
             except ValueError:
                 return await send_json(send, 400, "Content-Length is not a number")
-            if declared > self.max_bytes:
-                return await send_json(send, 413, f"request body is {declared} bytes; the limit is {self.max_bytes}")
+            if declared > max_bytes:
+                return await send_json(send, 413, f"request body is {declared} bytes; the limit is {max_bytes}")
         received = 0
         started = False
 
@@ -66,8 +77,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if received > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message):
@@ -80,7 +91,7 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await send_json(send, 413, f"request body is over the limit of {self.max_bytes} bytes")
+                await send_json(send, 413, f"request body is over the limit of {max_bytes} bytes")
 
 
 async def send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] = (), close: bool = True) -> None:

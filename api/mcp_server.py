@@ -34,6 +34,7 @@ Two transports, one tool set:
 
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -46,13 +47,13 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from starlette.routing import Route
 
 from api import render, schemas
-from api.security import transport_security
+from api.security import ANY_INTERFACE, transport_security
 from api.settings import ServerSettings
-from api.wording import QUOTED_DATA, verdict_note
+from api.wording import QUOTED_DATA, fetch_note, verdict_note
 from rag.config import MODES, Settings
 from rag.errors import InvalidInput, NotFound, Overloaded, RagError
 from rag.corpus.passage_text import UNTITLED_SECTION, paragraph_mark, titled_location
@@ -102,6 +103,9 @@ class FetchMetadata(schemas.Citation):
     context_start: int = Field(description="Offset where `text` starts in the document (the previous passage, if any).")
     context_end: int = Field(description="Offset where `text` ends (the next passage, if any).")
     index_id: str
+    block_marker: str = Field(
+        description="The random marker of this response: each block header of `text` begins '=== <marker> '."
+    )
 
 
 class FetchOutput(BaseModel):
@@ -109,7 +113,9 @@ class FetchOutput(BaseModel):
     title: str
     text: str = Field(
         description="The passage between its previous and next passages, each block headed by a line "
-        "'=== ... ===' saying which it is; only the block marked CITED PASSAGE is the passage with this id."
+        "'=== <marker> ... ===' saying which it is (`metadata.block_marker`, random per response, so no document "
+        "text can forge a header); only the block headed '=== <marker> CITED PASSAGE' is the passage with this id. "
+        "A line of passage text that begins with '===' is shown behind '> '."
     )
     url: str
     metadata: FetchMetadata
@@ -155,6 +161,13 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         except Overloaded as exc:
             raise ToolError(str(exc)) from exc
 
+    async def answer(question: str, top_k, mode, filters, ctx: Context, output) -> CallToolResult:
+        """`search` and `ask` alike: parse once, query in the lane, render once, shape with `output`."""
+        service = await get_service()
+        parsed = _parse(service, question, top_k, mode, filters)
+        response = render.query_response(await run(service.query, parsed))
+        return _result(output(response, _base_url(server_settings, ctx)))
+
     server = MCPServer(
         "ask-the-document",
         title="Ask the document",
@@ -179,10 +192,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     ) -> Annotated[CallToolResult, SearchOutput]:
         if not query.strip():
             raise ToolError("query is empty: pass the question or words to search for")
-        service = await get_service()
-        parsed = _parse(service, query, SEARCH_RESULTS, settings.default_mode, filters)
-        response = render.query_response(await run(service.query, parsed))
-        return _result(search_output(response, _base_url(server_settings, ctx)))
+        return await answer(query, SEARCH_RESULTS, settings.default_mode, filters, ctx, search_output)
 
     @server.tool(
         title="Fetch a passage in context",
@@ -207,6 +217,7 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         previous = snapshot.passage(view.previous_id) if view.previous_id else None
         following = snapshot.passage(view.next_id) if view.next_id else None
         passage, document = view.passage, view.document
+        marker = secrets.token_hex(4)
         metadata = FetchMetadata(
             **render.citation(document, passage).model_dump(),
             publication=document.publication,
@@ -216,14 +227,15 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             context_start=(previous or view).passage.start,
             context_end=(following or view).passage.end,
             index_id=snapshot.id,
+            block_marker=marker,
         )
         output = FetchOutput(
             id=passage.id,
             title=titled_location(document.title, passage),
-            text=_in_context(view, previous, following),
+            text=_in_context(view, previous, following, marker),
             url=passage_url(_base_url(server_settings, ctx), passage.id),
             metadata=metadata,
-            note=QUOTED_DATA,
+            note=fetch_note(marker),
         )
         return _result(output)
 
@@ -242,10 +254,16 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     async def ask(
         question: Annotated[str, Field(description="The question, in plain language.")],
         ctx: Context,
-        # Bounds and choices are advertised in the schema and checked by the library, which says what is
-        # wrong in one plain sentence (pydantic's own messages carry type codes and links).
+        # Type, bounds and choices are advertised in the schema and checked by the library, which says what is
+        # wrong in one plain sentence (pydantic's own messages carry type codes and links). `top_k` is taken
+        # as sent: pydantic's lax int would read "5" as 5 and true as 1, which HTTP refuses (api.schemas).
         top_k: Annotated[
-            int, Field(description="How many passages to return.", json_schema_extra={"minimum": 1, "maximum": settings.max_top_k})
+            object,
+            Field(
+                description="How many passages to return.",
+                json_schema_extra={"type": "integer", "minimum": 1, "maximum": settings.max_top_k},
+            ),
+            AfterValidator(_json_integer),
         ] = settings.default_top_k,
         mode: Annotated[
             str,
@@ -255,10 +273,9 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
     ) -> Annotated[CallToolResult, AskOutput]:
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
-        service = await get_service()
-        parsed = _parse(service, question, top_k, mode, filters)
-        response = render.query_response(await run(service.query, parsed))
-        return _result(ask_output(response, _base_url(server_settings, ctx)))
+        if top_k is None:  # the library would read null as "the default"; the schema says integer, as over HTTP
+            raise ToolError(f"top_k must be an integer from 1 to {settings.max_top_k}; got null")
+        return await answer(question, top_k, mode, filters, ctx, ask_output)
 
     return server
 
@@ -270,7 +287,12 @@ def search_output(response: schemas.QueryResponse, base: str) -> SearchOutput:
         SearchResult(id=p.id, title=titled_location(p.citation.title, p.citation), url=passage_url(base, p.id), text=p.text)
         for p in response.passages
     ]
-    return SearchOutput(results=results, verdict=response.verdict, confidence=response.confidence, note=verdict_note(response.verdict))
+    return SearchOutput(results=results, verdict=response.verdict, confidence=response.confidence, note=note_for(response))
+
+
+def note_for(response: schemas.QueryResponse) -> str:
+    """The verdict's note, then what the model should know of how the question was read (a long one cut)."""
+    return " ".join([verdict_note(response.verdict), *response.warnings])
 
 
 def ask_output(response: schemas.QueryResponse, base: str) -> AskOutput:
@@ -285,7 +307,7 @@ def ask_output(response: schemas.QueryResponse, base: str) -> AskOutput:
         verdict=response.verdict,
         answerable=response.answerable,
         confidence=response.confidence,
-        note=verdict_note(response.verdict),
+        note=note_for(response),
         index_id=response.index.id,
         passages=passages,
     )
@@ -296,20 +318,33 @@ def passage_url(base: str, passage_id: str) -> str:
     return f"{base}/?passage={passage_id}"
 
 
-def _in_context(view: PassageView, previous: PassageView | None, following: PassageView | None) -> str:
-    """The passage between its neighbours, each block headed so the cited one cannot be mistaken."""
+def _in_context(view: PassageView, previous: PassageView | None, following: PassageView | None, marker: str) -> str:
+    """The passage between its neighbours, each block headed so the cited one cannot be mistaken.
 
-    def where(v: PassageView) -> str:
+    Document text cannot forge a header (issue #21 item 8): every header carries `marker`, random per response,
+    and a line of passage text that begins with '===' (after any indent, at any of the line breaks
+    `str.splitlines` knows, U+2028 included) is shown behind '> '. What a header says of the document (id,
+    section) is folded onto its one line."""
+
+    def block(kind: str, v: PassageView) -> str:
         p = v.passage
-        return f"{p.section or UNTITLED_SECTION}, {paragraph_mark(p)}, characters {p.start}–{p.end}"
+        where = f"id {p.id}; {p.section or UNTITLED_SECTION}, {paragraph_mark(p)}, characters {p.start}–{p.end}"
+        return f"=== {marker} {kind} ({_one_line(where)}) ===\n{_quoted(p.text)}"
 
-    blocks = []
-    if previous:
-        blocks.append(f"=== previous passage (context only; id {previous.passage.id}; {where(previous)}) ===\n{previous.passage.text}")
-    blocks.append(f"=== CITED PASSAGE (id {view.passage.id}; {where(view)}) ===\n{view.passage.text}")
+    blocks = [block("previous passage, context only", previous)] if previous else []
+    blocks.append(block("CITED PASSAGE", view))
     if following:
-        blocks.append(f"=== next passage (context only; id {following.passage.id}; {where(following)}) ===\n{following.passage.text}")
+        blocks.append(block("next passage, context only", following))
     return "\n\n".join(blocks)
+
+
+def _quoted(text: str) -> str:
+    """`text` with each line that could pass for a block header (its first characters '===') behind '> '."""
+    return "".join(f"> {line}" if line.lstrip().startswith("===") else line for line in text.splitlines(keepends=True))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())  # every Unicode line break and space run becomes one space
 
 
 def _result(output: BaseModel) -> CallToolResult:
@@ -322,6 +357,11 @@ def _result(output: BaseModel) -> CallToolResult:
 def _parse(service: Service, question: str, top_k, mode, filters: schemas.FiltersIn | None) -> Query:
     """The tool's arguments as one `Query`, parsed once; what the library refuses is a tool error in its words."""
     return _call(lambda: service.parse(question, top_k, mode, schemas.library_filters(filters)))
+
+
+def _json_integer(value: object) -> object:
+    """JSON Schema's integer as HTTP takes it: 5.0 is 5; anything else goes to the library as sent."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _call(function, *args):
@@ -347,7 +387,7 @@ def _base_url(settings: ServerSettings, ctx: Context) -> str:
     base_url = getattr(request, "base_url", None)  # a Starlette Request on HTTP; None on stdio
     if base_url is not None:
         return str(base_url).rstrip("/")
-    host = settings.host if settings.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+    host = settings.host if settings.host not in ANY_INTERFACE else "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{settings.port}"
@@ -356,8 +396,9 @@ def _base_url(settings: ServerSettings, ctx: Context) -> str:
 # --- streamable HTTP on the FastAPI app ---------------------------------------------------------
 
 
-def mount_mcp(app, settings: Settings, server_settings: ServerSettings) -> StreamableHTTPSessionManager:
-    """Serve MCP at /mcp (and /mcp/) on `app`, over `app.state.service`.
+def mount_mcp(app, settings: Settings, server_settings: ServerSettings, security=None) -> StreamableHTTPSessionManager:
+    """Serve MCP at /mcp (and /mcp/) on `app`, over `app.state.service`; `security`: the app's
+    `api.security.transport_security(server_settings)` when it has computed it already (computed here otherwise).
 
     Returns the session manager, which the app's lifespan must run
     (`async with manager.run(): ...`): Starlette runs no lifespan of its own for it.
@@ -373,7 +414,7 @@ def mount_mcp(app, settings: Settings, server_settings: ServerSettings) -> Strea
 
     server = build_server(app_service, settings, server_settings, app.state.admission.query)
     # Builds (and keeps on `server.session_manager`) a fresh session manager; the Starlette app it returns is unused.
-    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=transport_security(server_settings))
+    server.streamable_http_app(stateless_http=True, json_response=True, transport_security=security if security is not None else transport_security(server_settings))
     manager = server.session_manager
     endpoint = StreamableHTTPASGIApp(manager)
     for path in ("/mcp", "/mcp/"):

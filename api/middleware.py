@@ -54,9 +54,10 @@ MAX_HEADER_BYTES = 16 * 1024  # names and values in all (h11 bounds only a head 
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 
-def install_middleware(app, settings, metrics: Metrics, check_host: bool = False) -> None:
+def install_middleware(app, settings, metrics: Metrics, check_host: bool = False, security=None) -> None:
     """Wrap `app` in the stack above (add_middleware puts the last one added outermost); `check_host` adds the
-    Host allow-list (`rag serve`), just inside RequestContext so that a refused Host is logged and counted.
+    Host allow-list (`rag serve`), just inside RequestContext so that a refused Host is logged and counted, with
+    `security` (the app's `transport_security(settings)`, computed here when not given).
 
     `app.state.draining` is set by the server once shutdown starts (api.server): every response from
     then on says `Connection: close`, so no client sends another request on a connection about to close."""
@@ -77,7 +78,7 @@ def install_middleware(app, settings, metrics: Metrics, check_host: bool = False
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     if check_host:
-        app.add_middleware(HostAllowList, security=transport_security(settings))
+        app.add_middleware(HostAllowList, security=security if security is not None else transport_security(settings))
     app.add_middleware(RequestContext, metrics=metrics, router=app.router, draining=app.state.draining)
 
 

@@ -168,10 +168,13 @@ class QueryResponse(BaseModel):
     )
     verdict_text: str = Field(description="The verdict in plain words, with the confidence.")
     answerable: bool = Field(description="verdict != not_found.")
-    confidence: float = Field(description="Probability (0-1) that the documents answer the question, calibrated on the dev questions.")
+    confidence: float = Field(description="Probability (0-1) that the documents answer the question, calibrated on held-out "
+                              "articles (SQuAD 2.0 tune) and the dev questions.")
     took_ms: float
     index: IndexInfo
     passages: list[PassageOut]
+    warnings: list[str] = Field(default_factory=list, description="How the question was read, when the caller should know "
+                                "(for example: longer than the model reads, so only its start was used).")
 
 
 class SectionOut(BaseModel):
@@ -232,6 +235,14 @@ class Load(BaseModel):
     saturated: bool = Field(description="A new question or batch would be refused with 503 now.")
 
 
+class VerifierStatus(BaseModel):
+    used: bool = Field(description="Whether the verifier (a cross-encoder) reads the evidence for the verdict and the highlight.")
+    reason: str | None = Field(None, description="Why not, when it is not used (another embedding model, or RAG_VERIFIER=false).")
+    sha256: str | None = Field(None, description="sha256 of the verifier weights in use (checked at load against their card).")
+    layers: int | None = None
+    file: str | None = None
+
+
 class Ready(BaseModel):
     status: Literal["ready"]
     index_id: str
@@ -240,10 +251,19 @@ class Ready(BaseModel):
     encoder: str = Field(description="Query encoder in use: onnx (fast path) or torch (sentence-transformers).")
     documents: int
     passages: int
-    skipped: list[SkippedFile] = Field(description="Files under seeds/ that are not indexed, each with the reason.")
+    skipped_count: int = Field(description="How many files under seeds/ are not indexed.")
+    skipped: list[SkippedFile] | None = Field(
+        description="Files under seeds/ that are not indexed, each with the reason; null when RAG_API_KEY is set "
+        "and the request did not carry the key (the paths name the server's files)."
+    )
     load: Load
+    verifier: VerifierStatus
 
 
 class ErrorResponse(BaseModel):
     error: str
     detail: list | None = None
+
+
+# A route's `responses` entry for an error status: the body is an ErrorResponse.
+ERROR = {"model": ErrorResponse}

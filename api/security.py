@@ -34,6 +34,7 @@ OPEN_PATHS = frozenset({"/health", "/ready"})  # liveness and readiness: no key,
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 ANY_INTERFACE = ("", "0.0.0.0", "::")
+KEY_HOLDER = "api_key_holder"  # set in scope["state"] by ApiKeyAuth on an open path when the right key came along
 
 
 def header(scope, name: bytes) -> bytes | None:
@@ -182,6 +183,11 @@ class ApiKeyAuth:
         self.guesses = TokenBuckets(guesses_per_minute)
 
     def _authorized(self, scope) -> bool:
+        return any(hmac.compare_digest(hashlib.sha256(p).digest(), self._digest) for p in self._presented(scope))
+
+    @staticmethod
+    def _presented(scope) -> list[bytes]:
+        """The keys a request carries: `Authorization: Bearer <key>` and `X-API-Key: <key>`."""
         presented = []
         authorization = header(scope, b"authorization")
         if authorization:
@@ -191,13 +197,25 @@ class ApiKeyAuth:
         api_key = header(scope, b"x-api-key")
         if api_key:
             presented.append(api_key.strip())
-        # compare digests: constant time, and independent of the key's length
-        return any(hmac.compare_digest(hashlib.sha256(p).digest(), self._digest) for p in presented)
+        return presented  # compared as digests: constant time, and independent of the key's length
+
+    def _holds_key(self, scope, client: str) -> bool:
+        """On an open path: does the request carry the right key? A wrong one costs a guess, as anywhere, and
+        with no guess left the key is not even compared (an open path must not confirm a guess either)."""
+        if not self._presented(scope) or self.guesses.empty(client):
+            return False
+        if self._authorized(scope):
+            return True
+        self.guesses.take(client)
+        return False
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket") or scope.get("path") in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket"):
             return await self.app(scope, receive, send)
         client = client_address(scope)
+        if scope.get("path") in OPEN_PATHS:  # open to all; only its holder learns what the key protects (`holds_api_key`)
+            scope.setdefault("state", {})[KEY_HOLDER] = self._holds_key(scope, client)
+            return await self.app(scope, receive, send)
         wait = self.guesses.empty(client)
         if wait:
             if scope["type"] == "websocket":
@@ -218,6 +236,12 @@ class ApiKeyAuth:
             "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
             [(b"www-authenticate", b'Bearer realm="ask-the-document"')],
         )
+
+
+def holds_api_key(request: Request, server: ServerSettings) -> bool:
+    """Whether this request may see what the API key protects: always with no key set; else only with the key
+    (checked by `ApiKeyAuth`, also on the open paths, where it never refuses)."""
+    return not server.api_key or bool(request.scope.get("state", {}).get(KEY_HOLDER))
 
 
 # --- administration --------------------------------------------------------------------------

@@ -27,6 +27,9 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   api.security.transport_security.
 - SIGHUP reloads the index on a thread of its own (api.routers.admin): the
   handler returns at once, and the service coalesces it with any reload running.
+- `rag serve --watch` (RAG_WATCH=true): a `rag.watch.Watcher` re-indexes when files
+  in seeds/ change (debounced) and follows a newer build on disk; started once the
+  index is loaded (the lifespan's startup), stopped when shutdown starts (`with_watcher`).
 - `rag serve --workers N` (`serve_workers`): N processes behind one socket, all serving
   one index built beforehand; they never build (RAG_AUTO_BUILD=false in each), share
   the memory-mapped sentence vectors, and SIGHUP replaces them one at a time.
@@ -233,7 +236,7 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
     app = serving_app(settings, server_settings)
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_in_background(app))
     config = uvicorn.Config(
-        app,
+        with_watcher(app, server_settings),
         http=guarded_protocol(server_settings, app.state.draining),
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         **uvicorn_options(server_settings),
@@ -242,6 +245,43 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
         quiet_exit_server(config).run(sockets=[sock])
     finally:
         sock.close()
+
+
+def with_watcher(app, server_settings: ServerSettings):
+    """`app`, with a watcher of seeds/ (rag.watch) while it serves when `server_settings.watch` is on: started
+    when the lifespan's startup completes (the index is loaded then), stopped when its shutdown begins."""
+    if not server_settings.watch:
+        return app
+    import anyio
+
+    from rag.watch import Watcher
+
+    async def watched(scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await app(scope, receive, send)
+        watchers: list[Watcher] = []
+
+        async def stop_at_shutdown():
+            message = await receive()
+            if message["type"] == "lifespan.shutdown" and watchers:
+                await anyio.to_thread.run_sync(watchers.pop().stop)
+            return message
+
+        async def start_at_startup(message):
+            if message["type"] == "lifespan.startup.complete":
+                watchers.append(
+                    Watcher(app.state.service, server_settings.watch_interval_seconds, seeds=True, debounce=server_settings.watch_debounce_seconds).start()
+                )
+                log.info("watching %s for changes every %.1f s", app.state.service.settings.seeds_dir, server_settings.watch_interval_seconds)
+            await send(message)
+
+        try:
+            await app(scope, stop_at_shutdown, start_at_startup)
+        finally:
+            while watchers:
+                watchers.pop().stop()
+
+    return watched
 
 
 # --- several worker processes -------------------------------------------------------------

@@ -5,7 +5,8 @@ index, retrieval and query limits) because none of this changes what an
 answer is, only who may ask and how: host and port, the API key, CORS, the
 rate limit, the request body limit, the public URL used in links, and the
 limits that keep a crowd from stalling everyone (admission of query work,
-key guesses, slow and idle connections).
+key guesses, slow and idle connections, the size of an upload), and whether
+the server follows seeds/ by itself (`watch`).
 
 The defaults suit the 2-core machine this runs on: four questions are
 answered at once (the CPU has two cores; a few more keep the micro-batcher
@@ -30,6 +31,9 @@ class ServerSettings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    max_upload_bytes: int = Field(
+        21 * 1024 * 1024, ge=1024, description="Body limit of POST and PUT /documents (the file with its form fields); other routes keep max_body_bytes."
+    )
     api_key: str | None = None
     cors_origins: list[str] = Field(default_factory=list)
     rate_limit_per_minute: int = Field(0, ge=0, description="Requests per minute per client; 0 = off.")
@@ -48,6 +52,10 @@ class ServerSettings(BaseSettings):
     # connections (api.server)
     header_timeout_seconds: float = Field(10.0, gt=0, description="A connection that has not sent a complete request head by then is closed.")
     max_connections: int = Field(512, ge=1, description="Open connections; more are answered 503 and closed at once.")
+    # following the disk (rag.watch, started by api.server): `rag serve --watch` or RAG_WATCH=true
+    watch: bool = Field(False, description="Re-index when files in seeds/ change (debounced), as `rag serve --watch`.")
+    watch_interval_seconds: float = Field(2.0, gt=0, le=3600, description="How often the watcher looks at seeds/ and the index manifest.")
+    watch_debounce_seconds: float = Field(2.0, ge=0, le=3600, description="seeds/ must stay unchanged this long before a re-index.")
 
 
 @lru_cache(maxsize=1)

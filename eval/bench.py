@@ -24,6 +24,9 @@ own thread count, one per core), "plain-1t" the same with torch pinned to one th
 "plain" alone could flatter us; every ratio and target is given against both.
   cold     process start to first answered POST /query (index already built), both servers,
            alternated, median of --cold-rounds.
+  startup  eval/bench_startup.py: `rag serve` to the first answer and a cold `rag ask` on an up-to-date index, for
+           the seed article and python3-doc pages (a few thousand passages), with the corpus remembered and
+           with it read from seeds/ (rag.index.corpus_cache).
   scale    eval/bench_scale.py: the FAISS index the service picks at 10k / 100k / 1M vectors.
   querypath eval/bench_querypath.py: the whole hybrid path (BM25, dense, sentences, highlight, verdict)
            over synthetic corpora of 10k / 100k / 1M passages built through the normal store.
@@ -70,10 +73,11 @@ from eval.bench_quality import section_quality  # noqa: E402
 from eval.bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
 from eval.harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
 
-SECTIONS = ("build", "inproc", "quality", "http", "cold", "scale", "querypath", "encoders", "builds", "collection")
+SECTIONS = ("build", "inproc", "quality", "http", "cold", "startup", "scale", "querypath", "encoders", "builds", "collection")
 # Sections that are whole benchmarks of their own, run as their own processes (each owns its memory and
 # threads, so one cannot skew another's timings); each writes its JSON into this run's folder.
 STANDALONE = {
+    "startup": ("bench_startup.py", [], ["--docs", "30", "--rounds", "1"]),  # rag serve / rag ask start-up, seed + python3-doc
     "querypath": ("bench_querypath.py", [], ["--quick"]),  # the whole hybrid query path at 10k, 100k, 1M passages
     "encoders": ("bench_variants.py", [], ["--variants", "fp32,bw128", "--rounds", "1"]),  # int8 vs fp32 speed and gate
     "builds": ("bench_build.py", [], ["--files", "12"]),  # torch vs ONNX builds, seed article and Python docs

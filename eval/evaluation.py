@@ -8,8 +8,12 @@ rules live in `eval.metrics`, TREC files in `eval.trec`, the paired test and AUR
 `eval.evalstats`.
 
 Gold is resolved over the WHOLE index before any system runs (`resolve_gold`): the passages that
-hold a quote (as `eval.metrics.quote_hit` rules), the passage ids given, or every passage of a gold
-document (BEIR). A retrieved passage is relevant when its id is in that set, so the numbers here
+hold a quote (as `eval.metrics.quote_hit` rules; within the question's document and, for SQuAD, its
+paragraph's span), the passage ids given, or every passage of a gold document (BEIR). A quote of fewer
+than four words that more than two passages hold is reported as ambiguous (`ambiguous_quotes`), not
+scored silently. A BEIR folder's or a SQuAD file's corpus becomes a seeds folder of its own in the
+evaluation cache (`beir_config`, `squad_config`), never the user's seeds/; a SQuAD run is also reported
+per article (`article_table`). A retrieved passage is relevant when its id is in that set, so the numbers here
 and those `ir_measures` computes from run.trec and qrels.trec are the same: recall@k is the hit
 rate (the first relevant passage within k), MRR@k the reciprocal rank of that first hit, nDCG@k
 binary with the ideal over every relevant passage of the index.
@@ -42,7 +46,7 @@ from eval import trec
 from rag.config import MODES, PROJECT_ROOT, Settings
 from rag.query.request import clean_question
 from rag.errors import InvalidInput
-from eval.evalset import Question, load_beir_corpus
+from eval.evalset import Question, is_squad, load_beir_corpus, load_squad
 from eval.evalset import load_questions as _load_questions
 
 EVAL_DIR = PROJECT_ROOT / "eval"
@@ -130,20 +134,6 @@ def baseline_system(service, chunk_chars: int = 1000, overlap: int = 200, k: int
 # --- gold ---------------------------------------------------------------------------------
 
 
-def could_hold(passage: str, quote: str, min_fraction: float = 0.5) -> bool:
-    """Cheap exact pre-check for `metrics.quote_hit`: False only when the passage cannot hit the quote.
-
-    A common run of m = ceil(min_fraction * len) characters covers one whole block of the quote
-    of length m // 2 starting at a multiple of m // 2; if no such block is in the passage, no run is.
-    """
-    q, p = metrics.normalize_whitespace(quote), metrics.normalize_whitespace(passage)
-    if not q or not p:
-        return False
-    m = max(1, math.ceil(min_fraction * len(q)))
-    block = max(1, m // 2)
-    return any(q[i : i + block] in p for i in range(0, len(q) - block + 1, block))
-
-
 def resolve_gold(question: Question, passages: Sequence, document_names: dict[str, str] | None = None) -> dict[str, int]:
     """Passage id -> 1 for every passage of the index that is gold for `question`."""
     names = document_names or {}
@@ -151,13 +141,39 @@ def resolve_gold(question: Question, passages: Sequence, document_names: dict[st
     documents = set(question.documents)
     relevant = {}
     for p in passages:
-        document = names.get(p.document, p.document)
-        if p.id in ids or document in documents:
+        if p.id in ids or names.get(p.document, p.document) in documents:
             relevant[p.id] = 1
-        elif question.quotes and (question.document is None or question.document == document):
-            if any(could_hold(p.text, q) and metrics.quote_hit(p.text, q) for q in question.quotes):
-                relevant[p.id] = 1
+        elif in_quote_scope(question, p, names) and any(metrics.quote_hit(p.text, q) for q in question.quotes):
+            relevant[p.id] = 1
     return relevant
+
+
+def in_quote_scope(question: Question, passage, names: dict[str, str]) -> bool:
+    """Whether `passage` may hold the question's quotes: any passage, or one of its `document`, or one of that
+    document overlapping its `span` (a SQuAD question's paragraph)."""
+    if not question.quotes:
+        return False
+    if question.document is not None and question.document != names.get(passage.document, passage.document):
+        return False
+    return question.span is None or (passage.start < question.span[1] and passage.end > question.span[0])
+
+
+AMBIGUOUS_WORDS = 4  # a quote of fewer words ...
+AMBIGUOUS_PASSAGES = 2  # ... that more passages than this hold is ambiguous
+
+
+def ambiguous_quotes(question: Question, passages: Sequence, document_names: dict[str, str] | None = None) -> dict[str, int]:
+    """The question's short quotes (fewer than AMBIGUOUS_WORDS words) that more than AMBIGUOUS_PASSAGES passages in
+    its scope hold, with how many: such a quote makes passages gold by chance ("on Linux"), so it is reported."""
+    names = document_names or {}
+    out = {}
+    for quote in question.quotes:
+        if metrics.word_count(quote) >= AMBIGUOUS_WORDS:
+            continue
+        hits = sum(1 for p in passages if in_quote_scope(question, p, names) and metrics.quote_hit(p.text, quote))
+        if hits > AMBIGUOUS_PASSAGES:
+            out[quote] = hits
+    return out
 
 
 # --- scoring ------------------------------------------------------------------------------
@@ -180,12 +196,14 @@ def score_question(question: Question, answer: Answer, relevant: dict[str, int] 
         "id": question.id,
         "kind": question.kind,
         "split": question.split,
+        **({"article": question.article} if question.article is not None else {}),
         "answerable": question.answerable,
         "predicted_answerable": answer.answerable,
         "confidence": round(answer.confidence, 4),
         "features": answer.features,
         "verdict": answer.verdict,
         "rank": rank,
+        "highlight": answer.highlight,
         "returned_chars": metrics.mean(len(t) for t in answer.texts[:5]),
         "top": [t[:120] for t in answer.texts[:3]],
         "passages": [
@@ -200,8 +218,9 @@ def score_question(question: Question, answer: Answer, relevant: dict[str, int] 
         row.update({f"r@{c}": metrics.recall_at_k(rank, c) for c in ks_for(k)})
         row[f"mrr@{k}"] = metrics.reciprocal_rank(rank, k)
         row[f"ndcg@{k}"] = metrics.ndcg_at_k(relevances, k, n_relevant)
-        if question.quotes:
-            row["highlight_hit"] = bool(answer.highlight and any(metrics.quote_hit(answer.highlight, q) for q in question.quotes))
+        if question.quotes:  # the top passage is gold and its highlight holds a quote (not a year that recurs elsewhere)
+            holds = bool(answer.highlight and any(metrics.quote_hit(answer.highlight, q) for q in question.quotes))
+            row["highlight_hit"] = holds and rank == 1
     return row
 
 
@@ -250,6 +269,8 @@ def evaluate(
             groups[f"split={split}"] = [r for r in rows if r["split"] == split]
         for kind in sorted({r["kind"] for r in rows if r["answerable"] and r["kind"] is not None}):
             groups[f"kind={kind}"] = [r for r in rows if r["kind"] == kind or not r["answerable"]]
+        for article in sorted({r["article"] for r in rows if "article" in r}):  # SQuAD: its answerable and unanswerable
+            groups[f"article={article}"] = [r for r in rows if r.get("article") == article]
         report["systems"][name] = {group: summarize(group_rows, k) for group, group_rows in groups.items()}
         report["systems"][name]["all"]["seconds"] = round(elapsed, 2)
         report["rows"][name] = rows
@@ -418,6 +439,33 @@ def beir_config(folder: Path, base: Settings, cache: Path = CACHE_DIR) -> Config
     return Config("default", base.model_copy(update={"seeds_dir": seeds, "index_dir": root / "index"}), names)
 
 
+def squad_config(path: Path, base: Settings, cache: Path = CACHE_DIR) -> Config:
+    """The articles of a SQuAD file as a seeds folder of .txt files, one an article (its title in a sidecar), with
+    their own index in the evaluation cache: the user's seeds/ are never read or written."""
+    articles, _ = load_squad(path)
+    digest = _digest(Path(path).read_bytes())
+    root = cache / f"squad-{Path(path).stem}-{digest}"
+    seeds = root / "seeds"
+    names = {f"a{i:04d}": article.title for i, article in enumerate(articles)}
+    if not (root / "seeds.done").exists():
+        shutil.rmtree(seeds, ignore_errors=True)  # our own cache folder, never the user's
+        seeds.mkdir(parents=True)
+        for file_id, article in zip(names, articles):
+            (seeds / f"{file_id}.txt").write_text(article.text, encoding="utf-8")
+            (seeds / f"{file_id}.meta.json").write_text(json.dumps({"title": article.title.replace("_", " ")}), encoding="utf-8")
+        (root / "seeds.done").write_text("")
+    return Config("default", base.model_copy(update={"seeds_dir": seeds, "index_dir": root / "index"}), names)
+
+
+def base_config(source: Path, settings: Settings, cache: Path = CACHE_DIR) -> Config:
+    """The configuration a question source implies: a BEIR folder's or a SQuAD file's own corpus, else the settings'."""
+    if source.is_dir():
+        return beir_config(source, settings, cache)
+    if is_squad(source):
+        return squad_config(source, settings, cache)
+    return Config("default", settings)
+
+
 def _digest(data: str | bytes) -> str:
     import hashlib
 
@@ -462,13 +510,13 @@ def run_cli(
         question_list = [q for q in question_list if q.split == split]
         if not question_list:
             raise InvalidInput(f"no question in {source.name} has \"split\": {split!r}")
-    base = beir_config(source, settings, cache) if source.is_dir() else Config("default", settings)
+    base = base_config(source, settings, cache)
     config_list = [base] + [replace(load_config(p, base.settings, cache), document_names=base.document_names) for p in configs]
     names = [c.name for c in config_list]
     if len(set(names)) < len(names):
         raise InvalidInput(f"two configurations share a name: {names}")
 
-    systems, gold, runs, info, first_service = open_systems(config_list, question_list, modes, k, encoders)
+    systems, gold, runs, info, first_service, ambiguous = open_systems(config_list, question_list, modes, k, encoders)
     if bundled and len(config_list) == 1 and modes == list(MODES) and k == DEPTH:
         systems[BASELINE] = baseline_system(first_service, k=k)
     report = evaluate(systems, question_list, gold, k)
@@ -479,6 +527,7 @@ def run_cli(
     report["gold_not_in_index"] = {  # per configuration: answerable questions none of whose gold is in its index
         c.name: sorted(q.id for q in question_list if q.answerable and not gold[runs[c.name][0]][q.id]) for c in config_list
     }
+    report["ambiguous_quotes"] = ambiguous  # per configuration: question id -> short quote -> passages holding it
     standard = write_run_folder(out, report, question_list, gold, runs, k, plot_png)
     print_report(report, question_list, standard, k, bundled)
     if bundled and split is None:
@@ -491,14 +540,14 @@ def open_systems(config_list: list[Config], questions: list[Question], modes: li
     """Open each configuration's service, resolve every question's gold over its index, and name its systems.
 
     Returns (systems, gold per system, system names per configuration, index info per configuration, the
-    first configuration's service).
+    first configuration's service, the ambiguous quotes per configuration: `ambiguous_quotes`).
     """
     from rag.encoding.encoders import Encoders
     from rag.encoding.model import resolve_model
     from rag.service import Service
 
     providers = {(encoders.spec.name, encoders.encoder_setting): encoders} if encoders is not None else {}
-    systems, gold, runs, info, first = {}, {}, {}, {}, None
+    systems, gold, runs, info, first, ambiguous = {}, {}, {}, {}, None, {}
     for config in config_list:
         spec = resolve_model(config.settings.model)
         key = (spec.name, config.settings.encoder)
@@ -507,14 +556,17 @@ def open_systems(config_list: list[Config], questions: list[Question], modes: li
         service = Service.open(config.settings, providers[key])
         first = first or service
         info[config.name] = service.info()
-        relevant = {q.id: resolve_gold(q, service.snapshot.passages, config.document_names) for q in questions}
+        passages = service.snapshot.passages
+        relevant = {q.id: resolve_gold(q, passages, config.document_names) for q in questions}
+        found = {q.id: ambiguous_quotes(q, passages, config.document_names) for q in questions}
+        ambiguous[config.name] = {qid: quotes for qid, quotes in found.items() if quotes}
         runs[config.name] = []
         for mode in modes:
             name = mode if len(config_list) == 1 else f"{config.name}/{mode}"
             systems[name] = service_system(service, mode, k, config.document_names)
             gold[name] = relevant
             runs[config.name].append(name)
-    return systems, gold, runs, info, first
+    return systems, gold, runs, info, first, ambiguous
 
 
 def write_run_folder(out: Path, report: dict, questions: list[Question], gold: dict, runs: dict, k: int, plot_png: bool) -> dict:
@@ -595,6 +647,7 @@ def write_run_files(folder: Path, report: dict, questions: list[Question], gold:
         "ir_measures": standard,
         "comparisons": report["comparisons"],
         "gold_not_in_index": report["gold_not_in_index"],
+        "ambiguous_quotes": report["ambiguous_quotes"],
         "configs": report["configs"],
     }
     (folder / "metrics.json").write_text(json.dumps(metrics_json, indent=1, ensure_ascii=False))
@@ -608,6 +661,9 @@ def print_report(report: dict, questions: list[Question], standard: dict, k: int
         groups += sorted(g for g in report["systems"][first] if g.startswith("kind="))
     for group in groups:
         print(f"\n### {group}\n{table(report, group, k)}\n{verdict_table(report, group)}")
+    if any(g.startswith("article=") for g in report["systems"][first]):
+        for name in report["systems"]:
+            print(f"\n### {name} per article (SQuAD)\n{article_table(report, name, k)}")
     for name, numbers in standard.items():
         ours = report["systems"][name]["all"]
         gap = max(abs(ours[key] - numbers[key]) for key in rank_metrics(k))
@@ -619,10 +675,20 @@ def print_report(report: dict, questions: list[Question], standard: dict, k: int
         if missing:
             print(f"\nwarning: no passage of the {config} index holds the gold of {len(missing)} answerable question(s), "
                   f"left out of the rank metrics: {', '.join(missing[:10])} (a quote with a typo, or a passage id from another index?)")
+    for config, questions_hit in report["ambiguous_quotes"].items():
+        if questions_hit:
+            print(f"\nwarning: {len(questions_hit)} question(s) have a quote of fewer than {AMBIGUOUS_WORDS} words that more than "
+                  f"{AMBIGUOUS_PASSAGES} passages of the {config} index hold, and each of those passages counts as gold (give a longer quote, "
+                  f"a 'document' or passage ids): " + ", ".join(f"{qid} ({_quoted_counts(quotes)})" for qid, quotes in list(questions_hit.items())[:10])
+                  + (" …" if len(questions_hit) > 10 else ""))
     if bundled:
         print(f"\nanswerability model in use {report['answerability_in_use']}\n  refitted on dev:         {report['answerability_fit_on_dev']}")
     missed = misses(report, first, questions)
     print(f"\n{first} misses at 5 ({len(missed)}):\n" + ("\n".join(missed) or "(none)"))
+
+
+def _quoted_counts(quotes: dict[str, int]) -> str:
+    return ", ".join(f"{quote!r} in {n}" for quote, n in quotes.items())
 
 
 def write_summary(report: dict, folder: Path, with_plot: bool, run_folder: Path) -> None:
@@ -689,8 +755,10 @@ def verdict_summary(rows: list[dict]) -> dict:
         "refused_off_topic": refused(groups["off_topic"]),
         "refused_out_of_scope": refused(groups["out_of_scope"]),
         "refused_near_topic": refused(groups["near_topic"]),
+        "refused_unanswerable": refused(unanswerable),
     }
-    for name, _ in VERDICT_GROUPS:
+    groups["unanswerable"] = unanswerable
+    for name in [g for g, _ in VERDICT_GROUPS] + ["unanswerable"]:
         out[f"verdicts_{name}"] = {v: sum(1 for r in groups[name] if r.get("verdict") == v) for v in ("found", "uncertain", "not_found")}
     return out
 
@@ -705,3 +773,34 @@ def verdict_table(report: dict, group: str) -> str:
         three = " · ".join("/".join(str(s[f"verdicts_{g}"][v]) for v in ("found", "uncertain", "not_found")) for g, _ in VERDICT_GROUPS)
         lines.append(f"| {name} | {' | '.join(cells)} | {three} |")
     return "\n".join(lines)
+
+
+# --- SQuAD: per article ----------------------------------------------------------------------
+
+VERDICTS = ("found", "uncertain", "not_found")
+
+
+def article_table(report: dict, system: str, k: int = DEPTH) -> str:
+    """One system's retrieval, highlight and verdict per article and overall: R@1, R@5, MRR@k, highlight@1, AUROC
+    answerable vs unanswerable, the answered share of the answerable and the abstained share of the unanswerable
+    (at the default threshold), and the share of each verdict class in both."""
+    keys = [key for key in ("r@1", "r@5", f"mrr@{k}") if key in rank_metrics(k)] + ["highlight@1"]
+    head = ["article", "answerable", "unanswerable", *keys, "AUROC", "answered", "abstained",
+            "answerable found/uncertain/not_found", "unanswerable found/uncertain/not_found"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    groups = report["systems"][system]
+    for group in [g for g in groups if g.startswith("article=")] + ["all"]:
+        s = groups[group]
+        n_unanswerable = sum(s["verdicts_unanswerable"].values())
+        cells = [group.removeprefix("article="), str(s["questions"]), str(n_unanswerable)]
+        cells += [_cell(s[key], key) for key in keys]
+        cells += [_cell(s["auroc_all"], ""), _cell(s["kept_answerable"], ""), _cell(s["refused_unanswerable"], "")]
+        cells += [verdict_shares(s["verdicts_answerable"]), verdict_shares(s["verdicts_unanswerable"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def verdict_shares(counts: dict[str, int]) -> str:
+    """found/uncertain/not_found as shares of their total ("–" for none)."""
+    total = sum(counts.values())
+    return "/".join(f"{counts[v] / total:.2f}" for v in VERDICTS) if total else "–"

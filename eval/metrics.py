@@ -21,12 +21,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from difflib import SequenceMatcher
 
 __all__ = [
     "normalize_whitespace",
-    "longest_common_run",
     "quote_hit",
+    "boundary_run",
+    "word_count",
     "passage_relevances",
     "first_hit_rank",
     "recall_at_k",
@@ -45,25 +45,16 @@ def normalize_whitespace(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
-def longest_common_run(a: str, b: str) -> int:
-    """Length of the longest common substring of ``a`` and ``b`` (characters, case-sensitive)."""
-    if not a or not b:
-        return 0
-    # autojunk=False: with the default heuristic, characters frequent in a long
-    # passage (spaces, 'e', ...) are treated as junk and matches get cut short.
-    matcher = SequenceMatcher(None, a, b, autojunk=False)
-    return matcher.find_longest_match(0, len(a), 0, len(b)).size
-
-
 def quote_hit(passage_text: str, quote: str, min_fraction: float = 0.5) -> bool:
-    """Whether a passage contains the gold quote, allowing for a cut at a chunk boundary.
+    """Whether a passage contains the gold quote, allowing for a cut at a passage boundary.
 
-    Both strings are whitespace-normalized first. The passage hits when it
-    contains the whole quote, or else when it contains a contiguous run of the
-    quote at least ``min_fraction`` of the quote's (normalized) length long;
-    that is what is left of a quote split across two neighbouring passages.
-    Matching is otherwise exact (case, punctuation, curly quotes). An empty
-    quote never hits. ``min_fraction`` must be in (0, 1].
+    Both strings are whitespace-normalized first. The passage hits when it contains the whole quote,
+    or else when a passage boundary cuts the quote and the passage keeps at least ``min_fraction`` of
+    its (normalized) length: the passage opens with the quote's tail or closes with its head
+    (`boundary_run`). A run of the quote in the middle of a passage does not count, whatever its
+    length: "on Linux" inside a sentence is not what is left of "WireGuard on Linux" (issue 19).
+    Matching is otherwise exact (case, punctuation, curly quotes). An empty quote never hits.
+    ``min_fraction`` must be in (0, 1].
     """
     if not 0.0 < min_fraction <= 1.0:
         raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction}")
@@ -75,7 +66,23 @@ def quote_hit(passage_text: str, quote: str, min_fraction: float = 0.5) -> bool:
         return False
     if q in p:
         return True
-    return longest_common_run(q, p) >= min_fraction * len(q)
+    return boundary_run(p, q, at_least=math.ceil(min_fraction * len(q) - 1e-9)) > 0
+
+
+def boundary_run(passage: str, quote: str, at_least: int = 1) -> int:
+    """Length of the longest part of ``quote`` that a passage boundary leaves in ``passage``: a suffix of the
+    quote that opens the passage, or a prefix of it that closes the passage; 0 when neither is ``at_least``
+    characters long. Shorter than the quote: a passage holding all of it is a containment, not a cut.
+    Strings as given (normalize them first)."""
+    for length in range(min(len(quote) - 1, len(passage)), max(at_least, 1) - 1, -1):
+        if passage.startswith(quote[len(quote) - length :]) or passage.endswith(quote[:length]):
+            return length
+    return 0
+
+
+def word_count(text: str) -> int:
+    """Words of a quote (whitespace-separated), for telling a short, ambiguous quote from a distinctive one."""
+    return len(text.split())
 
 
 def passage_relevances(

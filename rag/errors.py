@@ -1,7 +1,7 @@
 """Every error the library raises, in one small module.
 
 Callers (the HTTP layer, MCP tools, the CLI) map these classes to their own
-outcomes: `InvalidInput` -> 422, `NotFound` -> 404, `Overloaded` -> 503 with
+outcomes: `InvalidInput` -> 422, `NotFound` -> 404, `Conflict` -> 409, `Overloaded` -> 503 with
 Retry-After, and any other `RagError` (`IndexProblem`, `ModelError`) -> 503 /
 refuse to serve. Messages are written for the person who sent the input and
 never quote file contents.
@@ -18,6 +18,10 @@ class InvalidInput(RagError):
 
 class NotFound(RagError):
     """An unknown document or passage id."""
+
+
+class Conflict(RagError):
+    """A write that would clash with what is there: an id already taken (use replace), the same content under another id."""
 
 
 class IndexProblem(RagError):

@@ -12,6 +12,17 @@ over it. It never changes. `Service.snapshot` is swapped as one reference on
 `reload()`; every answer (`QueryResult.snapshot`) carries the snapshot it was
 computed on, and transports render documents, titles and citations from that,
 so a reload in the middle of a request can never mix two index versions.
+
+A document removed or replaced is never served again, by any snapshot: every reload retires the document
+versions (id, content hash) the old snapshot had and the new one lacks, in a registry all of this service's
+snapshots share (`Retired`), *before* the new snapshot is swapped in. A request still running on an older
+snapshot searches only live passages, and checks its hits once more when it ends: a hit retired meanwhile
+makes it answer again from the current snapshot. `document()`, `passage()` (HTTP, MCP `fetch`) refuse a
+retired version like an unknown id.
+
+Writes (`write_document`, `remove_document`: HTTP uploads, rag.uploads) change seeds/ one at a time: the
+upload is read by the corpus reader before it lands, placed atomically, re-indexed through `reload()` (which
+reuses the vectors of every unchanged passage, rag.index.build), and put back as it was when anything fails.
 """
 
 from __future__ import annotations
@@ -19,16 +30,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import PurePosixPath
 
 import numpy as np
 
 from rag.index.build import IndexConfig, load_or_build, on_disk, read_corpus
 from rag.config import Settings
 from rag.corpus.documents import Document, Skipped
+from rag.encoding import verifier as verifiers
 from rag.encoding.encoders import Encoders
-from rag.errors import IndexProblem, InvalidInput, NotFound
+from rag import uploads
+from rag.errors import Conflict, IndexProblem, InvalidInput, NotFound
 from rag.query.filters import Filters, passage_mask
 from rag.index.lexical import LexicalIndex
 from rag.encoding.model import ModelSpec, resolve_model
@@ -39,6 +55,65 @@ from rag.index.store import LoadedIndex, in_engine
 from rag.query.verdict import ANSWERABLE_THRESHOLD
 
 log = logging.getLogger(__name__)
+
+
+class Retired:
+    """Document versions (id, content hash) that were served once and are no longer: shared by every snapshot of
+    one service. Thread-safe; entries no snapshot can still be serving are dropped after `KEEP_SECONDS`."""
+
+    KEEP_SECONDS = 3600.0
+
+    def __init__(self) -> None:
+        self._versions: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._versions)
+
+    def retire(self, versions: Iterable[tuple[str, str]]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for version in versions:
+                self._versions[version] = now
+            self._versions = {v: t for v, t in self._versions.items() if now - t < self.KEEP_SECONDS}
+
+    def revive(self, versions: Iterable[tuple[str, str]]) -> None:
+        """Versions served again (the same content added back under its id)."""
+        with self._lock:
+            for version in versions:
+                self._versions.pop(version, None)
+
+    def holds(self, document: Document) -> bool:
+        return (document.id, document.content_hash) in self._versions
+
+    def ids_in(self, documents: Mapping[str, Document]) -> set[str]:
+        """The ids of `documents` whose version is retired."""
+        with self._lock:
+            versions = list(self._versions)
+        return {doc_id for doc_id, content_hash in versions if (d := documents.get(doc_id)) is not None and d.content_hash == content_hash}
+
+
+def versions_of(documents: Mapping[str, Document]) -> set[tuple[str, str]]:
+    return {(d.id, d.content_hash) for d in documents.values()}
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write did: the document's id, `status` (created, replaced, unchanged, duplicate: the same content
+    is already served under `id`, removed), and the snapshot serving the outcome."""
+
+    id: str
+    status: str
+    snapshot: "Snapshot"
+    source: str = ""
+
+    @property
+    def document(self) -> Document | None:
+        return self.snapshot.documents.get(self.id)
+
+    @property
+    def passages(self) -> int:
+        return sum(1 for p in self.snapshot.passages if p.document == self.id)
 
 
 @dataclass(frozen=True, eq=False)
@@ -59,6 +134,7 @@ class Snapshot:
     retriever: Retriever
     encoder_kind: str
     skipped: tuple[Skipped, ...] = ()  # files under seeds/ that are not documents, each with its reason
+    retired: Retired = field(default_factory=Retired)  # shared by the service's snapshots: versions no longer served
 
     @property
     def id(self) -> str:
@@ -73,16 +149,20 @@ class Snapshot:
         return self.index.passages
 
     def document(self, document_id: str) -> Document:
-        try:
-            return self.documents[document_id]
-        except KeyError:
-            raise NotFound(f"no document with id {document_id!r}") from None
+        document = self.documents.get(document_id)
+        if document is None or self.retired.holds(document):
+            raise NotFound(f"no document with id {document_id!r}")
+        return document
+
+    def live_documents(self) -> list[Document]:
+        """The documents, without versions removed or replaced since this snapshot was made."""
+        return [d for d in self.documents.values() if not self.retired.holds(d)]
 
     def passage(self, passage_id: str) -> PassageView:
         position = self.retriever.position.get(passage_id)
-        if position is None:
-            raise NotFound(f"no passage with id {passage_id!r} in index {self.id}")
         passages = self.passages
+        if position is None or self.retired.holds(self.documents[passages[position].document]):
+            raise NotFound(f"no passage with id {passage_id!r} in index {self.id}")
         passage = passages[position]
 
         def neighbour(i: int) -> str | None:
@@ -94,7 +174,23 @@ class Snapshot:
     def allowed(self, filters: Filters) -> np.ndarray | None:
         """The passages `filters` allows (one bool each), or None for no filter; InvalidInput names a document
         this snapshot does not have."""
-        return passage_mask(filters.check(self.documents), self.passages, self.documents)
+        allowed = passage_mask(filters.check(self.documents), self.passages, self.documents)
+        retired = self.retired.ids_in(self.documents)
+        if not retired:
+            return allowed
+        codes, code_of = self._document_codes
+        live = ~np.isin(codes, [code_of[doc_id] for doc_id in retired])
+        return live if allowed is None else allowed & live
+
+    def is_stale(self, hit) -> bool:
+        """The hit's document version was retired (removed or replaced) after this snapshot was made."""
+        return self.retired.holds(self.documents[hit.passage.document])
+
+    @cached_property
+    def _document_codes(self) -> tuple[np.ndarray, dict[str, int]]:
+        """One small integer per passage naming its document, for masking documents out quickly."""
+        code_of = {doc_id: i for i, doc_id in enumerate(self.documents)}
+        return np.fromiter((code_of[p.document] for p in self.passages), dtype=np.int32, count=len(self.passages)), code_of
 
     def info(self) -> dict:
         return {
@@ -105,6 +201,7 @@ class Snapshot:
             "documents": len(self.documents),
             "passages": len(self.passages),
             "skipped": [s.as_dict() for s in self.skipped],
+            "verifier": self.retriever.verifier_status,
         }
 
 
@@ -120,6 +217,7 @@ class Service:
         self._reloads_finished = 0
         self._force_next = False  # a waiting caller asked for force: the next reload to start is forced
         self._last_reload_error: BaseException | None = None
+        self._writes = threading.Lock()  # one change to seeds/ at a time (write_document, remove_document)
 
     @classmethod
     def open(cls, settings: Settings, encoders: Encoders | None = None) -> "Service":
@@ -171,9 +269,17 @@ class Service:
         if not force and (current := self._still_current(corpus)) is not None:
             self.snapshot = current  # nothing to load: the files on disk are the ones being served
             return current.id
-        snapshot = _open_snapshot(self.settings, self.model, self.encoders, force, corpus)
-        self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
+        snapshot = _open_snapshot(self.settings, self.model, self.encoders, force, corpus, self.snapshot.retired)
+        self._swap(snapshot)
         return snapshot.id
+
+    def _swap(self, snapshot: Snapshot) -> None:
+        """Serve `snapshot`: what the old one had and the new one lacks is retired first, so no request, even one
+        still running on the old snapshot, can return it once the swap is done."""
+        old, new = versions_of(self.snapshot.documents), versions_of(snapshot.documents)
+        snapshot.retired.retire(old - new)
+        snapshot.retired.revive(new)
+        self.snapshot = snapshot  # one reference swap: requests in flight keep the old one
 
     def _still_current(self, corpus) -> "Snapshot | None":
         """The served snapshot (with this corpus's skipped files) when the index on disk is the very one it
@@ -199,23 +305,31 @@ class Service:
         return Query.parse_batch(questions, top_k, mode, filters, settings=self.settings)
 
     def query(self, query: Query, snapshot: Snapshot | None = None) -> QueryResult:
-        """Rank passages for `query` on the current snapshot (or the given one)."""
+        """Rank passages for `query` on the current snapshot (or the given one), live documents only: a hit whose
+        document was removed or replaced while it ran makes it answer again from the current snapshot."""
         snapshot = snapshot or self.snapshot
-        allowed = snapshot.allowed(query.filters)
-        return snapshot.retriever.search(query, snapshot, allowed)
+        for _ in range(ANSWER_AGAIN):
+            result = snapshot.retriever.search(query, snapshot, snapshot.allowed(query.filters))
+            if not any(snapshot.is_stale(hit) for hit in result.hits):
+                return result
+            snapshot = self.snapshot
+        return _without_stale(result)
 
     def batch_query(self, queries: list[Query], stop: threading.Event | None = None) -> list[QueryResult]:
         """Several queries (`Query.parse_batch`: one filter for all), all answered from one snapshot.
 
         `stop`, once set (the caller has gone), ends the batch after the question in progress: the list is then shorter."""
-        snapshot = self.snapshot
-        allowed = snapshot.allowed(queries[0].filters) if queries else None
-        results = []
-        for query in queries:
-            if stop is not None and stop.is_set():
-                break
-            results.append(snapshot.retriever.search(query, snapshot, allowed))
-        return results
+        for _ in range(ANSWER_AGAIN):
+            snapshot = self.snapshot
+            allowed = snapshot.allowed(queries[0].filters) if queries else None
+            results = []
+            for query in queries:
+                if stop is not None and stop.is_set():
+                    break
+                results.append(snapshot.retriever.search(query, snapshot, allowed))
+            if not any(snapshot.is_stale(hit) for result in results for hit in result.hits):
+                return results
+        return [_without_stale(result) for result in results]
 
     def document(self, document_id: str) -> Document:
         return self.snapshot.document(document_id)
@@ -226,20 +340,120 @@ class Service:
     def info(self) -> dict:
         return self.snapshot.info()
 
+    # --- writing documents (rag.uploads) -------------------------------------------------------
 
-def _open_snapshot(settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False, corpus=None) -> Snapshot:
+    def write_document(self, upload: uploads.Upload, document_id: str | None = None, replace: bool = False) -> Written:
+        """Add the upload as a new document (`replace=False`: Conflict if its id is taken) or as document
+        `document_id`, replacing it if there is one; re-index and return what is served now. The same content
+        as a document already served is not added twice (`duplicate`, or Conflict for a replace under another
+        id). InvalidInput when it would not be indexed, with the reason; on any failure seeds/ and the served
+        index stay as they were."""
+        if document_id is not None and upload.id is not None and upload.id != document_id:
+            raise InvalidInput(f"the body names id {upload.id!r} but the document written is {document_id!r}")
+        with self._writes:
+            snapshot = self.snapshot
+            current = snapshot.documents.get(document_id) if document_id is not None else None
+            if current is not None and snapshot.retired.holds(current):
+                current = None
+            wanted = self._wanted_id(upload, document_id, current)
+            relative = self._relative_for(wanted, current, upload.suffix)
+            staged = uploads.stage(upload, relative, self.settings.max_document_bytes, self.settings.max_extract_seconds)
+            same = next((d for d in snapshot.live_documents() if d.content_hash == staged.content_hash), None)
+            if same is not None and (same.id == wanted or not replace):
+                return Written(same.id, "unchanged" if same.id == wanted else "duplicate", snapshot, same.source)
+            if same is not None:
+                raise Conflict(f"the same content is already served as document {same.id!r}")
+            holding = uploads.files_holding(self.settings.seeds_dir, wanted, current)
+            if holding and not replace:
+                raise Conflict(f"a document with id {wanted!r} exists ({self._shown(holding[0])}); PUT /documents/{wanted} replaces it")
+            placement = uploads.place(self.settings.seeds_dir, relative, upload, holding)
+            served = self._reindex(placement, wanted, staged.content_hash, relative)
+            return Written(wanted, "replaced" if holding else "created", served, relative)
+
+    def remove_document(self, document_id: str) -> Written:
+        """Remove the document's file (and sidecar) from seeds/ and re-index; NotFound for an unknown id."""
+        with self._writes:
+            current = self.snapshot.document(document_id)
+            placement = uploads.remove(uploads.files_holding(self.settings.seeds_dir, document_id, current))
+            served = self._reindex(placement, document_id, None, current.source)
+            return Written(document_id, "removed", served, current.source)
+
+    @staticmethod
+    def _wanted_id(upload: uploads.Upload, document_id: str | None, current: Document | None) -> str:
+        """An existing document keeps its id (folders and all); a new one needs a plain slug (rag.uploads)."""
+        if current is not None:
+            return current.id
+        return uploads.checked_id(document_id) if document_id is not None else upload.wanted_id()
+
+    def _relative_for(self, document_id: str, current: Document | None, suffix: str) -> str:
+        """Where the document goes under seeds/: beside the file it replaces (same folder and name), else at the top."""
+        if current is None:
+            return document_id + suffix
+        old = PurePosixPath(current.source)
+        return str(old.with_name(old.stem + suffix))
+
+    def _shown(self, path) -> str:
+        try:
+            return str(PurePosixPath(path).relative_to(self.settings.seeds_dir.resolve()))
+        except ValueError:
+            return PurePosixPath(path).name
+
+    def _reindex(self, placement: uploads.Placement, document_id: str, content_hash: str | None, relative: str) -> Snapshot:
+        """Reload after a change to seeds/; the change is committed if the served snapshot now has the document
+        version wanted (`content_hash`, or None: no document with that id), else undone (the reason raised)."""
+        try:
+            self.reload()
+        except BaseException:
+            placement.undo()
+            raise
+        served = self.snapshot
+        document = served.documents.get(document_id)
+        if content_hash is None:  # a removal: no file gives the id any more
+            done = document is None or document.source != relative
+        else:
+            done = document is not None and document.content_hash == content_hash
+        if done:
+            placement.commit()
+            return served
+        placement.undo()
+        try:
+            self.reload()  # serve seeds/ as it is again
+        except Exception as exc:  # noqa: BLE001 - the caller hears why its write failed; this is logged
+            log.error("reload after an undone write failed: %s", exc)
+        if content_hash is None:
+            raise Conflict(f"another file, {document.source}, gives the id {document_id!r} too; remove or rename it first")
+        reason = next((s.reason for s in served.skipped if s.path == relative), "it was not indexed")
+        raise InvalidInput(f"not indexed: {reason}")
+
+
+ANSWER_AGAIN = 3  # searches before the stale hits are simply dropped (a removal during each of them)
+
+
+def _without_stale(result: QueryResult) -> QueryResult:
+    snapshot = result.snapshot
+    hits = [hit for hit in result.hits if not snapshot.is_stale(hit)]
+    return dataclasses.replace(result, hits=hits)
+
+
+def _open_snapshot(
+    settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False, corpus=None, retired: Retired | None = None
+) -> Snapshot:
     corpus = corpus if corpus is not None else read_corpus(settings)
     documents = list(corpus.documents)
     config = IndexConfig.of(settings, documents, model)
     loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build or force, force=force)
     query_encoder = encoders.query()
-    return make_snapshot(settings, documents, loaded, query_encoder, corpus.skipped)
+    return make_snapshot(settings, documents, loaded, query_encoder, corpus.skipped, retired)
 
 
-def make_snapshot(settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder, skipped: tuple = ()) -> Snapshot:
+def make_snapshot(
+    settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder, skipped: tuple = (), retired: Retired | None = None
+) -> Snapshot:
     by_id = {d.id: d for d in documents}
     engine = in_engine(loaded.manifest)  # the vectors and BM25 live in an engine: its store is loaded.vectors
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages], index=not engine)
     threshold = ANSWERABLE_THRESHOLD if settings.answerable_threshold is None else settings.answerable_threshold
-    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold, store=loaded.vectors if engine else None)
-    return Snapshot(loaded, by_id, retriever, encoder.kind, tuple(skipped))
+    verifier, verifier_status = verifiers.for_model(encoder.spec, settings.verifier)
+    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold, verifier=verifier, verifier_status=verifier_status,
+                          store=loaded.vectors if engine else None)
+    return Snapshot(loaded, by_id, retriever, encoder.kind, tuple(skipped), retired if retired is not None else Retired())

@@ -51,3 +51,37 @@ def test_the_watcher_thread_starts_and_stops(shared):
     watcher = Watcher(service, interval=0.05).start()
     watcher.stop()
     assert not watcher._thread.is_alive()
+
+
+@pytest.mark.slow
+def test_rag_serve_watch_reindexes_what_is_added_to_and_removed_from_seeds(tmp_path):
+    """`rag serve` with RAG_WATCH=true (what `--watch` sets), as a real process: a file copied into seeds/ is
+    answered from without a reload being asked for, and a file deleted stops being cited."""
+    import time
+
+    import httpx
+
+    from tests.reliability_support import rag_serve
+
+    seeds = write_tiny_seeds(tmp_path / "seeds")
+    env = {"RAG_AUTO_BUILD": "true", "RAG_WATCH": "true", "RAG_WATCH_INTERVAL_SECONDS": "0.2", "RAG_WATCH_DEBOUNCE_SECONDS": "0.5"}
+    with rag_serve(seeds, tmp_path / "index", tmp_path / "server.log", **env) as (_, base):
+
+        def documents_when(predicate) -> list[str]:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                ids = [d["id"] for d in httpx.get(base + "/documents", timeout=10).json()]
+                if predicate(ids):
+                    return ids
+                time.sleep(0.2)
+            raise AssertionError(f"seeds/ changed but the served documents did not follow: {ids}")
+
+        first = httpx.get(base + "/ready").json()["index_id"]
+        (seeds / "notes.txt").write_text(EXTRA_PARAGRAPH + "\n", encoding="utf-8")
+        documents_when(lambda ids: "notes" in ids)
+        answer = httpx.get(base + "/query", params={"q": "How many zebras did the lighthouse keeper count?"}).json()
+        assert answer["passages"][0]["citation"]["document"] == "notes"
+        assert httpx.get(base + "/ready").json()["index_id"] != first
+        (seeds / "notes.txt").unlink()
+        documents_when(lambda ids: "notes" not in ids)
+        assert httpx.get(base + "/ready").json()["index_id"] == first  # the same corpus again: the same index

@@ -26,13 +26,12 @@ from api.security import require_admin
 from rag.errors import RagError
 
 log = logging.getLogger(__name__)
-ERROR = {"model": schemas.ErrorResponse}
 
 
 def router() -> APIRouter:
     routes = APIRouter(tags=["ops"], dependencies=[Depends(require_admin)])
 
-    @routes.post("/admin/reload", response_model=schemas.ReloadResponse, summary="Reload the index", responses={403: ERROR, 503: ERROR})
+    @routes.post("/admin/reload", response_model=schemas.ReloadResponse, summary="Reload the index", responses={403: schemas.ERROR, 503: schemas.ERROR})
     async def admin_reload(request: Request):
         """Re-read the documents and the index on disk (e.g. after `rag index`) and serve it.
 

@@ -1,30 +1,61 @@
 """The web page at / and the API docs at /docs, both served from this process: nothing from a CDN.
 
+The page is one file, api/static/index.html; what it must know of this server is filled in once per app
+from the settings (`page_config`): the retrieval modes, the default mode and `top_k`, the `top_k` cap, and
+which document is the bundled article (the page shows that article's example question only when the
+corpus is that article alone; any other corpus gets a neutral placeholder). The values go in as JSON in a
+`<script type="application/json">` block, escaped so no value can close it.
+
 Swagger UI's files come from the `swagger-ui-bundle` package and are served
 under /docs/assets (FastAPI's self-hosting recipe), so /docs works offline.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import swagger_ui_bundle
 from fastapi import APIRouter, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+
+from rag.config import MODES, Settings
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
+CONFIG_SLOT = "__PAGE_CONFIG__"  # in index.html's <script id="page-config">
+# The article that ships in seeds/, and a question it answers: the page's placeholder for it alone.
+BUNDLED_DOCUMENT = "permanent-revolution-1917-and-today"
+BUNDLED_EXAMPLE = "Who revised the theory of permanent revolution?"
+
+
+def page_config(settings: Settings) -> dict:
+    """What the page takes from the server instead of hard-coding it."""
+    return {
+        "modes": list(MODES),
+        "default_mode": settings.default_mode.value,
+        "default_top_k": settings.default_top_k,
+        "max_top_k": settings.max_top_k,
+        "bundled": {"document": BUNDLED_DOCUMENT, "example": BUNDLED_EXAMPLE},
+    }
+
+
+def render_page(settings: Settings) -> str:
+    """index.html with `page_config` in its config block (`<` escaped: no value can end the script element)."""
+    config = json.dumps(page_config(settings), ensure_ascii=False).replace("<", "\\u003c")
+    return (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace(CONFIG_SLOT, config, 1)
 
 
 def install(app: FastAPI) -> None:
     """Add the page, /docs (offline Swagger UI) and its assets to `app` (created with docs_url=None)."""
     routes = APIRouter(include_in_schema=False)
+    html = render_page(app.state.settings)
 
     @routes.get("/")
-    async def page() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+    async def page() -> HTMLResponse:
+        return HTMLResponse(html)
 
     @routes.get("/docs")
     async def docs():

@@ -76,7 +76,7 @@ def router(models: schemas.RequestModels) -> APIRouter:
         """The same as POST /query, for a browser or curl: `/query?q=...&top_k=5&mode=hybrid&document=<id>`."""
         blank = lambda values: [v for v in values if v.strip()]  # noqa: E731 - an empty form field means "any"
         filters = {"documents": blank(document), "authors": blank(author), "sections": blank(section),
-                   "published_after": published_after or None, "published_before": published_before or None}
+                   "published_after": published_after, "published_before": published_before}
         query = service.parse(q, top_k, mode, filters)  # raw values: the library parses them, filter included
         return await unless_client_leaves(request, _answer(admission, service, metrics, query))
 

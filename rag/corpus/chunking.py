@@ -2,7 +2,7 @@
 
 A passage is one paragraph, or part of a long paragraph split at sentence
 boundaries, or several short neighbouring paragraphs of one section merged.
-It never crosses a section heading and never holds more word pieces than
+It never crosses a section heading (nor, merged, a PDF page break) and never holds more word pieces than
 `max_tokens`, so the embedding model (which silently truncates past its
 window) sees all of it, nor more than `max_tokens * CHARS_PER_TOKEN` characters
 (a run of text the tokenizer reads as one unknown word piece, or a 5 MB line
@@ -21,6 +21,7 @@ same corpus, different as soon as the passage changes.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import math
 import re
@@ -92,7 +93,7 @@ def chunk_document(document: Document, count_tokens: TokenCounter, params: Chunk
             continue
         for start, end in _split_long(document.text, para.start, para.end, count_tokens, params):
             units.append((para.section, (para.number,), start, end))
-    merged = _merge_short(document.text, units, count_tokens, params)
+    merged = _merge_short(document.text, units, count_tokens, params, document.pages)
     return [_passage(document, *unit) for unit in merged]
 
 
@@ -198,8 +199,9 @@ def _last_fit(text, start: int, ends, first: int, guess: int, count_tokens: Toke
     return good
 
 
-def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams):
-    """Merge a short unit with its neighbour in the same section while the result fits the window."""
+def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams, pages: tuple[int, ...] = ()):
+    """Merge a short unit with its neighbour in the same section and on the same page while the result fits the
+    window (a passage spans a page break only where one paragraph does)."""
     merged: list[tuple[str | None, tuple[int, ...], int, int]] = []
     for unit in units:
         if merged:
@@ -209,6 +211,7 @@ def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams)
                 short
                 and prev[0] == unit[0]
                 and prev[1][-1] != unit[1][0]  # pieces of one split paragraph stay apart
+                and bisect.bisect_right(pages, prev[3]) == bisect.bisect_right(pages, unit[2])  # no page starts between
                 and _fits(text, prev[2], unit[3], count_tokens, params)
             ):
                 merged[-1] = (prev[0], prev[1] + unit[1], prev[2], unit[3])

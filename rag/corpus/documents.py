@@ -44,8 +44,9 @@ author), and a closing tag list ("a / b / c") are kept out of the body.
 Section headings are Markdown `#` lines, HTML headings, the headings an office
 reader found (Word heading styles, ODF `text:h`, EPUB chapters, slide titles,
 sheet names), or in plain text and RTF a short single-line paragraph with no
-closing punctuation (the way this article sets "A Closer Analysis"); PDFs have
-no sections. Text before the first heading belongs to section `None`. A slide's
+closing punctuation (the way this article sets "A Closer Analysis"; a line ruled
+off by `---` or `===`, and Vim help's `*tag*` headings, too), in a PDF a numbered
+heading on its own line ("1. Introduction", "2.1 Syntax"). Text before the first heading belongs to section `None`. A slide's
 title or a sheet's name is never taken for the document's title (that comes from
 the file's properties, else the file name) nor dropped as a repeat of it.
 """
@@ -69,14 +70,19 @@ from rag.corpus.formats import DEFAULT_MAX_BYTES, EXTRACTED_SUFFIXES, SUPPORTED_
 from rag.corpus.metadata import MAX_SIDECAR_BYTES, load_json, validate
 
 log = logging.getLogger(__name__)
+skip_log = logging.getLogger("rag.corpus.skipped")  # one line per skipped file: `log_skipped`; the CLI decides where they go
 
 METADATA_FIELDS = ("title", "subtitle", "author", "publication", "published", "url")
 SIDECAR_SUFFIX = ".meta.json"
+EXTRACTION_VERSION = 2  # of the HTML, PDF and office readers: in each such document's content hash (2: structure kept)
 MAX_FOLDER_DEPTH = 64  # folders below seeds/; deeper ones are skipped with a reason
 _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
+_RULE = re.compile(r"^([-=~*_])\1{2,}$")  # a line drawn under or over a plain-text heading
+_ANCHORS = re.compile(r"(?:[ \t]+(?:\*[^\s*]+\*|~))+[ \t]*$")  # Vim help tags (and its heading mark ~) closing a heading line
+_TITLE_SEPARATOR = re.compile(r"\s+[|·•–—-]\s+")  # "Page | Site", "Page – Site"
 _TAG_LIST = re.compile(r"^[^.!?\n]{1,60}(\s+/\s+[^.!?\n/]{1,60}){2,}$")
 
 
@@ -189,6 +195,23 @@ def load_corpus(seeds_dir: Path, max_bytes: int = DEFAULT_MAX_BYTES, max_extract
             documents[doc.id] = doc
     skipped += _orphan_sidecars(files, skipped, sidecars)
     return Corpus(tuple(sorted(documents.values(), key=lambda d: d.id)), tuple(sorted(skipped, key=lambda s: s.path)))
+
+
+_LOGGED: dict[str, frozenset[Skipped]] = {}  # seeds folder -> the skips logged for it last
+
+
+def log_skipped(seeds_dir: Path, skipped: tuple[Skipped, ...] | list[Skipped]) -> list[Skipped]:
+    """Log (WARNING, `rag.corpus.skipped`) each skipped file not already logged for this seeds folder by this
+    process: a reload that finds the same skips logs nothing, a file newly skipped is logged once. Each line's
+    message is its own text (no template shared by all), so a filter that drops repeats of one template (the
+    server's JSON logs) lets every skip through. Returns what was logged."""
+    key = str(Path(seeds_dir).resolve())
+    before = _LOGGED.get(key, frozenset())
+    new = [s for s in skipped if s not in before]
+    _LOGGED[key] = frozenset(skipped)
+    for s in new:
+        skip_log.warning(f"skipped {s.path}: {s.reason}")  # noqa: G004 - the message is the line (see above)
+    return new
 
 
 def _extract_seconds(seconds: float | None) -> float:
@@ -352,13 +375,15 @@ def load_document(
     blocks = _blocks(extracted.text, extracted.body_floor)
     if "title" not in metadata and (title := _title_line(blocks, extracted)):
         metadata["title"] = title
-    body = _strip_furniture(blocks, metadata, extracted.headings if extracted.kind in office.PLACED_KINDS else frozenset())
+    body = _strip_furniture(blocks, metadata, extracted.headings if extracted.kind in office.PLACED_KINDS else frozenset(),
+                            _page_title_parts(metadata.get("title"), extracted))
     sections, paragraphs = _structure(extracted.text, body, extracted, metadata)
     if not paragraphs:
         raise Unreadable(f"{relative} has no body text (only headings, metadata or furniture)")
     hashed = {k: v for k, v in metadata.items() if k != "authors"}  # derived from `author`
     meta_bytes = json.dumps(hashed, sort_keys=True, ensure_ascii=False).encode()
-    content_hash = hashlib.sha256(raw + b"\0" + meta_bytes).hexdigest()
+    reader = f"\0reader {EXTRACTION_VERSION}".encode() if extracted.kind not in ("text", "markdown") else b""
+    content_hash = hashlib.sha256(raw + b"\0" + meta_bytes + reader).hexdigest()  # a better reader rebuilds the index
     known = (*METADATA_FIELDS, "authors")
     return Document(
         id=_document_id(relative),
@@ -509,10 +534,19 @@ def _is_furniture(block: str, known: set[str]) -> bool:
     return plain in known or bool(_TAG_LIST.match(block.strip()))
 
 
-def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict, kept: frozenset[int] = frozenset()) -> list[tuple[int, int, str]]:
-    """Body blocks: the leading header and trailing furniture removed, and any listed furniture line; a block
-    starting at an offset in `kept` (a slide title, a sheet name) is never furniture."""
-    known = _known_furniture(metadata)
+def _page_title_parts(title: object, extracted: formats.Extracted) -> set[str]:
+    """A web page's title names its site too ("Rivers and Mountains | Example Site"): each part of it, for a
+    heading that repeats only the page's own part to count as the title's repeat."""
+    if extracted.kind != "html" or not isinstance(title, str):
+        return set()
+    return {_normal(part) for part in _TITLE_SEPARATOR.split(title) if part.strip()}
+
+
+def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict, kept: frozenset[int] = frozenset(),
+                     also: set[str] = frozenset()) -> list[tuple[int, int, str]]:
+    """Body blocks: the leading header and trailing furniture removed, and any listed furniture line (or one in
+    `also`); a block starting at an offset in `kept` (a slide title, a sheet name) is never furniture."""
+    known = _known_furniture(metadata) | set(also)
     furniture = lambda b: b[0] not in kept and _is_furniture(b[2], known)  # noqa: E731
     first = 0
     while first < len(blocks) and furniture(blocks[first]):
@@ -525,9 +559,7 @@ def _strip_furniture(blocks: list[tuple[int, int, str]], metadata: dict, kept: f
 
 def _section_title(start: int, block: str, extracted: formats.Extracted) -> str | None:
     """The section title if the block at `start` is a heading in this document's format, else None."""
-    if extracted.kind == "pdf":
-        return None
-    if extracted.kind == "html" or extracted.kind in office.HEADED_KINDS:
+    if extracted.kind in ("html", "pdf") or extracted.kind in office.HEADED_KINDS:
         return block if start in extracted.headings else None
     return _heading_title(block, extracted.kind == "markdown")
 
@@ -537,11 +569,27 @@ def _heading_title(block: str, is_markdown: bool) -> str | None:
     if is_markdown:
         match = _MD_HEADING.match(block) if "\n" not in block else None
         return match.group(2).strip() if match else None
-    if "\n" in block or len(block) > 90 or len(block.split()) > 12:
+    block = _ruled_line(block)
+    if block is None or len(block) > 90 or len(block.split()) > 12:
         return None
     if block[-1] in ".!?:;,\"”’)]…" or not (block[0].isupper() or block[0].isdigit()):
         return None
     return block
+
+
+def _ruled_line(block: str) -> str | None:
+    """The one line of text in a plain-text heading block, its whitespace collapsed and its help-file anchors
+    (`*new-terminal-window*`) dropped: a single line, or a line ruled off by a line of `-`, `=`, `~`, `*` or `_`
+    under it, over it, or both (`The terminal window` over `-------`); None for any other block."""
+    lines = [line.strip() for line in block.split("\n")]
+    if len(lines) > 1 and _RULE.match(lines[-1]):
+        lines.pop()
+    if len(lines) > 1 and _RULE.match(lines[0]):
+        lines.pop(0)
+    if len(lines) != 1:
+        return None
+    line = _ANCHORS.sub("", lines[0])
+    return " ".join(line.split()) or None
 
 
 def _structure(

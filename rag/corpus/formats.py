@@ -15,12 +15,10 @@ the body may start, and, for HTML, PDF and the office formats, where headings an
   is refused before it is expanded), `MAX_DEPTH` levels of nesting, integers of
   `MAX_INT_DIGITS` digits. A date that is no real date (`2020-02-30`) stays the
   text it was, for the metadata check to refuse by its field.
-- `.html`, `.htm`: trafilatura finds the main content (no navigation, cookie
-  banners, scripts, styles, footers) and the page's title, author, date and
-  canonical URL. Its XML output is flattened here into paragraphs separated by
-  blank lines, headings as their own lines, whitespace inside a paragraph
-  collapsed. Chosen over readability-lxml/BeautifulSoup heuristics for its
-  extraction quality in published benchmarks and built-in metadata; pure Python over lxml.
+- `.html`, `.htm`: rag/corpus/webpage.py: trafilatura for the main content of an article, a
+  structural walk for manuals whose headings trafilatura drops; headings in any case as sections,
+  `<pre>` kept with its line breaks, navigation out; title, dates and author only from the page's own
+  metadata (`<title>`, date meta tags), never from its text.
 - `.pdf`: pypdf, text per page; lines are joined into paragraphs (a break at a
   blank line, after a line that pypdf's layout mode shows
   followed by vertical space, or after a line ending a sentence that is shorter
@@ -35,7 +33,8 @@ the body may start, and, for HTML, PDF and the office formats, where headings an
 
 HTML, PDF and the office formats are read by a worker process (`Extractor`), never in the caller's
 process: a file whose reading takes longer than its time budget
-(`RAG_MAX_EXTRACT_SECONDS`) has its worker killed and is skipped saying so, a
+(`RAG_MAX_EXTRACT_SECONDS`, counted from when the worker is ready: its own start, up to
+`WORKER_START_SECONDS`, is not the file's) has its worker killed and is skipped saying so, a
 worker that dies (a crash, or past `EXTRACT_MEMORY_BYTES` of memory) costs only
 that file, and the next file gets a fresh worker. The text a file yields is capped
 at the document size limit (`RAG_MAX_DOCUMENT_BYTES`, UTF-8 bytes): a small PDF
@@ -60,7 +59,7 @@ import time
 from pathlib import Path
 
 from rag.errors import Unreadable
-from rag.corpus import office
+from rag.corpus import office, webpage
 from rag.corpus.extracted import Extracted
 from rag.corpus.metadata import MAX_DEPTH, MAX_INT_DIGITS, validate
 
@@ -74,6 +73,7 @@ EXTRACTED_SUFFIXES = PDF_SUFFIXES + HTML_SUFFIXES + OFFICE_SUFFIXES  # read by t
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # RAG_MAX_DOCUMENT_BYTES: a file, and the text extracted from it
 DEFAULT_EXTRACT_SECONDS = 30.0  # RAG_MAX_EXTRACT_SECONDS: reading one HTML or PDF file
+WORKER_START_SECONDS = 120.0  # a fresh worker's imports (pypdf, trafilatura, lxml), before any file's budget starts
 EXTRACT_MEMORY_BYTES = 1 << 30  # address space a worker may add to what it holds when it starts
 MAX_FRONT_MATTER_CHARS = 64 * 1024
 MAX_YAML_ALIASES = 20
@@ -118,7 +118,7 @@ def _extract(suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
     if suffix in office.READERS:
         extracted = office.READERS[suffix](raw, name, max_bytes)
     else:
-        extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else _read_html(raw, name)
+        extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else webpage.read_html(raw, name)
     _check_size(extracted.text, name, max_bytes)
     if _LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
         extracted = Extracted(_LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
@@ -301,6 +301,11 @@ class Extractor:
             [sys.executable, "-I", "-c", code, json.dumps(sys.path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, close_fds=True,
         )
+        try:  # its imports done: from here on the time is the file's (a loaded machine's slow start is not)
+            _receive(self._proc.stdout.fileno(), time.monotonic() + WORKER_START_SECONDS)
+        except (TimeoutError, OSError, EOFError):
+            self._kill()
+            raise Stopped(f"the worker that reads HTML, PDF and office files did not start within {WORKER_START_SECONDS:g} s") from None
         return self._proc
 
     def extract(self, suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
@@ -364,6 +369,9 @@ def serve_worker() -> None:
     import pypdf  # noqa: F401 - loaded before the first file, so the budget is spent on reading it
     import trafilatura  # noqa: F401
 
+    out.write((2).to_bytes(4, "big") + b"{}")  # ready: the parent starts a file's clock after this
+    out.flush()
+
     while True:
         head = source.read(4)
         if len(head) < 4:
@@ -393,76 +401,13 @@ def serve_worker() -> None:
         out.flush()
 
 
-# --- HTML ----------------------------------------------------------------------------------
-
-_BLOCK_TAGS = {"head", "p", "item", "quote", "row", "code", "list", "table", "div", "main", "doc", "cell"}
-_CONTAINERS = {"list", "table", "div", "main", "doc"}
-
-
-def _read_html(raw: bytes, name: str) -> Extracted:
-    import trafilatura
-    from lxml import etree
-
-    try:
-        xml = trafilatura.extract(
-            raw, output_format="xml", include_comments=False, include_tables=True, include_links=False,
-            include_images=False, include_formatting=False, favor_recall=True, with_metadata=True,
-        )
-    except Exception:  # noqa: BLE001 - any parser failure is a skip reason, not a crash
-        raise Unreadable(f"{name} could not be parsed as HTML") from None
-    if not xml:
-        raise Unreadable(f"{name} has no main text that could be extracted")
-    root = etree.fromstring(xml.encode("utf-8"))
-    blocks: list[tuple[str, bool]] = []  # (text, is_heading)
-    _flatten(root, blocks)
-    text, headings = _join_blocks(blocks)
-    if not text.strip():
-        raise Unreadable(f"{name} has no main text that could be extracted")
-    found = root.attrib  # the page's metadata, as trafilatura's XML carries it (one parse, not two)
-    meta = {"title": _clean(found.get("title", "")), "author": found.get("author"), "published": found.get("date"),
-            "url": found.get("url"), "publication": found.get("sitename")}
-    meta = validate({k: v for k, v in meta.items() if v}, f"{name} page metadata", lenient=True)
-    return Extracted(text, meta, kind="html", headings=frozenset(headings))
-
-
-def _flatten(element, blocks: list[tuple[str, bool]]) -> None:
-    """Blocks of text in reading order; inline elements (code, hi, ref) stay inside their block."""
-    inline: list[str] = [element.text or ""]
-    for child in element:
-        if child.tag in _BLOCK_TAGS and not (child.tag == "code" and element.tag not in _CONTAINERS | {"item"}):
-            _emit(inline, element.tag == "head", blocks)
-            inline = []
-            _flatten(child, blocks)
-        else:
-            inline.append("".join(child.itertext()))
-        inline.append(child.tail or "")
-    _emit(inline, element.tag == "head", blocks)
-
-
-def _emit(parts: list[str], heading: bool, blocks: list[tuple[str, bool]]) -> None:
-    text = _clean("".join(parts))
-    if text:
-        blocks.append((text, heading))
-
-
-def _clean(text: str) -> str:
-    """Whitespace collapsed, Sphinx-style permalink marks (¶) dropped."""
-    return " ".join(text.replace("¶", " ").split())
-
-
-def _join_blocks(blocks: list[tuple[str, bool]]) -> tuple[str, list[int]]:
-    parts, headings, offset = [], [], 0
-    for text, heading in blocks:
-        if heading:
-            headings.append(offset)
-        parts.append(text)
-        offset += len(text) + 2
-    return "\n\n".join(parts) + "\n", headings
-
-
 # --- PDF -----------------------------------------------------------------------------------
 
 _SENTENCE_END = ".!?:;\"”’)"
+_DIGITS = re.compile(r"\d+")
+_PAGE_NUMBER = re.compile(r"^(?:\d{1,5}|[ivxlcdm]{1,7}|[IVXLCDM]{1,7})$")
+_CONTENTS_LINE = re.compile(r"(?:\.\s*){4,}\s*(?:\d{1,5}|[ivxlcdm]{1,7})$")  # dot leaders, then a page number
+_NUMBERED = re.compile(r"^(?:(?:\d{1,2}(?:\.\d{1,3}){0,4}\.?)|(?:[A-Z](?:\.\d{1,3}){1,4}\.?)|(?:Appendix|Chapter|Part)\s+[A-Z0-9]{1,3}\.?)\s+[A-Z]")
 
 
 def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extracted:
@@ -490,13 +435,28 @@ def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extr
         raise Unreadable(f"{name} could not be parsed as PDF") from None
     if not any(text.strip() for text, _ in pages):
         raise Unreadable(f"{name} has no text layer (a scanned PDF?); only PDFs with text can be indexed")
-    parts, starts, offset = [], [], 0
-    for page, gap_lines in pages:
-        text = _page_paragraphs(page, gap_lines)
-        starts.append(offset)
-        parts.append(text)
-        offset += len(text) + 2
-    return Extracted("\n\n".join(parts) + "\n", _pdf_metadata(reader, name), kind="pdf", pages=tuple(starts))
+    metadata = _pdf_metadata(reader, name)
+    lines = _without_furniture([_lines(text) for text, _ in pages])
+    title_line = None
+    if "title" not in metadata:  # the first line of the first page, when it reads like a title
+        first = next((line for line in lines[0] if line), "") if lines else ""
+        if _title_like(first):
+            metadata["title"] = title_line = first
+    is_heading = _heading_rule([line for page in lines for line in page])
+    out, starts, headings = "", [], []
+    for number, (page_lines, (_, gap_lines)) in enumerate(zip(lines, pages)):
+        text, page_headings = _page_paragraphs(page_lines, gap_lines, is_heading, title_line if number == 0 else None)
+        if out:  # a paragraph that runs on over the page break stays one paragraph: it really spans both pages
+            out += "\n" if _runs_on(out, text, page_headings) else "\n\n"
+        starts.append(len(out))
+        headings += [len(out) + at for at in page_headings]
+        out += text
+    return Extracted(out + "\n", metadata, kind="pdf", headings=frozenset(headings), pages=tuple(starts))
+
+
+def _runs_on(before: str, page: str, page_headings: list[int]) -> bool:
+    """Whether the text so far ends mid-sentence and `page` goes on with it (a lower-case start, no heading)."""
+    return bool(before.strip() and page[:1].islower() and 0 not in page_headings and before.rstrip()[-1] not in _SENTENCE_END)
 
 
 def _pdf_metadata(reader, name: str) -> dict:
@@ -529,16 +489,79 @@ def _gap_lines(page) -> set[str]:
     return {line for line, after in zip(lines, lines[1:]) if line and not after}
 
 
-def _page_paragraphs(page: str, gap_lines: set[str]) -> str:
-    """One page's lines joined into paragraphs separated by blank lines."""
-    lines = [" ".join(line.split()) for line in page.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+def _lines(page: str) -> list[str]:
+    return [" ".join(line.split()) for line in page.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+
+
+def _furniture_key(line: str) -> str:
+    return _DIGITS.sub("#", line.casefold())
+
+
+def _without_furniture(pages: list[list[str]]) -> list[list[str]]:
+    """Each page's lines without its running header and footer (a first or last line that recurs, numbers aside, at
+    the top or bottom of three pages or more; page 1 keeps its first line, the title), a
+    first or last line that is only a page number, and table-of-contents lines ("2.1 Syntax . . . . 5")."""
+    ends = [[i for i, line in enumerate(page) if line][:1] + [i for i, line in enumerate(page) if line][-1:] for page in pages]
+    counts: dict[str, int] = {}
+    for page, where in zip(pages, ends):
+        for key in {_furniture_key(page[i]) for i in where}:
+            counts[key] = counts.get(key, 0) + 1
+    recurring = {key for key, n in counts.items() if n >= 3}
+    kept = []
+    for number, (page, where) in enumerate(zip(pages, ends)):
+        drop = {i for i in where if _PAGE_NUMBER.match(page[i]) or (_furniture_key(page[i]) in recurring and not (number == 0 and i == where[0]))}
+        kept.append([line for i, line in enumerate(page) if i not in drop and not _CONTENTS_LINE.search(line)])
+    return kept
+
+
+def _title_like(line: str) -> bool:
+    return 0 < len(line) <= 120 and len(line.split()) <= 15 and line[-1] not in ".,;:!?" and line[0].isalnum() and not _PAGE_NUMBER.match(line)
+
+
+def _numbered_heading(line: str) -> bool:
+    """"1. Introduction", "2.1 ASN.1 syntax", "Appendix A Copying Information": a numbered heading on its own line."""
+    if not _NUMBERED.match(line) or len(line) > 90 or len(line.split()) > 12 or _CONTENTS_LINE.search(line):
+        return False
+    return line[-1] not in ".,;:!" and not line[-1].isdigit() and "_" not in line  # not a sentence, nor a table row ("4 CARD32 N_ENTRIES")
+
+
+def _numbering_style(line: str) -> str | None:
+    """"dotted" for "1." and "2.1." headings, "plain" for "1" and "2.1"; None for "A.1" or "Appendix A" (either)."""
+    number = line.split()[0]
+    if not number[0].isdigit():
+        return None
+    return "dotted" if number.endswith(".") else "plain"
+
+
+def _heading_rule(lines: list[str]):
+    """Which lines of this PDF are its numbered headings: those of `_numbered_heading` numbered the way most of
+    them are (a document numbers its headings one way; a table row "4 CARD32 PRIORITY" among "2.9." headings is
+    no heading)."""
+    styles = [_numbering_style(line) for line in lines if _numbered_heading(line)]
+    dotted, plain = styles.count("dotted"), styles.count("plain")
+    kept = {None, "dotted" if dotted >= plain else "plain"}
+    return lambda line: _numbered_heading(line) and _numbering_style(line) in kept
+
+
+def _page_paragraphs(lines: list[str], gap_lines: set[str], is_heading=_numbered_heading,
+                     title_line: str | None = None) -> tuple[str, list[int]]:
+    """One page's lines joined into paragraphs separated by blank lines, and the offsets of its numbered headings
+    (each its own paragraph; so is `title_line`, the title, when the page begins with it)."""
     widths = [len(line) for line in lines if line]
     short = 0.85 * max(widths, default=0)  # a line this much shorter than the longest may end its paragraph
-    paragraphs, current = [], ""
-    for line in lines:
+    paragraphs, headings, current = [], [], ""
+    for index, line in enumerate(lines):
         if not line:
             if current:
                 paragraphs.append(current)
+            current = ""
+            continue
+        if is_heading(line) or (title_line is not None and line == title_line and not paragraphs and not current):
+            if current:
+                paragraphs.append(current)
+            if line != title_line or paragraphs:
+                headings.append(len(paragraphs))
+            paragraphs.append(line)
             current = ""
             continue
         if current.endswith("-") and line[0].islower():
@@ -550,4 +573,8 @@ def _page_paragraphs(page: str, gap_lines: set[str]) -> str:
             current = ""
     if current:
         paragraphs.append(current)
-    return "\n\n".join(paragraphs)
+    starts, offset = [], 0
+    for paragraph in paragraphs:
+        starts.append(offset)
+        offset += len(paragraph) + 2
+    return "\n\n".join(paragraphs), [starts[i] for i in headings]

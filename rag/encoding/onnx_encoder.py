@@ -130,12 +130,12 @@ def export_onnx(model_dir: Path, out_path: Path, *, optimize: bool = True) -> No
     model = program.model_proto
 
     if optimize:
-        model = _optimize(model, num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
+        model = fuse_bert_graph(model, num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
                           num_layers=config.num_hidden_layers)
     save_model_atomic(model, out_path)
 
 
-def _optimize(model, *, num_heads: int, hidden_size: int, num_layers: int):
+def fuse_bert_graph(model, *, num_heads: int, hidden_size: int, num_layers: int):
     """Apply onnxruntime's BERT fusions (python fusions only; kernel-level ones happen at load)."""
     import onnx
     from onnxruntime.transformers.optimizer import optimize_model

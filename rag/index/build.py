@@ -39,13 +39,13 @@ from rag.index.ann import ann_fingerprint, make_faiss_index
 from rag.encoding.build_encoder import progress_bar
 from rag.corpus.chunking import ChunkerParams, chunk_corpus
 from rag.config import Settings
-from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, load_corpus
+from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, load_corpus, log_skipped
 from rag.encoding.encoders import Encoders
 from rag.errors import IndexProblem, IndexStale
 from rag.index.lexical import lexical_fingerprint
 from rag.encoding.model import ModelSpec, resolve_model
 from rag.corpus.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text
-from rag.index import store
+from rag.index import corpus_cache, store
 from rag.index.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, in_engine, load_index, manifest_digest, passages_json, read_manifest, remove_strays, stale_reasons, text_key
 
 log = logging.getLogger(__name__)
@@ -127,10 +127,16 @@ def build(settings: Settings, encoders: Encoders | None = None, force: bool = Fa
 
 
 def read_corpus(settings: Settings) -> Corpus:
-    """The documents under seeds/, and every file skipped with its reason (each logged once here)."""
-    corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds)
-    for skipped in corpus.skipped:
-        log.warning("skipped %s: %s", skipped.path, skipped.reason)
+    """The documents under seeds/, and every file skipped with its reason (each logged once per process: `log_skipped`).
+
+    When nothing under seeds/ changed since the last read (by stat: rag.index.corpus_cache), the corpus read then
+    is used again, without parsing a file; otherwise the folder is read and remembered for next time."""
+    listed = corpus_cache.fingerprint(settings.seeds_dir, settings.max_document_bytes)  # before reading: a change meanwhile shows next time
+    corpus = corpus_cache.recall(settings.index_dir, listed)
+    if corpus is None:
+        corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds)
+        corpus_cache.remember(settings.index_dir, listed, corpus)
+    log_skipped(settings.seeds_dir, corpus.skipped)
     return corpus
 
 

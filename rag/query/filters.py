@@ -80,15 +80,6 @@ class Filters:
             raise InvalidInput(f"filters.documents: no document with id {', '.join(map(repr, missing))}")
         return self
 
-    def as_dict(self) -> dict:
-        return {
-            "documents": list(self.documents),
-            "authors": list(self.authors),
-            "published_after": self.published_after.isoformat() if self.published_after else None,
-            "published_before": self.published_before.isoformat() if self.published_before else None,
-            "sections": list(self.sections),
-        }
-
     def allows_document(self, document) -> bool:
         if self.documents and document.id not in self.documents:
             return False

@@ -20,8 +20,6 @@ from rag.errors import InvalidInput
 from rag.query.filters import Filters
 
 
-
-
 @dataclass(frozen=True)
 class Query:
     question: str  # stripped, non-empty, within the limit, no control characters

@@ -5,6 +5,9 @@
 - rank: candidates from the store's dense and BM25 searches within the filter, fused (rag.query.ranking; the
   store is FAISS + bm25s in the process by default, or an engine: rag.index.vector_store);
 - highlight: the sentence(s) of each returned passage that answer the question (rag.query.highlight);
+- verify (opt-in, RAG_VERIFIER=true): the verifier, a cross-encoder, reads the best sentence windows of the top
+  passages (rag.query.verification) and its best logit joins the verdict's features. Never for a model other
+  than the default (it was fitted with the default model's features): the verdict is then the bi-encoder one;
 - judge: whether the top passages answer it at all: `verdict`, `answerable`, `confidence` (rag.query.verdict).
 
 Results are small frozen dataclasses carrying the snapshot they were computed on; the HTTP, MCP and CLI
@@ -23,7 +26,8 @@ from rag.corpus.chunking import Passage
 from rag.index.vector_store import FaissBm25Store, VectorStore
 from rag.query import verdict as verdicts
 from rag.query.coverage import idf_table, unseen_idf
-from rag.query.highlight import Highlight, Highlighter
+from rag.query import verification
+from rag.query.highlight import Highlight, Highlighter, marks
 from rag.query.ranking import Ranker
 from rag.query.request import Query
 from rag.query.sentences import Sentences
@@ -50,11 +54,13 @@ class QueryResult:
     snapshot: object = field(default=None, repr=False, compare=False)  # rag.service.Snapshot the hits come from
     verdict: verdicts.Verdict = "not_found"  # found / uncertain / not_found (rag.query.verdict); answerable = not not_found
     features: verdicts.VerdictFeatures | None = None  # what the verdict was decided from, kept for calibration
+    windows: tuple[verification.Window, ...] = ()  # the sentence windows the verifier read (or would have read)
+    warnings: tuple[str, ...] = ()  # what the caller should know about how the question was read
 
 
 class Retriever:
     def __init__(self, loaded_index, documents: dict, lexical, encoder, answerable_threshold: float = verdicts.ANSWERABLE_THRESHOLD,
-                 store: VectorStore | None = None):
+                 verifier=None, verifier_status: dict | None = None, store: VectorStore | None = None):
         self.index = loaded_index
         self.documents = documents  # id -> Document: the version this index was built from
         self.passages: list[Passage] = loaded_index.passages
@@ -69,16 +75,24 @@ class Retriever:
         self.store = store if store is not None else FaissBm25Store(loaded_index.vectors, lexical)
         self.ranker = Ranker(self.store, sentences, len(self.passages))
         self.highlighter = Highlighter(sentences, idf, unseen)
-        self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold)
+        self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold, verified=verifier is not None)
+        self.verifier = verifier  # rag.encoding.verifier.Verifier, or None
+        self.verifier_status = verifier_status or {"used": verifier is not None}  # what /ready says of it
+
+    def _cut(self, embedded) -> bool:
+        """Whether the encoder read only the start of the question (it filled its whole window)."""
+        window = getattr(self.encoder, "max_seq_length", None)
+        return bool(window) and embedded.tokens is not None and len(embedded.spans) >= window
 
     @property
     def verdict_model(self):
         return self.judge.model
 
-    def search(self, query: Query, snapshot=None, allowed: np.ndarray | None = None) -> QueryResult:
+    def search(self, query: Query, snapshot=None, allowed: np.ndarray | None = None, read_windows: int = verification.READ_WINDOWS) -> QueryResult:
         """Rank passages for a parsed query (rag.query.request); the result carries `snapshot`.
 
-        `allowed` (one bool per passage, rag.query.filters.passage_mask) restricts every stage to those passages."""
+        `allowed` (one bool per passage, rag.query.filters.passage_mask) restricts every stage to those passages;
+        `read_windows` is how many sentence windows are chosen for the verifier (training draws more)."""
         question = query.question
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -93,14 +107,19 @@ class Retriever:
         lap("embed")
         ranking = self.ranker.rank(question, embedded.vector, query.mode, allowed, lap)
         question_terms = self.lexical.terms(question)
-        hits = [
-            Hit(self.passages[i], round(score, 6), rank, *self.highlighter.mark(i, embedded.vector, question, question_terms))
-            for rank, (i, score) in enumerate(ranking.top(query.top_k), start=1)
-        ]
+        top = ranking.top(max(query.top_k, verification.READ_PASSAGES))
+        candidates = {i: self.highlighter.candidates(i, embedded.vector, question, question_terms) for i, _ in top}
         lap("highlight")
-        top_three = [i for i, _ in ranking.top(3)]
-        assessment = self.judge.assess(question, question_terms, embedded, top_three)
+        read = [(i, candidates[i]) for i, _ in top[: verification.READ_PASSAGES]]
+        chosen = verification.windows(read, read_windows)
+        reading = verification.read(self.verifier, question, chosen) if self.verifier is not None else None
+        lap("verify")
+        hits = [Hit(self.passages[i], round(score, 6), rank, *marks(candidates[i])) for rank, (i, score) in enumerate(top[: query.top_k], start=1)]
+        assessment = self.judge.assess(question, question_terms, embedded, [i for i, _ in read], reading)
         lap("verdict")
+        warnings = ()
+        if self._cut(embedded) or (reading is not None and reading.question_cut):
+            warnings = ("the question is longer than the model reads; only its start was used",)
         return QueryResult(
             question=question,
             mode=query.mode,
@@ -112,4 +131,6 @@ class Retriever:
             verdict=assessment.verdict,
             features=assessment.features,
             snapshot=snapshot,
+            windows=tuple(chosen),
+            warnings=warnings,
         )

@@ -147,11 +147,18 @@ def test_bad_input_is_a_tool_error_not_a_crash(live_server, service):
                 await client.call_tool("ask", {"question": "Trotsky", "mode": "telepathy"}),
                 await client.call_tool("ask", {"question": "Trotsky", "top_k": 0}),
                 await client.call_tool("search", {}),
+                # HTTP's rule (api.schemas.top_k_type): a JSON integer, never a string or a boolean
+                await client.call_tool("ask", {"question": "Trotsky", "top_k": "5"}),
+                await client.call_tool("ask", {"question": "Trotsky", "top_k": True}),
+                await client.call_tool("ask", {"question": "Trotsky", "top_k": None}),
+                await client.call_tool("ask", {"question": "Trotsky", "top_k": 2.5}),
+                await client.call_tool("ask", {"question": "Trotsky", "top_k": [3]}),
             ]
             still_fine = payload(await client.call_tool("search", {"query": "Trotsky"}))
-            return results, still_fine
+            integral = payload(await client.call_tool("ask", {"question": "Trotsky", "top_k": 2.0}))  # 2.0 is a JSON integer
+            return results, still_fine, integral
 
-    results, still_fine = run(calls)
+    results, still_fine, integral = run(calls)
     messages = [error_text(r) for r in results]
     assert "no passage with id 'no-such-passage'" in messages[0] and "returned by `search`" in messages[0]
     assert "id is empty" in messages[1]
@@ -161,7 +168,10 @@ def test_bad_input_is_a_tool_error_not_a_crash(live_server, service):
     assert "mode" in messages[5] and "hybrid" in messages[5]
     assert "top_k" in messages[6]
     assert "query" in messages[7]
+    for message in messages[8:]:  # one plain sentence, as for top_k 0
+        assert "top_k must be an integer from 1 to" in message, message
     assert still_fine["results"]  # the server keeps serving
+    assert len(integral["passages"]) == 2
 
 
 def test_new_protocol_client_works_too(live_server):

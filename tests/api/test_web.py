@@ -3,7 +3,10 @@
 Against a live uvicorn: ask with the keyboard, read cited passages with the best
 sentence highlighted, open one in its document (highlighted, scrolled into view),
 share a search by URL, and see plain messages for unanswerable questions and errors,
-on a desktop and a phone-sized screen.
+on a desktop and a phone-sized screen; the three verdicts in three styles, each
+readable (contrast), in light and dark mode; and, on a corpus of several documents
+served with other settings, a neutral example, "the documents", and the modes and
+default `top_k` of those settings.
 
 Skipped only when /usr/bin/chromium is missing outside CI (`make test` installs it);
 with CI=true a missing browser fails the run instead.
@@ -11,12 +14,19 @@ with CI=true a missing browser fails the run instead.
 
 import os
 import re
+import socket
+import threading
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from api.app import create_app
+from rag.config import MODES, Mode
+from rag.service import Service
 from tests.query.test_verdict import UNCERTAIN
+from tests.reliability_support import settings_for, write_tiny_seeds
 
 pytestmark = pytest.mark.slow  # live servers, subprocesses, browsers or whole-set runs: `make test`, not `make test-fast`
 
@@ -63,6 +73,49 @@ def page(browser, live_server):
     assert not [p for p in problems if "status of 422" not in p and "status of 404" not in p], problems
 
 
+@pytest.fixture(scope="module")
+def other_server(tmp_path_factory, encoders):
+    """A live uvicorn over two documents that are not the bundled article, with other defaults than the usual."""
+    import uvicorn
+
+    root = tmp_path_factory.mktemp("other-corpus")
+    seeds = write_tiny_seeds(root / "seeds", extra_doc="Garden notes\n\nTomatoes need full sun and steady watering.\n")
+    settings = settings_for(seeds, root / "index", default_mode=Mode.LEXICAL, default_top_k=3, max_top_k=7)
+    service = Service.open(settings, encoders)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(create_app(service=service), log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name="other-uvicorn")
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the second live uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}", service
+    server.should_exit = True
+    thread.join(10)
+    sock.close()
+
+
+def _luminance(css: str) -> float:
+    red, green, blue = (int(v) / 255 for v in re.findall(r"\d+", css)[:3])
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (red, green, blue)]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2 contrast ratio of two computed CSS colours ("rgb(r, g, b)")."""
+    light, dark = sorted((_luminance(foreground), _luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def verdict_style(page) -> dict:
+    return page.locator("#verdict").evaluate(
+        "el => { const s = getComputedStyle(el); return {class: el.className, color: s.color, "
+        "background: s.backgroundColor, edge: `${s.borderLeftStyle} ${s.borderLeftColor}`}; }"
+    )
+
+
 def no_horizontal_scroll(page) -> None:
     widths = page.evaluate("[document.documentElement.scrollWidth, document.documentElement.clientWidth]")
     assert widths[0] <= widths[1], f"page is {widths[0]}px wide in a {widths[1]}px viewport"
@@ -84,6 +137,9 @@ def test_ask_read_and_open_in_context_with_the_keyboard(page, service, live_serv
     citation = expected.passage
 
     ask_with_keyboard(page, MORENO_QUESTION)
+    # the bundled article alone: its own example question, and "the document"
+    expect(page.get_by_label("Your question")).to_have_attribute("placeholder", "e.g. Who revised the theory of permanent revolution?")
+    expect(page.locator("#q-hint")).to_contain_text("quoted from the document,")
     first = page.locator("ol.results > li").first
     expect(first).to_be_visible()
     expect(page.locator("#results-heading")).to_have_text("Answer passages")
@@ -185,5 +241,57 @@ def test_phone_screen_has_no_horizontal_scroll(browser, live_server):
         page.locator("a.in-context").first.click()
         expect(page.locator("#document mark.passage").first).to_be_in_viewport()
         no_horizontal_scroll(page)
+    finally:
+        context.close()
+
+
+def test_the_three_verdicts_look_different_and_stay_readable(page, service):
+    styles = {}
+    for verdict, question in (("found", MORENO_QUESTION), ("uncertain", UNCERTAIN), ("not_found", "What is the best recipe for banana bread?")):
+        ask_with_keyboard(page, question)
+        expect(page.locator("#verdict")).to_have_class(f"note verdict-{verdict}")
+        styles[verdict] = {"light": verdict_style(page)}
+        page.emulate_media(color_scheme="dark")
+        styles[verdict]["dark"] = verdict_style(page)
+        page.emulate_media(color_scheme="light")
+    for scheme in ("light", "dark"):
+        seen = [styles[v][scheme] for v in styles]
+        assert len({s["background"] for s in seen}) == 3 and len({s["edge"] for s in seen}) == 3, seen  # colour and edge
+        for verdict in styles:
+            style = styles[verdict][scheme]
+            assert contrast(style["color"], style["background"]) >= 4.5, (verdict, scheme, style)  # WCAG AA, body text
+
+
+def test_another_corpus_gets_a_neutral_example_plural_words_and_its_own_settings(browser, other_server):
+    base, service = other_server
+    assert len(service.documents) == 2
+    context = browser.new_context(viewport={"width": 1000, "height": 800}, base_url=base)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        page.goto("/")
+        expect(page.locator("#corpus")).to_have_text("Searching 2 documents.")
+        box = page.get_by_label("Your question")
+        expect(box).to_have_attribute("placeholder", "Type a question in plain words")
+        expect(page.locator("#q-hint")).to_contain_text("quoted from the documents,")
+        mode = page.get_by_label("Search by")
+        assert mode.locator("option").evaluate_all("options => options.map(o => o.value)") == list(MODES)
+        expect(mode).to_have_value("lexical")  # RAG_DEFAULT_MODE of this server
+        top_k = page.get_by_label("Passages", exact=True)
+        expect(top_k).to_have_value("3")
+        expect(top_k).to_have_attribute("max", "7")
+
+        box.fill("What is the best recipe for banana bread?")
+        page.keyboard.press("Enter")
+        expect(page.locator("#verdict")).to_contain_text("Not found: the documents do not seem to answer this question")
+        expect(page.locator("#verdict")).to_contain_text("the closest passages they have")
+        box.fill("Trotsky and the revolution")
+        page.keyboard.press("Enter")
+        expect(page.locator("ol.results > li")).to_have_count(3)  # this server's default top_k
+        assert parse_qs(urlsplit(page.url).query) == {"q": ["Trotsky and the revolution"], "mode": ["lexical"], "top_k": ["3"]}
+
+        top_k.fill("8")
+        page.keyboard.press("Enter")  # from the number box: the form submits
+        expect(page.locator("#error")).to_contain_text("from 1 to 7")
     finally:
         context.close()

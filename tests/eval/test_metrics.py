@@ -7,7 +7,7 @@ import pytest
 from eval.metrics import (
     f1_score,
     first_hit_rank,
-    longest_common_run,
+    boundary_run,
     mean,
     ndcg_at_k,
     normalize_whitespace,
@@ -26,16 +26,6 @@ def test_normalize_whitespace():
     assert normalize_whitespace("") == ""
 
 
-def test_longest_common_run():
-    assert longest_common_run("abcdefghij", "xx cdefg yy") == 5  # "cdefg"
-    assert longest_common_run("", "abc") == 0
-    assert longest_common_run("abc", "") == 0
-    # Long passage: with difflib's autojunk heuristic frequent characters would be
-    # ignored and this run would be missed.
-    passage = "e " * 300 + "the seat of political power"
-    assert longest_common_run("the seat of political power", passage) == 27
-
-
 def test_quote_hit_exact():
     passage = "In addition, the seat of political power was in the towns and not in the countryside."
     assert quote_hit(passage, "the seat of political power was in the towns")
@@ -49,13 +39,40 @@ def test_quote_hit_whitespace_normalized():
 
 def test_quote_hit_cut_at_chunk_boundary():
     quote = "abcdefghij"  # 10 characters
-    assert quote_hit("end of a chunk abcdef", quote)  # prefix, 6/10 = 60% -> hit
-    assert quote_hit("efghij starts the next chunk", quote)  # suffix, 6/10 -> hit
+    assert quote_hit("end of a chunk abcdef", quote)  # the passage closes with the quote's head, 6/10 = 60% -> hit
+    assert quote_hit("efghij starts the next chunk", quote)  # it opens with the tail, 6/10 -> hit
     assert quote_hit("xx abcde", quote)  # 5/10 = exactly min_fraction 0.5 -> hit
     assert not quote_hit("end of a chunk abc", quote)  # 3/10 = 30% -> miss
     assert not quote_hit("hij starts the next chunk", quote)  # 3/10 -> miss
-    # Pieces that are not contiguous do not add up: "abc" + "ghij" is 7 chars but the run is 4.
+    # Pieces that are not contiguous do not add up: "abc" + "ghij" is 7 chars but neither end is a cut of 5.
     assert not quote_hit("abc ... ghij", quote)
+
+
+def test_a_run_of_the_quote_inside_a_passage_is_no_cut():
+    # issue 19: "WireGuard on Linux" against five passages that merely say "on Linux"
+    quote = "WireGuard on Linux"  # 18 characters; "on Linux" is 8, "Guard on Linux" 14
+    assert not quote_hit("Install the client on Linux with apt.", quote)
+    assert not quote_hit("It runs on Linux", quote)  # closes with the quote's tail, not its head: no cut
+    assert not quote_hit("on Linux it is a kernel module", quote)  # opens with the tail, but 8/18 < half
+    assert quote_hit("See the notes about WireGuard on", quote)  # closes with the head, 12/18
+    assert quote_hit("Guard on Linux is fast", quote)  # opens with the tail, 14/18
+    # a long run in the middle, 9/10 of the quote: before issue 19 a hit, now not (no boundary cuts it there)
+    assert not quote_hit("xx abcdefghi yy", "abcdefghij")
+    # the boundary is the passage's own start or end after whitespace normalisation
+    assert quote_hit("  \n efghij\n", "abcdefghij")
+    assert quote_hit("start abcdef \n\n", "abcdefghij")
+
+
+def test_boundary_run_hand_worked():
+    assert boundary_run("abcd xyz", "xyzabc") == 3  # the passage closes with "xyz", the quote's head
+    assert boundary_run("abc xyz", "xyzabc") == 3  # opens with "abc", its tail; closes with "xyz", its head: 3 both ways
+    assert boundary_run("cdef gh", "abcdef") == 4  # opens with "cdef"
+    assert boundary_run("zz ab", "abcdef") == 2  # closes with "ab"
+    assert boundary_run("zz ab", "abcdef", at_least=3) == 0  # shorter than asked for
+    assert boundary_run("abcdef", "abcdef") == 0  # the whole quote is a containment (quote_hit's), and no shorter part sits at an end
+    assert boundary_run("aaa", "aaaa") == 3  # never longer than the passage
+    assert boundary_run("", "abc") == 0 and boundary_run("abc", "") == 0
+    assert boundary_run("b", "ab") == 1  # the last character of the quote opens the passage
 
 
 def test_quote_hit_cut_real_sentence():

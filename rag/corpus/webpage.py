@@ -1,0 +1,312 @@
+"""HTML: a page's text with its structure, and what the page says about itself (rag/corpus/formats.py calls `read_html`).
+
+The body comes from one of two readers, both flattened into blocks (paragraphs, list items, table rows,
+headings, code) separated by blank lines:
+
+- trafilatura, for articles: it finds the main content of a web page (no navigation, cookie banners,
+  scripts, styles, footers, related links). Its XML is flattened here; a `<code>` block keeps its line breaks.
+- a structural walk of the page (`_walk`), when trafilatura drops most of the page's headings, as it does on
+  generated manuals (Texinfo, DocBook, gtk-doc: a heading holding an `<a name>` anchor), or when the page holds
+  code (`<pre>` of several lines, whose line breaks trafilatura may lose). It reads the
+  `<main>`/`<article>` (else the `<body>`) in order: `h1`-`h6` in any case become headings, `<pre>` stays one
+  block with its line breaks, and navigation is left out: `<nav>`, `<aside>`, scripts and forms, elements
+  whose role or class names navigation (DocBook's NAVHEADER, Texinfo's nav-panel, tables of contents,
+  breadcrumbs, sidebars, cookie banners), and blocks made only of links (a list of links is a menu).
+
+Either way, navigation lines ("Next: Reporting bugs, Previous: Time, Up: Time [Contents][Index]") are dropped.
+
+Metadata is read from the page's head, never guessed from its text: the title is `<title>` (else `og:title`,
+else the first `<h1>`); the published date only from date metadata (`article:published_time`, `DC.date`,
+`dcterms.created`, `citation_publication_date`, `itemprop=datePublished`, ...) or a `<time datetime>` in the
+content, never from a copyright line; the author from `<meta name=author>` (or DC/citation creators); the URL
+from `<link rel=canonical>` or `og:url`; the publication from `og:site_name`.
+"""
+
+from __future__ import annotations
+
+import re
+
+from rag.corpus.extracted import Extracted
+from rag.corpus.metadata import validate
+from rag.errors import Unreadable
+
+_HEADINGS = ("h1", "h2", "h3", "h4", "h5", "h6")
+_DROPPED_TAGS = ("script", "style", "noscript", "template", "iframe", "svg", "form", "button", "select", "textarea",
+                 "nav", "aside", "head", "object", "embed", "canvas", "map")
+_DROPPED_ROLES = {"navigation", "banner", "contentinfo", "search", "complementary", "menu", "menubar", "toolbar"}
+# class/id words naming navigation: dropped whatever they hold
+_NAVIGATION_WORDS = {"nav", "navbar", "navheader", "navfooter", "navigation", "nav-panel", "navpanel", "breadcrumb",
+                     "breadcrumbs", "menu", "sidebar", "sphinxsidebar", "toc", "cookie", "cookies", "consent",
+                     "skip-link", "skiplink", "pagination", "footer", "site-footer", "share", "social",
+                     "author", "authorgroup", "corpauthor", "othercredit", "editor", "byline"}  # DocBook's title page credits
+# dropped unless they hold a heading (a page's header may hold its h1)
+_FURNITURE_WORDS = {"header", "site-header", "masthead", "banner", "related", "advert", "ad", "ads"}
+_BLOCK_TAGS = {"p", "div", "li", "dd", "dt", "blockquote", "section", "article", "main", "table", "tr", "ul", "ol", "dl",
+               "pre", "figure", "figcaption", "center", "address", "details", "summary", "header", "body", "caption",
+               "thead", "tbody", "tfoot", "fieldset", "hr", "br", *_HEADINGS}
+_LAYOUT = {"p", "div", "pre", "table", "ul", "ol", "dl", "blockquote", *_HEADINGS}  # a row holding these is layout, not data
+_MAX_DEPTH = 200  # deeper subtrees are read as one block of text (no recursion past this)
+_NAV_LINE = re.compile(
+    r"^(?:(?:Next|Prev(?:ious)?|Up|Home|Top)\s*:\s*[^:\[\]]*?\s*)+(?:\[[^\[\]]{1,20}\]\s*)*$"
+)
+_WORD_SPLIT = re.compile(r"[\s_]+")
+_DATE_PREFIX = re.compile(r"^\s*(\d{4}(?:-\d{2}(?:-\d{2})?)?)(?:$|[T\s])")
+_DATE_META = ("article:published_time", "og:published_time", "published_time", "datepublished", "dc.date",
+              "dc.date.issued", "dc.date.created", "dcterms.date", "dcterms.issued", "dcterms.created",
+              "citation_publication_date", "citation_date", "pubdate", "publish-date", "publication_date", "date")
+_AUTHOR_META = ("author", "dc.creator", "dcterms.creator", "citation_author", "article:author")
+
+
+def read_html(raw: bytes, name: str) -> Extracted:
+    """The page's text (blocks separated by blank lines), its headings' offsets and its metadata."""
+    from lxml import html as lxml_html
+
+    try:
+        tree = lxml_html.document_fromstring(raw)
+    except Exception:  # noqa: BLE001 - any parser failure is a skip reason, not a crash
+        raise Unreadable(f"{name} could not be parsed as HTML") from None
+    blocks = _trafilatura_blocks(raw, name)
+    if _lost_headings(tree, blocks) or _holds_code(tree):
+        blocks = _walk_page(tree)
+    blocks = [(text, heading) for text, heading in blocks if heading or not _NAV_LINE.match(text)]
+    text, headings = _join_blocks(blocks)
+    if not text.strip():
+        raise Unreadable(f"{name} has no main text that could be extracted")
+    meta = validate(page_metadata(tree), f"{name} page metadata", lenient=True)
+    return Extracted(text, meta, kind="html", headings=frozenset(headings))
+
+
+# --- trafilatura ------------------------------------------------------------------------------
+
+_TRAFILATURA_BLOCKS = {"head", "p", "item", "quote", "row", "code", "list", "table", "div", "main", "doc", "cell"}
+_CONTAINERS = {"list", "table", "div", "main", "doc"}
+
+
+def _trafilatura_blocks(raw: bytes, name: str) -> list[tuple[str, bool]]:
+    import trafilatura
+    from lxml import etree
+
+    try:
+        xml = trafilatura.extract(
+            raw, output_format="xml", include_comments=False, include_tables=True, include_links=False,
+            include_images=False, include_formatting=False, favor_recall=True, with_metadata=False,
+        )
+    except Exception:  # noqa: BLE001 - any parser failure is a skip reason, not a crash
+        raise Unreadable(f"{name} could not be parsed as HTML") from None
+    if not xml:
+        return []
+    blocks: list[tuple[str, bool]] = []
+    _flatten(etree.fromstring(xml.encode("utf-8")), blocks)
+    return blocks
+
+
+def _flatten(element, blocks: list[tuple[str, bool]]) -> None:
+    """Blocks of text in reading order; inline elements (code, hi, ref) stay inside their block; a code block
+    (a `<code>` holding a line break, trafilatura's rendering of `<pre>`) keeps its lines."""
+    if element.tag == "code" and "\n" in "".join(element.itertext()).strip():
+        _emit_code("".join(element.itertext()), blocks)
+        return
+    inline: list[str] = [element.text or ""]
+    for child in element:
+        if child.tag in _TRAFILATURA_BLOCKS and not (child.tag == "code" and element.tag not in _CONTAINERS | {"item"}
+                                                     and "\n" not in "".join(child.itertext()).strip()):
+            _emit(inline, element.tag == "head", blocks)
+            inline = []
+            _flatten(child, blocks)
+        else:
+            inline.append("".join(child.itertext()))
+        inline.append(child.tail or "")
+    _emit(inline, element.tag == "head", blocks)
+
+
+# --- the structural walk ------------------------------------------------------------------------
+
+
+def _lost_headings(tree, blocks: list[tuple[str, bool]]) -> bool:
+    """Whether trafilatura kept fewer than half of the page's headings (or nothing at all)."""
+    page = {clean(h.text_content()) for h in _content_root(tree).iter(*_HEADINGS) if not _dropped_ancestor(h)}
+    page.discard("")
+    if not blocks:
+        return True
+    if not page:
+        return False
+    kept = {text for text, heading in blocks if heading}
+    return len(page & kept) * 2 < len(page)
+
+
+def _holds_code(tree) -> bool:
+    """Whether the page's content holds a `<pre>` of several lines (trafilatura may join its lines)."""
+    return any("\n" in pre.text_content().strip() for pre in _content_root(tree).iter("pre") if not _dropped_ancestor(pre))
+
+
+def _walk_page(tree) -> list[tuple[str, bool]]:
+    blocks: list[tuple[str, bool]] = []
+    _walk(_content_root(tree), blocks, 0)
+    return blocks
+
+
+def _content_root(tree):
+    for path in ("//main", "//article", "//*[@role='main']"):
+        found = tree.xpath(path)
+        if found:
+            return max(found, key=lambda e: len(e.text_content()))
+    body = tree.find("body")
+    return body if body is not None else tree
+
+
+def _words(element) -> set[str]:
+    words = set()
+    for attribute in ("class", "id"):
+        value = element.get(attribute)
+        if value:
+            words.update(_WORD_SPLIT.split(value.lower()))
+    return words
+
+
+def _is_dropped(element) -> bool:
+    tag = element.tag if isinstance(element.tag, str) else ""
+    if tag.lower() in _DROPPED_TAGS:
+        return True
+    if (element.get("role") or "").lower() in _DROPPED_ROLES or element.get("hidden") is not None:
+        return True
+    words = _words(element)
+    if words & _NAVIGATION_WORDS:
+        return True
+    return bool(words & _FURNITURE_WORDS) and next(element.iter(*_HEADINGS), None) is None
+
+
+def _dropped_ancestor(element) -> bool:
+    return any(_is_dropped(e) for e in element.iterancestors()) or _is_dropped(element)
+
+
+def _walk(element, blocks: list[tuple[str, bool]], depth: int) -> None:
+    """Blocks of `element` in reading order: block elements start a new block, inline ones join the current."""
+    inline: list[tuple[str, bool]] = [(element.text or "", False)]  # (text, inside a link)
+    for child in element:
+        if not isinstance(child.tag, str) or _is_dropped(child):  # a comment, a processing instruction, navigation
+            inline.append((child.tail or "", False))
+            continue
+        tag = child.tag.lower()
+        if tag in _BLOCK_TAGS or depth >= _MAX_DEPTH:
+            _emit_inline(inline, blocks)
+            inline = []
+            if tag in _HEADINGS:
+                _emit([child.text_content()], True, blocks)
+            elif tag == "pre":
+                _emit_code(child.text_content(), blocks)
+            elif tag == "tr" and not any(isinstance(e.tag, str) and e.tag.lower() in _LAYOUT for e in child.iterdescendants()):
+                _emit([" | ".join(clean(cell.text_content()) for cell in child if isinstance(cell.tag, str))], False, blocks)
+            elif depth >= _MAX_DEPTH:
+                _emit([child.text_content()], False, blocks)
+            else:
+                _walk(child, blocks, depth + 1)
+        else:
+            inline.append((child.text_content(), tag == "a" or child.find(".//a") is not None and _all_links(child)))
+        inline.append((child.tail or "", False))
+    _emit_inline(inline, blocks)
+
+
+def _all_links(element) -> bool:
+    """Whether every word of an inline element is inside a link."""
+    linked = "".join(a.text_content() for a in element.iter("a"))
+    return clean(linked) == clean(element.text_content())
+
+
+def _emit_inline(parts: list[tuple[str, bool]], blocks: list[tuple[str, bool]]) -> None:
+    """One block of inline text, unless every word of it is a link (a menu, a table of contents, Prev/Next)."""
+    words = "".join(text for text, _ in parts)
+    unlinked = "".join(text for text, link in parts if not link)
+    if clean(words) and not clean(unlinked).strip("|·•-–—,;:()[]"):
+        return
+    _emit([words], False, blocks)
+
+
+# --- blocks into text ----------------------------------------------------------------------------
+
+
+def _emit(parts: list[str], heading: bool, blocks: list[tuple[str, bool]]) -> None:
+    text = clean("".join(parts))
+    if text:
+        blocks.append((text, heading))
+
+
+def _emit_code(code: str, blocks: list[tuple[str, bool]]) -> None:
+    """A code block: its lines kept (trailing spaces dropped, tabs kept), blank lines at its ends dropped."""
+    lines = [line.rstrip() for line in code.replace("\r\n", "\n").replace("\r", "\n").split("\n")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if lines:
+        blocks.append(("\n".join(lines), False))
+
+
+def clean(text: str) -> str:
+    """Whitespace collapsed, Sphinx-style permalink marks (¶) dropped."""
+    return " ".join(text.replace("¶", " ").split())
+
+
+def _join_blocks(blocks: list[tuple[str, bool]]) -> tuple[str, list[int]]:
+    parts, headings, offset = [], [], 0
+    for text, heading in blocks:
+        if heading:
+            headings.append(offset)
+        parts.append(text)
+        offset += len(text) + 2
+    return "\n\n".join(parts) + "\n", headings
+
+
+# --- metadata -------------------------------------------------------------------------------------
+
+
+def page_metadata(tree) -> dict:
+    """Title, author, published date, URL and publication from the page's own metadata (see the module docstring)."""
+    meta: dict[str, list[str]] = {}
+    for element in tree.iter("meta"):
+        key = (element.get("property") or element.get("name") or element.get("itemprop") or "").strip().lower()
+        value = (element.get("content") or "").strip()
+        if key and value:
+            meta.setdefault(key, []).append(value)
+    found = {"title": _title(tree, meta), "author": _author(meta), "published": _published(tree, meta),
+             "url": _canonical(tree, meta), "publication": clean(meta.get("og:site_name", [""])[0])}
+    return {k: v for k, v in found.items() if v}
+
+
+def _title(tree, meta: dict) -> str:
+    title = tree.find(".//title")
+    text = clean(title.text_content()) if title is not None else ""
+    if not text and meta.get("og:title"):
+        text = clean(meta["og:title"][0])
+    if not text:
+        first = next(iter(tree.iter("h1")), None)
+        text = clean(first.text_content()) if first is not None else ""
+    return text
+
+
+def _author(meta: dict) -> str:
+    for key in _AUTHOR_META:
+        names = [clean(v) for v in meta.get(key, []) if not v.lower().startswith(("http://", "https://"))]
+        if names := [n for n in names if n]:
+            return ", ".join(dict.fromkeys(names))
+    return ""
+
+
+def _published(tree, meta: dict) -> str:
+    for key in _DATE_META:
+        for value in meta.get(key, []):
+            if match := _DATE_PREFIX.match(value):
+                return match.group(1)
+    for element in tree.xpath("//*[@itemprop='datePublished']"):
+        if match := _DATE_PREFIX.match(element.get("datetime") or element.get("content") or ""):
+            return match.group(1)
+    for element in _content_root(tree).iter("time"):
+        if match := _DATE_PREFIX.match(element.get("datetime") or ""):
+            return match.group(1)
+    return ""
+
+
+def _canonical(tree, meta: dict) -> str:
+    for link in tree.iter("link"):
+        if "canonical" in (link.get("rel") or "").lower().split() and link.get("href"):
+            return link.get("href").strip()
+    return (meta.get("og:url") or [""])[0]

@@ -1,0 +1,166 @@
+"""The verifier: a small cross-encoder that reads a question and one evidence window together.
+
+A bi-encoder embeds the question and the text apart, so "when did he die?" and a sentence about his life land
+close whether or not the sentence holds the date; a cross-encoder attends across both and can tell. This one is
+the project's own: the first layers of the packaged all-MiniLM-L6-v2, fine-tuned by eval/train_verifier.py
+(seeded, on these CPUs) to score (question, sentence window) pairs, exported to ONNX and quantized to int8. Its
+files live in rag/assets/verifier/ beside `verifier.json`, the card that records their sha256, how they were
+made and the tokenizer they expect (the packaged MiniLM's, whose vocabulary the weights were trained with).
+
+This module owns loading (hash-checked like the embedding model: a file that does not match its card is refused)
+and scoring; which windows are read and what the score is used for live in rag.query.verification. Serving needs
+onnxruntime and tokenizers only, never torch. `pair_ids` is the one tokenisation, shared with the training script,
+so training and serving cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from rag.encoding.model import file_sha256
+from rag.errors import ModelError
+
+logger = logging.getLogger(__name__)
+
+ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "verifier"
+CARD_NAME = "verifier.json"
+QUESTION_PIECES = 48  # word pieces of the question read at most (longer questions: the rest is not read)
+MAX_PIECES = 128  # the whole pair: [CLS] question [SEP] window [SEP]
+
+
+@dataclass(frozen=True)
+class Card:
+    """What `verifier.json` says of the weights beside it."""
+
+    file: str  # the ONNX file, relative to the card
+    sha256: str
+    base_model_sha256: str  # the all-MiniLM-L6-v2 weights it was initialised from (and whose tokenizer it reads)
+    layers: int
+    made_by: str  # the command that made it
+    training: dict  # seed, data, epochs, seconds: for the record
+    check_pairs: tuple[dict, ...] = ()  # held-out pairs with the fp32 export's logits (the int8 file is tested on them)
+
+    @classmethod
+    def read(cls, path: Path) -> "Card":
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(str(raw["file"]), str(raw["sha256"]), str(raw["base_model_sha256"]), int(raw["layers"]),
+                       str(raw.get("made_by", "")), dict(raw.get("training", {})), tuple(raw.get("check_pairs", ())))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelError(f"the verifier card {path} cannot be read ({type(exc).__name__}); reinstall the project") from exc
+
+
+def pair_ids(tokenizer, question: str, windows: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(input_ids, attention_mask, token_type_ids), int64 (len(windows), longest), for [CLS] q [SEP] w [SEP].
+
+    The question keeps its first QUESTION_PIECES word pieces; each window is cut to what is left of MAX_PIECES.
+    `tokenizer` is a `tokenizers.Tokenizer` without truncation or padding."""
+    cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+    q = tokenizer.encode(question, add_special_tokens=False).ids[:QUESTION_PIECES]
+    room = MAX_PIECES - len(q) - 3
+    rows = [[cls_id, *q, sep_id, *w.ids[:room], sep_id] for w in tokenizer.encode_batch(list(windows), add_special_tokens=False)]
+    width = max((len(r) for r in rows), default=0)
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    types = np.zeros_like(ids)
+    for n, row in enumerate(rows):
+        ids[n, : len(row)] = row
+        mask[n, : len(row)] = 1
+        types[n, len(q) + 2 : len(row)] = 1
+    return ids, mask, types
+
+
+def plain_tokenizer(tokenizer_dir: Path):
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return tok
+
+
+class Verifier:
+    """Scores (question, window) pairs: a logit each, higher = the window answers the question."""
+
+    def __init__(self, directory: Path, tokenizer_dir: Path, base_model_sha256: str | None, threads: int = 1):
+        card_path = Path(directory) / CARD_NAME
+        card = Card.read(card_path)
+        if base_model_sha256 is not None and card.base_model_sha256 != base_model_sha256:
+            raise ModelError("the verifier was trained with another tokenizer than the embedding model's; not using it")
+        path = Path(directory) / card.file
+        try:
+            digest = file_sha256(path)
+        except OSError as exc:
+            raise ModelError(f"the verifier weights {path} cannot be read ({type(exc).__name__}); reinstall the project") from exc
+        if digest != card.sha256:
+            raise ModelError(f"{path} has sha256 {digest}, not the {card.sha256} its card records; refusing to use it")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for a bad graph
+            raise ModelError(f"the verifier {path} cannot be loaded: {type(exc).__name__}") from exc
+        self.card = card
+        self.tokenizer = plain_tokenizer(tokenizer_dir)
+
+    def identity(self) -> dict:
+        """What the manifest and /ready record of it."""
+        return {"sha256": self.card.sha256, "layers": self.card.layers, "file": self.card.file}
+
+    def reads_whole(self, question: str) -> bool:
+        """Whether the verifier reads all of `question` (at most QUESTION_PIECES word pieces)."""
+        return len(self.tokenizer.encode(question, add_special_tokens=False).ids) <= QUESTION_PIECES
+
+    def logits(self, question: str, windows: Sequence[str]) -> np.ndarray:
+        if not windows:
+            return np.zeros(0, dtype=np.float32)
+        ids, mask, types = pair_ids(self.tokenizer, question, windows)
+        out = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+        return np.asarray(out, dtype=np.float32).reshape(-1)
+
+
+NOT_DEFAULT = "not used: it was trained for the default model's features; the verdict is the bi-encoder one"
+SWITCHED_OFF = "not used: RAG_VERIFIER=false; the verdict is the bi-encoder one"
+
+
+@lru_cache(maxsize=2)
+def shipped(tokenizer_dir: str, base_model_sha256: str) -> Verifier:
+    """The verifier shipped in rag/assets/verifier/, loaded once per process (ModelError when its files are missing
+    or altered: a tampered verifier is refused, never used)."""
+    return Verifier(ASSET_DIR, Path(tokenizer_dir), base_model_sha256)
+
+
+def for_model(spec, enabled: bool) -> tuple[Verifier | None, dict]:
+    """The verifier to use with embedding model `spec`, and what /ready says of it: the shipped one for the
+    default model (unless switched off), none for any other model (it falls back to the bi-encoder verdict)."""
+    from rag.encoding.model import is_default_model
+
+    if not enabled:
+        return None, {"used": False, "reason": SWITCHED_OFF}
+    if not is_default_model(spec):
+        return None, {"used": False, "reason": NOT_DEFAULT}
+    verifier = shipped(str(spec.local_dir), spec.weights_sha256)
+    return verifier, {"used": True, **verifier.identity()}
+
+
+def record(spec) -> dict:
+    """What the index manifest records of the verifier for `spec` (from its card; nothing is loaded)."""
+    from rag.encoding.model import is_default_model
+
+    if not is_default_model(spec):
+        return {"used": False, "reason": NOT_DEFAULT}
+    card = Card.read(ASSET_DIR / CARD_NAME)
+    return {"used": True, "sha256": card.sha256, "layers": card.layers, "file": card.file}

@@ -1,0 +1,179 @@
+"""Structure kept from real files: headings as sections, the document's own title and dates, code kept as
+blocks, navigation and contents lines out of the body (issue #20 item 4).
+
+The files are Debian's own: an excerpt of Vim's help (tests/corpus/data/vim-version8-excerpt.txt, from
+/usr/share/vim/vim90/doc/version8.txt), HTML manuals from /usr/share/doc kept gzipped in tests/corpus/data/debian/
+(each test names the package that ships its file), and PDFs from /usr/share/doc or written here.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fpdf import FPDF
+from tokenizers import Tokenizer
+
+from rag.corpus.chunking import ChunkerParams, chunk_document
+from rag.corpus.documents import load_document, page_of
+from rag.corpus.passage_text import heading_text
+from rag.encoding.model import resolve_model
+from rag.index.lexical import LexicalIndex
+
+DATA = Path(__file__).parent / "data"
+
+
+def _sections(doc) -> list:
+    return [s.title for s in doc.sections]
+
+
+def test_vim_help_headings_ruled_or_tagged_are_sections_and_ordinary_lines_are_not(tmp_path):
+    doc = load_document(DATA / "vim-version8-excerpt.txt")
+    assert _sections(doc) == [None, "VERSION 8.1", "The terminal window", "Changed", "Added"]
+    by_section = {p.section: doc.text[p.start : p.end] for p in reversed(doc.paragraphs)}  # the first of each
+    assert by_section["The terminal window"].startswith("You can now open a window which functions as a terminal.")
+    assert by_section["VERSION 8.1"] == "This section is about improvements made between version 8.0 and 8.1."
+    heading = next(s for s in doc.sections if s.title == "The terminal window")
+    assert doc.text[heading.heading_start : heading.heading_end] == "The terminal window\t\t\t\t*new-terminal-window*\n-------------------"
+    # a short line alone in its block that reads like a sentence, or a block of several lines, stays a paragraph
+    assert "For more information see |terminal-window|." in [doc.text[p.start : p.end] for p in doc.paragraphs]
+    assert doc.text[doc.paragraphs[0].start : doc.paragraphs[0].end].startswith("Patch 7.4.2366\nProblem:")
+
+
+# --- HTML: Debian's manuals, kept gzipped in tests/corpus/data/debian/ (each names its package) -----------------
+
+
+def _page(tmp_path, name: str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(gzip.decompress((DATA / "debian" / f"{name}.gz").read_bytes()))
+    return path
+
+
+@pytest.fixture(scope="module")
+def count_tokens():
+    tokenizer = Tokenizer.from_file(str(resolve_model("default").local_dir / "tokenizer.json"))
+    tokenizer.no_truncation()
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
+def _exact_passages(doc, count_tokens):
+    passages = chunk_document(doc, count_tokens, ChunkerParams())
+    assert all(doc.text[p.start : p.end] == p.text for p in passages)
+    return passages
+
+
+def test_html_title_is_the_pages_title_not_its_first_heading(tmp_path):
+    doc = load_document(_page(tmp_path, "python-policy.html"))  # python3: Sphinx, whose first <h1> is "Abstract"
+    assert doc.title == "Debian Python Policy 0.12.0.0 documentation"
+    assert _sections(doc)[:4] == ["Abstract", "Contents", "1. Copyright", "2. Completing the move to Python 3"]
+    assert doc.published is None  # the page has no date metadata; its "1999-2021" copyright line is no date
+
+
+def test_html_dates_never_come_from_copyright_lines(tmp_path):
+    doc = load_document(_page(tmp_path, "users-and-groups.html"))  # base-passwd: DocBook, "Copyright © 2001, 2002 Joey Hess"
+    assert "Copyright © 2001, 2002 Joey Hess" in doc.text
+    assert (doc.title, doc.published) == ("Users and Groups in the Debian System", None)
+    assert _sections(doc) == [None, "Chapter 1. Introduction", "Chapter 2. Users and Groups"]  # not the credits' <h3>s
+    page = tmp_path / "dated.html"
+    page.write_text(
+        '<html><head><title>Dated</title><meta property="article:published_time" content="2019-03-04T10:00:00+00:00">'
+        "</head><body><article><h1>Dated</h1><p>Copyright © 2001, 2002 Someone.</p><p>" + "Body text. " * 30 + "</p></article></body></html>",
+        encoding="utf-8",
+    )
+    assert load_document(page).published == "2019-03-04"
+    page.write_text(page.read_text(encoding="utf-8").replace('<meta property="article:published_time" content="2019-03-04T10:00:00+00:00">', "")
+                    .replace("<h1>Dated</h1>", '<h1>Dated</h1><time datetime="2020-07-08">8 July</time>'), encoding="utf-8")
+    assert load_document(page).published == "2020-07-08"
+    page.write_text(page.read_text(encoding="utf-8").replace("<title>Dated</title>", '<title>Dated</title><meta name="DC.date" content="2018-01-02">')
+                    .replace('<time datetime="2020-07-08">8 July</time>', ""), encoding="utf-8")
+    assert load_document(page).published == "2018-01-02"
+
+
+def test_docbook_upper_case_headings_are_sections(tmp_path):
+    doc = load_document(_page(tmp_path, "shared-mime-info-x34.html"))  # shared-mime-info: <H1 CLASS="sect1"><A NAME=...>
+    assert doc.title == "Unified system"  # its <TITLE>; the <H1> says "2. Unified system"
+    assert _sections(doc)[:4] == ["2. Unified system", "2.1. Directory layout", "2.2. The source XML files", "2.3. The MEDIA/SUBTYPE.xml files"]
+    assert "Prev" not in doc.text.split() and "Next" not in doc.text.split()  # the DocBook navigation header and footer
+    spec = load_document(_page(tmp_path, "shared-mime-info-spec.html"))
+    assert _sections(spec) == ["1. Introduction", "1.1. Version", "1.2. What is this spec?", "1.3. Language used in this specification"]
+    assert "Thomas Leonard" not in [spec.text[p.start : p.end] for p in spec.paragraphs]  # the title page's credits
+
+
+def test_texinfo_navigation_lines_are_out_of_the_body(tmp_path):
+    doc = load_document(_page(tmp_path, "The-Basics.html"))  # libffi8: "Next: Simple Example, Up: Using libffi [Index]"
+    assert _sections(doc) == ["2.1 The Basics"]
+    assert "Next:" not in doc.text and "[Index]" not in doc.text
+    assert doc.text[doc.paragraphs[0].start :].startswith("libffi assumes that you have a pointer to the function")
+
+
+def test_pre_code_keeps_its_lines_and_the_buffer_size_is_found(tmp_path, count_tokens):
+    doc = load_document(_page(tmp_path, "zlib_how.html"))  # zlib1g-dev: zpipe.c annotated, in <pre> blocks
+    assert "#define CHUNK 16384" in doc.text.split("\n")
+    assert "#include <stdio.h>\n#include <string.h>\n#include <assert.h>\n#include \"zlib.h\"" in doc.text
+    assert doc.published is None  # "Version 1.4 11 December 2005" in a code comment is no date metadata
+    passages = _exact_passages(doc, count_tokens)
+    lexical = LexicalIndex([heading_text(doc, p) for p in passages])
+    best = passages[int(np.argmax(lexical.scores("What buffer size does the zpipe example use?")))]
+    assert "#define CHUNK 16384" in best.text.split("\n")
+
+
+# --- PDF ---------------------------------------------------------------------------------------------------------
+
+SHARED_MIME_PDF = Path("/usr/share/doc/shared-mime-info/shared-mime-info-spec.pdf")  # Debian's shared-mime-info
+BODY = ("Rivers carry water, silt and stones from the hills to the sea, and their banks shape where towns are built. "
+        "A survey of their flow over a year shows how much the seasons change them. ")
+
+
+def _report(path: Path) -> None:
+    """A PDF without a /Title: its first line is the title, a contents page with dot leaders, numbered headings, a
+    running header and page numbers, and a sentence that runs on over a page break."""
+    pdf = FPDF()
+    pdf.set_auto_page_break(False)
+    pdf.set_font("helvetica", size=11)
+    pages = [
+        ["Field Notes on Rivers", "", "Contents", "1. Introduction . . . . . . . . . . . . . . 2", "1.1. Version . . . . . . . . . . . . . . . . 2",
+         "2. Method . . . . . . . . . . . . . . . . . . 3"],
+        ["Field Notes on Rivers (draft)", "1. Introduction", BODY, "1.1. Version", "This is version 3 of the notes, written in spring.", "2"],
+        ["Field Notes on Rivers (draft)", "2. Method", BODY, "Over the year the river carries its silt toward the", "3"],
+        ["Field Notes on Rivers (draft)", "delta, where it settles in wide banks of sand and clay.", BODY, "4"],
+    ]
+    for lines in pages:
+        pdf.add_page()
+        for line in lines:
+            pdf.multi_cell(0, 6, line) if line else pdf.ln(6)
+            pdf.ln(3)
+    pdf.output(str(path))
+
+
+def _page_span(doc, passage) -> tuple[int, int]:
+    return page_of(doc, passage.start), page_of(doc, max(passage.start, passage.end - 1))  # as HTTP's page, page_end
+
+
+def test_pdf_title_numbered_headings_contents_and_running_headers(tmp_path, count_tokens):
+    _report(tmp_path / "notes.pdf")
+    doc = load_document(tmp_path / "notes.pdf")
+    assert doc.title == "Field Notes on Rivers"  # the first line, not the file name
+    assert _sections(doc) == [None, "1. Introduction", "1.1. Version", "2. Method"]
+    passages = _exact_passages(doc, count_tokens)
+    assert not any(". . . ." in p.text for p in passages)  # the contents page's dot leaders
+    assert "(draft)" not in doc.text  # the running header
+    assert not [p for p in doc.paragraphs if doc.text[p.start : p.end].strip().isdigit()]  # page numbers
+    spanning = [p for p in passages if len(set(_page_span(doc, p))) > 1]  # page_end differs from page only here:
+    assert len(spanning) == 1 and "toward the\ndelta, where it settles" in spanning[0].text  # one paragraph over the break
+    assert _page_span(doc, spanning[0]) == (3, 4)
+
+
+@pytest.mark.skipif(not SHARED_MIME_PDF.exists(), reason="Debian's shared-mime-info is not installed")
+def test_debian_pdf_manual_has_its_title_and_numbered_sections(count_tokens):
+    doc = load_document(SHARED_MIME_PDF)
+    assert doc.title == "Shared MIME-info Database"  # its /Title is empty; the file name says "shared mime info spec"
+    assert _sections(doc)[:5] == [None, "1. Introduction", "1.1. Version", "1.2. What is this spec?", "1.3. Language used in this specification"]
+    assert "2.17. User modification" in _sections(doc) and not [s for s in _sections(doc) if s and "CARD32" in s]
+    passages = _exact_passages(doc, count_tokens)
+    spanning = [p for p in passages if len(set(_page_span(doc, p))) > 1]
+    assert 1 <= len(spanning) <= 3  # of 70 passages (8 before: short paragraphs merged over breaks, page numbers)
+    for p in spanning:  # each is one paragraph running on over the break (no blank line at the page start)
+        page_start = doc.pages[_page_span(doc, p)[1] - 1]
+        assert doc.text[page_start - 2 : page_start] != "\n\n"
