@@ -36,7 +36,10 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   shutdown starts (`with_watcher`).
 - `rag serve --workers N` (`serve_workers`): N processes behind one socket, all serving
   one index built beforehand; they never build (RAG_AUTO_BUILD=false in each), share
-  the memory-mapped sentence vectors, and SIGHUP replaces them one at a time.
+  the memory-mapped sentence vectors, and SIGHUP replaces them one at a time (SIGHUPs
+  that arrive during a replacement coalesce into one more, `coalescing_supervisor`).
+  Each worker has the head timeout, connection cap and per-client share of `rag serve`
+  (`WorkerH11Protocol`), counted per worker.
 """
 
 from __future__ import annotations
@@ -175,17 +178,24 @@ class GuardedH11Protocol(H11Protocol):
 
 def guarded_protocol(server_settings: ServerSettings, draining: threading.Event) -> type[GuardedH11Protocol]:
     """The protocol class with this server's limits, setting `draining` when shutdown starts."""
+    return type("GuardedH11Protocol", (GuardedH11Protocol,), protocol_limits(server_settings, draining))
+
+
+class WorkerH11Protocol(GuardedH11Protocol):
+    """The protocol of each `--workers` process, named by import path (the supervisor pickles its config for the
+    spawned workers, a class made by `guarded_protocol` would not survive that); `worker_app` sets its limits from
+    the worker's settings before the worker accepts a connection. Each worker counts its own connections."""
+
+
+def protocol_limits(server_settings: ServerSettings, draining: threading.Event) -> dict:
+    """The class attributes of `GuardedH11Protocol` for these settings."""
     limit = open_file_limit()
     cap = server_settings.max_connections
     if cap > limit - FILES_RESERVED:
         cap = max(1, limit - FILES_RESERVED)
         log.warning("max_connections lowered to %d: the open-file limit is %d", cap, limit)
     share = ConnectionShare(share_of(cap, server_settings.max_connections_per_client), exempt=server_settings.trusted_proxies)
-    return type(
-        "GuardedH11Protocol",
-        (GuardedH11Protocol,),
-        {"header_timeout": server_settings.header_timeout_seconds, "max_connections": cap, "share": share, "draining": draining},
-    )
+    return {"header_timeout": server_settings.header_timeout_seconds, "max_connections": cap, "share": share, "draining": draining}
 
 
 def open_file_limit() -> int:
@@ -326,7 +336,6 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
 
     import uvicorn
     from uvicorn.config import STARTUP_FAILURE
-    from uvicorn.supervisors import Multiprocess
 
     sock = bind(server_settings.host, server_settings.port)
     try:
@@ -347,15 +356,55 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
         factory=True,
         workers=workers,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        http="api.server:WorkerH11Protocol",  # the head timeout, connection cap and share, in every worker
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         **uvicorn_options(server_settings),
     )
-    supervisor = Multiprocess(config, sockets=[sock])
+    supervisor = coalescing_supervisor(config, [sock])
     try:
         supervisor.run()
     finally:
         sock.close()
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise RagError("a worker could not start (its log above says why); the server stopped")
+
+
+def coalescing_supervisor(config, sockets):
+    """uvicorn's worker supervisor, with signals handled as a service should:
+
+    - SIGHUPs coalesce: however many arrive while the workers are being replaced (the supervisor's loop is busy
+      then), they cause one more replacement afterwards, not one each (10 in a second: 2 rounds, not 10).
+    - SIGTERM/SIGINT stop a replacement under way at once (uvicorn only reads its signals between rounds, so a
+      SIGTERM waited for every queued round): the supervisor then stops its workers within the grace period."""
+    from uvicorn.supervisors import Multiprocess
+    from uvicorn.supervisors.multiprocess import SIGNALS
+
+    class CoalescingMultiprocess(Multiprocess):
+        def __init__(self, config, sockets):
+            super().__init__(config, sockets)
+            self.coalesced_hups = 0
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, self._stop_now)
+
+        def _stop_now(self, sig, frame) -> None:
+            self.signal_queue.append(sig)
+            self.should_exit.set()  # seen by a replacement under way (restart_all checks it)
+
+        def handle_signals(self) -> None:
+            pending = []
+            while self.signal_queue:
+                pending.append(self.signal_queue.pop(0))
+            hups = pending.count(signal.SIGHUP)
+            if hups > 1:
+                self.coalesced_hups += hups - 1
+                log.warning("%d SIGHUPs coalesced into one replacement of the workers", hups)
+            first_hup = pending.index(signal.SIGHUP) if hups else -1
+            for sig in [sig for i, sig in enumerate(pending) if sig != signal.SIGHUP or i == first_hup]:
+                handler = getattr(self, f"handle_{SIGNALS[sig].lower()}", None)
+                if handler is not None:
+                    handler()  # signals arriving meanwhile wait for the next turn of the loop
+
+    return CoalescingMultiprocess(config, sockets)
 
 
 def check_index_current(settings: Settings) -> None:
@@ -374,6 +423,8 @@ def worker_app():
 
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))
     app = serving_app(Settings(), ServerSettings())  # with the Host allow-list, as `rag serve`
+    for name, value in protocol_limits(ServerSettings(), app.state.draining).items():
+        setattr(WorkerH11Protocol, name, value)  # this worker's limits, as `rag serve` has them
     watched = with_watcher(app, ServerSettings(), seeds=False)  # every worker follows a newer build on disk
     pid = str(os.getpid()).encode()
 

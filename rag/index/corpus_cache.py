@@ -82,6 +82,8 @@ def remember(index_dir: Path, current: dict | None, corpus: Corpus) -> bool:
     index, seeds = Path(index_dir).resolve(), Path(current["seeds"])
     if index == seeds or seeds in index.parents:  # never a file among the user's documents (the index refuses this place too)
         return False
+    if not (index / "manifest.json").is_file():  # only beside a built index: a process that must not build (a replica,
+        return False  # auto-build off) leaves a missing index folder as it found it; the read after the build is kept
     data = {"fingerprint": _comparable(current), "documents": [_row(d) for d in corpus.documents],
             "skipped": [[s.path, s.reason] for s in corpus.skipped]}
     try:

@@ -36,7 +36,17 @@ def parses(monkeypatch):
 
 
 def _settings(tmp_path, seeds):
+    """Settings whose index folder holds a (stand-in) manifest: the cache is kept only beside a built index."""
+    (tmp_path / "index").mkdir(exist_ok=True)
+    (tmp_path / "index" / "manifest.json").write_text("{}")
     return settings_for(seeds, tmp_path / "index")
+
+
+def test_nothing_is_written_where_no_index_was_built(tmp_path):
+    """A process that may not build (a replica, RAG_AUTO_BUILD=false) leaves a missing index folder missing."""
+    settings = settings_for(write_tiny_seeds(tmp_path / "seeds"), tmp_path / "no-index")
+    assert read_corpus(settings).documents
+    assert not (tmp_path / "no-index").exists()
 
 
 def test_an_unchanged_folder_is_not_read_again_and_gives_the_same_corpus(tmp_path, trusting, parses):
