@@ -54,6 +54,15 @@ class Settings(BaseSettings):
         "auto", description="FAISS index: exact (flat), HNSW or IVF; auto chooses by size (see exact_search_max)."
     )
     exact_search_max: int = Field(50_000, ge=1, description="With index_type=auto: exact search up to this many vectors, HNSW above (IVF above 250,000).")
+    vector_store: Literal["faiss", "qdrant"] = Field(
+        "faiss", description="Where passage vectors and BM25 live: 'faiss' (FAISS + bm25s in the process, default) or 'qdrant' (an engine: rag.index.qdrant_store)."
+    )
+    vector_store_uri: str | None = Field(
+        None, description="With vector_store=qdrant: a URL (http://host:6333) for a cluster, or a folder for the embedded local mode (default: <index_dir>/qdrant)."
+    )
+    vector_store_collection: str = Field(
+        "rag_passages", pattern=r"^[A-Za-z0-9_-]{1,64}$", description="With vector_store=qdrant: the collection holding this corpus's passages (one corpus per collection)."
+    )
 
     # model
     model: str = Field(

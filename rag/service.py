@@ -51,7 +51,7 @@ from rag.encoding.model import ModelSpec, resolve_model
 from rag.corpus.passage_text import heading_text
 from rag.query.request import Query
 from rag.query.retrieval import QueryResult, Retriever
-from rag.index.store import LoadedIndex
+from rag.index.store import LoadedIndex, in_engine
 from rag.query.verdict import ANSWERABLE_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -450,8 +450,10 @@ def make_snapshot(
     settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder, skipped: tuple = (), retired: Retired | None = None
 ) -> Snapshot:
     by_id = {d.id: d for d in documents}
-    lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages])
+    engine = in_engine(loaded.manifest)  # the vectors and BM25 live in an engine: its store is loaded.vectors
+    lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages], index=not engine)
     threshold = ANSWERABLE_THRESHOLD if settings.answerable_threshold is None else settings.answerable_threshold
     verifier, verifier_status = verifiers.for_model(encoder.spec, settings.verifier)
-    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold, verifier=verifier, verifier_status=verifier_status)
+    retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold, verifier=verifier, verifier_status=verifier_status,
+                          store=loaded.vectors if engine else None)
     return Snapshot(loaded, by_id, retriever, encoder.kind, tuple(skipped), retired if retired is not None else Retired())

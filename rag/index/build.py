@@ -21,6 +21,7 @@ passage.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -40,12 +41,12 @@ from rag.corpus.chunking import ChunkerParams, chunk_corpus
 from rag.config import Settings
 from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, load_corpus, log_skipped
 from rag.encoding.encoders import Encoders
-from rag.errors import IndexProblem
+from rag.errors import IndexProblem, IndexStale
 from rag.index.lexical import lexical_fingerprint
 from rag.encoding.model import ModelSpec, resolve_model
 from rag.corpus.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text
 from rag.index import corpus_cache, store
-from rag.index.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, load_index, manifest_digest, passages_json, read_manifest, remove_strays, stale_reasons, text_key
+from rag.index.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, in_engine, load_index, manifest_digest, passages_json, read_manifest, remove_strays, stale_reasons, text_key
 
 log = logging.getLogger(__name__)
 LIBRARIES = ("faiss-cpu", "bm25s", "onnxruntime", "sentence-transformers", "numpy")
@@ -60,13 +61,23 @@ class IndexConfig:
     corpus_sha256: str
     index_type: str = "auto"  # "auto" | "flat" | "hnsw" | "ivf"
     exact_search_max: int = 50_000
+    vector_store: str = "faiss"  # "faiss" | "qdrant" (rag.index.vector_store)
+    store_uri: str | None = None  # where the engine is (not in the fingerprint: replicas may reach one cluster by other names)
+    collection: str = "rag_passages"
 
     @classmethod
     def of(cls, settings: Settings, documents: list[Document], model: ModelSpec) -> "IndexConfig":
         chunker = ChunkerParams(max_tokens=settings.max_passage_tokens, min_chars=settings.min_passage_chars)
-        return cls(model, chunker, corpus_hash(documents), settings.index_type, settings.exact_search_max)
+        uri = settings.vector_store_uri or str(settings.index_dir / "qdrant")
+        return cls(model, chunker, corpus_hash(documents), settings.index_type, settings.exact_search_max,
+                   settings.vector_store, uri, settings.vector_store_collection)
+
+    @property
+    def engine(self) -> bool:
+        return self.vector_store != "faiss"
 
     def fingerprint(self) -> dict:
+        store = {"store": {"kind": self.vector_store, "collection": self.collection}} if self.engine else {}  # faiss: as before the seam
         return {
             "format_version": FORMAT_VERSION,
             "model": self.model.as_dict(),
@@ -75,6 +86,7 @@ class IndexConfig:
             "ann": ann_fingerprint(self.index_type, self.exact_search_max),
             "lexical": lexical_fingerprint(),
             "corpus_sha256": self.corpus_sha256,
+            **store,
         }
 
 
@@ -142,7 +154,7 @@ def load_or_build(
     expected = config.fingerprint()
     if not force:
         try:
-            loaded = load_index(settings.index_dir, expected)
+            loaded = load_current(settings.index_dir, expected, config)
             remove_strays_if_idle(settings.index_dir)
             return loaded, False
         except IndexProblem as problem:
@@ -152,14 +164,28 @@ def load_or_build(
     with build_lock(settings.index_dir):
         if not force:  # another process may have built it while we waited for the lock
             try:
-                return load_index(settings.index_dir, expected), False
+                return load_current(settings.index_dir, expected, config), False
             except IndexProblem:
                 pass
         try:
             build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
-    return load_index(settings.index_dir, expected), True
+    return load_current(settings.index_dir, expected, config), True
+
+
+def load_current(index_dir: Path, expected: dict | None, config: IndexConfig) -> LoadedIndex:
+    """`load_index`, with the engine's store attached when the index keeps its vectors in one (IndexStale when
+    the engine lacks any of its passages)."""
+    loaded = load_index(index_dir, expected)
+    if not in_engine(loaded.manifest):
+        return loaded
+    if not config.engine or loaded.manifest["store"].get("collection") != config.collection:
+        raise IndexStale(f"index {loaded.id} keeps its vectors in another store ({loaded.manifest['store']})")
+    from rag.index import qdrant_store
+
+    engine = qdrant_store.open_store(config.store_uri, config.collection, loaded.manifest, loaded.passages, loaded.embedded_keys)
+    return dataclasses.replace(loaded, vectors=engine)
 
 
 def on_disk(settings: Settings, documents: list[Document], model: ModelSpec) -> tuple[dict, list[str]]:
@@ -222,11 +248,12 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     vectors = _embed_reusing(texts, encoder, _old_passage_vectors(old), progress, "passages")
     sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]
     sentence_vectors = _embed_reusing(sentence_texts, encoder, _old_sentence_vectors(old), progress, "sentences", store.SENTENCE_DTYPE)
-    faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max)
     build = uuid.uuid4().hex[:12]
+    engine_state = _add_to_engine(config, passages, vectors, by_id, texts, old) if config.engine else None
+    faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max) if not config.engine else (None, config.vector_store)
     try:
         files = {
-            "vectors": store.write_file(index_dir, f"vectors-{build}.faiss", store.faiss_writer(faiss_index)),
+            **({} if config.engine else {"vectors": store.write_file(index_dir, f"vectors-{build}.faiss", store.faiss_writer(faiss_index))}),
             "passages": store.write_file(index_dir, f"passages-{build}.json", passages_json(passages, texts)),
             "sentences": store.write_file(index_dir, f"sentences-{build}.npy", store.sentence_npy(sentence_vectors)),
         }
@@ -248,6 +275,7 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
         "documents": [{"id": d.id, "sha256": d.content_hash} for d in documents],
         "counts": {"documents": len(documents), "passages": len(passages), "sentences": len(sentence_texts)},
         "files": files,
+        **({"store_state": engine_state} if engine_state else {}),
     }
     manifest["manifest_sha256"] = manifest_digest(manifest)  # a flipped byte anywhere in the manifest is caught
     try:
@@ -256,8 +284,28 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
         store.discard_build(index_dir, build)
         raise
     remove_strays(index_dir)
+    if config.engine:  # the new manifest is current: points no passage of it names can go
+        _remove_from_engine(config, passages, texts, engine_state)
     log.info("built index %s: %d passages in %.1fs", content_id, len(passages), manifest["build_seconds"])
     return manifest
+
+
+def _add_to_engine(config: IndexConfig, passages, vectors: np.ndarray, by_id: dict, texts: list[str], old: LoadedIndex | None) -> dict:
+    """Add the passages the engine lacks (vectors, BM25 text, payload): rag.index.qdrant_store."""
+    from rag.index import qdrant_store
+
+    lexical_texts = [heading_text(by_id[p.document], p) for p in passages]  # what BM25 indexes (as rag.service does)
+    previous = old.manifest.get("store_state") if old is not None and in_engine(old.manifest) else None
+    return qdrant_store.add_passages(config.store_uri, config.collection, passages, vectors, lexical_texts, [text_key(t) for t in texts],
+                                     config.model.as_dict(), previous)
+
+
+def _remove_from_engine(config: IndexConfig, passages, texts: list[str], state: dict) -> None:
+    from rag.index import qdrant_store
+
+    keep = {qdrant_store.point_id(p.id, text_key(t), state["tag"]) for p, t in zip(passages, texts)}
+    removed = qdrant_store.remove_others(config.store_uri, config.collection, keep)
+    log.info("engine: added %d passage(s), removed %d", state["added"], removed)
 
 
 def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], progress: bool, what: str, dtype=np.float32) -> np.ndarray:
@@ -280,10 +328,10 @@ def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], p
 def _previous_index(index_dir: Path, config: IndexConfig) -> LoadedIndex | None:
     """The current index if it is intact and made by the same model (its vectors can be reused)."""
     try:
-        old = load_index(index_dir, expected=None)
+        old = load_current(index_dir, None, config)
     except IndexProblem:
         return None
-    return old if old.manifest.get("model") == config.model.as_dict() else None
+    return old if old.manifest.get("model") == config.model.as_dict() and old.vectors is not None else None
 
 
 def _old_passage_vectors(old: LoadedIndex | None, chunk: int = 100_000) -> dict[str, np.ndarray]:

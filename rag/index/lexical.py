@@ -38,14 +38,23 @@ def lexical_fingerprint() -> dict:
     return {"stemmer": STEMMER, "stopwords_sha256": words, "question_words": list(QUESTION_WORDS), "bm25": BM25}
 
 
+def tokens(texts: list[str]) -> list[list[str]]:
+    """Each text's terms in order, repeats kept, exactly as bm25s indexes and queries them (lower case, its token
+    pattern, stop words dropped, Snowball-stemmed): what an engine store turns into BM25 sparse vectors."""
+    return bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=Stemmer.Stemmer(STEMMER), show_progress=False, return_ids=False)
+
+
 class LexicalIndex:
-    def __init__(self, texts: list[str]):
+    def __init__(self, texts: list[str], index: bool = True):
+        """BM25 over `texts`; with index=False only the tokenizer (`terms`), for a store that keeps BM25 itself."""
         self._stemmer = Stemmer.Stemmer(STEMMER)
         self._local = threading.local()
-        tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False)
-        self._bm25 = bm25s.BM25(**BM25)
-        self._bm25.index(tokens, show_progress=False)
         self.size = len(texts)
+        self._bm25 = None
+        if index:
+            tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False)
+            self._bm25 = bm25s.BM25(**BM25)
+            self._bm25.index(tokens, show_progress=False)
 
     def terms(self, text: str) -> set[str]:
         """The stemmed content terms of `text`, exactly as bm25s.tokenize makes them (lower case, its token

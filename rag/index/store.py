@@ -3,7 +3,8 @@
 Layout of the index directory (all plain data; nothing on a load path can execute code):
 
     manifest.json                 what made the index, and a checksum of every file
-    vectors-<build>.faiss         FAISS index of passage embeddings (inner product)
+    vectors-<build>.faiss         FAISS index of passage embeddings (inner product); absent when
+                                  RAG_VECTOR_STORE names an engine, which holds them (rag.index.qdrant_store)
     passages-<build>.json         passages: ids, text, offsets, section, sentences
     sentences-<build>.npy         sentence embeddings (float16), for highlighting; memory-mapped read-only
 
@@ -80,7 +81,7 @@ class LoadedIndex:
 
     manifest: dict
     passages: list[Passage]
-    vectors: object  # a faiss.Index
+    vectors: object  # a faiss.Index; or, for an engine's index, its store (rag.index.qdrant_store.QdrantStore)
     sentence_vectors: np.ndarray  # float16 np.memmap (read-only); rows follow passages' sentences, in order
     sentence_rows: np.ndarray  # int64 (passages, 2): per passage (first row, row count) in sentence_vectors
     embedded_keys: list[str]  # per passage: sha256 of the text that was embedded (for reuse on rebuild)
@@ -89,6 +90,12 @@ class LoadedIndex:
     def id(self) -> str:
         return self.manifest["id"]
 
+
+
+def in_engine(manifest: dict) -> bool:
+    """Whether this index's passage vectors live in an engine (RAG_VECTOR_STORE other than faiss) instead of a FAISS file."""
+    store = manifest.get("store")
+    return isinstance(store, dict) and store.get("kind") not in (None, "faiss")
 
 
 def text_key(text: str) -> str:
@@ -296,6 +303,7 @@ def stale_reasons(manifest: dict, expected: dict) -> list[str]:
         "corpus_sha256": "the documents in seeds/",
         "ann": "the index type or its parameters",
         "lexical": "the lexical (BM25) parameters",
+        "store": "the vector store (RAG_VECTOR_STORE or its collection)",
     }
     reasons = [f"{label} changed" for key, label in labels.items() if manifest.get(key) != expected.get(key)]
     unknown = sorted(set(expected) - set(labels) - {"format_version"})
@@ -318,8 +326,9 @@ def load_index(index_dir: Path, expected: dict | None) -> LoadedIndex:
 def _load_verified(index_dir: Path, manifest: dict) -> LoadedIndex:
     if not isinstance(manifest.get("id"), str):
         raise IndexCorrupt(f"manifest in {index_dir} has no index id")
+    engine = in_engine(manifest)  # the passage vectors live in an engine (rag.index.qdrant_store): no FAISS file
     try:
-        entries = {key: manifest["files"][key] for key in ("vectors", "passages", "sentences")}
+        entries = {key: manifest["files"][key] for key in ("passages", "sentences") + (() if engine else ("vectors",))}
         counts = manifest["counts"]
         dimension = manifest["dimension"]
     except (KeyError, TypeError) as exc:
@@ -327,14 +336,17 @@ def _load_verified(index_dir: Path, manifest: dict) -> LoadedIndex:
     # Each file is verified from the open file and then parsed from that same file. The checksums matched,
     # so these bytes are what the build wrote; a parser error still means a bad index (e.g. a manifest
     # re-signed over foreign files), never a crash. Plain data only: no pickle on this path.
-    with _open_verified(index_dir, entries["vectors"]) as f:
-        vectors = _read_faiss(f, manifest["id"])
+    vectors = None  # an engine's index gets its store attached by the build (rag.index.build.load_current)
+    if not engine:
+        with _open_verified(index_dir, entries["vectors"]) as f:
+            vectors = _read_faiss(f, manifest["id"])
     documents = _manifest_documents(manifest, index_dir)
     with _open_verified(index_dir, entries["passages"]) as f:
         passages, embedded_keys = _parse_passages(f.read(), documents)
     with _open_verified(index_dir, entries["sentences"]) as f:
         sentence_vectors = _map_sentences(f, manifest["id"])
-    if vectors.ntotal != counts["passages"] or len(passages) != counts["passages"] or vectors.d != dimension:
+    faiss_mismatch = vectors is not None and (vectors.ntotal != counts["passages"] or vectors.d != dimension)
+    if faiss_mismatch or len(passages) != counts["passages"]:
         raise IndexCorrupt(f"index {manifest['id']}: file contents do not match the manifest's counts")
     sentence_rows = _sentence_rows(passages)
     total = int(sentence_rows[:, 1].sum())

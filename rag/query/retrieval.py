@@ -2,7 +2,8 @@
 
 `Retriever` is built once per snapshot (rag.service.Snapshot) and holds one of each stage, all built then:
 - embed: the question's one forward pass (the snapshot's query encoder, rag.encoding);
-- rank: candidates from FAISS and BM25 within the filter, fused (rag.query.ranking);
+- rank: candidates from the store's dense and BM25 searches within the filter, fused (rag.query.ranking; the
+  store is FAISS + bm25s in the process by default, or an engine: rag.index.vector_store);
 - highlight: the sentence(s) of each returned passage that answer the question (rag.query.highlight);
 - verify (opt-in, RAG_VERIFIER=true): the verifier, a cross-encoder, reads the best sentence windows of the top
   passages (rag.query.verification) and its best logit joins the verdict's features. Never for a model other
@@ -22,6 +23,7 @@ import numpy as np
 
 from rag.config import Mode
 from rag.corpus.chunking import Passage
+from rag.index.vector_store import FaissBm25Store, VectorStore
 from rag.query import verdict as verdicts
 from rag.query.coverage import idf_table, unseen_idf
 from rag.query import verification
@@ -58,7 +60,7 @@ class QueryResult:
 
 class Retriever:
     def __init__(self, loaded_index, documents: dict, lexical, encoder, answerable_threshold: float = verdicts.ANSWERABLE_THRESHOLD,
-                 verifier=None, verifier_status: dict | None = None):
+                 verifier=None, verifier_status: dict | None = None, store: VectorStore | None = None):
         self.index = loaded_index
         self.documents = documents  # id -> Document: the version this index was built from
         self.passages: list[Passage] = loaded_index.passages
@@ -69,7 +71,9 @@ class Retriever:
         # rarity of each term over the passages' own text, for the highlight and the verdict (counted once)
         idf = idf_table((lexical.terms(p.text) for p in self.passages), len(self.passages))
         unseen = unseen_idf(len(self.passages))
-        self.ranker = Ranker(loaded_index, lexical, sentences)
+        # where the passage vectors and BM25 live: FAISS + bm25s here by default, or an engine (rag.index.vector_store)
+        self.store = store if store is not None else FaissBm25Store(loaded_index.vectors, lexical)
+        self.ranker = Ranker(self.store, sentences, len(self.passages))
         self.highlighter = Highlighter(sentences, idf, unseen)
         self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold, verified=verifier is not None)
         self.verifier = verifier  # rag.encoding.verifier.Verifier, or None
