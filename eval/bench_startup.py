@@ -32,6 +32,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A generous time budget per HTML page: on a loaded machine a page read past the default budget is skipped, and a
+# corpus read differently by the build and by the server would make the index stale (refused: RAG_AUTO_BUILD=false).
+os.environ.setdefault("RAG_MAX_EXTRACT_SECONDS", "300")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from eval.harness import RAG, ROOT, Server, env_for, log, run_rag_index, write_json  # noqa: E402
