@@ -184,15 +184,15 @@ def _item(service, snapshot, query, qid, source, group, fold, answerable, kind, 
         labels.append(int(answerable and holds(doc_id, w.read_start, w.end, w.text)))
     extra = None
     if answerable and not any(labels):
-        extra = _gold_sentence(retriever, result, holds)
+        extra = _gold_sentence(retriever, holds)
     top = result.hits[0] if result.hits else None
     top_holds = bool(answerable and top and holds(top.passage.document, top.highlight.start, top.highlight.end, top.highlight.text))
     return Item(qid, source, group, fold, query.question, answerable, kind, [w.text for w in result.windows], labels, extra,
                 tuple(result.features.values()[:2]), top_holds, [(rank_of.get(w.passage_index, len(rank_of)), w.sentence) for w in result.windows])
 
 
-def _gold_sentence(retriever, result, holds) -> str | None:
-    for i, passage in enumerate(retriever.passages):
+def _gold_sentence(retriever, holds) -> str | None:
+    for passage in retriever.passages:
         for start, end in passage.sentences:
             text = passage.text[start - passage.start : end - passage.start]
             if holds(passage.document, start, end, text):
@@ -419,40 +419,33 @@ def export(model, out_dir: Path, layers: int) -> dict:
 CHECK_PAIRS = 24  # held-out pairs whose fp32 logits the card keeps: the int8 file is tested against them
 
 
-def check_pairs(fp32: Path, items: list[Item]) -> list[dict]:
-    """Held-out (question, window) pairs, positives and negatives alike, with the fp32 export's logits."""
+def onnx_session(path: Path):
+    """An onnxruntime session of an exported verifier and the tokenizer it reads with."""
     import onnxruntime as ort
 
-    from rag.encoding.verifier import pair_ids, plain_tokenizer
+    from rag.encoding.verifier import plain_tokenizer
 
-    tokenizer = plain_tokenizer(base_model_dir())
-    session = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), plain_tokenizer(base_model_dir())
+
+
+def check_pairs(fp32: Path, items: list[Item]) -> list[dict]:
+    """Held-out (question, window) pairs, positives and negatives alike, with the fp32 export's logits."""
+    from rag.encoding.verifier import run_pairs
+
+    session, tokenizer = onnx_session(fp32)
     rng = random.Random(SEED)
     chosen = rng.sample([(i.question, w, y) for i in items for w, y in zip(i.windows[:2], i.labels[:2])], CHECK_PAIRS)
-    out = []
-    for question, window, label in chosen:
-        ids, mask, types = pair_ids(tokenizer, question, [window])
-        logit = float(session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0].reshape(-1)[0])
-        out.append({"question": question, "window": window, "label": label, "logit_fp32": round(logit, 4)})
-    return out
+    return [{"question": q, "window": w, "label": y, "logit_fp32": round(float(run_pairs(session, tokenizer, q, [w])[0]), 4)}
+            for q, w, y in chosen]
 
 
 def onnx_logits(path: Path, items: list[Item], windows: int) -> list[float]:
-    import onnxruntime as ort
+    """Each question's best logit over its first `windows` windows, from an exported file."""
+    from rag.encoding.verifier import run_pairs
 
-    from rag.encoding.verifier import pair_ids, plain_tokenizer
-
-    tokenizer = plain_tokenizer(base_model_dir())
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    out = []
-    for item in items:
-        texts = item.windows[:windows]
-        if not texts:
-            out.append(-10.0)
-            continue
-        ids, mask, types = pair_ids(tokenizer, item.question, texts)
-        out.append(float(session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0].max()))
-    return out
+    session, tokenizer = onnx_session(path)
+    return [best([float(x) for x in run_pairs(session, tokenizer, i.question, i.windows[:windows])])
+            for i in items]
 
 
 # --- the held-out report ---------------------------------------------------------------------------------------

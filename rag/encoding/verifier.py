@@ -16,7 +16,6 @@ so training and serving cannot drift apart.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -27,7 +26,6 @@ import numpy as np
 from rag.encoding.model import file_sha256
 from rag.errors import ModelError
 
-logger = logging.getLogger(__name__)
 
 ASSET_DIR = Path(__file__).resolve().parent.parent / "assets" / "verifier"
 CARD_NAME = "verifier.json"
@@ -75,6 +73,16 @@ def pair_ids(tokenizer, question: str, windows: Sequence[str]) -> tuple[np.ndarr
         mask[n, : len(row)] = 1
         types[n, len(q) + 2 : len(row)] = 1
     return ids, mask, types
+
+
+def run_pairs(session, tokenizer, question: str, windows: Sequence[str]) -> np.ndarray:
+    """One logit per window from an onnxruntime session of the verifier's graph (the shipped int8 file, or the
+    training script's fp32 export); none for no windows."""
+    if not windows:
+        return np.zeros(0, dtype=np.float32)
+    ids, mask, types = pair_ids(tokenizer, question, windows)
+    out = session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+    return np.asarray(out, dtype=np.float32).reshape(-1)
 
 
 def plain_tokenizer(tokenizer_dir: Path):
@@ -125,11 +133,7 @@ class Verifier:
         return len(self.tokenizer.encode(question, add_special_tokens=False).ids) <= QUESTION_PIECES
 
     def logits(self, question: str, windows: Sequence[str]) -> np.ndarray:
-        if not windows:
-            return np.zeros(0, dtype=np.float32)
-        ids, mask, types = pair_ids(self.tokenizer, question, windows)
-        out = self._session.run(None, {"input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
-        return np.asarray(out, dtype=np.float32).reshape(-1)
+        return run_pairs(self._session, self.tokenizer, question, windows)
 
 
 NOT_DEFAULT = "not used: it was trained for the default model's features; the verdict is the bi-encoder one"
@@ -154,13 +158,3 @@ def for_model(spec, enabled: bool) -> tuple[Verifier | None, dict]:
         return None, {"used": False, "reason": NOT_DEFAULT}
     verifier = shipped(str(spec.local_dir), spec.weights_sha256)
     return verifier, {"used": True, **verifier.identity()}
-
-
-def record(spec) -> dict:
-    """What the index manifest records of the verifier for `spec` (from its card; nothing is loaded)."""
-    from rag.encoding.model import is_default_model
-
-    if not is_default_model(spec):
-        return {"used": False, "reason": NOT_DEFAULT}
-    card = Card.read(ASSET_DIR / CARD_NAME)
-    return {"used": True, "sha256": card.sha256, "layers": card.layers, "file": card.file}

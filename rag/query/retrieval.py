@@ -54,7 +54,7 @@ class QueryResult:
     snapshot: object = field(default=None, repr=False, compare=False)  # rag.service.Snapshot the hits come from
     verdict: verdicts.Verdict = "not_found"  # found / uncertain / not_found (rag.query.verdict); answerable = not not_found
     features: verdicts.VerdictFeatures | None = None  # what the verdict was decided from, kept for calibration
-    windows: tuple[verification.Window, ...] = ()  # the sentence windows the verifier read (or would have read)
+    windows: tuple[verification.Window, ...] = ()  # the sentence windows the verifier read (none without one, unless asked for)
     warnings: tuple[str, ...] = ()  # what the caller should know about how the question was read
 
 
@@ -88,11 +88,12 @@ class Retriever:
     def verdict_model(self):
         return self.judge.model
 
-    def search(self, query: Query, snapshot=None, allowed: np.ndarray | None = None, read_windows: int = verification.READ_WINDOWS) -> QueryResult:
+    def search(self, query: Query, snapshot=None, allowed: np.ndarray | None = None, read_windows: int | None = None) -> QueryResult:
         """Rank passages for a parsed query (rag.query.request); the result carries `snapshot`.
 
         `allowed` (one bool per passage, rag.query.filters.passage_mask) restricts every stage to those passages;
-        `read_windows` is how many sentence windows are chosen for the verifier (training draws more)."""
+        `read_windows` is how many sentence windows are chosen for the verifier: by default what it reads, none
+        without one (training draws more)."""
         question = query.question
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -107,15 +108,23 @@ class Retriever:
         lap("embed")
         ranking = self.ranker.rank(question, embedded.vector, query.mode, allowed, lap)
         question_terms = self.lexical.terms(question)
-        top = ranking.top(max(query.top_k, verification.READ_PASSAGES))
-        candidates = {i: self.highlighter.candidates(i, embedded.vector, question, question_terms) for i, _ in top}
+        candidates: dict[int, list] = {}
+
+        def candidates_of(i: int) -> list:
+            if i not in candidates:
+                candidates[i] = self.highlighter.candidates(i, embedded.vector, question, question_terms)
+            return candidates[i]
+
+        returned = ranking.top(query.top_k)
+        hits = [Hit(self.passages[i], round(score, 6), rank, *marks(candidates_of(i))) for rank, (i, score) in enumerate(returned, start=1)]
         lap("highlight")
-        read = [(i, candidates[i]) for i, _ in top[: verification.READ_PASSAGES]]
-        chosen = verification.windows(read, read_windows)
+        read = [i for i, _ in ranking.top(verification.READ_PASSAGES)]
+        if read_windows is None:  # as the verifier reads; none without one
+            read_windows = verification.READ_WINDOWS if self.verifier is not None else 0
+        chosen = verification.windows([(i, candidates_of(i)) for i in read], read_windows) if read_windows else []
         reading = verification.read(self.verifier, question, chosen) if self.verifier is not None else None
         lap("verify")
-        hits = [Hit(self.passages[i], round(score, 6), rank, *marks(candidates[i])) for rank, (i, score) in enumerate(top[: query.top_k], start=1)]
-        assessment = self.judge.assess(question, question_terms, embedded, [i for i, _ in read], reading)
+        assessment = self.judge.assess(question, question_terms, embedded, read, reading)
         lap("verdict")
         warnings = ()
         if self._cut(embedded) or (reading is not None and reading.question_cut):

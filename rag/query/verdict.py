@@ -195,8 +195,7 @@ class Judge:
         self.idf = idf
         self.unseen_idf = unseen_idf
         self.answerable_threshold = answerable_threshold
-        self.verified = verified  # a verifier reads the evidence: its logit is the third feature
-        self.model = MODEL_VERIFIED if verified else MODEL
+        self.model = MODEL_VERIFIED if verified else MODEL  # with a verifier its best logit is the third feature
 
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None) -> Assessment:
         rows, texts = [], []
