@@ -35,7 +35,7 @@ from api.security import transport_security
 from api.settings import ServerSettings, get_server_settings
 from api.wording import QUOTED_DATA
 from rag.config import Settings, get_settings
-from rag.errors import InvalidInput, NotFound, Overloaded, RagError
+from rag.errors import Conflict, InvalidInput, NotFound, Overloaded, RagError
 from rag.service import Service
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def not_found(request: Request, exc: NotFound) -> JSONResponse:
         return error(404, str(exc))
+
+    @app.exception_handler(Conflict)
+    async def conflict(request: Request, exc: Conflict) -> JSONResponse:
+        return error(409, str(exc))
 
     @app.exception_handler(Overloaded)
     async def overloaded(request: Request, exc: Overloaded) -> JSONResponse:

@@ -173,8 +173,9 @@ def _quiet_skip_log():
 def cited_at(cited) -> str:
     """Where a citation points, with what HTTP says of it and nothing HTTP leaves null invented: "Title › Section ›
     ¶2–3 · p. 4–5 · chars 120–980"; a passage before the first heading (section null) names no section."""
-    paragraphs = "¶" + "–".join(map(str, sorted({cited.paragraphs[0], cited.paragraphs[-1]})))
-    parts = [cited.title, *([cited.section] if cited.section is not None else []), paragraphs]
+    from rag.corpus.passage_text import paragraph_mark  # reads only .paragraphs: a citation has them too
+
+    parts = [cited.title, *([cited.section] if cited.section is not None else []), paragraph_mark(cited)]
     where = " › ".join(parts)
     if cited.page is not None:
         spans = cited.page_end is not None and cited.page_end != cited.page

@@ -247,8 +247,16 @@ def holds_api_key(request: Request, server: ServerSettings) -> bool:
 # --- administration --------------------------------------------------------------------------
 
 
-def require_admin(request: Request, server: ServerSettings = Depends(get_server_settings)) -> None:
-    """Admin routes: with an API key set, the key (already checked by `ApiKeyAuth`); without one, this machine only (403)."""
-    client = (request.client.host if request.client else "") or ""
-    if not server.api_key and client not in LOOPBACK:
-        raise HTTPException(403, "reload is allowed from this machine only (or set RAG_API_KEY)")
+def local_or_key(what: str):
+    """A route dependency for what changes the server (reloads, writes): with an API key set, the key (already
+    checked by `ApiKeyAuth`); without one, a client on this machine only (403 naming `what`)."""
+
+    def require(request: Request, server: ServerSettings = Depends(get_server_settings)) -> None:
+        client = (request.client.host if request.client else "") or ""
+        if not server.api_key and client not in LOOPBACK:
+            raise HTTPException(403, f"{what} is allowed from this machine only (or set RAG_API_KEY)")
+
+    return require
+
+
+require_admin = local_or_key("reload")  # admin routes

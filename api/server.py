@@ -422,10 +422,11 @@ def worker_app():
     from api.observability import configure_json_logging
 
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))
-    app = serving_app(Settings(), ServerSettings())  # with the Host allow-list, as `rag serve`
-    for name, value in protocol_limits(ServerSettings(), app.state.draining).items():
+    server_settings = ServerSettings()  # read once from the worker's environment
+    app = serving_app(Settings(), server_settings)  # with the Host allow-list, as `rag serve`
+    for name, value in protocol_limits(server_settings, app.state.draining).items():
         setattr(WorkerH11Protocol, name, value)  # this worker's limits, as `rag serve` has them
-    watched = with_watcher(app, ServerSettings(), seeds=False)  # every worker follows a newer build on disk
+    watched = with_watcher(app, server_settings, seeds=False)  # every worker follows a newer build on disk
     pid = str(os.getpid()).encode()
 
     async def tagged(scope, receive, send):

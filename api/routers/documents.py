@@ -31,12 +31,11 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from api import render, schemas
-from api.deps import get_admission, get_server_settings, get_service
+from api.deps import get_admission, get_service
 from api.limits import Admission
-from api.security import LOOPBACK
-from api.settings import ServerSettings
+from api.security import local_or_key
 from rag import uploads
-from rag.errors import Conflict, InvalidInput
+from rag.errors import InvalidInput
 from rag.service import Service, Written
 
 NOT_FOUND = {404: {"model": schemas.ErrorResponse, "description": "Unknown id"}}
@@ -103,11 +102,7 @@ WRITE_ERRORS = {
 }
 
 
-def require_writer(request: Request, server: ServerSettings = Depends(get_server_settings)) -> None:
-    """Writes: with an API key set, the key (already checked by api.security.ApiKeyAuth); without one, this machine only."""
-    client = (request.client.host if request.client else "") or ""
-    if not server.api_key and client not in LOOPBACK:
-        raise HTTPException(403, "adding, replacing and removing documents is allowed from this machine only (or set RAG_API_KEY)")
+require_writer = local_or_key("adding, replacing and removing documents")  # writes: the key, or this machine
 
 
 def router() -> APIRouter:
@@ -159,7 +154,7 @@ def router() -> APIRouter:
     async def remove_document(document_id: str, service: Service = Depends(get_service), admission: Admission = Depends(get_admission)):
         """Delete its file (and sidecar) from seeds/ and re-index; from then on no answer cites it."""
         async with admission.batch.slot():
-            written = await run_in_threadpool(_conflict_is_409, service.remove_document, document_id)
+            written = await run_in_threadpool(service.remove_document, document_id)
         return DocumentRemoved(id=written.id, status="removed", index_id=written.snapshot.id, source=written.source)
 
     return routes
@@ -200,20 +195,12 @@ async def _write(request: Request, service: Service, admission: Admission, docum
             raise HTTPException(415, "send the document as multipart/form-data (a 'file' field) or as JSON ({\"text\": ...})")
         async with admission.batch.slot():
             upload = await upload_of() if callable(upload_of) else upload_of
-            written = await run_in_threadpool(_conflict_is_409, service.write_document, upload, document_id, replace)
+            written = await run_in_threadpool(service.write_document, upload, document_id, replace)
     finally:
         if form is not None:
             await form.close()
     status = 201 if written.status == "created" else 200
     return JSONResponse(_summary(written).model_dump(), status_code=status)
-
-
-def _conflict_is_409(write, *args) -> Written:
-    """`write(*args)`, its `Conflict` answered 409 (the app maps other library errors itself)."""
-    try:
-        return write(*args)
-    except Conflict as exc:
-        raise HTTPException(409, str(exc)) from None
 
 
 async def _from_form(form):

@@ -66,13 +66,14 @@ def read_html(raw: bytes, name: str) -> Extracted:
     except Exception:  # noqa: BLE001 - any parser failure is a skip reason, not a crash
         raise Unreadable(f"{name} could not be parsed as HTML") from None
     blocks = _trafilatura_blocks(raw, name)
-    if _lost_headings(tree, blocks) or _holds_code(tree):
-        blocks = _walk_page(tree)
+    root = _content_root(tree)  # found once: the heading check, the code check, the walk and the date read it
+    if _lost_headings(root, blocks) or _holds_code(root):
+        blocks = _walk_page(root)
     blocks = [(text, heading) for text, heading in blocks if heading or not _NAV_LINE.match(text)]
     text, headings = _join_blocks(blocks)
     if not text.strip():
         raise Unreadable(f"{name} has no main text that could be extracted")
-    meta = validate(page_metadata(tree), f"{name} page metadata", lenient=True)
+    meta = validate(page_metadata(tree, root), f"{name} page metadata", lenient=True)
     return Extracted(text, meta, kind="html", headings=frozenset(headings))
 
 
@@ -122,9 +123,9 @@ def _flatten(element, blocks: list[tuple[str, bool]]) -> None:
 # --- the structural walk ------------------------------------------------------------------------
 
 
-def _lost_headings(tree, blocks: list[tuple[str, bool]]) -> bool:
-    """Whether trafilatura kept fewer than half of the page's headings (or nothing at all)."""
-    page = {clean(h.text_content()) for h in _content_root(tree).iter(*_HEADINGS) if not _dropped_ancestor(h)}
+def _lost_headings(root, blocks: list[tuple[str, bool]]) -> bool:
+    """Whether trafilatura kept fewer than half of the headings under the page's content `root` (or nothing at all)."""
+    page = {clean(h.text_content()) for h in root.iter(*_HEADINGS) if not _dropped_ancestor(h)}
     page.discard("")
     if not blocks:
         return True
@@ -134,14 +135,14 @@ def _lost_headings(tree, blocks: list[tuple[str, bool]]) -> bool:
     return len(page & kept) * 2 < len(page)
 
 
-def _holds_code(tree) -> bool:
-    """Whether the page's content holds a `<pre>` of several lines (trafilatura may join its lines)."""
-    return any("\n" in pre.text_content().strip() for pre in _content_root(tree).iter("pre") if not _dropped_ancestor(pre))
+def _holds_code(root) -> bool:
+    """Whether the page's content `root` holds a `<pre>` of several lines (trafilatura may join its lines)."""
+    return any("\n" in pre.text_content().strip() for pre in root.iter("pre") if not _dropped_ancestor(pre))
 
 
-def _walk_page(tree) -> list[tuple[str, bool]]:
+def _walk_page(root) -> list[tuple[str, bool]]:
     blocks: list[tuple[str, bool]] = []
-    _walk(_content_root(tree), blocks, 0)
+    _walk(root, blocks, 0)
     return blocks
 
 
@@ -259,15 +260,17 @@ def _join_blocks(blocks: list[tuple[str, bool]]) -> tuple[str, list[int]]:
 # --- metadata -------------------------------------------------------------------------------------
 
 
-def page_metadata(tree) -> dict:
-    """Title, author, published date, URL and publication from the page's own metadata (see the module docstring)."""
+def page_metadata(tree, root=None) -> dict:
+    """Title, author, published date, URL and publication from the page's own metadata (see the module docstring);
+    `root` is the page's content (`_content_root`), found here when not given."""
     meta: dict[str, list[str]] = {}
     for element in tree.iter("meta"):
         key = (element.get("property") or element.get("name") or element.get("itemprop") or "").strip().lower()
         value = (element.get("content") or "").strip()
         if key and value:
             meta.setdefault(key, []).append(value)
-    found = {"title": _title(tree, meta), "author": _author(meta), "published": _published(tree, meta),
+    root = _content_root(tree) if root is None else root
+    found = {"title": _title(tree, meta), "author": _author(meta), "published": _published(tree, root, meta),
              "url": _canonical(tree, meta), "publication": clean(meta.get("og:site_name", [""])[0])}
     return {k: v for k, v in found.items() if v}
 
@@ -291,7 +294,7 @@ def _author(meta: dict) -> str:
     return ""
 
 
-def _published(tree, meta: dict) -> str:
+def _published(tree, root, meta: dict) -> str:
     for key in _DATE_META:
         for value in meta.get(key, []):
             if match := _DATE_PREFIX.match(value):
@@ -299,7 +302,7 @@ def _published(tree, meta: dict) -> str:
     for element in tree.xpath("//*[@itemprop='datePublished']"):
         if match := _DATE_PREFIX.match(element.get("datetime") or element.get("content") or ""):
             return match.group(1)
-    for element in _content_root(tree).iter("time"):
+    for element in root.iter("time"):
         if match := _DATE_PREFIX.match(element.get("datetime") or ""):
             return match.group(1)
     return ""

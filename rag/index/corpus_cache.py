@@ -24,6 +24,7 @@ Safety first, so a stat is trusted only when it can be:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -126,8 +127,10 @@ def _listing(root: Path) -> tuple[list, int]:
              None if r[6] is None else os.fsencode(r[6]).decode("utf-8", "backslashreplace")] for r in rows], newest
 
 
+@functools.lru_cache(maxsize=1)
 def _reader() -> dict:
-    """The source of rag/corpus/ and the versions of the libraries it reads files with."""
+    """The source of rag/corpus/ and the versions of the libraries it reads files with (once a process: the code it
+    runs cannot change under it)."""
     digest = hashlib.sha256()
     for path in sorted(CORPUS_SOURCE.glob("*.py")):
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")

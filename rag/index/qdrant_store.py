@@ -153,8 +153,7 @@ def add_passages(uri: str, collection: str, passages, vectors: np.ndarray, lexic
     tag = point_tag(model, avgdl)
     ids = [point_id(p.id, key, tag) for p, key in zip(passages, embedded_keys)]
     with connection.lock:
-        _reachable(connection, collection)
-        _ensure_collection(connection, collection, dimension)
+        _ensure_collection(connection, collection, dimension, exists=_reachable(connection, collection))
         present = _present(connection, collection, ids)
         added = 0
         for start in range(0, len(ids), BATCH):
@@ -203,11 +202,12 @@ def _reachable(connection: Connection, collection: str) -> bool:
         raise IndexProblem(f"cannot reach Qdrant at {connection.uri}: {str(exc)[:200] or type(exc).__name__}") from exc
 
 
-def _ensure_collection(connection: Connection, collection: str, dimension: int) -> None:
+def _ensure_collection(connection: Connection, collection: str, dimension: int, exists: bool) -> None:
+    """The collection, made when it does not `exist` yet; one that holds vectors of another size is refused."""
     from qdrant_client import models
 
     client = connection.client
-    if client.collection_exists(collection):
+    if exists:
         size = _dense_size(client, collection)
         if size != dimension:
             raise IndexProblem(

@@ -26,7 +26,6 @@ from typing import Protocol
 import numpy as np
 
 EXACT_FILTERED_MAX = 20_000  # a filter allowing at most this many passages is searched exactly
-STORES = ("faiss", "qdrant")
 
 
 @dataclass(frozen=True)
