@@ -26,8 +26,11 @@ the body may start, and, for HTML, PDF and the office formats, where headings an
   a lower-case letter is removed, pages are separated by a blank line and their
   start offsets kept for `page_of`. pypdf over PyMuPDF: pure Python, no
   binary wheel and a permissive licence (PyMuPDF is AGPL); its text is good
-  enough for paragraph retrieval. A PDF whose pages hold no text (a scan) is
-  refused: there is no OCR here.
+  enough for paragraph retrieval. A page without a text layer (a scan) is read
+  with OCR (rag/corpus/ocr.py: Tesseract, when installed) and is then a page
+  like any other; without OCR a PDF with no text at all is refused with a
+  reason naming the command that installs it, and a PDF with some text pages is
+  read from those.
 - `.docx`, `.odt`, `.pptx`, `.xlsx`, `.csv`, `.epub`, `.rtf`, `.eml`: rag/corpus/office.py (headings
   as sections, a slide as a page, a sheet's header in every group of rows, an e-mail's headers as metadata).
 
@@ -59,7 +62,7 @@ import time
 from pathlib import Path
 
 from rag.errors import Unreadable
-from rag.corpus import office, webpage
+from rag.corpus import ocr, office, webpage
 from rag.corpus.extracted import Extracted
 from rag.corpus.metadata import MAX_DEPTH, MAX_INT_DIGITS, validate
 
@@ -92,7 +95,7 @@ def read(path: Path, raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, 
     process, unbounded in time: what the worker itself does."""
     suffix = path.suffix.lower()
     if suffix in EXTRACTED_SUFFIXES:
-        key = (suffix, name, hashlib.sha256(raw).hexdigest(), max_bytes)
+        key = (suffix, name, hashlib.sha256(raw).hexdigest(), max_bytes, ocr.tools() if suffix in PDF_SUFFIXES else None)  # OCR installed: read again
         if key not in _EXTRACTED:  # extraction takes ~0.1-0.5 s a page: a reload re-reads only what changed
             try:
                 found: Extracted | str = extractor.extract(suffix, raw, name, max_bytes) if extractor else _extract(suffix, raw, name, max_bytes)
@@ -113,12 +116,14 @@ def read(path: Path, raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, 
     return Extracted(text, {})
 
 
-def _extract(suffix: str, raw: bytes, name: str, max_bytes: int) -> Extracted:
-    """HTML, PDF or an office format read here and now; the text capped at `max_bytes` (UTF-8) and always encodable as UTF-8."""
+def _extract(suffix: str, raw: bytes, name: str, max_bytes: int, seconds: float | None = None) -> Extracted:
+    """HTML, PDF or an office format read here and now; the text capped at `max_bytes` (UTF-8) and always encodable as UTF-8.
+
+    `seconds`, the file's time budget, bounds a PDF's OCR (the worker passes it; without it OCR is unbounded in time)."""
     if suffix in office.READERS:
         extracted = office.READERS[suffix](raw, name, max_bytes)
     else:
-        extracted = _read_pdf(raw, name, max_bytes) if suffix in PDF_SUFFIXES else webpage.read_html(raw, name)
+        extracted = _read_pdf(raw, name, max_bytes, seconds) if suffix in PDF_SUFFIXES else webpage.read_html(raw, name)
     _check_size(extracted.text, name, max_bytes)
     if _LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
         extracted = Extracted(_LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
@@ -246,7 +251,7 @@ class _FrontMatterLimit(Exception):  # noqa: N818 - its message completes "the f
 
 
 class Stopped(Unreadable):
-    """Reading a file was stopped (out of time, or its worker died): not remembered, tried again on the next load."""
+    """Reading a file was stopped (out of time, its OCR too, or its worker died): not remembered, tried again on the next load."""
 
 
 class Extractor:
@@ -328,7 +333,7 @@ class Extractor:
             self._kill()
             raise Stopped(f"{name}: the {kind} reader stopped on this file (it crashed or ran out of memory)") from None
         if "unreadable" in reply:
-            raise Unreadable(reply["unreadable"])
+            raise (Stopped if reply.get("stopped") else Unreadable)(reply["unreadable"])
         found = reply["extracted"]
         metadata = {k: tuple(v) if k == "authors" else v for k, v in found["metadata"].items()}
         return Extracted(found["text"], metadata, found["body_floor"], found["kind"], frozenset(found["headings"]), tuple(found["pages"]))
@@ -384,9 +389,11 @@ def serve_worker() -> None:
         _, cpu_hard = resource.getrlimit(resource.RLIMIT_CPU)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu_hard))  # an orphaned worker still stops (SIGXCPU)
         try:
-            found = _extract(request["suffix"], raw, name, request["max_bytes"])
+            found = _extract(request["suffix"], raw, name, request["max_bytes"], request["seconds"])
             reply = {"extracted": {"text": found.text, "metadata": found.metadata, "body_floor": found.body_floor, "kind": found.kind,
                                    "headings": sorted(found.headings), "pages": list(found.pages)}}
+        except ocr.OutOfTime as exc:
+            reply = {"unreadable": str(exc), "stopped": True}
         except Unreadable as exc:
             reply = {"unreadable": str(exc)}
         except MemoryError:
@@ -410,17 +417,21 @@ _CONTENTS_LINE = re.compile(r"(?:\.\s*){4,}\s*(?:\d{1,5}|[ivxlcdm]{1,7})$")  # d
 _NUMBERED = re.compile(r"^(?:(?:\d{1,2}(?:\.\d{1,3}){0,4}\.?)|(?:[A-Z](?:\.\d{1,3}){1,4}\.?)|(?:Appendix|Chapter|Part)\s+[A-Z0-9]{1,3}\.?)\s+[A-Z]")
 
 
-def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extracted:
+def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, seconds: float | None = None) -> Extracted:
+    """A PDF's text, page by page: its text layer, and OCR (rag/corpus/ocr.py) for each page without one, when
+    Tesseract is installed. `seconds` bounds the OCR (the file's budget, counted from now)."""
     import logging
 
     from pypdf import PdfReader
 
+    # OCR stops a little before the worker's parent gives up on the file (its clock started first), so the reply says how far it got
+    deadline = None if seconds is None else time.monotonic() + 0.95 * seconds
     logging.getLogger("pypdf").setLevel(logging.ERROR)
     try:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
             raise Unreadable(f"{name} is an encrypted PDF; save it without a password")
-        pages, size = [], 0
+        pages, scanned, size = [], [], 0
         for number, page in enumerate(reader.pages, 1):
             text = page.extract_text() or ""
             size += len(text.encode("utf-8", "surrogatepass")) + 2
@@ -429,13 +440,33 @@ def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extr
                     f"{name}: its text is over the {max_bytes / 1e6:.1f} MB limit per document by page {number} (RAG_MAX_DOCUMENT_BYTES)"
                 )
             pages.append((text, _gap_lines(page)))
+            if not text.strip() and _draws_something(page):  # no text layer, but not blank: a scan (or text drawn as outlines)
+                box = page.mediabox
+                unit = float(page.user_unit or 1)
+                scanned.append((number, ocr.dpi_for(float(box.width) * unit, float(box.height) * unit)))
     except Unreadable:
         raise
     except Exception:  # noqa: BLE001 - pypdf raises many kinds; the file is skipped with one reason
         raise Unreadable(f"{name} could not be parsed as PDF") from None
+    has_text = any(text.strip() for text, _ in pages)
+    found = ocr.tools() if scanned else None
+    if scanned and found is None and not has_text:
+        raise ocr.missing(name)  # without OCR a PDF with some text pages is read from those
+    if found:
+        for number, text in ocr.read_pages(raw, scanned, name, found, deadline, seconds):
+            size += len(text.encode("utf-8", "surrogatepass"))
+            if size > max_bytes:
+                raise Unreadable(
+                    f"{name}: its text is over the {max_bytes / 1e6:.1f} MB limit per document by page {number} (RAG_MAX_DOCUMENT_BYTES)"
+                )
+            pages[number - 1] = (text, set())  # Tesseract separates its paragraphs by blank lines
+        if not any(text.strip() for text, _ in pages):
+            raise Unreadable(f"{name} has no text layer (a scanned PDF?) and OCR found no text in it")
     if not any(text.strip() for text, _ in pages):
         raise Unreadable(f"{name} has no text layer (a scanned PDF?); only PDFs with text can be indexed")
     metadata = _pdf_metadata(reader, name)
+    if found:  # in the content hash: the index is rebuilt when OCR starts (or stops) reading these pages, or changes
+        metadata["ocr"] = f"{ocr.engine(found)}; pages {_ranges([number for number, _ in scanned])}"
     lines = _without_furniture([_lines(text) for text, _ in pages])
     title_line = None
     if "title" not in metadata:  # the first line of the first page, when it reads like a title
@@ -452,6 +483,26 @@ def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> Extr
         headings += [len(out) + at for at in page_headings]
         out += text
     return Extracted(out + "\n", metadata, kind="pdf", headings=frozenset(headings), pages=tuple(starts))
+
+
+def _draws_something(page) -> bool:
+    """Whether a page's content stream holds anything (a blank page's is empty: not worth OCR)."""
+    try:
+        contents = page.get_contents()
+        return contents is not None and bool(contents.get_data().strip())
+    except Exception:  # noqa: BLE001 - pypdf raises many kinds: then try OCR, which renders whatever is there
+        return True
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[1, 2, 3, 5] -> "1-3, 5"."""
+    spans: list[list[int]] = []
+    for n in numbers:
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 def _runs_on(before: str, page: str, page_headings: list[int]) -> bool:
