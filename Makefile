@@ -4,13 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test test-fast index setup eval bench train-verifier browser clean
+.PHONY: serve test test-fast index setup eval bench train-verifier browser ocr clean
 
 serve: $(STAMP)  ## set up, build the index if needed, serve on $RAG_PORT (default 8000)
 	$(BIN)/rag index
 	exec $(BIN)/rag serve
 
-test: $(STAMP) browser  ## set up and run the whole test suite
+test: $(STAMP) browser ocr  ## set up and run the whole test suite
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP)  ## the unit tier: the edit-test loop (no live servers, subprocesses or browser)
@@ -32,6 +32,13 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "install Debian's chromium (sudo apt-get install chromium) for the browser tests"; fi; }
+
+# Debian's Tesseract (English) and Poppler's pdftoppm, which renders the pages it reads: OCR of scanned PDFs
+# (rag/corpus/ocr.py). Optional for serving: without them a scan is skipped with a reason naming this install.
+ocr:
+	@{ command -v tesseract && command -v pdftoppm; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tesseract-ocr tesseract-ocr-eng poppler-utils >/dev/null; \
+	  else echo "install Debian's tesseract-ocr and poppler-utils (sudo apt-get install tesseract-ocr poppler-utils) to read scanned PDFs"; fi; }
 
 index: $(STAMP)
 	$(BIN)/rag index
