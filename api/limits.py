@@ -6,7 +6,9 @@
   request never sits in memory.
 - `TokenBuckets`: a token bucket per client, bounded in memory; the rate limit
   and the key-guess limit (api.middleware) are two of them. `take(client, n)`
-  lets a batch of n questions cost n tokens.
+  lets a batch of n questions cost n tokens. One process's own; the workers of
+  `rag serve --workers N` share theirs instead (api.worker_share.SharedBuckets,
+  the same interface).
 - `Admission`: query work is admitted through two lanes, single questions and
   batches, each with at most `workers` jobs running and `queue` waiting; past
   that, `Overloaded` at once (503 + Retry-After) instead of an ever longer

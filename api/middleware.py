@@ -15,9 +15,11 @@ decided once, in `install_middleware`:
     OriginCheck      a POST/PUT/PATCH/DELETE whose Origin is present and foreign is 403 (cross-site forms,
                      no-cors fetches); no Origin (curl, scripts), same origin and CORS-allowed origins pass
     RateLimit        only when settings.rate_limit_per_minute > 0: token bucket per client IP, 429 + Retry-After;
-                     a route may charge more (`charge`: a batch costs one token per question)
+                     a route may charge more (`charge`: a batch costs one token per question); one set of
+                     buckets for all the workers of `rag serve --workers N` (api.worker_share.buckets_for)
     ApiKeyAuth       only when settings.api_key is set: every route but /health and /ready, 401 otherwise;
-                     wrong keys are limited per client (settings.key_guesses_per_minute) even without a rate limit
+                     wrong keys are limited per client (settings.key_guesses_per_minute) even without a rate limit,
+                     shared between workers like the rate limit
     AdmissionGate    503 + Retry-After before the body is read when the request's admission lane is full
                      (the route takes the slot itself, api.routers.query; this only spares the loop
                      from reading and validating 64 KB batches it would refuse anyway)
@@ -44,6 +46,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from api.limits import BodySizeLimit, TokenBuckets, send_json
+from api.worker_share import buckets_for
 from api.observability import ACCESS_LOG, REQUEST_ID, Metrics
 from api.security import OPEN_PATHS, ApiKeyAuth, HostAllowList, OriginCheck, client_address, header, transport_security
 
@@ -65,9 +68,11 @@ def install_middleware(app, settings, metrics: Metrics, check_host: bool = False
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(AdmissionGate, admission=app.state.admission)
     if settings.api_key:
-        app.add_middleware(ApiKeyAuth, api_key=settings.api_key, guesses_per_minute=settings.key_guesses_per_minute)
+        guesses = buckets_for(settings, "key_guesses", settings.key_guesses_per_minute)
+        app.add_middleware(ApiKeyAuth, api_key=settings.api_key, guesses_per_minute=settings.key_guesses_per_minute, buckets=guesses)
     if settings.rate_limit_per_minute > 0:
-        app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute)
+        rate = buckets_for(settings, "rate", settings.rate_limit_per_minute)
+        app.add_middleware(RateLimit, per_minute=settings.rate_limit_per_minute, buckets=rate)
     app.add_middleware(OriginCheck, cors_origins=settings.cors_origins, public_url=settings.public_url)
     if settings.cors_origins:
         app.add_middleware(
@@ -233,7 +238,8 @@ class AdmissionGate:
 
 
 class RateLimit:
-    """A token bucket per client IP (api.limits.TokenBuckets): 429 + Retry-After when it is empty.
+    """A token bucket per client IP (api.limits.TokenBuckets, or the workers' shared buckets given as `buckets`):
+    429 + Retry-After when it is empty.
 
     The client is the TCP peer (`scope["client"]`); X-Forwarded-For is believed
     only from RAG_TRUSTED_PROXIES (uvicorn rewrites the peer then, api.server).
@@ -241,9 +247,9 @@ class RateLimit:
     rest through `charge(scope, n)` (a batch of n questions costs n).
     """
 
-    def __init__(self, app, per_minute: int, max_clients: int = 10_000, clock=time.monotonic):
+    def __init__(self, app, per_minute: int, max_clients: int = 10_000, clock=time.monotonic, buckets=None):
         self.app = app
-        self.buckets = TokenBuckets(per_minute, max_clients, clock)
+        self.buckets = buckets if buckets is not None else TokenBuckets(per_minute, max_clients, clock)
 
     def take(self, client: str, n: int = 1) -> float:
         """Take n tokens for `client`: 0 if allowed, else seconds until they are available."""

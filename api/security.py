@@ -174,13 +174,14 @@ class ApiKeyAuth:
     401 takes a token from the client's key-guess bucket (`guesses_per_minute`),
     and a client whose bucket is empty gets 429 for every request, with the
     right key or not, until it refills (so a guess that happens to be right
-    is not confirmed either).
+    is not confirmed either). `buckets`: the workers' shared buckets under `rag serve --workers N`
+    (api.worker_share), so the limit is one for all of them; else this process's own.
     """
 
-    def __init__(self, app, api_key: str, guesses_per_minute: int = 10):
+    def __init__(self, app, api_key: str, guesses_per_minute: int = 10, buckets=None):
         self.app = app
         self._digest = hashlib.sha256(api_key.encode()).digest()
-        self.guesses = TokenBuckets(guesses_per_minute)
+        self.guesses = buckets if buckets is not None else TokenBuckets(guesses_per_minute)
 
     def _authorized(self, scope) -> bool:
         return any(hmac.compare_digest(hashlib.sha256(p).digest(), self._digest) for p in self._presented(scope))

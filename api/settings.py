@@ -5,8 +5,9 @@ index, retrieval and query limits) because none of this changes what an
 answer is, only who may ask and how: host and port, the API key, CORS, the
 rate limit, the request body limit, the public URL used in links, and the
 limits that keep a crowd from stalling everyone (admission of query work,
-key guesses, slow and idle connections, the size of an upload), and whether
-the server follows seeds/ by itself (`watch`).
+key guesses, slow and idle connections, the size of an upload), whether
+the server follows seeds/ by itself (`watch`), and, in the workers of
+`rag serve --workers N` only, the runtime folder they share (`workers_dir`).
 
 The defaults suit the 2-core machine this runs on: four questions are
 answered at once (the CPU has two cores; a few more keep the micro-batcher
@@ -20,6 +21,7 @@ behind all of them.
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +61,10 @@ class ServerSettings(BaseSettings):
     watch: bool = Field(False, description="Re-index when files in seeds/ change (debounced), as `rag serve --watch`.")
     watch_interval_seconds: float = Field(2.0, gt=0, le=3600, description="How often the watcher looks at seeds/ and the index manifest.")
     watch_debounce_seconds: float = Field(2.0, ge=0, le=3600, description="seeds/ must stay unchanged this long before a re-index.")
+    # several worker processes (api.worker_share): set by `rag serve --workers N` for its workers, never by hand
+    workers_dir: Path | None = Field(
+        None, description="The supervisor's private runtime folder: the workers' shared rate limits and records (RAG_WORKERS_DIR)."
+    )
 
 
 @lru_cache(maxsize=1)
