@@ -216,11 +216,22 @@ class BatchQueryResponse(BaseModel):
     results: list[QueryResponse] = Field(description="One answer per question, in order.")
 
 
+class WorkersReloaded(BaseModel):
+    total: int = Field(description="Live worker processes (this one included).")
+    on_index: int = Field(description="Of those, how many serve `index_id` now.")
+    behind: list[int] = Field(default_factory=list, description="Pids of the workers still serving another index when the wait ended.")
+
+
 class ReloadResponse(BaseModel):
     index_id: str = Field(description="The index served now.")
     previous: str = Field(description="The index served before the reload.")
     changed: bool
     skipped: list[SkippedFile] = Field(default_factory=list, description="Files under seeds/ that are not indexed, with reasons.")
+    workers: WorkersReloaded | None = Field(
+        None,
+        description="Only under `rag serve --workers N`: the reload reached every live worker when `on_index` equals `total` "
+        "(the response waits, bounded, for them). Absent for a single process.",
+    )
 
 
 class SkippedFile(BaseModel):

@@ -39,7 +39,10 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   the memory-mapped sentence vectors, and SIGHUP replaces them one at a time (SIGHUPs
   that arrive during a replacement coalesce into one more, `coalescing_supervisor`).
   Each worker has the head timeout, connection cap and per-client share of `rag serve`
-  (`WorkerH11Protocol`), counted per worker.
+  (`WorkerH11Protocol`), counted per worker. The rate limit and the key-guess limit are one
+  for all the workers, and `POST /admin/reload` reaches every worker (api.worker_share: a
+  store in a private runtime folder the supervisor creates and removes, RAG_WORKERS_DIR;
+  each worker records the index it serves and reloads on SIGUSR1, `worker_app`).
 """
 
 from __future__ import annotations
@@ -260,6 +263,7 @@ def serve(settings: Settings, server_settings: ServerSettings) -> None:
 
     sock = bind(server_settings.host, server_settings.port)
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))  # JSON lines on stderr, one per request
+    server_settings = server_settings.model_copy(update={"workers_dir": None})  # one process: its own buckets
     app = serving_app(settings, server_settings)
     signal.signal(signal.SIGHUP, lambda signum, frame: reload_in_background(app))
     config = uvicorn.Config(
@@ -330,6 +334,10 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
     They share the memory-mapped sentence vectors through the page cache. SIGHUP replaces the
     workers one by one (each new one ready before its predecessor leaves): the way to serve an
     index rebuilt by `rag index`. Each response names its worker in the X-Rag-Worker header.
+
+    The supervisor makes a private runtime folder (mode 0700, removed when it exits) holding the store
+    the workers share (api.worker_share): one rate limit and one key-guess limit for all of them, and
+    the record of the index each serves, through which `POST /admin/reload` reaches them all.
     """
     import subprocess
     import sys
@@ -348,8 +356,16 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
     except BaseException:
         sock.close()
         raise
+    from api.worker_share import WORKERS_DIR_ENV, RuntimeFolder
+
+    try:
+        runtime = RuntimeFolder()  # the workers' shared limits and records; a store that cannot be made stops here
+    except BaseException:
+        sock.close()
+        raise
     os.environ.update(  # what each worker reads (spawned processes inherit the environment)
-        {"RAG_AUTO_BUILD": "false", "RAG_HOST": server_settings.host, "RAG_PORT": str(server_settings.port)}
+        {"RAG_AUTO_BUILD": "false", "RAG_HOST": server_settings.host, "RAG_PORT": str(server_settings.port),
+         WORKERS_DIR_ENV: str(runtime.path)}
     )
     config = uvicorn.Config(
         "api.server:worker_app",
@@ -365,6 +381,8 @@ def serve_workers(settings: Settings, server_settings: ServerSettings, workers: 
         supervisor.run()
     finally:
         sock.close()
+        runtime.close()
+        os.environ.pop(WORKERS_DIR_ENV, None)
     if any(process.exitcode == STARTUP_FAILURE for process in supervisor.processes):
         raise RagError("a worker could not start (its log above says why); the server stopped")
 
@@ -418,8 +436,14 @@ def check_index_current(settings: Settings) -> None:
 
 
 def worker_app():
-    """The app of one worker process of `serve_workers`: settings from the environment, responses tagged with its pid."""
+    """The app of one worker process of `serve_workers`: settings from the environment, responses tagged with its pid.
+
+    With the supervisor's runtime folder (RAG_WORKERS_DIR) the limits are the shared ones (api.middleware
+    picks them from the settings), and the worker takes part in reloads: SIGUSR1 reloads it, and it records
+    the index it serves from start-up to shutdown (`with_worker_record`)."""
     from api.observability import configure_json_logging
+    from api.routers.admin import reload_in_background
+    from api.worker_share import RELOAD_SIGNAL, Workers, store_in
 
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))
     server_settings = ServerSettings()  # read once from the worker's environment
@@ -427,6 +451,10 @@ def worker_app():
     for name, value in protocol_limits(server_settings, app.state.draining).items():
         setattr(WorkerH11Protocol, name, value)  # this worker's limits, as `rag serve` has them
     watched = with_watcher(app, server_settings, seeds=False)  # every worker follows a newer build on disk
+    if server_settings.workers_dir is not None:
+        app.state.workers = Workers(store_in(server_settings.workers_dir))
+        signal.signal(RELOAD_SIGNAL, lambda signum, frame: reload_in_background(app))  # a sibling's POST /admin/reload
+        watched = with_worker_record(watched, app)
     pid = str(os.getpid()).encode()
 
     async def tagged(scope, receive, send):
@@ -441,3 +469,35 @@ def worker_app():
         await app(scope, receive, send_tagged)
 
     return tagged
+
+
+def with_worker_record(asgi, app):
+    """`asgi` (a worker's app), recording in the shared store the index the worker serves: once its lifespan
+    startup completes (the index is loaded), whenever it changes (`Workers.follow`: the watcher may move it),
+    and removing the record when its shutdown starts, so a reload never waits for a worker that is leaving."""
+
+    async def recorded(scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await asgi(scope, receive, send)
+        workers = app.state.workers
+        stop = threading.Event()
+
+        async def forget_at_shutdown():
+            message = await receive()
+            if message["type"] == "lifespan.shutdown":
+                stop.set()
+                workers.forget()
+            return message
+
+        async def record_at_startup(message):
+            if message["type"] == "lifespan.startup.complete" and app.state.service is not None:
+                workers.record(app.state.service.snapshot.id)
+                workers.follow(app.state.service, stop)
+            await send(message)
+
+        try:
+            await asgi(scope, forget_at_shutdown, record_at_startup)
+        finally:
+            stop.set()
+
+    return recorded
