@@ -414,6 +414,7 @@ _SENTENCE_END = ".!?:;\"”’)"
 _DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(r"^(?:\d{1,5}|[ivxlcdm]{1,7}|[IVXLCDM]{1,7})$")
 _CONTENTS_LINE = re.compile(r"(?:\.\s*){4,}\s*(?:\d{1,5}|[ivxlcdm]{1,7})$")  # dot leaders, then a page number
+_PAINTS = {b"Do", b"INLINE IMAGE", b"sh", b"S", b"s", b"f", b"F", b"f*", b"B", b"B*", b"b", b"b*", b"Tj", b"TJ", b"'", b'"'}
 _NUMBERED = re.compile(r"^(?:(?:\d{1,2}(?:\.\d{1,3}){0,4}\.?)|(?:[A-Z](?:\.\d{1,3}){1,4}\.?)|(?:Appendix|Chapter|Part)\s+[A-Z0-9]{1,3}\.?)\s+[A-Z]")
 
 
@@ -486,10 +487,15 @@ def _read_pdf(raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, seconds
 
 
 def _draws_something(page) -> bool:
-    """Whether a page's content stream holds anything (a blank page's is empty: not worth OCR)."""
+    """Whether a page paints anything (an image, a path, a shading, glyphs): a blank page (an empty content stream, or
+    one that only sets line widths) is not worth OCR."""
+    from pypdf.generic import ContentStream
+
     try:
         contents = page.get_contents()
-        return contents is not None and bool(contents.get_data().strip())
+        if contents is None:
+            return False
+        return any(operator in _PAINTS for _, operator in ContentStream(contents, page.pdf).operations)
     except Exception:  # noqa: BLE001 - pypdf raises many kinds: then try OCR, which renders whatever is there
         return True
 
