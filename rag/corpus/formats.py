@@ -37,7 +37,8 @@ the body may start, and, for HTML, PDF and the office formats, where headings an
 HTML, PDF and the office formats are read by a worker process (`Extractor`), never in the caller's
 process: a file whose reading takes longer than its time budget
 (`RAG_MAX_EXTRACT_SECONDS`, counted from when the worker is ready: its own start, up to
-`WORKER_START_SECONDS`, is not the file's) has its worker killed and is skipped saying so, a
+`WORKER_START_SECONDS`, is not the file's; a scan's OCR is within it, and stops itself
+just before, saying how far it got) has its worker killed and is skipped saying so, a
 worker that dies (a crash, or past `EXTRACT_MEMORY_BYTES` of memory) costs only
 that file, and the next file gets a fresh worker. The text a file yields is capped
 at the document size limit (`RAG_MAX_DOCUMENT_BYTES`, UTF-8 bytes): a small PDF
