@@ -25,8 +25,10 @@ Built this way, and why:
   (`RAG_MAX_EXTRACT_SECONDS`, given as a monotonic deadline), and running out raises `OutOfTime`, whose reason
   names that limit and how far OCR got; like the worker's own time-out it is not remembered, so the file is
   tried again on the next load. The text counts against `RAG_MAX_DOCUMENT_BYTES` page by page in the PDF
-  reader, exactly as a text layer does. A subprocess also dies with the worker (PR_SET_PDEATHSIG), so a
-  worker killed for its time leaves no Tesseract behind.
+  reader, exactly as a text layer does. A subprocess also dies with the worker (PR_SET_PDEATHSIG), and the
+  PDF and the page image are memory files (memfd_create, passed as /dev/fd/N: as fast as a file on disk,
+  while Tesseract reading a pipe costs it ~30% more a page), so a worker killed for its time leaves no
+  Tesseract and no temporary file behind.
 - The engine's name and versions (`engine`) go into the document's metadata (`ocr`), so its content hash,
   and with it the index, changes when OCR starts or stops reading a PDF's pages or its version changes.
 """
@@ -41,7 +43,6 @@ import re
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +52,6 @@ from rag.errors import Unreadable
 INSTALL = "apt-get install tesseract-ocr poppler-utils"  # what enables OCR on Debian (`make ocr` runs it)
 DPI = 300  # Tesseract reads body text best at 300 dpi
 MAX_PIXELS = 20_000_000  # a rendered page's pixels at most (A4 at 300 dpi is 8.7 million): larger pages get fewer dpi
-_ENV = {**os.environ, "OMP_THREAD_LIMIT": "1"}
 _VERSION = re.compile(r"\d+(?:\.\d+)+")
 _PR_SET_PDEATHSIG = 1
 
@@ -67,7 +67,10 @@ def tools() -> tuple[str, str] | None:
 
 
 def missing(name: str) -> Unreadable:
-    """The skip for a PDF with no text layer on a machine without OCR: it names the command that enables it."""
+    """The skip for a PDF with no text layer on a machine without OCR: it names the command that enables it.
+
+    Its "cannot be read" is one of rag/index/corpus_cache.py's TRANSIENT_SKIPS, so the skip is never remembered
+    beside the index: the first start after installing Tesseract reads the scan (tests/corpus/test_ocr.py)."""
     return Unreadable(f"{name} has no text layer (a scanned PDF?) and cannot be read without OCR: install Tesseract ({INSTALL}, or make ocr)")
 
 
@@ -91,30 +94,37 @@ def read_pages(raw: bytes, pages: list[tuple[int, int]], name: str, found: tuple
     without one the subprocesses run unbounded in time, as the in-process reader does. Raises OutOfTime past the
     deadline, Unreadable when a tool fails on a page."""
     tesseract, pdftoppm = found
-    with tempfile.TemporaryDirectory(prefix="rag-ocr-") as folder:
-        pdf, image = Path(folder) / "in.pdf", Path(folder) / "page"
-        pdf.write_bytes(raw)
+    pdf = os.memfd_create("rag-ocr-pdf")  # files in memory, gone with the last process holding them (see the module's doc)
+    try:
+        with open(pdf, "wb", closefd=False) as f:
+            f.write(raw)
         for done, (number, dpi) in enumerate(pages):
+            image = os.memfd_create("rag-ocr-page")
             try:
-                _run([pdftoppm, "-q", "-r", str(dpi), "-gray", "-f", str(number), "-l", str(number), "-singlefile", str(pdf), str(image)],
-                     name, number, deadline)
-                text = _run([tesseract, f"{image}.pgm", "stdout", "--dpi", str(dpi)], name, number, deadline)
+                _run([pdftoppm, "-q", "-r", str(dpi), "-gray", "-f", str(number), "-l", str(number), "-singlefile", f"/dev/fd/{pdf}"],
+                     (pdf,), name, number, deadline, stdout=image)
+                text = _run([tesseract, f"/dev/fd/{image}", "stdout", "--dpi", str(dpi)], (image,), name, number, deadline)
             except subprocess.TimeoutExpired:
                 raise OutOfTime(
                     f"{name}: reading it took longer than {seconds:g} s, the limit per file (RAG_MAX_EXTRACT_SECONDS), "
                     f"with OCR done on {done} of its {len(pages)} scanned pages; it was stopped"
                 ) from None
+            finally:
+                os.close(image)
             yield number, text.decode("utf-8", "replace").replace("\f", "")
+    finally:
+        os.close(pdf)
 
 
-def _run(command: list[str], name: str, number: int, deadline: float | None) -> bytes:
-    """The standard output of `command`, given what is left until `deadline`; TimeoutExpired past it."""
+def _run(command: list[str], fds: tuple[int, ...], name: str, number: int, deadline: float | None, stdout=subprocess.PIPE) -> bytes:
+    """The standard output of `command` (which reads the files `fds`), within what is left until `deadline`
+    (TimeoutExpired past it)."""
     timeout = None if deadline is None else deadline - time.monotonic()
     if timeout is not None and timeout <= 0:
         raise subprocess.TimeoutExpired(command, 0)
     try:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                timeout=timeout, env=_ENV, preexec_fn=_die_with_parent, check=False)
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=subprocess.DEVNULL, pass_fds=fds,
+                                timeout=timeout, env=_env(), preexec_fn=_die_with_parent, check=False)
     except OSError as exc:  # removed since `tools()` found it, say
         raise Unreadable(f"{name}: OCR could not run {Path(command[0]).name} ({type(exc).__name__})") from None
     if result.returncode != 0:  # a page it cannot render or read, or one past the memory limit
@@ -122,10 +132,14 @@ def _run(command: list[str], name: str, number: int, deadline: float | None) -> 
     return result.stdout
 
 
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_THREAD_LIMIT": "1"}  # one thread: faster per page here, and no oversubscribed cores
+
+
 @functools.lru_cache(maxsize=8)
-def _version_of(path: str, flag: str, mtime_ns: int) -> str:
+def _version_of(path: str, flag: str, mtime_ns: int) -> str:  # mtime_ns: only part of the cache key
     try:
-        result = subprocess.run([path, flag], stdin=subprocess.DEVNULL, capture_output=True, timeout=30, env=_ENV, check=False)
+        result = subprocess.run([path, flag], stdin=subprocess.DEVNULL, capture_output=True, timeout=10, env=_env(), check=False)
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"
     found = _VERSION.search(result.stdout.decode("utf-8", "replace") + result.stderr.decode("utf-8", "replace"))
