@@ -443,7 +443,7 @@ def worker_app():
     the index it serves from start-up to shutdown (`with_worker_record`)."""
     from api.observability import configure_json_logging
     from api.routers.admin import reload_in_background
-    from api.worker_share import RELOAD_SIGNAL, Workers, store_in
+    from api.worker_share import RELOAD_SIGNAL, open_workers
 
     configure_json_logging(os.environ.get("RAG_LOG_LEVEL", "WARNING"))
     server_settings = ServerSettings()  # read once from the worker's environment
@@ -451,8 +451,8 @@ def worker_app():
     for name, value in protocol_limits(server_settings, app.state.draining).items():
         setattr(WorkerH11Protocol, name, value)  # this worker's limits, as `rag serve` has them
     watched = with_watcher(app, server_settings, seeds=False)  # every worker follows a newer build on disk
-    if server_settings.workers_dir is not None:
-        app.state.workers = Workers(store_in(server_settings.workers_dir))
+    app.state.workers = open_workers(server_settings.workers_dir) if server_settings.workers_dir is not None else None
+    if app.state.workers is not None:
         signal.signal(RELOAD_SIGNAL, lambda signum, frame: reload_in_background(app))  # a sibling's POST /admin/reload
         watched = with_worker_record(watched, app)
     pid = str(os.getpid()).encode()

@@ -16,11 +16,13 @@ the in-memory `api.limits.TokenBuckets`.
   worker answers with `api.routers.admin.reload_in_background`) and waits, bounded, until they report
   it; a record whose process is gone (or whose pid now names another process) is dropped, never waited for.
 
-Failure policy: a store that cannot be created or opened stops the start-up with one line
-(`SharedStoreError`: the supervisor creates it before any worker starts, and a worker that cannot open it
-fails its start). A store that fails later (corrupted, removed, locked past the timeout) never turns a
-request into a 500: that worker counts in its own in-memory buckets, logs a warning, and tries the
-store again after `RETRY_SECONDS`; the limit is then per worker until the store answers again.
+Failure policy: the supervisor creates the store before any worker starts, and a store that cannot be
+created stops `rag serve --workers` with one line (`SharedStoreError`). Past that point nothing about the
+store turns a request into a 500 or stops a worker (a worker that fails to load stops uvicorn's supervisor,
+or aborts a SIGHUP's replacement): a worker that cannot open it (`buckets_for`, `open_workers`) logs a warning and keeps its own
+in-memory buckets (and its reloads reach only itself); one whose store fails later (corrupted, removed,
+locked past the timeout) counts in its own buckets, logs a warning, and tries the store again after
+`RETRY_SECONDS`. The limits are then per worker, never off.
 """
 
 from __future__ import annotations
@@ -205,12 +207,25 @@ def buckets_for(server_settings, kind: str, per_minute: int, max_clients: int = 
     """The token buckets of `kind` ("rate", "key_guesses") for a server: shared through the workers' store under
     `rag serve --workers` (server_settings.workers_dir set), else the process's own `TokenBuckets`."""
     folder = getattr(server_settings, "workers_dir", None)
-    if folder is None:
-        return TokenBuckets(per_minute, max_clients, clock)
-    return SharedBuckets(store_in(folder), kind, per_minute, max_clients, clock)
+    if folder is not None:
+        try:
+            return SharedBuckets(store_in(folder), kind, per_minute, max_clients, clock)
+        except SharedStoreError as exc:
+            log.warning("%s; this worker keeps its own %s buckets", exc, kind)
+    return TokenBuckets(per_minute, max_clients, clock)
 
 
 # --- the workers' records ------------------------------------------------------------------------
+
+
+def open_workers(folder: Path | str) -> "Workers | None":
+    """This worker's `Workers` in the store under `folder`; None (a warning logged: reloads then reach only this
+    worker) when the store cannot be opened."""
+    try:
+        return Workers(store_in(folder))
+    except SharedStoreError as exc:
+        log.warning("%s; a reload sent to this worker reaches only this worker", exc)
+        return None
 
 
 def process_started(pid: int) -> str | None:

@@ -28,7 +28,7 @@ import pytest
 
 from api.limits import TokenBuckets
 from api.settings import ServerSettings
-from api.worker_share import RuntimeFolder, SharedBuckets, SharedStoreError, Workers, buckets_for, store_in
+from api.worker_share import RuntimeFolder, SharedBuckets, SharedStoreError, Workers, buckets_for, open_workers, store_in
 from rag.service import Service
 from tests.api.test_workers import start_workers, stop
 from tests.reliability_support import settings_for, write_tiny_seeds
@@ -146,6 +146,14 @@ def test_a_corrupted_store_is_a_fallback_not_an_error(store, caplog):
 def test_one_process_keeps_its_own_buckets_and_workers_get_the_shared_ones(store):
     assert isinstance(buckets_for(ServerSettings(), "rate", 10), TokenBuckets)
     assert isinstance(buckets_for(ServerSettings(workers_dir=store.parent), "rate", 10), SharedBuckets)
+
+
+def test_a_worker_that_cannot_open_the_store_keeps_its_own_buckets_with_a_warning(tmp_path, caplog):
+    gone = tmp_path / "removed-runtime-folder"
+    with caplog.at_level(logging.WARNING, logger="api.worker_share"):
+        assert isinstance(buckets_for(ServerSettings(workers_dir=gone), "rate", 10), TokenBuckets)
+        assert open_workers(gone) is None
+    assert caplog.text.count("cannot open the workers' shared store") == 2
 
 
 # --- the workers' records --------------------------------------------------------------------------
