@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import re
+import sys
 import threading
 
 import bm25s
@@ -45,21 +47,62 @@ def tokens(texts: list[str]) -> list[list[str]]:
 
 
 class LexicalIndex:
-    def __init__(self, texts: list[str], index: bool = True):
-        """BM25 over `texts`; with index=False only the tokenizer (`terms`), for a store that keeps BM25 itself."""
+    def __init__(self, texts: list[str], index: bool = True, keys: list | None = None, previous: "LexicalIndex | None" = None,
+                 passage_texts: list[str] | None = None):
+        """BM25 over `texts`; with index=False only the tokenizer (`terms`), for a store that keeps BM25 itself.
+
+        `keys` (one hashable per text, naming its content) keep each text's tokens, so a later index over mostly
+        the same texts (`previous`, an index made with keys) tokenizes only the texts it lacks; the BM25 scores
+        are the same as a fresh index's (they depend on the texts, never on the token numbering). `passage_texts`
+        are texts whose `terms` are kept (the passages' own texts, which the retriever asks for every passage
+        of a snapshot), taken from `previous` when it kept them."""
         self._stemmer = Stemmer.Stemmer(STEMMER)
         self._local = threading.local()
         self.size = len(texts)
         self._bm25 = None
+        self._tokens: dict = {}  # key -> token numbers (into self._vocab), in order, repeats kept
+        self._vocab: dict[str, int] = {}
+        self.reused = 0  # texts whose tokens came from `previous`
         if index:
-            tokens = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False)
-            self._bm25 = bm25s.BM25(**BM25)
-            self._bm25.index(tokens, show_progress=False)
+            if keys is not None and previous is not None and previous._tokens:
+                self._index_reusing(texts, keys, previous)
+            else:
+                tokenized = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False)
+                if keys is not None:
+                    self._vocab = dict(tokenized.vocab)
+                    self._tokens = {key: np.asarray(ids, dtype=np.int32) for key, ids in zip(keys, tokenized.ids)}
+                self._bm25 = bm25s.BM25(**BM25)
+                self._bm25.index(tokenized, show_progress=False)
+        self._known: dict[str, tuple[str, ...]] = {}  # passage text -> its terms
+        if passage_texts is not None:
+            kept = previous._known if previous is not None else {}
+            intern = sys.intern
+            for text in passage_texts:
+                found = kept.get(text)
+                self._known[text] = found if found is not None else tuple(intern(t) for t in self._terms_of(text))
+
+    def _index_reusing(self, texts: list[str], keys: list, previous: "LexicalIndex") -> None:
+        vocab = dict(previous._vocab)  # a copy: the previous index (still serving) never changes
+        kept = previous._tokens
+        missing = [i for i, key in enumerate(keys) if key not in kept]
+        new = {}
+        for i, words in zip(missing, tokens([texts[i] for i in missing])):
+            new[keys[i]] = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int32, count=len(words))
+        self._tokens = {key: kept[key] if key in kept else new[key] for key in keys}
+        self._vocab = vocab
+        self._bm25 = bm25_from_ids([self._tokens[key] for key in keys], vocab)
+        self.reused = len(keys) - len(missing)
 
     def terms(self, text: str) -> set[str]:
         """The stemmed content terms of `text`, exactly as bm25s.tokenize makes them (lower case, its token
         pattern, stop words dropped, then stemmed), without its per-call overhead: the retriever asks
         this for every sentence a query's candidates hold."""
+        known = self._known.get(text)
+        if known is not None:
+            return set(known)
+        return self._terms_of(text)
+
+    def _terms_of(self, text: str) -> set[str]:
         words = [w for w in TOKEN.findall(text.lower()) if w not in STOPWORD_SET]
         return set(self._thread_stemmer().stemWords(words))
 
@@ -81,3 +124,37 @@ class LexicalIndex:
             # term): the same float32 sums in the same order, several times faster on large posting lists
             scores[index["indices"][start:end]] += index["data"][start:end]
         return scores
+
+
+def bm25_from_ids(token_ids: list[np.ndarray], vocab: dict[str, int]):
+    """A bm25s index over texts given as token numbers (into `vocab`, numbered 0..len-1), with the very scores
+    `bm25s.BM25(**BM25).index((ids, vocab))` computes (the same float32 data, rows and column pointers, bit for bit:
+    tests/index/test_incremental.py), in a few numpy passes instead of bm25s's loop over every text. Lucene BM25:
+    idf = log(1 + (N - df + 0.5) / (df + 0.5)), score = idf * tf / (k1 * (1 - b + b * dl / avgdl) + tf)."""
+    if BM25["method"] != "lucene" or not token_ids or not any(len(t) for t in token_ids):
+        bm25 = bm25s.BM25(**BM25)  # the rare shapes (nothing to index) as bm25s handles them
+        bm25.index(([t.tolist() for t in token_ids], dict(vocab)), show_progress=False)
+        return bm25
+    k1, b = BM25["k1"], BM25["b"]
+    n_docs, n_vocab = len(token_ids), len(vocab)
+    lengths = np.fromiter((len(t) for t in token_ids), dtype=np.int64, count=n_docs)
+    average = lengths.mean()  # as bm25s: the mean of an int64 array
+    docs = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    pairs, counts = np.unique((np.concatenate(token_ids).astype(np.int64) << 32) | docs, return_counts=True)  # by term, then text
+    cols, rows = pairs >> 32, pairs & 0xFFFFFFFF
+    frequencies = np.bincount(cols, minlength=n_vocab)
+    idf = np.zeros(n_vocab, dtype=np.float32)
+    for term in np.flatnonzero(frequencies).tolist():  # math.log on Python numbers, as bm25s's idf does
+        df = int(frequencies[term])
+        idf[term] = math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+    tf = counts.astype(np.float32).astype(np.float64)
+    norm = k1 * ((1 - b) + b * lengths.astype(np.float64) / average)  # per text, in float64 like bm25s's scalar
+    data = (idf[cols] * (tf / (norm[rows] + tf))).astype(np.float32)
+    indptr = np.zeros(n_vocab + 1, dtype=np.int64)
+    np.cumsum(frequencies, out=indptr[1:])
+    bm25 = bm25s.BM25(**BM25)
+    bm25.scores = {"data": data, "indices": rows.astype(np.int32), "indptr": indptr, "num_docs": n_docs}
+    bm25.vocab_dict = dict(vocab)
+    bm25.vocab_dict.setdefault("", max(vocab.values()) + 1)  # as bm25s.index adds it
+    bm25.unique_token_ids_set = set(bm25.vocab_dict.values())
+    return bm25
