@@ -28,6 +28,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
@@ -37,9 +38,10 @@ import numpy as np
 
 from rag.index.ann import ann_fingerprint, make_faiss_index
 from rag.encoding.build_encoder import progress_bar
-from rag.corpus.chunking import ChunkerParams, chunk_corpus
+from rag.corpus.chunking import ChunkerParams, chunk_corpus, chunk_document
 from rag.config import Settings
-from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, load_corpus, log_skipped
+from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, log_skipped
+from rag.corpus.documents import load_corpus as read_seeds
 from rag.encoding.encoders import Encoders
 from rag.errors import IndexProblem, IndexStale
 from rag.index.lexical import lexical_fingerprint
@@ -130,14 +132,24 @@ def read_corpus(settings: Settings) -> Corpus:
     """The documents under seeds/, and every file skipped with its reason (each logged once per process: `log_skipped`).
 
     When nothing under seeds/ changed since the last read (by stat: rag.index.corpus_cache), the corpus read then
-    is used again, without parsing a file; otherwise the folder is read and remembered for next time."""
+    is used again, without parsing a file; otherwise the folder is read (parsing only the files that changed since,
+    `corpus_cache.read_reusing`) and remembered for next time."""
     listed = corpus_cache.fingerprint(settings.seeds_dir, settings.max_document_bytes)  # before reading: a change meanwhile shows next time
     corpus = corpus_cache.recall(settings.index_dir, listed)
     if corpus is None:
-        corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds)
-        corpus_cache.remember(settings.index_dir, listed, corpus)
+        known = corpus_cache.reusable(settings.index_dir, listed)  # documents whose files did not change: not parsed again
+        corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds, known)
+        corpus_cache.remember(settings.index_dir, listed, corpus, known.values())
     log_skipped(settings.seeds_dir, corpus.skipped)
     return corpus
+
+
+def load_corpus(seeds_dir: Path, max_bytes: int, max_extract_seconds: float | None, known: dict | None = None) -> Corpus:
+    """Read seeds/ (rag.corpus.documents.load_corpus), taking the documents in `known` (by path under seeds/, files unchanged
+    since they were read: rag.index.corpus_cache.reusable) as they are: `corpus_cache.read_reusing`, the same result."""
+    if known:
+        return corpus_cache.read_reusing(seeds_dir, max_bytes, max_extract_seconds, known)
+    return read_seeds(seeds_dir, max_bytes, max_extract_seconds)
 
 
 def load_or_build(
@@ -148,8 +160,13 @@ def load_or_build(
     may_build: bool,
     force: bool = False,
     progress: bool = False,
+    previous: "Previous | None" = None,
 ) -> tuple[LoadedIndex, bool]:
-    """The index that matches `config`, built first if missing, stale or corrupt (and allowed); and whether it was built."""
+    """The index that matches `config`, built first if missing, stale or corrupt (and allowed); and whether it was built.
+
+    With `previous` (the index a service serves now and the documents it was built from) a build that is not
+    forced updates that index (`update_index`: only the documents that changed are chunked and embedded) when it
+    can (`can_update`), and returns the new index as written, without reading it back."""
     check_index_dir(settings.index_dir, settings.seeds_dir)
     expected = config.fingerprint()
     if not force:
@@ -168,6 +185,8 @@ def load_or_build(
             except IndexProblem:
                 pass
         try:
+            if not force and can_update(previous, config):
+                return update_index(settings.index_dir, documents, config, encoders.builder(), previous), True
             build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
@@ -251,10 +270,158 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     build = uuid.uuid4().hex[:12]
     engine_state = _add_to_engine(config, passages, vectors, by_id, texts, old) if config.engine else None
     faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max) if not config.engine else (None, config.vector_store)
+    manifest = _write_index(index_dir, build, config, documents, passages, [text_key(t) for t in texts], faiss_index, index_type,
+                            sentence_vectors, int(vectors.shape[1]), encoder.max_seq_length, started, engine_state)
+    if config.engine:  # the new manifest is current: points no passage of it names can go
+        _remove_from_engine(config, passages, texts, engine_state)
+    log.info("built index %s: %d passages in %.1fs", manifest["id"], len(passages), manifest["build_seconds"])
+    return manifest
+
+
+@dataclass(frozen=True)
+class Previous:
+    """The index a service serves and the documents it was built from (id -> Document): what `update_index` reuses."""
+
+    index: LoadedIndex
+    documents: Mapping[str, Document]
+
+
+UPDATE_KEYS = ("format_version", "model", "chunker", "embedding_text")  # what must match for passages and vectors to be reused
+
+
+def can_update(previous: Previous | None, config: IndexConfig) -> bool:
+    """Whether `update_index` can make the index for `config` from `previous`: a FAISS index (not an engine's), of the
+    same format, model, chunker and embedding-text rule (the corpus, the ANN type and BM25 may differ)."""
+    if previous is None or config.engine or in_engine(previous.index.manifest) or previous.index.vectors is None:
+        return False
+    fingerprint, manifest = config.fingerprint(), previous.index.manifest
+    return all(manifest.get(key) == fingerprint[key] for key in UPDATE_KEYS)
+
+
+def update_index(index_dir: Path, documents: list[Document], config: IndexConfig, encoder, previous: Previous) -> LoadedIndex:
+    """The index for `documents` made from `previous` (see `can_update`), written like `build_index` writes one (fresh
+    files, the manifest last) and returned as written, without reading it back.
+
+    A document equal to the one `previous` was built from (same id, text, metadata, structure, file) keeps its
+    passages, embedded-text keys, passage vectors and sentence vectors, copied from `previous`: chunking is a
+    function of the document alone (rag.corpus.chunking), and so is each passage's embedded text
+    (rag.corpus.passage_text: the previous passage is only read within a document). Only the other documents are
+    chunked, and only their texts that no passage or sentence of `previous` had are embedded. The passages come in
+    the order a full build gives them (by document id), so the files hold what `build_index` would write over the
+    same index (vectors reused by content the same way), and the FAISS index is made again from the stored
+    vectors (flat: a copy; HNSW and IVF are built again, without embedding anything)."""
+    started = time.perf_counter()
+    index_dir = Path(index_dir)
+    index_dir.mkdir(parents=True, exist_ok=True)
+    remove_strays(index_dir)
+    old = previous.index
+    spans = _document_spans(old.passages)
+    by_id = {d.id: d for d in documents}
+    limit = encoder.max_seq_length - 2  # [CLS], [SEP]
+    passages, keys, source = [], [], []  # source: per passage, its position in `old`, or -1 (new)
+    fresh: dict[int, str] = {}  # position -> embedded text, for the new passages
+    changed = 0
+    for document in documents:
+        span = spans.get(document.id) if previous.documents.get(document.id) == document else None
+        if span is not None:
+            first, stop = span
+            passages += old.passages[first:stop]
+            keys += old.embedded_keys[first:stop]
+            source += range(first, stop)
+            continue
+        changed += 1
+        new = chunk_document(document, encoder.count_tokens, config.chunker)
+        for passage, text in zip(new, embedding_texts(new, by_id, encoder.count_tokens, limit)):
+            fresh[len(passages)] = text
+            passages.append(passage)
+            keys.append(text_key(text))
+            source.append(-1)
+    if not passages:
+        raise IndexProblem("the corpus has no body text to index (is seeds/ empty?)")
+    source_rows = np.asarray(source, dtype=np.int64)
+    vectors = _updated_passage_vectors(old, keys, fresh, source_rows, encoder)
+    sentence_vectors = _updated_sentence_vectors(old, passages, by_id, source_rows, encoder)
+    faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max)
+    build = uuid.uuid4().hex[:12]
+    manifest = _write_index(index_dir, build, config, documents, passages, keys, faiss_index, index_type, sentence_vectors,
+                            int(vectors.shape[1]), encoder.max_seq_length, started)
+    mapped = store.map_written_sentences(index_dir, manifest["files"]["sentences"], manifest["id"])
+    log.info("updated index %s: %d passages (%d document(s) chunked again, %d passage(s) new) in %.1fs", manifest["id"], len(passages),
+             changed, len(fresh), manifest["build_seconds"])
+    return LoadedIndex(manifest, passages, faiss_index, mapped, store.sentence_rows(passages), keys)
+
+
+def _document_spans(passages) -> dict[str, tuple[int, int]]:
+    """Each document's passages as (first, stop) positions: a build writes one document's passages together."""
+    spans: dict[str, tuple[int, int]] = {}
+    for i, passage in enumerate(passages):
+        first, _ = spans.get(passage.document, (i, i))
+        spans[passage.document] = (first, i + 1)
+    return spans
+
+
+def _updated_passage_vectors(old: LoadedIndex, keys: list[str], fresh: dict[int, str], source: np.ndarray, encoder) -> np.ndarray:
+    """The passage vectors: copied from `old` for kept passages; for new ones, an old vector of the same embedded text
+    if any (as `_embed_reusing` takes one), else embedded. Float16 values, as every FAISS type stores them."""
+    total = old.vectors.ntotal
+    stored = old.vectors.reconstruct_n(0, total).astype(np.float16) if total else np.zeros((0, old.vectors.d), dtype=np.float16)
+    vectors = np.empty((len(keys), old.vectors.d), dtype=np.float32)
+    kept = source >= 0
+    vectors[kept] = stored[source[kept]]
+    if fresh:
+        known = {key: row for row, key in enumerate(old.embedded_keys)}
+        missing = {keys[i]: text for i, text in fresh.items() if keys[i] not in known}  # one each, in order of first use
+        embedded = dict(zip(missing, encoder.encode(list(missing.values()), desc="passages"))) if missing else {}  # float32, as a build stores them
+        for i in fresh:
+            vectors[i] = embedded[keys[i]] if keys[i] in embedded else stored[known[keys[i]]]
+        log.info("embedded %d passages, reused %d", len(missing), len(keys) - len(missing))
+    return vectors
+
+
+def _updated_sentence_vectors(old: LoadedIndex, passages, by_id: dict, source: np.ndarray, encoder) -> np.ndarray:
+    """The sentence vectors, rows following `passages`' sentences: copied from `old` for kept passages (their rows in
+    `old`), for new ones an old vector of the same sentence text if any, else embedded."""
+    counts = np.fromiter((len(p.sentences) for p in passages), dtype=np.int64, count=len(passages))
+    out = np.empty((int(counts.sum()), old.sentence_vectors.shape[1]), dtype=store.SENTENCE_DTYPE)
+    starts = np.cumsum(counts) - counts
+    new_rows: list[int] = []
+    new_texts: list[str] = []
+    i, n = 0, len(passages)
+    while i < n:  # runs of passages kept in order are one block copy each
+        if source[i] < 0:
+            p = passages[i]
+            new_rows += range(int(starts[i]), int(starts[i] + counts[i]))
+            new_texts += [by_id[p.document].text[s:e] for s, e in p.sentences]
+            i += 1
+            continue
+        j = i + 1
+        while j < n and source[j] == source[j - 1] + 1:
+            j += 1
+        first_old, last_old = old.sentence_rows[source[i]], old.sentence_rows[source[j - 1]]
+        rows = slice(int(first_old[0]), int(last_old[0] + last_old[1]))
+        out[int(starts[i]) : int(starts[j - 1] + counts[j - 1])] = old.sentence_vectors[rows]
+        i = j
+    if new_texts:
+        known = {text_key(p.text[s - p.start : e - p.start]): row for row, (p, (s, e)) in enumerate(
+            (p, span) for p in old.passages for span in p.sentences)}  # old sentence rows by text, as _old_sentence_vectors keys them
+        new_keys = [text_key(t) for t in new_texts]
+        missing = {k: t for k, t in zip(new_keys, new_texts) if k not in known}  # one each, in order of first use
+        embedded = dict(zip(missing, encoder.encode(list(missing.values()), desc="sentences"))) if missing else {}
+        for row, key in zip(new_rows, new_keys):
+            out[row] = embedded[key] if key in embedded else old.sentence_vectors[known[key]]
+        log.info("embedded %d sentences, reused %d", len(missing), len(out) - len(missing))
+    return out
+
+
+def _write_index(index_dir: Path, build: str, config: IndexConfig, documents: list[Document], passages, keys: list[str], faiss_index,
+                 index_type: str, sentence_vectors: np.ndarray, dimension: int, max_seq_length: int, started: float,
+                 engine_state: dict | None = None) -> dict:
+    """Write the data files of build `build`, then, last, the manifest naming them; return the manifest. A failure
+    removes this build's files (the previous index stays current)."""
     try:
         files = {
             **({} if config.engine else {"vectors": store.write_file(index_dir, f"vectors-{build}.faiss", store.faiss_writer(faiss_index))}),
-            "passages": store.write_file(index_dir, f"passages-{build}.json", passages_json(passages, texts)),
+            "passages": store.write_file(index_dir, f"passages-{build}.json", store.passages_file(passages, keys)),
             "sentences": store.write_file(index_dir, f"sentences-{build}.npy", store.sentence_npy(sentence_vectors)),
         }
     except BaseException:
@@ -268,12 +435,12 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
         "build": build,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "build_seconds": round(time.perf_counter() - started, 3),
-        "dimension": int(vectors.shape[1]),
-        "max_seq_length": encoder.max_seq_length,
+        "dimension": dimension,
+        "max_seq_length": max_seq_length,
         "index_type": index_type,
         "libraries": library_versions(),
         "documents": [{"id": d.id, "sha256": d.content_hash} for d in documents],
-        "counts": {"documents": len(documents), "passages": len(passages), "sentences": len(sentence_texts)},
+        "counts": {"documents": len(documents), "passages": len(passages), "sentences": len(sentence_vectors)},
         "files": files,
         **({"store_state": engine_state} if engine_state else {}),
     }
@@ -284,9 +451,6 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
         store.discard_build(index_dir, build)
         raise
     remove_strays(index_dir)
-    if config.engine:  # the new manifest is current: points no passage of it names can go
-        _remove_from_engine(config, passages, texts, engine_state)
-    log.info("built index %s: %d passages in %.1fs", content_id, len(passages), manifest["build_seconds"])
     return manifest
 
 

@@ -105,15 +105,36 @@ def text_key(text: str) -> str:
 
 def passages_json(passages: list[Passage], texts: list[str]) -> Callable[[BinaryIO], None]:
     """A writer of the passages file, one passage at a time (a million passages never become one string)."""
+    return passages_file(passages, [text_key(t) for t in texts])
+
+
+def passages_file(passages: list[Passage], keys: list[str]) -> Callable[[BinaryIO], None]:
+    """`passages_json` from each passage's embedded-text key (`text_key` of what was embedded) instead of the text."""
+
+    encode = json.JSONEncoder(ensure_ascii=False).encode  # what json.dumps(row, ensure_ascii=False) makes, without one encoder a row
 
     def write(f: BinaryIO) -> None:
         f.write(b'{"format_version": %d, "passages": [' % FORMAT_VERSION)
-        for i, (p, t) in enumerate(zip(passages, texts)):
-            row = {**{field: getattr(p, field) for field in PASSAGE_FIELDS}, "embedded_text_sha256": text_key(t)}
-            f.write((b"," if i else b"") + json.dumps(row, ensure_ascii=False).encode())
+        for i, (p, key) in enumerate(zip(passages, keys)):
+            row = {**{field: getattr(p, field) for field in PASSAGE_FIELDS}, "embedded_text_sha256": key}
+            f.write((b"," if i else b"") + encode(row).encode())
         f.write(b"]}")
 
     return write
+
+
+def map_written_sentences(index_dir: Path, entry: dict, index_id: str) -> np.ndarray:
+    """The sentence vectors of a file this process has just written (its size and sha256 computed as it was
+    written, `entry`), memory-mapped read-only like a verified load maps them; the size and header are checked."""
+    with open_regular(Path(index_dir) / entry["name"]) as f:
+        if os.fstat(f.fileno()).st_size != entry["bytes"]:
+            raise IndexCorrupt(f"index file {entry['name']} changed after it was written")
+        return _map_sentences(f, index_id)
+
+
+def sentence_rows(passages: list[Passage]) -> np.ndarray:
+    """Per passage (first row, row count) in the sentence vectors."""
+    return _sentence_rows(passages)
 
 
 def sentence_npy(array: np.ndarray) -> Callable[[BinaryIO], None]:
