@@ -19,6 +19,13 @@ Safety first, so a stat is trusted only when it can be:
 - the cache file is plain JSON checked field by field; anything unexpected (a forged or truncated file,
   another version) is ignored and the folder is read. It lives in a folder of the index directory
   (`cache/corpus.json`, written atomically) and is trusted like the index files beside it.
+
+When something changed, the folder is read again, but file by file (`read_reusing`): a document whose file and
+sidecar have the same stat as when it was read (both listed as plain files, or the sidecar absent both times)
+and were not changed within `RACY_SECONDS` of that listing is taken from the cache instead of being parsed
+again; every other file (new, changed, reached through a symbolic link, skipped last time) is read. So adding
+one document over HTTP reads that one file. The cache is written after each read, with whether it may be
+recalled whole (`whole`: no stat was racy and no skip was transient) or only file by file.
 """
 
 from __future__ import annotations
@@ -28,19 +35,25 @@ import functools
 import hashlib
 import json
 import logging
+import operator
 import os
 import stat
+import threading
 import time
+from collections.abc import Iterable
 from importlib import metadata as package_metadata
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from rag.corpus.documents import Corpus, Document, Paragraph, Section, Skipped
+from rag.corpus import documents as corpus_documents
+from rag.corpus.documents import SIDECAR_SUFFIX, Corpus, Document, Paragraph, Section, Skipped, load_document
+from rag.corpus.formats import Extractor
+from rag.errors import RagError, Unreadable
 from rag.files import write_atomic
 
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "cache/corpus.json"  # under the index directory, beside (not among) the index files
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the listing time and whether the whole corpus may be recalled
 RACY_SECONDS = 2.0
 TRANSIENT_SKIPS = ("took longer than", "stopped on this file", "removed while reading", "cannot be read", "could not be read", "needs more than")
 READER_LIBRARIES = ("trafilatura", "lxml", "pypdf", "pyyaml", "python-docx", "python-pptx", "openpyxl", "ebooklib", "striprtf")
@@ -54,45 +67,173 @@ def fingerprint(seeds_dir: Path, max_bytes: int) -> dict | None:
         entries, newest = _listing(Path(seeds_dir))
     except (OSError, OverflowError):
         return None
-    racy = newest > time.time_ns() - int(RACY_SECONDS * 1e9)
+    listed_at = time.time_ns()
+    racy = newest > listed_at - int(RACY_SECONDS * 1e9)
     return {"version": CACHE_VERSION, "seeds": str(Path(seeds_dir).resolve()), "max_bytes": max_bytes, "reader": _reader(),
-            "entries": entries, "racy": racy}
+            "entries": entries, "racy": racy, "listed_at": listed_at}
 
 
 def recall(index_dir: Path, current: dict | None) -> Corpus | None:
     """The corpus remembered for exactly this fingerprint, or None (nothing remembered, or something changed)."""
     if current is None:
         return None
+    found = _stored(index_dir)
+    if found is None or found["whole"] is not True or found["fingerprint"] != _comparable(current):
+        return None
+    return Corpus(tuple(found["documents"]), found["skipped"])
+
+
+_MEMO: dict[str, tuple[tuple, dict]] = {}  # cache file -> (its stat, its contents parsed): what this process wrote or read last
+_MEMO_LOCK = threading.Lock()
+
+
+def _stat_key(path: Path) -> tuple:
+    st = os.stat(path)
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _stored(index_dir: Path) -> dict | None:
+    """The cache file's contents with its documents and skips parsed and checked, or None (none, unreadable, not ours).
+    A file this process wrote or read last, unchanged since by stat, is not parsed again."""
+    path = Path(index_dir) / CACHE_FILE
     try:
-        with open(Path(index_dir) / CACHE_FILE, "rb") as f:
+        key = _stat_key(path)
+        with _MEMO_LOCK:
+            memo = _MEMO.get(str(path))
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        with open(path, "rb") as f:
             found = json.loads(f.read())
-        if not isinstance(found, dict) or found.get("fingerprint") != _comparable(current):
+        if not isinstance(found, dict):
             return None
-        return Corpus(tuple(_document(d) for d in found["documents"]), tuple(Skipped(*s) for s in found["skipped"]))
+        found = {**found, "documents": [_document(d) for d in found["documents"]], "skipped": tuple(Skipped(*s) for s in found["skipped"]),
+                 "whole": found["whole"] is True}
     except FileNotFoundError:
         return None
     except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:  # unreadable or not ours: read seeds/
         log.info("ignoring %s: %s", CACHE_FILE, type(exc).__name__)
         return None
+    with _MEMO_LOCK:
+        _MEMO[str(path)] = (key, found)
+    return found
 
 
-def remember(index_dir: Path, current: dict | None, corpus: Corpus) -> bool:
-    """Write `corpus` under `current` (taken before it was read), unless a stat of it cannot be trusted; True if written."""
-    if current is None or current["racy"] or any(part in s.reason for s in corpus.skipped for part in TRANSIENT_SKIPS):
+def reusable(index_dir: Path, current: dict | None) -> dict[str, Document]:
+    """The remembered documents that can be taken as they are (see the module docstring), by their path under seeds/."""
+    if current is None:
+        return {}
+    found = _stored(index_dir)
+    try:
+        if found is None:
+            return {}
+        before = found["fingerprint"]
+        if not isinstance(before, dict) or {k: v for k, v in before.items() if k != "entries"} != {
+                k: v for k, v in _comparable(current).items() if k != "entries"}:
+            return {}
+        listed_at = found["listed_at"]
+        if not _int(listed_at):
+            return {}
+        trusted_before = listed_at - int(RACY_SECONDS * 1e9)
+        old = {row[0]: row for row in before["entries"] if isinstance(row, list) and len(row) == 7 and isinstance(row[0], str)}
+        new = {row[0]: row for row in current["entries"]}
+        kept: dict[str, Document] = {}
+        for document in found["documents"]:
+            relative = document.source
+            if _unchanged(relative, old, new, trusted_before) and _plain_folders(relative, new) and \
+                    _unchanged(_sidecar_of(relative), old, new, trusted_before, absent_ok=True):
+                kept[relative] = document
+        return kept
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        log.info("ignoring %s: %s", CACHE_FILE, type(exc).__name__)
+        return {}
+
+
+def _sidecar_of(relative: str) -> str:
+    path = PurePosixPath(relative)
+    return str(path.with_name(path.stem + SIDECAR_SUFFIX))
+
+
+def _unchanged(relative: str, old: dict, new: dict, trusted_before: int, absent_ok: bool = False) -> bool:
+    """The entry is listed the same in both listings, as a plain file changed well before the old one (or, with
+    `absent_ok`, absent from both)."""
+    before, now = old.get(relative), new.get(relative)
+    if before is None and now is None:
+        return absent_ok
+    return before == now and now[1] == "file" and now[3] < trusted_before and now[4] < trusted_before
+
+
+def _plain_folders(relative: str, new: dict) -> bool:
+    """Every folder on the way to `relative` is a folder, not a symbolic link."""
+    parts = PurePosixPath(relative).parts[:-1]
+    return all((row := new.get("/".join(parts[: i + 1]))) is not None and row[1] == "dir" for i in range(len(parts)))
+
+
+def read_reusing(seeds_dir: Path, max_bytes: int, max_extract_seconds: float | None, known: dict[str, Document]) -> Corpus:
+    """`load_corpus(seeds_dir, max_bytes, max_extract_seconds)`, the same result, with the documents in `known` (by path
+    under seeds/, from `reusable`) taken as they are instead of being read again: load_corpus's own walk, order,
+    duplicate-id and orphan-sidecar rules (rag.corpus.documents), file by file."""
+    seeds_dir = Path(seeds_dir)
+    if not seeds_dir.is_dir():
+        raise RagError(f"seeds directory {seeds_dir} does not exist")
+    root = seeds_dir.resolve()
+    files, skipped, sidecars = corpus_documents._walk(root)
+    documents: dict[str, Document] = {}
+    with Extractor(corpus_documents._extract_seconds(max_extract_seconds)) as extractor:  # its worker starts only if a file needs it
+        for relative, path in files:
+            doc = known.get(relative)
+            if doc is None or doc.path != path:
+                try:
+                    doc = load_document(path, root, relative, max_bytes, extractor=extractor)
+                except Unreadable as exc:
+                    skipped.append(Skipped(relative, str(exc)))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - the last net: one file never stops the others
+                    log.debug("reading %s failed", relative, exc_info=True)
+                    skipped.append(Skipped(relative, f"{relative} could not be read ({type(exc).__name__})"))
+                    continue
+            if doc.id in documents:
+                other = documents[doc.id].source
+                skipped.append(Skipped(relative, f"{relative} has the same document id '{doc.id}' as {other}; rename one"))
+                continue
+            documents[doc.id] = doc
+    skipped += corpus_documents._orphan_sidecars(files, skipped, sidecars)
+    return Corpus(tuple(sorted(documents.values(), key=lambda d: d.id)), tuple(sorted(skipped, key=lambda s: s.path)))
+
+
+def remember(index_dir: Path, current: dict | None, corpus: Corpus, reused: Iterable[Document] = ()) -> bool:
+    """Write `corpus` under `current` (taken before it was read); True if written. When a stat of it cannot be trusted
+    (racy) or a skip may not recur, it is written for `reusable` only, never to be recalled whole. `reused`: documents
+    taken from this cache (`reusable`), which need no check that JSON holds them exactly."""
+    if current is None:
         return False
+    whole = not current["racy"] and not any(part in s.reason for s in corpus.skipped for part in TRANSIENT_SKIPS)
     index, seeds = Path(index_dir).resolve(), Path(current["seeds"])
     if index == seeds or seeds in index.parents:  # never a file among the user's documents (the index refuses this place too)
         return False
     if not (index / "manifest.json").is_file():  # only beside a built index: a process that must not build (a replica,
         return False  # auto-build off) leaves a missing index folder as it found it; the read after the build is kept
-    data = {"fingerprint": _comparable(current), "documents": [_row(d) for d in corpus.documents],
-            "skipped": [[s.path, s.reason] for s in corpus.skipped]}
+    kept = list(corpus.documents)
+    if not whole:  # only what `reusable` may take: documents whose file and sidecar were not changed just now
+        entries, trusted_before = {row[0]: row for row in current["entries"]}, current["listed_at"] - int(RACY_SECONDS * 1e9)
+        kept = [d for d in kept if _unchanged(d.source, entries, entries, trusted_before)
+                and _unchanged(_sidecar_of(d.source), entries, entries, trusted_before, absent_ok=True)]
+        if not kept:
+            return False
+    data = {"fingerprint": _comparable(current), "listed_at": current["listed_at"], "whole": whole,
+            "documents": [_row(d) for d in kept], "skipped": [[s.path, s.reason] for s in corpus.skipped]}
     try:
         text = json.dumps(data, ensure_ascii=False)
-        again = [_document(row) for row in json.loads(text)["documents"]]
-        if again != list(corpus.documents) or [d.extra for d in again] != [d.extra for d in corpus.documents]:
+        checked = {id(d) for d in reused}  # read back from this very cache: JSON holds them exactly
+        fresh = [i for i, d in enumerate(kept) if id(d) not in checked]
+        rows = json.loads(text)["documents"]
+        again = [_document(rows[i]) for i in fresh]
+        if again != [kept[i] for i in fresh] or [d.extra for d in again] != [kept[i].extra for i in fresh]:
             return False  # something JSON cannot hold exactly (a date in front matter): read seeds/ each time instead
-        write_atomic(Path(index_dir) / CACHE_FILE, text, hidden=True)
+        path = Path(index_dir) / CACHE_FILE
+        write_atomic(path, text, hidden=True)
+        stored = {**data, "documents": kept, "skipped": tuple(corpus.skipped)}
+        with _MEMO_LOCK:
+            _MEMO[str(path)] = (_stat_key(path), stored)
     except (OSError, TypeError, ValueError) as exc:  # a read-only index, or a value JSON cannot write
         log.debug("corpus cache not written: %s", exc)
         return False
@@ -100,7 +241,7 @@ def remember(index_dir: Path, current: dict | None, corpus: Corpus) -> bool:
 
 
 def _comparable(current: dict) -> dict:
-    return {key: value for key, value in current.items() if key != "racy"}
+    return {key: value for key, value in current.items() if key not in ("racy", "listed_at")}
 
 
 def _listing(root: Path) -> tuple[list, int]:
@@ -143,37 +284,50 @@ def _reader() -> dict:
     return {"source_sha256": digest.hexdigest(), "libraries": versions}
 
 
+_SECTION_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(Section)))
+_PARAGRAPH_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(Paragraph)))
+_DOCUMENT_FIELDS = tuple(f.name for f in dataclasses.fields(Document))
+
+
 def _row(document: Document) -> dict:
-    row = {f.name: getattr(document, f.name) for f in dataclasses.fields(Document)}
+    row = {name: getattr(document, name) for name in _DOCUMENT_FIELDS}
     row["path"] = str(document.path)
-    row["sections"] = [dataclasses.astuple(s) for s in document.sections]
-    row["paragraphs"] = [dataclasses.astuple(p) for p in document.paragraphs]
+    row["sections"] = [_SECTION_VALUES(s) for s in document.sections]  # as dataclasses.astuple gives them (flat fields)
+    row["paragraphs"] = [_PARAGRAPH_VALUES(p) for p in document.paragraphs]
     row["authors"], row["pages"] = list(document.authors), list(document.pages)
     return row
 
 
 def _document(row: dict) -> Document:
     """A Document from its row, every field of the type the readers give it (TypeError/ValueError otherwise)."""
-    names = {f.name for f in dataclasses.fields(Document)}
-    if not isinstance(row, dict) or set(row) != names:
+    if not isinstance(row, dict) or set(row) != set(_DOCUMENT_FIELDS):
         raise ValueError("not a document row")
     for name in ("id", "path", "text", "title", "content_hash", "source"):
         _check(isinstance(row[name], str), name)
     for name in ("subtitle", "author", "publication", "published", "url"):
         _check(row[name] is None or isinstance(row[name], str), name)
     _check(_int(row["body_start"]) and _int(row["body_end"]) and isinstance(row["extra"], dict), "body")
-    sections = tuple(Section(*_fields(s, (str, type(None)), int, int, int)) for s in row["sections"])
-    paragraphs = tuple(Paragraph(*_fields(p, int, (str, type(None)), int, int)) for p in row["paragraphs"])
+    _check(isinstance(row["sections"], list) and isinstance(row["paragraphs"], list), "a row")
+    sections = tuple(Section(*s) for s in row["sections"] if _section_row(s))
+    paragraphs = tuple(Paragraph(*p) for p in row["paragraphs"] if _paragraph_row(p))
+    _check(isinstance(row["authors"], list) and isinstance(row["pages"], list), "authors")
     _check(all(isinstance(a, str) for a in row["authors"]) and all(_int(n) for n in row["pages"]), "authors")
     return Document(**{**row, "path": Path(row["path"]), "sections": sections, "paragraphs": paragraphs,
                        "authors": tuple(row["authors"]), "pages": tuple(row["pages"])})
 
 
-def _fields(values, *types) -> list:
-    _check(isinstance(values, list) and len(values) == len(types), "a row")
-    for value, kind in zip(values, types):
-        _check(_int(value) if kind is int else isinstance(value, kind), "a field")
-    return values
+def _section_row(s) -> bool:
+    """[title (text or null), heading_start, heading_end, end]; TypeError otherwise."""
+    _check(type(s) is list and len(s) == 4 and (s[0] is None or type(s[0]) is str) and type(s[1]) is int and type(s[2]) is int
+           and type(s[3]) is int, "a section")
+    return True
+
+
+def _paragraph_row(p) -> bool:
+    """[number, section (text or null), start, end]; TypeError otherwise."""
+    _check(type(p) is list and len(p) == 4 and type(p[0]) is int and (p[1] is None or type(p[1]) is str) and type(p[2]) is int
+           and type(p[3]) is int, "a paragraph")
+    return True
 
 
 def _int(value) -> bool:
