@@ -38,7 +38,7 @@ from pathlib import PurePosixPath
 
 import numpy as np
 
-from rag.index.build import IndexConfig, load_or_build, on_disk, read_corpus
+from rag.index.build import IndexConfig, Previous, load_or_build, on_disk, read_corpus
 from rag.config import Settings
 from rag.corpus.documents import Document, Skipped
 from rag.encoding import verifier as verifiers
@@ -269,7 +269,7 @@ class Service:
         if not force and (current := self._still_current(corpus)) is not None:
             self.snapshot = current  # nothing to load: the files on disk are the ones being served
             return current.id
-        snapshot = _open_snapshot(self.settings, self.model, self.encoders, force, corpus, self.snapshot.retired)
+        snapshot = _open_snapshot(self.settings, self.model, self.encoders, force, corpus, self.snapshot.retired, previous=self.snapshot)
         self._swap(snapshot)
         return snapshot.id
 
@@ -426,6 +426,7 @@ class Service:
         raise InvalidInput(f"not indexed: {reason}")
 
 
+KEEP_TOKENS_MAX = 100_000  # passages up to which a snapshot keeps each passage's BM25 tokens and terms (~1 KB each) for the next
 ANSWER_AGAIN = 3  # searches before the stale hits are simply dropped (a removal during each of them)
 
 
@@ -436,22 +437,34 @@ def _without_stale(result: QueryResult) -> QueryResult:
 
 
 def _open_snapshot(
-    settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False, corpus=None, retired: Retired | None = None
+    settings: Settings, model: ModelSpec, encoders: Encoders, force: bool = False, corpus=None, retired: Retired | None = None,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
+    """The snapshot of the index for the corpus (loaded, or built if allowed). With `previous` (the snapshot served now), a
+    build updates its index instead of building from nothing (rag.index.build.update_index: only changed documents are
+    chunked and embedded), and the new snapshot's BM25 tokenizes only the passages `previous` lacks."""
     corpus = corpus if corpus is not None else read_corpus(settings)
     documents = list(corpus.documents)
     config = IndexConfig.of(settings, documents, model)
-    loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build or force, force=force)
+    served = Previous(previous.index, previous.documents) if previous is not None else None
+    loaded, _ = load_or_build(settings, documents, config, encoders, may_build=settings.auto_build or force, force=force, previous=served)
     query_encoder = encoders.query()
-    return make_snapshot(settings, documents, loaded, query_encoder, corpus.skipped, retired)
+    return make_snapshot(settings, documents, loaded, query_encoder, corpus.skipped, retired, previous)
 
 
 def make_snapshot(
-    settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder, skipped: tuple = (), retired: Retired | None = None
+    settings: Settings, documents: list[Document], loaded: LoadedIndex, encoder, skipped: tuple = (), retired: Retired | None = None,
+    previous: Snapshot | None = None,
 ) -> Snapshot:
+    """The snapshot serving `loaded`; with `previous`, its BM25 reuses the tokens of the passages both share."""
     by_id = {d.id: d for d in documents}
     engine = in_engine(loaded.manifest)  # the vectors and BM25 live in an engine: its store is loaded.vectors
-    lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in loaded.passages], index=not engine)
+    passages = loaded.passages
+    kept = len(passages) <= KEEP_TOKENS_MAX  # what BM25 and the passages' terms are made of, kept for the next snapshot
+    keys = [(p.id, by_id[p.document].title, p.section) for p in passages] if kept else None  # what a heading text is made of
+    before = previous.retriever.lexical if previous is not None and isinstance(previous.retriever.lexical, LexicalIndex) else None
+    lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in passages], index=not engine, keys=keys, previous=before,
+                           passage_texts=[p.text for p in passages] if kept else None)
     threshold = ANSWERABLE_THRESHOLD if settings.answerable_threshold is None else settings.answerable_threshold
     verifier, verifier_status = verifiers.for_model(encoder.spec, settings.verifier)
     retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold, verifier=verifier, verifier_status=verifier_status,
