@@ -190,6 +190,8 @@ def load_or_build(
             build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
+        finally:
+            corpus_cache.remember_pending(settings.index_dir)  # the corpus read before the first build, now beside an index
     return load_current(settings.index_dir, expected, config), True
 
 

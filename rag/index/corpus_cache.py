@@ -211,7 +211,9 @@ def remember(index_dir: Path, current: dict | None, corpus: Corpus, reused: Iter
     if index == seeds or seeds in index.parents:  # never a file among the user's documents (the index refuses this place too)
         return False
     if not (index / "manifest.json").is_file():  # only beside a built index: a process that must not build (a replica,
-        return False  # auto-build off) leaves a missing index folder as it found it; the read after the build is kept
+        with _MEMO_LOCK:  # auto-build off) leaves a missing index folder as it found it; a build then writes it (remember_pending)
+            _PENDING[str(index)] = (current, corpus)
+        return False
     kept = list(corpus.documents)
     if not whole:  # only what `reusable` may take: documents whose file and sidecar were not changed just now
         entries, trusted_before = {row[0]: row for row in current["entries"]}, current["listed_at"] - int(RACY_SECONDS * 1e9)
@@ -238,6 +240,16 @@ def remember(index_dir: Path, current: dict | None, corpus: Corpus, reused: Iter
         log.debug("corpus cache not written: %s", exc)
         return False
     return True
+
+
+_PENDING: dict[str, tuple[dict, Corpus]] = {}  # index folder -> the last read not written for want of an index there
+
+
+def remember_pending(index_dir: Path) -> bool:
+    """After a build: write the corpus last read for `index_dir` that could not be written before there was an index."""
+    with _MEMO_LOCK:
+        pending = _PENDING.pop(str(Path(index_dir).resolve()), None)
+    return pending is not None and remember(index_dir, *pending)
 
 
 def _comparable(current: dict) -> dict:
