@@ -35,6 +35,14 @@ own thread count, one per core), "plain-1t" the same with torch pinned to one th
   builds   eval/bench_build.py: index builds with sentence-transformers vs the ONNX build encoder.
   collection  eval/bench_collection.py: Debian's python3-doc HTML pages indexed and queried
            (`apt-get install python3-doc` first; the section reports the error otherwise).
+  upload   documents written over HTTP into a running `rag serve` (issue #20 item 5): a corpus of
+           --upload-files of Debian's python3.11 reST sources (all 497: ~21,000 passages; quick: 60),
+           then POST, PUT and DELETE /documents of a 35 KB licence text (~10 pages), --upload-rounds
+           times: seconds per write, seconds from the POST returning (and from it being sent) until
+           GET /query cites the new document, /ready's index id before and after each write. The base
+           index gets stand-in vectors (real chunking and model identity, seeded random unit vectors:
+           a real build of 21k passages takes 20+ minutes here) unless --upload-real-vectors;
+           --upload-dir keeps (or reuses) the corpus and its index. Every upload embeds for real.
 
 One module per benchmark (bench_index, bench_inprocess, bench_quality, bench_http, bench_cold,
 bench_scale), shared helpers in harness.py, tables and targets in bench_report.py; this file only
@@ -73,7 +81,7 @@ from eval.bench_quality import section_quality  # noqa: E402
 from eval.bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
 from eval.harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
 
-SECTIONS = ("build", "inproc", "quality", "http", "cold", "startup", "scale", "querypath", "encoders", "builds", "collection")
+SECTIONS = ("build", "inproc", "quality", "http", "cold", "startup", "scale", "querypath", "encoders", "builds", "collection", "upload")
 # Sections that are whole benchmarks of their own, run as their own processes (each owns its memory and
 # threads, so one cannot skew another's timings); each writes its JSON into this run's folder.
 STANDALONE = {
@@ -98,6 +106,10 @@ def main(argv=None) -> int:
     parser.add_argument("--cold-rounds", type=int, default=None, help="default 3; quick 1")
     parser.add_argument("--sizes", default=None, help="scale sizes (default 10000,100000,1000000; quick 10000)")
     parser.add_argument("--scale-queries", type=int, default=None, help="default 300; quick 100")
+    parser.add_argument("--upload-files", type=int, default=None, help="upload: reST files in the corpus (default all 497; quick 60)")
+    parser.add_argument("--upload-rounds", type=int, default=None, help="upload: add/replace/remove rounds (default 3; quick 1)")
+    parser.add_argument("--upload-real-vectors", action="store_true", help="upload: embed the base corpus for real (slow)")
+    parser.add_argument("--upload-dir", type=Path, default=None, help="upload: keep the corpus and its index here (reused when built)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -177,6 +189,12 @@ def main(argv=None) -> int:
             log(f"\n== {name}: eval/{script} ==")
             result["sections"][name] = run_standalone(script, (quick_args if quick else full_args), out_path.with_suffix(f".{name}.json"))
             loadavg_seen[name] = loadavg()
+    if "upload" in sections_to_run:
+        files = args.upload_files or (60 if quick else None)
+        rounds = args.upload_rounds or (1 if quick else 3)
+        log(f"\n== upload: documents written over HTTP, {files or 'all'} reST files, {rounds} round(s) ==")
+        result["sections"]["upload"] = section_upload(files, rounds, args.upload_real_vectors, args.upload_dir)
+        loadavg_seen["upload"] = loadavg()
     if "scale" in sections_to_run:
         import eval.bench_scale as bench_scale
 
@@ -197,6 +215,185 @@ def main(argv=None) -> int:
     if full:
         log(f"wrote {write_summary(result, shown).relative_to(ROOT)}")
     return 0
+
+
+# --- upload: documents written over HTTP ---------------------------------------------------------------
+
+UPLOAD_SOURCES = Path("/usr/share/doc/python3.11/html/_sources")  # Debian's python3.11-doc: 497 .rst.txt files
+UPLOAD_DOCUMENT = Path("/usr/share/common-licenses/GPL-3")  # 35 KB, about 10 pages
+UPLOAD_QUESTION = "What must you do to convey a covered work in object code form under the GNU General Public License?"
+REPLACE_QUESTION = "How many lighthouse keepers signed the harbour licence addendum?"
+REPLACE_TEXT = ("\n\nHarbour addendum. Eleven lighthouse keepers signed this addendum to the licence at the harbour office, "
+                "agreeing that every copy of the program conveyed by boat carries a printed copy of the licence.\n")
+
+
+def section_upload(files: int | None, rounds: int, real_vectors: bool, keep: Path | None) -> dict:
+    """Time POST, PUT and DELETE /documents against `rag serve` over a corpus of Python's reST sources (see the docstring)."""
+    import shutil
+    import statistics
+
+    if not UPLOAD_SOURCES.is_dir() or not UPLOAD_DOCUMENT.is_file():
+        return {"error": f"needs {UPLOAD_SOURCES} (apt-get install python3.11-doc) and {UPLOAD_DOCUMENT}"}
+    with tempfile.TemporaryDirectory(prefix="rag-bench-upload-") as tmp:
+        root = keep or Path(tmp)
+        seeds, index_dir = root / "seeds", root / "index"
+        if not (index_dir / "manifest.json").is_file():
+            shutil.rmtree(seeds, ignore_errors=True)
+            for source in sorted(UPLOAD_SOURCES.rglob("*.rst.txt"))[:files]:
+                target = seeds / source.relative_to(UPLOAD_SOURCES)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(source, target)
+            started = time.perf_counter()
+            built = _upload_base_index(seeds, index_dir, real_vectors)
+            log(f"base index: {built['counts']['passages']:,} passages from {built['counts']['documents']} documents in "
+                f"{time.perf_counter() - started:.0f} s ({'real' if real_vectors else 'stand-in'} vectors)")
+        for stale in ("gpl-three.txt", "gpl-three.meta.json"):  # a kept folder from an interrupted run
+            (seeds / stale).unlink(missing_ok=True)
+        built = json.loads((index_dir / "manifest.json").read_text())
+        section = {"files": files or "all", "documents": built["counts"]["documents"], "passages": built["counts"]["passages"],
+                   "base_vectors": "real" if real_vectors else "stand-in", "document_bytes": UPLOAD_DOCUMENT.stat().st_size,
+                   "rounds": _upload_rounds(seeds, index_dir, rounds, root)}
+    done = section["rounds"]
+    for what in ("add_s", "answerable_after_return_s", "answerable_after_send_s", "replace_s", "replace_answerable_after_return_s",
+                 "remove_s"):
+        section[what] = round(statistics.median(r[what] for r in done), 3) if done else None
+    section["index_id_moved"] = all(r["index_ids_moved"] for r in done)
+    log(f"{section['passages']:,} passages ({section['base_vectors']} base vectors), one {section['document_bytes'] / 1000:.0f} KB document, "
+        f"median of {len(done)}: add {section['add_s']} s, answerable {section['answerable_after_return_s']} s after the POST returned "
+        f"({section['answerable_after_send_s']} s after it was sent), replace {section['replace_s']} s, remove {section['remove_s']} s; "
+        f"/ready's index id moved on every write: {section['index_id_moved']}")
+    return section
+
+
+def _upload_base_index(seeds: Path, index_dir: Path, real_vectors: bool) -> dict:
+    """Build the corpus's index the way `rag index` does, with stand-in vectors unless `real_vectors`."""
+    import hashlib
+
+    import numpy as np
+
+    from rag.config import Settings
+    from rag.encoding.encoders import Encoders
+    from rag.encoding.model import resolve_model
+    from rag.index.build import IndexConfig, build_index, read_corpus
+
+    settings = Settings(seeds_dir=seeds, index_dir=index_dir, max_extract_seconds=300)
+    model = resolve_model(settings.model)
+    builder = Encoders.from_settings(settings, model).builder()
+    documents = list(read_corpus(settings).documents)
+
+    class StandIn:  # the real tokenizer and window (so chunking is real), seeded random unit vectors per text
+        count_tokens, max_seq_length, spec = builder.count_tokens, builder.max_seq_length, builder.spec
+
+        @staticmethod
+        def encode(texts, *args, **kwargs):
+            out = np.empty((len(texts), builder.dimension), dtype=np.float32)
+            for i, text in enumerate(texts):
+                seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
+                row = np.random.default_rng(seed).standard_normal(builder.dimension)
+                out[i] = row / np.linalg.norm(row)
+            return out
+
+    manifest = build_index(index_dir, documents, IndexConfig.of(settings, documents, model), builder if real_vectors else StandIn,
+                           progress=real_vectors)
+    read_corpus(settings)  # remembered beside the index, as after a `rag index`
+    return manifest
+
+
+def _upload_rounds(seeds: Path, index_dir: Path, rounds: int, work: Path) -> list[dict]:
+    import httpx
+
+    from eval.harness import RAG, env_for, free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log_path = work / f"upload-serve-{port}.log"
+    env = env_for(index_dir, RAG_SEEDS_DIR=str(seeds), RAG_MAX_EXTRACT_SECONDS="300")
+    with open(log_path, "wb") as server_log:
+        import subprocess
+
+        started = time.perf_counter()
+        proc = subprocess.Popen([*RAG, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=server_log,
+                                stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True)
+        try:
+            with httpx.Client(timeout=600) as client:
+                while True:
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"rag serve exited: {log_path.read_text(errors='replace')[-800:]}")
+                    try:
+                        if client.get(base + "/ready").status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    if time.perf_counter() - started > 600:
+                        raise RuntimeError("rag serve did not become ready within 600 s")
+                    time.sleep(0.1)
+                log(f"rag serve ready in {time.perf_counter() - started:.1f} s")
+                text = UPLOAD_DOCUMENT.read_bytes()
+                done = []
+                for number in range(rounds):
+                    done.append(_upload_round(client, base, text, number))
+                    r = done[-1]
+                    log(f"round {number + 1}: add {r['add_s']} s (answerable {r['answerable_after_return_s']} s after it returned), "
+                        f"replace {r['replace_s']} s, remove {r['remove_s']} s, index ids {' -> '.join(r['index_ids'])}")
+                return done
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+
+
+def _upload_round(client, base: str, text: bytes, number: int) -> dict:
+    def ready_id() -> str:
+        return client.get(base + "/ready").json()["index_id"]
+
+    def cites(question: str) -> bool:
+        passages = client.get(base + "/query", params={"q": question, "top_k": 3}).json()["passages"]
+        return bool(passages) and passages[0]["citation"]["document"] == "gpl-three"
+
+    def until_cited(question: str, since: float, limit_s: float = 120) -> float | None:
+        while time.perf_counter() - since < limit_s:
+            if cites(question):
+                return round(time.perf_counter() - since, 3)
+            time.sleep(0.05)
+        return None
+
+    ids = [ready_id()]
+    sent = time.perf_counter()
+    added = client.post(base + "/documents", files={"file": ("gpl-three.txt", text)}, data={"title": "GNU General Public License"})
+    returned = time.perf_counter()
+    if added.status_code != 201:
+        raise RuntimeError(f"POST /documents: {added.status_code} {added.text[:300]}")
+    after_return = until_cited(UPLOAD_QUESTION, returned)
+    ids.append(ready_id())
+    sent_replace = time.perf_counter()
+    replaced = client.put(base + "/documents/gpl-three", files={"file": ("gpl-three.txt", text + REPLACE_TEXT.encode())})
+    replace_returned = time.perf_counter()
+    if replaced.status_code != 200:
+        raise RuntimeError(f"PUT /documents/gpl-three: {replaced.status_code} {replaced.text[:300]}")
+    replace_answerable = until_cited(REPLACE_QUESTION, replace_returned)
+    ids.append(ready_id())
+    sent_remove = time.perf_counter()
+    removed = client.delete(base + "/documents/gpl-three")
+    remove_returned = time.perf_counter()
+    if removed.status_code != 200:
+        raise RuntimeError(f"DELETE /documents/gpl-three: {removed.status_code} {removed.text[:300]}")
+    ids.append(ready_id())
+    return {
+        "round": number + 1,
+        "add_s": round(returned - sent, 3),
+        "passages_added": added.json()["passages"],
+        "answerable_after_return_s": after_return,
+        "answerable_after_send_s": None if after_return is None else round(returned - sent + after_return, 3),
+        "replace_s": round(replace_returned - sent_replace, 3),
+        "replace_answerable_after_return_s": replace_answerable,
+        "remove_s": round(remove_returned - sent_remove, 3),
+        "cited_after_remove": cites(UPLOAD_QUESTION) or cites(REPLACE_QUESTION),
+        "index_ids": ids,
+        "index_ids_moved": ids[1] != ids[0] and ids[2] != ids[1] and ids[3] != ids[2],  # the last is the first again: same corpus
+    }
 
 
 def run_standalone(script: str, args: list[str], out: Path) -> dict:
