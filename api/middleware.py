@@ -46,9 +46,9 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
 from api.limits import BodySizeLimit, TokenBuckets, send_json
-from api.worker_share import buckets_for
 from api.observability import ACCESS_LOG, REQUEST_ID, Metrics
 from api.security import OPEN_PATHS, ApiKeyAuth, HostAllowList, OriginCheck, client_address, header, transport_security
+from api.worker_share import buckets_for
 
 log = logging.getLogger(__name__)
 
