@@ -369,7 +369,8 @@ def _upload_round(client, base: str, text: bytes, number: int) -> dict:
     after_return = until_cited(UPLOAD_QUESTION, returned)
     ids.append(ready_id())
     sent_replace = time.perf_counter()
-    replaced = client.put(base + "/documents/gpl-three", files={"file": ("gpl-three.txt", text + REPLACE_TEXT.encode())})
+    replaced = client.put(base + "/documents/gpl-three", files={"file": ("gpl-three.txt", text + REPLACE_TEXT.encode())},
+                          data={"title": "GNU General Public License"})  # an edit: one paragraph added, the rest as it was
     replace_returned = time.perf_counter()
     if replaced.status_code != 200:
         raise RuntimeError(f"PUT /documents/gpl-three: {replaced.status_code} {replaced.text[:300]}")

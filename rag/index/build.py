@@ -186,7 +186,9 @@ def load_or_build(
                 pass
         try:
             if not force and can_update(previous, config):
-                return update_index(settings.index_dir, documents, config, encoders.builder(), previous), True
+                if store.sentences_intact(previous.index):
+                    return update_index(settings.index_dir, documents, config, encoders.builder(), previous), True
+                log.warning("the served index %s changed on disk: building from nothing", previous.index.id)
             build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
@@ -348,7 +350,7 @@ def update_index(index_dir: Path, documents: list[Document], config: IndexConfig
     manifest = _write_index(index_dir, build, config, documents, passages, keys, faiss_index, index_type, sentence_vectors,
                             int(vectors.shape[1]), encoder.max_seq_length, started)
     mapped = store.map_written_sentences(index_dir, manifest["files"]["sentences"], manifest["id"])
-    log.info("updated index %s: %d passages (%d document(s) chunked again, %d passage(s) new) in %.1fs", manifest["id"], len(passages),
+    log.info("updated index %s: %d passages (%d document(s) chunked again, into %d passage(s)) in %.1fs", manifest["id"], len(passages),
              changed, len(fresh), manifest["build_seconds"])
     return LoadedIndex(manifest, passages, faiss_index, mapped, store.sentence_rows(passages), keys)
 

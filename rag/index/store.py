@@ -49,6 +49,7 @@ leftovers of an interrupted build are removed by the next build.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import mmap
 import os
@@ -130,6 +131,21 @@ def map_written_sentences(index_dir: Path, entry: dict, index_id: str) -> np.nda
         if os.fstat(f.fileno()).st_size != entry["bytes"]:
             raise IndexCorrupt(f"index file {entry['name']} changed after it was written")
         return _map_sentences(f, index_id)
+
+
+def sentences_intact(loaded: "LoadedIndex") -> bool:
+    """Whether the sentence vectors `loaded` maps are still the bytes its manifest names (the file is mapped, not read:
+    a file changed in place on disk would show through). Hashed from the map, so it holds even when a newer build has
+    removed the file since; about 0.1 s per 50 MB."""
+    entry = loaded.manifest.get("files", {}).get("sentences", {})
+    vectors = loaded.sentence_vectors
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": np.lib.format.dtype_to_descr(np.dtype(SENTENCE_DTYPE)), "fortran_order": False,
+                                                  "shape": tuple(vectors.shape)})
+    digest = hashlib.sha256(header.getvalue())
+    if vectors.size:
+        digest.update(memoryview(np.ascontiguousarray(vectors)).cast("B"))
+    return digest.hexdigest() == entry.get("sha256")
 
 
 def sentence_rows(passages: list[Passage]) -> np.ndarray:

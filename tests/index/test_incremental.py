@@ -178,3 +178,30 @@ def test_reading_file_by_file_gives_what_reading_everything_gives(tmp_path, trus
     reference = load_corpus(seeds)
     assert again == reference and [d.extra for d in again.documents] == [d.extra for d in reference.documents]
     assert again.documents[[d.id for d in again.documents].index("guides.setup")].title == "Setting up"
+
+
+def test_a_served_index_changed_on_disk_is_not_copied(opened, monkeypatch):
+    """The sentence vectors are mapped from their file: one changed in place is caught before anything is copied from
+    it, and the index is built from nothing (which, finding the file corrupt, embeds again) instead."""
+    service, _ = opened
+    entry = service.snapshot.index.manifest["files"]["sentences"]
+    last = service.snapshot.passages[-1].id  # the passage whose last sentence vector the flipped byte is in
+    original = np.asarray(service.snapshot.index.sentence_vectors[-1], dtype=np.float32).copy()
+    updates = []
+    real_update = build_module.update_index
+    monkeypatch.setattr(build_module, "update_index", lambda *a, **k: updates.append(1) or real_update(*a, **k))
+    with open(service.settings.index_dir / entry["name"], "r+b") as f:
+        f.seek(entry["bytes"] - 2)
+        byte = f.read(1)
+        f.seek(entry["bytes"] - 2)
+        f.write(bytes([byte[0] ^ 0x40]))
+    service.write_document(uploads.Upload(LIGHTHOUSE.encode(), ".md", id="lighthouse"))
+    assert not updates
+    from rag.index.store import load_index
+
+    rebuilt = load_index(service.settings.index_dir, None)  # verified: every file matches its manifest
+    assert rebuilt.id == service.snapshot.id and "lighthouse" in service.snapshot.documents
+    position = [p.id for p in rebuilt.passages].index(last)
+    first, count = rebuilt.sentence_rows[position]
+    again = np.asarray(rebuilt.sentence_vectors[int(first + count - 1)], dtype=np.float32)
+    assert np.allclose(again, original, atol=2e-3)  # embedded again, not the changed bytes copied
