@@ -187,8 +187,12 @@ def load_or_build(
         try:
             if not force and can_update(previous, config):
                 if store.sentences_intact(previous.index):
-                    return update_index(settings.index_dir, documents, config, encoders.builder(), previous), True
-                log.warning("the served index %s changed on disk: building from nothing", previous.index.id)
+                    try:
+                        return update_index(settings.index_dir, documents, config, encoders.builder(), previous), True
+                    except CannotUpdate as exc:
+                        log.info("building from nothing: %s", exc)
+                else:
+                    log.warning("the served index %s changed on disk: building from nothing", previous.index.id)
             build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
@@ -290,6 +294,10 @@ class Previous:
     documents: Mapping[str, Document]
 
 
+class CannotUpdate(Exception):
+    """`update_index` cannot reuse the served index (its FAISS index cannot give its vectors back): build instead."""
+
+
 UPDATE_KEYS = ("format_version", "model", "chunker", "embedding_text")  # what must match for passages and vectors to be reused
 
 
@@ -368,7 +376,10 @@ def _updated_passage_vectors(old: LoadedIndex, keys: list[str], fresh: dict[int,
     """The passage vectors: copied from `old` for kept passages; for new ones, an old vector of the same embedded text
     if any (as `_embed_reusing` takes one), else embedded. Float16 values, as every FAISS type stores them."""
     total = old.vectors.ntotal
-    stored = old.vectors.reconstruct_n(0, total).astype(np.float16) if total else np.zeros((0, old.vectors.d), dtype=np.float16)
+    try:
+        stored = old.vectors.reconstruct_n(0, total).astype(np.float16) if total else np.zeros((0, old.vectors.d), dtype=np.float16)
+    except RuntimeError as exc:  # an index of another make that cannot give its vectors back
+        raise CannotUpdate(f"index {old.id} cannot give its vectors back ({exc})") from None
     vectors = np.empty((len(keys), old.vectors.d), dtype=np.float32)
     kept = source >= 0
     vectors[kept] = stored[source[kept]]

@@ -205,3 +205,16 @@ def test_a_served_index_changed_on_disk_is_not_copied(opened, monkeypatch):
     first, count = rebuilt.sentence_rows[position]
     again = np.asarray(rebuilt.sentence_vectors[int(first + count - 1)], dtype=np.float32)
     assert np.allclose(again, original, atol=2e-3)  # embedded again, not the changed bytes copied
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf"])
+def test_an_approximate_index_is_updated_from_its_stored_vectors(tmp_path, encoders, trusting, monkeypatch, index_type):
+    """HNSW and IVF give their vectors back: an update embeds only the new document and builds the ANN index again."""
+    seeds = write_tiny_seeds(tmp_path / "seeds", extra_doc="\n\n".join(article_paragraphs()[20:26]) + "\n")
+    service = Service.open(settings_for(seeds, tmp_path / "index", index_type=index_type), encoders)
+    recorder = Recorder(monkeypatch, encoders.builder())
+    service.write_document(uploads.Upload(LIGHTHOUSE.encode(), ".md", id="lighthouse"))
+    new = [p for p in service.snapshot.passages if p.document == "lighthouse"]
+    assert service.snapshot.index.manifest["index_type"] == index_type
+    assert len(recorder.embedded) == len(new) + sum(len(p.sentences) for p in new)
+    assert _top(service, QUESTIONS[0], 1)[0][0] in {p.id for p in new}
