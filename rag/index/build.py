@@ -367,7 +367,9 @@ def _document_spans(passages) -> dict[str, tuple[int, int]]:
     """Each document's passages as (first, stop) positions: a build writes one document's passages together."""
     spans: dict[str, tuple[int, int]] = {}
     for i, passage in enumerate(passages):
-        first, _ = spans.get(passage.document, (i, i))
+        first, stop = spans.get(passage.document, (i, i))
+        if stop != i and passage.document in spans:  # not one run: not an index a build wrote
+            raise CannotUpdate(f"the passages of {passage.document!r} are not together in the served index")
         spans[passage.document] = (first, i + 1)
     return spans
 

@@ -218,3 +218,14 @@ def test_an_approximate_index_is_updated_from_its_stored_vectors(tmp_path, encod
     assert service.snapshot.index.manifest["index_type"] == index_type
     assert len(recorder.embedded) == len(new) + sum(len(p.sentences) for p in new)
     assert _top(service, QUESTIONS[0], 1)[0][0] in {p.id for p in new}
+
+
+def test_an_index_whose_documents_are_not_each_in_one_run_is_not_updated():
+    from rag.corpus.chunking import Passage
+
+    def passage(i, document):
+        return Passage(f"p{i}", document, None, (1,), 0, 1, "x", ((0, 1),))
+
+    assert build_module._document_spans([passage(0, "a"), passage(1, "a"), passage(2, "b")]) == {"a": (0, 2), "b": (2, 3)}
+    with pytest.raises(build_module.CannotUpdate):
+        build_module._document_spans([passage(0, "a"), passage(1, "b"), passage(2, "a")])
