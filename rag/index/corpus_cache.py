@@ -221,25 +221,41 @@ def remember(index_dir: Path, current: dict | None, corpus: Corpus, reused: Iter
                 and _unchanged(_sidecar_of(d.source), entries, entries, trusted_before, absent_ok=True)]
         if not kept:
             return False
-    data = {"fingerprint": _comparable(current), "listed_at": current["listed_at"], "whole": whole,
-            "documents": [_row(d) for d in kept], "skipped": [[s.path, s.reason] for s in corpus.skipped]}
+    head = {"fingerprint": _comparable(current), "listed_at": current["listed_at"], "whole": whole}
+    skipped = [[s.path, s.reason] for s in corpus.skipped]
+    checked = {id(d) for d in reused}  # read back from this very cache: JSON holds them exactly
     try:
-        text = json.dumps(data, ensure_ascii=False)
-        checked = {id(d) for d in reused}  # read back from this very cache: JSON holds them exactly
-        fresh = [i for i, d in enumerate(kept) if id(d) not in checked]
-        rows = json.loads(text)["documents"]
-        again = [_document(rows[i]) for i in fresh]
-        if again != [kept[i] for i in fresh] or [d.extra for d in again] != [kept[i].extra for i in fresh]:
-            return False  # something JSON cannot hold exactly (a date in front matter): read seeds/ each time instead
+        with _MEMO_LOCK:
+            known = dict(_ROWS)
+        rows = []
+        for document in kept:
+            written = known.get(id(document))
+            if written is None or written[0] is not document:
+                row = json.dumps(_row(document), ensure_ascii=False)
+                if id(document) not in checked:
+                    again = _document(json.loads(row))
+                    if again != document or again.extra != document.extra:
+                        return False  # something JSON cannot hold exactly (a date in front matter): read seeds/ each time instead
+                written = (document, row)
+            rows.append(written)
+        # the whole file is json.dumps of {**head, "documents": [rows], "skipped": skipped}; each document's row is kept
+        # as written, so the next write serializes only the documents it has not written before
+        text = json.dumps(head, ensure_ascii=False)[:-1] + ', "documents": [' + ", ".join(r for _, r in rows) + '], "skipped": ' \
+            + json.dumps(skipped, ensure_ascii=False) + "}"
         path = Path(index_dir) / CACHE_FILE
         write_atomic(path, text, hidden=True)
-        stored = {**data, "documents": kept, "skipped": tuple(corpus.skipped)}
+        stored = {**head, "documents": kept, "skipped": tuple(corpus.skipped)}
         with _MEMO_LOCK:
             _MEMO[str(path)] = (_stat_key(path), stored)
+            _ROWS.clear()
+            _ROWS.update((id(d), (d, row)) for d, row in rows)
     except (OSError, TypeError, ValueError) as exc:  # a read-only index, or a value JSON cannot write
         log.debug("corpus cache not written: %s", exc)
         return False
     return True
+
+
+_ROWS: dict[int, tuple[Document, str]] = {}  # id(document) -> (document, its row as JSON): the rows this process wrote last
 
 
 _PENDING: dict[str, tuple[dict, Corpus]] = {}  # index folder -> the last read not written for want of an index there
