@@ -21,8 +21,10 @@ makes it answer again from the current snapshot. `document()`, `passage()` (HTTP
 retired version like an unknown id.
 
 Writes (`write_document`, `remove_document`: HTTP uploads, rag.uploads) change seeds/ one at a time: the
-upload is read by the corpus reader before it lands, placed atomically, re-indexed through `reload()` (which
-reuses the vectors of every unchanged passage, rag.index.build), and put back as it was when anything fails.
+upload is read by the corpus reader before it lands, placed atomically, re-indexed through `reload()`, and put back
+as it was when anything fails. A reload updates the served snapshot's index instead of building from nothing
+(rag.index.build.update_index): only changed files are parsed, only changed documents chunked and embedded, BM25
+tokenizes only new passages, and the files written are the ones a full build would write.
 """
 
 from __future__ import annotations

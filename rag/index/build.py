@@ -16,7 +16,9 @@ index directory, so two processes never build at once.
 
 Rebuilding reuses the vectors of passages and sentences whose embedded text is
 unchanged (keyed by content hash), so an edit to one paragraph re-embeds one
-passage.
+passage. A service's reload goes further (`update_index`, given the index it
+serves): unchanged documents keep their passages and vectors as they are, only
+changed documents are chunked, and the new index is served as written.
 """
 
 from __future__ import annotations
