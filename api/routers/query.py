@@ -35,7 +35,8 @@ from rag.service import Service
 
 
 # Advertised, not enforced here: the library checks the date and says what is wrong in one sentence.
-# An empty value (a blank form field) means no bound.
+# An empty value (a blank form field, `published_after=`) means no bound, as the pattern says: the web page and
+# HTML forms send every field. A JSON body has null for that, and POST /query refuses "" (api.schemas.IsoDate).
 DATE = {"pattern": "^(" + schemas.DATE_PATTERN.strip("^$") + ")?$"}
 
 
@@ -67,8 +68,8 @@ def router(models: schemas.RequestModels) -> APIRouter:
         document: list[str] = Query([], description="Only from this document (repeat for several)."),
         author: list[str] = Query([], description="Only from documents by this author (repeatable)."),
         section: list[str] = Query([], description="Only from this section (repeatable)."),
-        published_after: str | None = Query(None, description="Only documents published on or after YYYY-MM-DD.", json_schema_extra=DATE),
-        published_before: str | None = Query(None, description="Only documents published on or before YYYY-MM-DD.", json_schema_extra=DATE),
+        published_after: str | None = Query(None, description="Only documents published on or after YYYY-MM-DD; empty: no bound.", json_schema_extra=DATE),
+        published_before: str | None = Query(None, description="Only documents published on or before YYYY-MM-DD; empty: no bound.", json_schema_extra=DATE),
         service: Service = Depends(get_service),
         metrics: Metrics = Depends(get_metrics),
         admission: Admission = Depends(get_admission),

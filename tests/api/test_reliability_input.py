@@ -9,6 +9,7 @@ sockets, including a chunked body that declares no length).
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 import threading
@@ -91,6 +92,22 @@ def test_hostile_query_parameters_get_a_clear_422(client, params):
     response = client.get("/query", params=params)
     assert response.status_code == 422, response.text
     assert response.json()["error"]
+
+
+def test_an_empty_date_parameter_is_no_bound_as_the_schema_says(client):
+    """`GET /query?published_after=&q=0&section=11` (the fuzz test's request): a blank field is no filter, a 200
+    equal to leaving it out; the schema's pattern admits "" and says so. A JSON body has null for that: "" is a 422."""
+    got = client.get("/query?published_after=&q=0&section=11")
+    assert got.status_code == 200, got.text
+    without = client.get("/query?q=0&section=11").json()
+    assert [p["id"] for p in got.json()["passages"]] == [p["id"] for p in without["passages"]]
+    assert client.get("/query", params={"q": "why?", "published_before": ""}).status_code == 200
+    date = next(p for p in client.get("/openapi.json").json()["paths"]["/query"]["get"]["parameters"] if p["name"] == "published_after")
+    assert re.fullmatch(date["schema"]["pattern"].strip("^$"), "") and "empty: no bound" in date["description"]
+    malformed = client.get("/query", params={"q": "why?", "published_after": "2018-13-01"})
+    assert malformed.status_code == 422 and "published_after" in malformed.json()["error"]
+    posted = client.post("/query", json={"question": "why?", "filters": {"published_after": ""}})
+    assert posted.status_code == 422 and "published_after" in posted.text
 
 
 @pytest.mark.parametrize("path", ["/query?q=%FF%FE", "/query?q=%ED%A0%80", "/documents/%ED%A0%80", "/passages/%00", "/passages/" + "a" * 4000])
