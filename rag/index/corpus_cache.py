@@ -8,7 +8,7 @@ recorded) with its size, mtime_ns, ctime_ns and inode. Any difference (a file ad
 replaced, edited, touched, even an edit of the same size with its mtime set back, since ctime cannot be set
 back) means the folder is read again as before, and the content hash then decides whether the index is
 stale. The fingerprint also covers what reads the files: the source of rag/corpus/, the reader libraries'
-versions and the size limit, so an upgraded reader reads again.
+versions, the size limit and the OCR tools on PATH, so an upgraded reader (or Tesseract installed) reads again.
 
 Safety first, so a stat is trusted only when it can be:
 - a file changed within `RACY_SECONDS` of the listing could change again within the same timestamp tick
@@ -45,6 +45,7 @@ from importlib import metadata as package_metadata
 from pathlib import Path, PurePosixPath
 
 from rag.corpus import documents as corpus_documents
+from rag.corpus import ocr
 from rag.corpus.documents import SIDECAR_SUFFIX, Corpus, Document, Paragraph, Section, Skipped, load_document
 from rag.corpus.formats import Extractor
 from rag.errors import RagError, Unreadable
@@ -70,7 +71,7 @@ def fingerprint(seeds_dir: Path, max_bytes: int) -> dict | None:
     listed_at = time.time_ns()
     racy = newest > listed_at - int(RACY_SECONDS * 1e9)
     return {"version": CACHE_VERSION, "seeds": str(Path(seeds_dir).resolve()), "max_bytes": max_bytes, "reader": _reader(),
-            "entries": entries, "racy": racy, "listed_at": listed_at}
+            "ocr": _ocr_engine(), "entries": entries, "racy": racy, "listed_at": listed_at}
 
 
 def recall(index_dir: Path, current: dict | None) -> Corpus | None:
@@ -310,6 +311,15 @@ def _reader() -> dict:
         except package_metadata.PackageNotFoundError:
             versions[name] = None
     return {"source_sha256": digest.hexdigest(), "libraries": versions}
+
+
+def _ocr_engine() -> str | None:
+    """What would OCR scanned PDF pages now ("tesseract 5.3.0, pdftoppm 22.12.0"), or None: asked at every
+    fingerprint, not once a process, since Tesseract can be installed while a server runs. A PDF with text pages
+    and scanned ones is read from its text pages alone without OCR; installing (or upgrading) Tesseract must read
+    it again, so this is part of what decides the corpus."""
+    found = ocr.tools()
+    return ocr.engine(found) if found else None
 
 
 _SECTION_VALUES = operator.attrgetter(*(f.name for f in dataclasses.fields(Section)))

@@ -205,6 +205,30 @@ def test_the_corpus_cache_never_remembers_a_skip_for_want_of_ocr(seeds, no_ocr, 
     assert corpus_cache.remember(index, current, without_scan)  # the skip alone is why
 
 
+def test_a_mixed_pdf_remembered_without_ocr_is_read_again_once_tesseract_is_installed(seeds, monkeypatch, tmp_path):
+    """The mixed PDF reads from its text page alone without OCR (no skip, so it is remembered); the fingerprint
+    names the OCR tools, so after installing them the remembered corpus is not recalled."""
+    needs_tesseract()
+    path = str(Path(ocr.tools()[0]).parent)
+    (seeds / "survey.pdf").unlink()
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "manifest.json").write_text("{}")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    without = load_corpus(seeds)
+    current = {**corpus_cache.fingerprint(seeds, formats.DEFAULT_MAX_BYTES), "racy": False}
+    assert current["ocr"] is None and without.skipped == ()
+    assert corpus_cache.remember(index, current, without)
+    assert corpus_cache.recall(index, {**corpus_cache.fingerprint(seeds, formats.DEFAULT_MAX_BYTES), "racy": False}) is not None
+    monkeypatch.setenv("PATH", path)  # installed
+    installed = {**corpus_cache.fingerprint(seeds, formats.DEFAULT_MAX_BYTES), "racy": False}
+    assert installed["ocr"].startswith("tesseract ")
+    assert corpus_cache.recall(index, installed) is None  # not the corpus read without OCR
+    assert corpus_cache.reusable(index, installed) == {}  # nor any of its documents file by file
+
+
 def test_ocr_past_the_time_budget_is_skipped_naming_the_limit_and_tried_again(seeds):
     needs_tesseract()
     (seeds / "market.pdf").unlink()
