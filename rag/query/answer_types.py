@@ -22,8 +22,17 @@ _TYPE_RULES: tuple[tuple[re.Pattern, AnswerType], ...] = (
 )
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
 _DATE = re.compile(rf"\b(1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b[Cc]entur(y|ies)\b|\b[Dd]ecades?\b|\b({_MONTHS})\b")
-_NUMBER_WORDS = r"one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|millions?|billions?|half|several|few"
+# Every English cardinal is built from these words ("ninety-five", "two hundred"), spelled out as often as in
+# digits in prose ("the module takes roughly ninety minutes").
+_NUMBER_WORDS = (
+    r"zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen"
+    r"|seventeen|eighteen|nineteen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+    r"|dozens?|hundreds?|thousands?|millions?|billions?|trillions?|half|several|few|once|twice"
+)
 _NUMBER = re.compile(rf"\d|\b({_NUMBER_WORDS})\b", re.I)
+_HOW_LONG = re.compile(r"^\s*how long\b", re.I)
+# "How long ...?" is answered by a duration, with or without a number: "an hour", "a fortnight", "for decades".
+_DURATION = re.compile(r"\b(seconds?|minutes?|hours?|days?|weeks?|fortnights?|months?|years?|decades?|centur(y|ies)|overnight)\b", re.I)
 _CAPITALISED = re.compile(r"\b[A-Z][\w’'-]+")
 _WHO = re.compile(r"\s*(who|whom|whose)\b", re.I)
 
@@ -55,5 +64,5 @@ def type_met(kind: AnswerType | None, sentence: str, question: str) -> bool:
     if kind == "date":
         return bool(_DATE.search(sentence))
     if kind == "number":
-        return bool(_NUMBER.search(sentence))
+        return bool(_NUMBER.search(sentence)) or bool(_HOW_LONG.match(question) and _DURATION.search(sentence))
     return bool(names_outside(sentence, question))

@@ -41,6 +41,13 @@ def test_type_met_needs_a_date_a_number_or_a_new_name():
     assert answer_types.type_met("number", "Thousands of communists were slaughtered.", "How many were killed?")
     assert answer_types.type_met("number", "After six years of the uprising.", "How many years?")
     assert not answer_types.type_met("number", "The rebels are united by a goal.", "How many rebels?")
+    # spelled-out cardinals past twelve, and a duration without a number for "how long"
+    q = "How long is the security training module?"
+    assert answer_types.type_met("number", "It ends with the security training module, which takes roughly ninety minutes.", q)
+    assert answer_types.type_met("number", "Forty-two delegates attended.", "How many delegates attended?")
+    assert answer_types.type_met("number", "The module takes an hour.", q)
+    assert not answer_types.type_met("number", "The module takes an hour.", "How many modules are there?")
+    assert not answer_types.type_met("number", "The module is taught by the security team.", q)
     assert answer_types.type_met("place", "He came from Argentina to lead it.", "Which country did he come from?")
     assert not answer_types.type_met("place", "Moreno revised the theory.", "Which country did Moreno come from?")  # only the question's own name
     assert answer_types.type_met(None, "anything", "Why?")
