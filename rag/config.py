@@ -73,6 +73,13 @@ class Settings(BaseSettings):
     encoder: Literal["auto", "onnx", "torch"] = Field(
         "auto", description="Query encoder: 'onnx' (fast path, default model only), 'torch' (sentence-transformers) or 'auto'."
     )
+    build_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "fp32",
+        description="Precision index builds embed in: 'fp32' (the ONNX export checked against sentence-transformers), 'bf16' "
+        "(opt-in: torch autocast on the CPU's bfloat16 units, about twice as fast on a CPU with AMX or AVX-512 BF16, vectors at "
+        "cosine >= 0.9999 to fp32; it misses the retrieval gate by one near tie, tests/eval/test_build_precision_gate.py) or "
+        "'auto' (bf16 when the CPU has AVX-512 BF16 or AMX, else fp32). Part of the index fingerprint: changing it rebuilds.",
+    )
     query_precision: Literal["fp32", "int8"] = Field(
         "int8",
         description="Precision of the ONNX query model: 'int8' (8-bit weight MatMuls with block-wise int8 compute, ~1.4x faster, "

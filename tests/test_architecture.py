@@ -72,7 +72,8 @@ def test_every_index_setting_makes_the_index_stale(tiny, encoders):
     settings = settings_for(seeds, root / "index-stale")
     build(settings, encoders)
     documents = list(load_corpus(seeds).documents)
-    for change in ({"index_type": "hnsw"}, {"exact_search_max": 10}, {"max_passage_tokens": 120}, {"min_passage_chars": 100}):
+    for change in ({"index_type": "hnsw"}, {"exact_search_max": 10}, {"max_passage_tokens": 120}, {"min_passage_chars": 100},
+                   {"build_precision": "bf16"}):
         changed = settings.model_copy(update=change)
         with pytest.raises(IndexStale):
             load_index(settings.index_dir, IndexConfig.of(changed, documents, encoders.spec).fingerprint())

@@ -1,11 +1,25 @@
-"""The encoder that builds indexes: the verified fp32 ONNX export, length-bucketed, with a progress bar.
+"""The encoders that build indexes: bf16 torch on CPUs with bfloat16 units, else the verified fp32 ONNX export;
+both length-bucketed, with a progress bar.
 
 Index builds embed every passage and every sentence of the corpus. sentence-transformers does that
-in torch with batches in input order (padding each batch to its longest text); this module does it
-with the fp32 ONNX export that rag.encoding.torch_encoder already verifies against sentence-transformers
-(cosine >= 0.999; about 0.999999 in practice, tests/test_build_encoder.py), sorting texts by token
-length so batches carry little padding. Builds stay fp32 on purpose: the int8 query variant is gated
-on retrieval quality for questions, not for the stored passage vectors.
+in torch with batches in input order (padding each batch to its longest text); this module sorts texts by
+token length so batches carry little padding, and runs them in one of two precisions (`RAG_BUILD_PRECISION`,
+resolved by `resolve_build_precision`, recorded in the index fingerprint):
+
+* `fp32`: the fp32 ONNX export that rag.encoding.torch_encoder verifies against sentence-transformers
+  (cosine >= 0.999; about 0.999999 in practice, tests/encoding/test_build_encoder.py);
+* `bf16` (`Bf16BuildEncoder`, opt-in; `auto` picks it where the CPU has AVX-512 BF16 or AMX): the
+  sentence-transformers model under torch's CPU autocast, whose matrix products run in bfloat16 on oneDNN's
+  kernels with fp32 accumulation. Here (a Xeon with AMX) that embeds python3-doc passages 2.3x and sentences
+  1.8x faster than the fp32 export, at cosine >= 0.99994 to it; larger batches (4,096 padded word pieces)
+  feed the wide units. It is not the default because it misses the retrieval gate the int8 query model
+  passed (eval/encoder_gate.py's `compare_encoders` over a bf16 and an fp32 build,
+  tests/eval/test_build_precision_gate.py): one near tie on the test split moves from rank 2 to 3 in
+  dense mode. Only the FFN (or every linear layer but the last) in bf16 keeps half the error and a
+  fifth to a half of the gain, so only the whole model under autocast is offered. Stored vectors are float16
+  either way (rag.index.ann). A bf16 vector depends slightly on its batch (padding width,
+  kernel blocking): an index updated around one document is then not bit for bit a build from nothing, but
+  equal to what `rag index` writes over the served index, which reuses every unchanged vector.
 
 It also owns the two costs around the forward pass of a build:
 
@@ -74,10 +88,88 @@ class OnnxBuildEncoder(Encoder):
             return self._encoder.encode_bucketed(texts, on_batch=bar.update, max_batch=batch_size)
 
 
-def build_encoder(encoder_setting: str, spec, encoder_dir: Path, reference) -> Encoder:
-    """The encoder an index build should use: the fp32 ONNX export for the packaged default model (unless
+BF16_MAX_TOKENS = 4096  # padded word pieces per bf16 batch (512: 28 passages/s, 2,048: 38, 4,096: 43 here)
+BF16_MAX_BATCH = 256
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (AVX-512 BF16 or AMX), read from /proc/cpuinfo (Linux; False
+    elsewhere, where bf16 would be emulated and slower than fp32)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    return False
+
+
+def resolve_build_precision(setting: str, device: str = "cpu") -> str:
+    """"bf16" or "fp32": what RAG_BUILD_PRECISION means on this machine ('auto': bf16 on a CPU that has it)."""
+    if setting == "auto":
+        return "bf16" if device == "cpu" and cpu_has_bf16() else "fp32"
+    return setting
+
+
+class Bf16BuildEncoder(Encoder):
+    """The build encoder in bfloat16: the reference sentence-transformers model under torch's CPU autocast,
+    length-bucketed; rows renormalised in float32. `count_tokens` is the same count as the fp32 builder's, so the
+    chunker cuts the same passages in either precision."""
+
+    kind = "torch"
+    precision = "bf16"
+
+    def __init__(self, reference, max_tokens: int = BF16_MAX_TOKENS):
+        self.reference = reference
+        self.spec = reference.spec
+        self.dimension = reference.dimension
+        self.max_seq_length = reference.max_seq_length
+        self.max_tokens = max_tokens
+        tokenizer_file = Path(self.spec.local_dir) / "tokenizer.json" if self.spec.local_dir else None
+        if tokenizer_file is not None and tokenizer_file.exists():  # the Rust tokenizer: the fp32 builder's count, faster
+            counter = Tokenizer.from_file(str(tokenizer_file))
+            counter.no_padding()
+            counter.no_truncation()
+            self.count_tokens = lru_cache(maxsize=1 << 18)(lambda text: len(counter.encode(text, add_special_tokens=False).ids))
+        else:
+            self.count_tokens = lru_cache(maxsize=1 << 18)(reference.count_tokens)
+
+    def encode(self, texts: Sequence[str], progress: bool = False, batch_size: int = BF16_MAX_BATCH, desc: str = "texts") -> np.ndarray:
+        import torch
+
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        if not texts:
+            return out
+        model = self.reference.model
+        prepare = getattr(model, "preprocess", None) or model.tokenize
+        limit = self.max_seq_length
+        widths = [min(self.count_tokens(t) + 2, limit) for t in texts]  # [CLS], [SEP]; cut at the window as the model cuts
+        order = sorted(range(len(texts)), key=lambda i: -widths[i])
+        with progress_bar(total=len(texts), desc=f"embedding {desc}", unit=desc.rstrip("s") or "text", enabled=progress) as bar, \
+                torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+            start = 0
+            while start < len(order):
+                size = max(1, min(batch_size, self.max_tokens // max(widths[order[start]], 1), len(order) - start))
+                rows = order[start:start + size]
+                features = {k: v.to(model.device) if hasattr(v, "to") else v for k, v in prepare([texts[i] for i in rows]).items()}
+                vectors = model(features)["sentence_embedding"].float().cpu().numpy()
+                out[rows] = vectors
+                start += size
+                bar.update(len(rows))
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(norms, 1e-12)
+
+
+def build_encoder(encoder_setting: str, spec, encoder_dir: Path, reference, precision: str = "fp32") -> Encoder:
+    """The encoder an index build should use. `precision` "bf16" (resolve_build_precision): `Bf16BuildEncoder` over
+    the reference model, for any model. "fp32": the fp32 ONNX export for the packaged default model (unless
     RAG_ENCODER=torch, or the export cannot be made and RAG_ENCODER=auto), sentence-transformers otherwise.
     `reference` is a function returning the sentence-transformers encoder (loaded only when needed)."""
+    if precision == "bf16":
+        return Bf16BuildEncoder(reference())
     if encoder_setting != "torch" and is_default_model(spec):
         try:
             return OnnxBuildEncoder(spec, ensure_onnx(encoder_dir, spec, reference))

@@ -4,8 +4,9 @@
 to share a loaded model across services). It loads each encoder on first use:
 
 - `reference()`: sentence-transformers (rag.encoding.torch_encoder), the yardstick;
-- `builder()`: what builds indexes: the verified fp32 ONNX export,
-  length-bucketed (rag.encoding.build_encoder), for the packaged model; else the reference;
+- `builder(precision)`: what builds indexes (rag.encoding.build_encoder), length-bucketed: in "bf16" (the
+  default on a CPU with bfloat16 units, `build_precision`) the reference model under torch's CPU autocast; in
+  "fp32" the verified ONNX export for the packaged model, else the reference;
 - `query()`: what embeds questions. For the packaged default model that is the
   verified ONNX export run by onnxruntime (rag.encoding.onnx_encoder), in the precision
   set by `query_precision` (int8 by default: rag.encoding.quantize, gated on retrieval
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from rag.encoding.base import Encoder
 from rag.encoding.batching import BatchingEncoder
-from rag.encoding.build_encoder import build_encoder
+from rag.encoding.build_encoder import build_encoder, resolve_build_precision
 from rag.encoding.model import ModelSpec, is_default_model
 from rag.encoding.onnx_encoder import ONNX_CHECK_TEXTS, OnnxQueryEncoder, ensure_onnx
 from rag.encoding.quantize import ensure_quantized
@@ -39,9 +40,11 @@ class Encoders:
     """Loads, once each and on first use, the encoders for one model (thread-safe)."""
 
     def __init__(
-        self, spec: ModelSpec, encoder: str = "auto", encoder_dir: Path | None = None, device: str = "cpu", precision: str = "int8"
+        self, spec: ModelSpec, encoder: str = "auto", encoder_dir: Path | None = None, device: str = "cpu", precision: str = "int8",
+        build_precision: str = "fp32",
     ):
         self.spec = spec
+        self.build_precision = resolve_build_precision(build_precision, device)  # "bf16" or "fp32"
         self.encoder_setting = encoder
         self.encoder_dir = Path(encoder_dir) if encoder_dir else None
         self.device = device
@@ -50,27 +53,28 @@ class Encoders:
         self._query_lock = threading.Lock()
         self._builder_lock = threading.Lock()
         self._reference: SentenceTransformerEncoder | None = None
-        self._builder = None
+        self._builders: dict[str, Encoder] = {}
         self._query = None
 
     @classmethod
     def from_settings(cls, settings, spec: ModelSpec) -> "Encoders":
-        return cls(spec, settings.encoder, settings.encoder_dir, settings.device, settings.query_precision)
+        return cls(spec, settings.encoder, settings.encoder_dir, settings.device, settings.query_precision, settings.build_precision)
 
     def with_query_encoder(self, encoder: str, precision: str | None = None) -> "Encoders":
         """A provider for the same model with another query encoder choice, sharing the loaded reference encoder."""
-        other = Encoders(self.spec, encoder, self.encoder_dir, self.device, precision or self.precision)
+        other = Encoders(self.spec, encoder, self.encoder_dir, self.device, precision or self.precision, self.build_precision)
         other._reference = self._reference
-        other._builder = self._builder
+        other._builders = self._builders
         return other
 
-    def builder(self) -> Encoder:
-        """The encoder that builds indexes (rag.encoding.build_encoder): the fp32 ONNX export, length-bucketed, for the
-        default model; sentence-transformers otherwise."""
+    def builder(self, precision: str | None = None) -> Encoder:
+        """The encoder that builds indexes in `precision` ("bf16" or "fp32"; None: this provider's `build_precision`),
+        rag.encoding.build_encoder: an index is built in the precision its configuration names (IndexConfig)."""
+        precision = precision or self.build_precision
         with self._builder_lock:
-            if self._builder is None:
-                self._builder = build_encoder(self.encoder_setting, self.spec, self.encoder_dir, self.reference)
-            return self._builder
+            if precision not in self._builders:
+                self._builders[precision] = build_encoder(self.encoder_setting, self.spec, self.encoder_dir, self.reference, precision)
+            return self._builders[precision]
 
     def reference(self) -> SentenceTransformerEncoder:
         """The sentence-transformers encoder (builds indexes)."""

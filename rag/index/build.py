@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.index.ann import ann_fingerprint, make_faiss_index
-from rag.encoding.build_encoder import progress_bar
+from rag.encoding.build_encoder import progress_bar, resolve_build_precision
 from rag.corpus.chunking import ChunkerParams, chunk_corpus, chunk_document
 from rag.config import Settings
 from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, log_skipped
@@ -68,13 +68,15 @@ class IndexConfig:
     vector_store: str = "faiss"  # "faiss" | "qdrant" (rag.index.vector_store)
     store_uri: str | None = None  # where the engine is (not in the fingerprint: replicas may reach one cluster by other names)
     collection: str = "rag_passages"
+    build_precision: str = "fp32"  # "fp32" | "bf16": what the vectors were embedded in (rag.encoding.build_encoder)
 
     @classmethod
     def of(cls, settings: Settings, documents: list[Document], model: ModelSpec) -> "IndexConfig":
         chunker = ChunkerParams(max_tokens=settings.max_passage_tokens, min_chars=settings.min_passage_chars)
         uri = settings.vector_store_uri or str(settings.index_dir / "qdrant")
         return cls(model, chunker, corpus_hash(documents), settings.index_type, settings.exact_search_max,
-                   settings.vector_store, uri, settings.vector_store_collection)
+                   settings.vector_store, uri, settings.vector_store_collection,
+                   resolve_build_precision(settings.build_precision, settings.device))
 
     @property
     def engine(self) -> bool:
@@ -82,6 +84,7 @@ class IndexConfig:
 
     def fingerprint(self) -> dict:
         store = {"store": {"kind": self.vector_store, "collection": self.collection}} if self.engine else {}  # faiss: as before the seam
+        precision = {"build_precision": self.build_precision} if self.build_precision != "fp32" else {}  # fp32: as before bf16
         return {
             "format_version": FORMAT_VERSION,
             "model": self.model.as_dict(),
@@ -91,6 +94,7 @@ class IndexConfig:
             "lexical": lexical_fingerprint(),
             "corpus_sha256": self.corpus_sha256,
             **store,
+            **precision,
         }
 
 
@@ -190,12 +194,12 @@ def load_or_build(
             if not force and can_update(previous, config):
                 if store.sentences_intact(previous.index):
                     try:
-                        return update_index(settings.index_dir, documents, config, encoders.builder(), previous), True
+                        return update_index(settings.index_dir, documents, config, encoders.builder(config.build_precision), previous), True
                     except CannotUpdate as exc:
                         log.info("building from nothing: %s", exc)
                 else:
                     log.warning("the served index %s changed on disk: building from nothing", previous.index.id)
-            build_index(settings.index_dir, documents, config, encoders.builder(), progress=progress)
+            build_index(settings.index_dir, documents, config, encoders.builder(config.build_precision), progress=progress)
         except OSError as exc:  # disk full, read-only, permissions: the previous index is untouched
             raise IndexProblem(f"cannot write the index to {settings.index_dir}: {exc.strerror or exc}") from exc
         finally:
@@ -300,7 +304,7 @@ class CannotUpdate(Exception):
     """`update_index` cannot reuse the served index (its FAISS index cannot give its vectors back): build instead."""
 
 
-UPDATE_KEYS = ("format_version", "model", "chunker", "embedding_text")  # what must match for passages and vectors to be reused
+UPDATE_KEYS = ("format_version", "model", "chunker", "embedding_text", "build_precision")  # what must match for passages and vectors to be reused
 
 
 def can_update(previous: Previous | None, config: IndexConfig) -> bool:
@@ -309,7 +313,7 @@ def can_update(previous: Previous | None, config: IndexConfig) -> bool:
     if previous is None or config.engine or in_engine(previous.index.manifest) or previous.index.vectors is None:
         return False
     fingerprint, manifest = config.fingerprint(), previous.index.manifest
-    return all(manifest.get(key) == fingerprint[key] for key in UPDATE_KEYS)
+    return all(manifest.get(key) == fingerprint.get(key) for key in UPDATE_KEYS)
 
 
 def update_index(index_dir: Path, documents: list[Document], config: IndexConfig, encoder, previous: Previous) -> LoadedIndex:
@@ -509,12 +513,13 @@ def _embed_reusing(texts: list[str], encoder, reusable: dict[str, np.ndarray], p
 
 
 def _previous_index(index_dir: Path, config: IndexConfig) -> LoadedIndex | None:
-    """The current index if it is intact and made by the same model (its vectors can be reused)."""
+    """The current index if it is intact and made by the same model in the same precision (its vectors can be reused)."""
     try:
         old = load_current(index_dir, None, config)
     except IndexProblem:
         return None
-    return old if old.manifest.get("model") == config.model.as_dict() and old.vectors is not None else None
+    same_make = old.manifest.get("model") == config.model.as_dict() and old.manifest.get("build_precision") == config.fingerprint().get("build_precision")
+    return old if same_make and old.vectors is not None else None
 
 
 def _old_passage_vectors(old: LoadedIndex | None, chunk: int = 100_000) -> dict[str, np.ndarray]:

@@ -341,6 +341,7 @@ def stale_reasons(manifest: dict, expected: dict) -> list[str]:
         "ann": "the index type or its parameters",
         "lexical": "the lexical (BM25) parameters",
         "store": "the vector store (RAG_VECTOR_STORE or its collection)",
+        "build_precision": "the precision passages are embedded in (RAG_BUILD_PRECISION)",
     }
     reasons = [f"{label} changed" for key, label in labels.items() if manifest.get(key) != expected.get(key)]
     unknown = sorted(set(expected) - set(labels) - {"format_version"})
