@@ -224,7 +224,7 @@ class Service:
     @classmethod
     def open(cls, settings: Settings, encoders: Encoders | None = None) -> "Service":
         """Load the index (building it first if missing or stale and `auto_build` allows) and serve it."""
-        model = resolve_model(settings.model)
+        model = resolve_model(settings.model, settings.encoder_dir)
         encoders = encoders or Encoders.from_settings(settings, model)
         return cls(settings, model, encoders, _open_snapshot(settings, model, encoders))
 

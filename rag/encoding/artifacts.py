@@ -7,6 +7,10 @@ sha256, the source export's sha256 and recipe, ...), its own sha256, and the che
 otherwise it makes the file again (`make`), runs `verify` on it (which returns the figure or raises
 `ModelError`; a file that fails is deleted), and writes the sidecar last, atomically. A half-written,
 edited or outdated file is therefore never used: at worst it is made again.
+
+The file's hash is checked at every start, remembered in the folder's `sha256.json` keyed on the file's whole
+stat (`artifact_sha256`, rag.encoding.model.file_sha256): a file written since (its ctime changes) or replaced
+(its inode) is hashed again, so an edit is still caught without re-reading ~220 MB each time.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from rag.encoding.model import file_sha256
+from rag.encoding.model import MEMO_FILE, file_sha256
 from rag.files import write_atomic
 
 
@@ -23,11 +27,17 @@ def sidecar(path: Path) -> Path:
     return Path(path).with_name(Path(path).name + ".json")
 
 
+def artifact_sha256(path: Path) -> str:
+    """The sha256 of an artifact (or of the export it was made from), remembered in its folder's memo."""
+    path = Path(path)
+    return file_sha256(path, path.parent / MEMO_FILE)
+
+
 def is_current(path: Path, identity: Mapping) -> bool:
     """Whether `path` exists, its sidecar records `identity`, and the file still has the hash recorded."""
     try:
         meta = json.loads(sidecar(path).read_text())
-        return all(meta[k] == v for k, v in identity.items()) and meta["sha256"] == file_sha256(Path(path))
+        return all(meta[k] == v for k, v in identity.items()) and meta["sha256"] == artifact_sha256(path)
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
@@ -45,5 +55,5 @@ def ensure_artifact(path: Path, identity: Mapping, make: Callable[[Path], None],
     except BaseException:
         path.unlink(missing_ok=True)
         raise
-    write_atomic(sidecar(path), json.dumps({**identity, "sha256": file_sha256(path), "min_cosine": figure}))
+    write_atomic(sidecar(path), json.dumps({**identity, "sha256": artifact_sha256(path), "min_cosine": figure}))
     return path

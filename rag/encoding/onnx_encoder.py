@@ -45,9 +45,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from rag.encoding.artifacts import ensure_artifact
+from rag.encoding.artifacts import artifact_sha256, ensure_artifact
 from rag.encoding.base import Encoder, QuestionEmbedding
-from rag.encoding.model import ModelSpec, file_sha256
+from rag.encoding.model import ModelSpec
 from rag.errors import ModelError
 from rag.files import atomic_path
 
@@ -266,7 +266,7 @@ def ensure_token_output(onnx_path: Path) -> Path:
         save_model_atomic(model, out)
 
     target = onnx_path.with_name(f"{onnx_path.stem}.tokens.onnx")
-    identity = {"source_sha256": file_sha256(onnx_path), "recipe": TOKEN_OUTPUT_RECIPE}
+    identity = {"source_sha256": artifact_sha256(onnx_path), "recipe": TOKEN_OUTPUT_RECIPE}
     return ensure_artifact(target, identity, make, lambda out: 1.0)
 
 

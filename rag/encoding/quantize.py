@@ -21,8 +21,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from rag.encoding.artifacts import ensure_artifact
-from rag.encoding.model import file_sha256
+from rag.encoding.artifacts import artifact_sha256, ensure_artifact
 from rag.encoding.onnx_encoder import OnnxEncoder, save_model_atomic
 from rag.errors import ModelError
 from rag.files import atomic_path
@@ -159,6 +158,6 @@ def ensure_quantized(fp32_path: Path, precision: str, check: Sequence[str], toke
             raise ModelError(f"the {precision} query model disagrees with the fp32 export (cosine {worst:.4f}); not using it")
         return worst
 
-    identity = {"source_sha256": file_sha256(Path(fp32_path)), "recipe": INT8_RECIPE}
+    identity = {"source_sha256": artifact_sha256(Path(fp32_path)), "recipe": INT8_RECIPE}
     make = lambda out: quantize_blockwise_int8(fp32_path, out, block_size=INT8_RECIPE["block_size"])  # noqa: E731
     return ensure_artifact(quantized_path(fp32_path, precision), identity, make, verify)

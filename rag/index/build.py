@@ -127,7 +127,7 @@ def build(settings: Settings, encoders: Encoders | None = None, force: bool = Fa
     started = time.perf_counter()
     corpus = read_corpus(settings)
     documents = list(corpus.documents)
-    model = resolve_model(settings.model)
+    model = resolve_model(settings.model, settings.encoder_dir)
     encoders = encoders or Encoders.from_settings(settings, model)
     config = IndexConfig.of(settings, documents, model)
     loaded, built = load_or_build(settings, documents, config, encoders, may_build=True, force=force, progress=progress)
