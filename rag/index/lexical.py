@@ -1,10 +1,13 @@
 """Lexical retrieval: BM25 over passages, with English stemming and stop words.
 
-Built from the passages at load time (bm25s indexes thousands of passages in
-milliseconds), so the index on disk holds no second, derived copy that could
-drift from the passages. What is indexed is the passage under its title and
-section (rag.corpus.passage_text.heading_text). English stop words and question words are
-dropped; terms are Snowball-stemmed.
+Built from the passages at load time, so the index on disk holds no second, derived copy that could drift
+from the passages. What is indexed is the passage under its title and section
+(rag.corpus.passage_text.heading_text). English stop words and question words are dropped; terms are
+Snowball-stemmed. The scores are bm25s's (Lucene's variant, its defaults), computed here with numpy
+(`bm25_from_ids`) from tokens made as `bm25s.tokenize` makes them (`tokens`), bit for bit what bm25s
+builds itself (tests/index/test_incremental.py, tests/index/test_store_mmap.py). bm25s itself is imported
+only for the rare shapes `bm25_from_ids` hands to it (nothing to index): importing it loads scipy.sparse,
+about a third of a second of every cold start, and an up-to-date index never needs it.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ import re
 import sys
 import threading
 
-import bm25s
 import numpy as np
 import Stemmer
-from bm25s.stopwords import STOPWORDS_EN
 
-logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
-
+# bm25s.stopwords.STOPWORDS_EN (bm25s 0.2), spelled out so that the lexical index does not import bm25s (and
+# scipy with it) to start; tests/index/test_store_mmap.py holds it equal to bm25s's list.
+STOPWORDS_EN = (
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it", "no", "not", "of",
+    "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this", "to", "was", "will", "with",
+)
 
 # Words that shape a question but never name its subject: as query terms they only
 # pull in passages that happen to ask a question themselves ("Why was ...").
@@ -40,10 +45,30 @@ def lexical_fingerprint() -> dict:
     return {"stemmer": STEMMER, "stopwords_sha256": words, "question_words": list(QUESTION_WORDS), "bm25": BM25}
 
 
-def tokens(texts: list[str]) -> list[list[str]]:
-    """Each text's terms in order, repeats kept, exactly as bm25s indexes and queries them (lower case, its token
-    pattern, stop words dropped, Snowball-stemmed): what an engine store turns into BM25 sparse vectors."""
-    return bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=Stemmer.Stemmer(STEMMER), show_progress=False, return_ids=False)
+def tokens(texts: list[str], stemmer: "Stemmer.Stemmer | None" = None) -> list[list[str]]:
+    """Each text's terms in order, repeats kept, exactly as `bm25s.tokenize(texts, stopwords=STOPWORDS,
+    stemmer=..., return_ids=False)` makes them (lower case, its token pattern, stop words dropped, then each
+    distinct word Snowball-stemmed once): what BM25 indexes and queries, and what an engine store turns into
+    sparse vectors."""
+    split = TOKEN.findall
+    words = [[w for w in split(text.lower()) if w not in STOPWORD_SET] for text in texts]
+    distinct = list(dict.fromkeys(w for text_words in words for w in text_words))
+    stems = dict(zip(distinct, (stemmer or Stemmer.Stemmer(STEMMER)).stemWords(distinct)))
+    return [[stems[w] for w in text_words] for text_words in words]
+
+
+class Scores:
+    """A BM25 index as bm25s keeps it (`scores`: the per-term scores as CSC data, indices, indptr, num_docs;
+    `vocab_dict`: term -> column), without bm25s."""
+
+    def __init__(self, scores: dict, vocab_dict: dict[str, int]):
+        self.scores = scores
+        self.vocab_dict = vocab_dict
+
+    def get_tokens_ids(self, query_tokens: list[str]) -> list[int]:
+        """The columns of the query's terms, in order, those not in the vocabulary left out (as bm25s)."""
+        vocab = self.vocab_dict
+        return [vocab[t] for t in query_tokens if t in vocab]
 
 
 class LexicalIndex:
@@ -67,12 +92,13 @@ class LexicalIndex:
             if keys is not None and previous is not None and previous._tokens:
                 self._index_reusing(texts, keys, previous)
             else:
-                tokenized = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=self._stemmer, show_progress=False)
+                vocab: dict[str, int] = {}
+                ids = [np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int32, count=len(words))
+                       for words in tokens(texts, self._stemmer)]
                 if keys is not None:
-                    self._vocab = dict(tokenized.vocab)
-                    self._tokens = {key: np.asarray(ids, dtype=np.int32) for key, ids in zip(keys, tokenized.ids)}
-                self._bm25 = bm25s.BM25(**BM25)
-                self._bm25.index(tokenized, show_progress=False)
+                    self._vocab = vocab
+                    self._tokens = dict(zip(keys, ids))
+                self._bm25 = bm25_from_ids(ids, vocab)
         self._known: dict[str, tuple[str, ...]] = {}  # passage text -> its terms
         if passage_texts is not None:
             kept = previous._known if previous is not None else {}
@@ -115,9 +141,9 @@ class LexicalIndex:
 
     def scores(self, question: str) -> np.ndarray:
         """BM25 score of every passage for `question` (zeros when it shares no term)."""
-        terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=self._thread_stemmer(), show_progress=False, return_ids=False)[0]
+        terms = tokens([question], self._thread_stemmer())[0]
         scores = np.zeros(self.size, dtype=np.float32)
-        index = self._bm25.scores  # bm25s's precomputed per-term scores, CSC: data, indices, indptr
+        index = self._bm25.scores  # the precomputed per-term scores, CSC: data, indices, indptr
         for term in self._bm25.get_tokens_ids(terms):
             start, end = index["indptr"][term], index["indptr"][term + 1]
             # what bm25s.get_scores does with np.add.at, as a plain indexed add (a document appears once per
@@ -132,7 +158,10 @@ def bm25_from_ids(token_ids: list[np.ndarray], vocab: dict[str, int]):
     tests/index/test_incremental.py), in a few numpy passes instead of bm25s's loop over every text. Lucene BM25:
     idf = log(1 + (N - df + 0.5) / (df + 0.5)), score = idf * tf / (k1 * (1 - b + b * dl / avgdl) + tf)."""
     if BM25["method"] != "lucene" or not token_ids or not any(len(t) for t in token_ids):
-        bm25 = bm25s.BM25(**BM25)  # the rare shapes (nothing to index) as bm25s handles them
+        import bm25s  # the rare shapes (nothing to index) as bm25s handles them; it loads scipy.sparse
+
+        logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+        bm25 = bm25s.BM25(**BM25)
         bm25.index(([t.tolist() for t in token_ids], dict(vocab)), show_progress=False)
         return bm25
     k1, b = BM25["k1"], BM25["b"]
@@ -152,9 +181,6 @@ def bm25_from_ids(token_ids: list[np.ndarray], vocab: dict[str, int]):
     data = (idf[cols] * (tf / (norm[rows] + tf))).astype(np.float32)
     indptr = np.zeros(n_vocab + 1, dtype=np.int64)
     np.cumsum(frequencies, out=indptr[1:])
-    bm25 = bm25s.BM25(**BM25)
-    bm25.scores = {"data": data, "indices": rows.astype(np.int32), "indptr": indptr, "num_docs": n_docs}
-    bm25.vocab_dict = dict(vocab)
-    bm25.vocab_dict.setdefault("", max(vocab.values()) + 1)  # as bm25s.index adds it
-    bm25.unique_token_ids_set = set(bm25.vocab_dict.values())
-    return bm25
+    vocab_dict = dict(vocab)
+    vocab_dict.setdefault("", max(vocab.values()) + 1)  # as bm25s.index adds it
+    return Scores({"data": data, "indices": rows.astype(np.int32), "indptr": indptr, "num_docs": n_docs}, vocab_dict)

@@ -142,6 +142,24 @@ def test_terms_are_exactly_what_bm25s_tokenize_makes(tiny):
         assert lexical.terms(text) == expected, text
 
 
+def test_the_stop_words_and_tokens_are_bm25s_own(tiny):
+    """rag.index.lexical spells out bm25s's English stop words and tokenizes without bm25s (which would load
+    scipy at every start): both equal bm25s's, on every sentence of the index and on awkward text."""
+    import bm25s
+    from bm25s.stopwords import STOPWORDS_EN
+
+    from rag.index.lexical import STEMMER, STOPWORDS, tokens
+    from rag.index import lexical
+
+    assert lexical.STOPWORDS_EN == tuple(STOPWORDS_EN)
+    texts = [p.text[s - p.start : e - p.start] for p in tiny[0].snapshot.passages for s, e in p.sentences]
+    texts += ["", "Why did how what", "ÉCOLE Straße naïve café’s 1917 x y zz", "The Mensheviks' feudal-economy ... theses!",
+              "revolution revolutions revolutionary Revolution"]
+    expected = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=Stemmer.Stemmer(STEMMER), show_progress=False, return_ids=False)
+    assert tokens(texts) == expected
+    assert [tokens([t])[0] for t in texts] == expected
+
+
 def test_bm25_scores_equal_bm25s_own(tiny):
     import bm25s
 
