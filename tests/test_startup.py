@@ -61,3 +61,33 @@ def test_a_fresh_process_builds_then_answers_without_scipy(tmp_path):
     assert len(json.loads("\n".join(answer))["passages"]) == 2
     memo = json.loads((PROJECT_ROOT / "index" / "encoders" / "sha256.json").read_text())
     assert any(name.endswith("model.safetensors") for name in memo)
+
+
+def test_bm25_made_in_one_pass_is_bm25s_own():
+    """LexicalIndex tokenizes a passage once for its BM25 text (heading line + passage) and for its own terms:
+    the scores and terms are bm25s's, text by text, also where lower case depends on context (a final sigma, a
+    dotted capital I), for an empty passage, and for texts that are not their passage under a heading."""
+    import bm25s
+    import numpy as np
+    import Stemmer
+
+    from rag.index.lexical import BM25, STEMMER, STOPWORDS, LexicalIndex
+    from tests.reliability_support import article_paragraphs
+
+    paragraphs = article_paragraphs()[:30]
+    texts = paragraphs + ["ΟΔΥΣΣΕΥΣ ΣΟΦΟΣ λόγος", "", "İSTANBUL the of Straße", "zebras zebra", "a different text"]
+    heads = [f"Permanent Revolution. Section {i % 4}.\n{t}" for i, t in enumerate(paragraphs)]
+    heads += ["ΣΟΦΟΣ ΛΟΓΟΣ.\nΟΔΥΣΣΕΥΣ ΣΟΦΟΣ λόγος", "Title.\n", "İstanbul. Straße.\nİSTANBUL the of Straße", "Zebras.zebras zebra",
+              "no heading line here"]
+    stemmer = Stemmer.Stemmer(STEMMER)
+    reference = bm25s.BM25(**BM25)
+    reference.index(bm25s.tokenize(heads, stopwords=STOPWORDS, stemmer=stemmer, show_progress=False), show_progress=False)
+    for keys in (None, list(range(len(heads)))):
+        ours = LexicalIndex(heads, keys=keys, passage_texts=texts)
+        for text in texts:
+            expected = set(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0])
+            assert ours.terms(text) == expected, text
+        for question in ("What did Trotsky say of the bourgeoisie?", "σοφος λογος οδυσσευς", "istanbul strasse", "zebra", "the of"):
+            terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0]
+            expected = np.asarray(reference.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(heads), np.float32)
+            np.testing.assert_array_equal(ours.scores(question), expected)

@@ -88,24 +88,68 @@ class LexicalIndex:
         self._tokens: dict = {}  # key -> token numbers (into self._vocab), in order, repeats kept
         self._vocab: dict[str, int] = {}
         self.reused = 0  # texts whose tokens came from `previous`
+        known: dict[str, tuple[str, ...]] = {}  # passage text -> its terms, when the fresh tokenizing made them
         if index:
             if keys is not None and previous is not None and previous._tokens:
                 self._index_reusing(texts, keys, previous)
             else:
-                vocab: dict[str, int] = {}
-                ids = [np.fromiter((vocab.setdefault(w, len(vocab)) for w in words), dtype=np.int32, count=len(words))
-                       for words in tokens(texts, self._stemmer)]
+                ids, vocab, known = self._tokenize_fresh(texts, passage_texts if previous is None else None)
                 if keys is not None:
                     self._vocab = vocab
                     self._tokens = dict(zip(keys, ids))
                 self._bm25 = bm25_from_ids(ids, vocab)
         self._known: dict[str, tuple[str, ...]] = {}  # passage text -> its terms
         if passage_texts is not None:
-            kept = previous._known if previous is not None else {}
+            kept = previous._known if previous is not None else known
             intern = sys.intern
             for text in passage_texts:
                 found = kept.get(text)
                 self._known[text] = found if found is not None else tuple(intern(t) for t in self._terms_of(text))
+
+    def _tokenize_fresh(self, texts: list[str], passage_texts: list[str] | None):
+        """Each text's token numbers (into the vocabulary returned, numbered by first appearance) and, for
+        `passage_texts`, each one's terms (what `terms` answers), in one pass: the same tokens as `tokens(texts)`
+        and the same terms as `_terms_of`. A text that is its passage's text under a heading line (heading_text:
+        "<title>. <section>.\n<text>") is split at that newline, which no token crosses and which stops lower
+        case's context, so its words are the heading's (worked out once per heading) then the passage's, and the
+        passage's words are split out of the text only once. Each distinct word is stemmed once."""
+        split = TOKEN.findall
+        stop = STOPWORD_SET
+
+        def words_of(text: str) -> list[str]:
+            return [w for w in split(text.lower()) if w not in stop]
+
+        aligned = passage_texts is not None and len(passage_texts) == len(texts)
+        own = [words_of(t) for t in passage_texts] if passage_texts is not None else []
+        headings: dict[str, list[str]] = {}
+        words: list[list[str]] = []
+        for i, text in enumerate(texts):
+            if aligned and len(text) > len(passage_texts[i]) and text.endswith(passage_texts[i]) \
+                    and text[-len(passage_texts[i]) - 1] == "\n":
+                head = text[: -len(passage_texts[i]) - 1]
+                if head not in headings:
+                    headings[head] = words_of(head)
+                words.append(headings[head] + own[i])
+            else:
+                words.append(words_of(text))
+        indexed: set[str] = set()
+        for text_words in words:
+            indexed.update(text_words)
+        distinct = set(indexed)
+        for text_words in own:
+            distinct.update(text_words)
+        # the stems of the distinct words, in one call (stemming is per word: the same stems as text by text)
+        ordered = sorted(distinct)
+        intern = sys.intern  # each distinct term kept once, however many passages hold it
+        stems = {w: intern(stem) for w, stem in zip(ordered, self._stemmer.stemWords(ordered))}
+        vocab: dict[str, int] = {}
+        number = {w: vocab.setdefault(stems[w], len(vocab)) for w in sorted(indexed)}
+        ids = [np.array([number[w] for w in text_words], dtype=np.int32) for text_words in words]
+        known = {}
+        if passage_texts is not None:
+            for text, text_words in zip(passage_texts, own):
+                known[text] = tuple({stems[w] for w in text_words})
+        return ids, vocab, known
 
     def _index_reusing(self, texts: list[str], keys: list, previous: "LexicalIndex") -> None:
         vocab = dict(previous._vocab)  # a copy: the previous index (still serving) never changes
