@@ -96,6 +96,39 @@ class BodySizeLimit:
                 await send_json(send, 413, f"request body is over the limit of {max_bytes} bytes")
 
 
+DRAIN_BYTES = 64 * 1024  # a refused request's body read and dropped first when it is declared at most this long
+DRAIN_SECONDS = 1.0
+
+
+async def drain(scope, receive) -> None:
+    """Read and drop a small request body before a refusal that closes the connection.
+
+    Closing a socket with bytes of the request still unread makes the kernel send a TCP reset, and a client still
+    writing its body (or reading the answer) can then get "connection reset by peer" instead of the 401/403/429/503
+    it was sent (seen once in a `make test-fast` run: tests/api/test_mcp.py's foreign-Origin POST). Only a body whose
+    Content-Length is at most DRAIN_BYTES, for at most DRAIN_SECONDS: a large or slow body is not waited for."""
+    if scope.get("type") != "http":
+        return
+    declared = next((value for name, value in scope.get("headers", ()) if name == b"content-length"), None)
+    try:
+        length = int(declared) if declared is not None else 0
+    except ValueError:
+        return
+    if not 0 < length <= DRAIN_BYTES:
+        return
+
+    async def read_all() -> None:
+        while True:
+            message = await receive()
+            if message.get("type") != "http.request" or not message.get("more_body"):
+                return
+
+    try:
+        await asyncio.wait_for(read_all(), DRAIN_SECONDS)
+    except Exception:  # noqa: BLE001 - a client slow (the timeout) or gone: answer anyway
+        pass
+
+
 async def send_json(send, status: int, message: str, headers: list[tuple[bytes, bytes]] = (), close: bool = True) -> None:
     """A complete `{"error", "detail"}` response; `close` ends the connection (an unread body is not drained)."""
     body = json.dumps({"error": message, "detail": None}).encode()

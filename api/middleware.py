@@ -45,7 +45,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match
 
-from api.limits import BodySizeLimit, TokenBuckets, send_json
+from api.limits import BodySizeLimit, TokenBuckets, drain, send_json
 from api.observability import ACCESS_LOG, REQUEST_ID, Metrics
 from api.security import OPEN_PATHS, ApiKeyAuth, HostAllowList, OriginCheck, client_address, header, transport_security
 from api.worker_share import buckets_for
@@ -228,6 +228,7 @@ class AdmissionGate:
         if lane is None or not lane.full:
             return await self.app(scope, receive, send)
         lane.rejected += 1
+        await drain(scope, receive)
         await send_json(
             send, 503, f"the server is busy: {lane.name} requests are at their limit; retry after {lane.retry_after} s",
             [(b"retry-after", str(lane.retry_after).encode())],
@@ -264,6 +265,7 @@ class RateLimit:
             scope.setdefault("state", {})[CHARGE] = (self.buckets, client)
             return await self.app(scope, receive, send)
         retry_after = max(1, math.ceil(wait))
+        await drain(scope, receive)
         await send_json(
             send,
             429,

@@ -25,7 +25,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.exceptions import HTTPException
 
 from api.deps import get_server_settings
-from api.limits import TokenBuckets, send_json
+from api.limits import TokenBuckets, drain, send_json
 from api.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -122,6 +122,7 @@ class HostAllowList:
         log.warning("refused a request for a host this service does not serve (possible DNS rebinding)")
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
+        await drain(scope, receive)
         await send_json(send, 421, "this server does not answer for that host name (set RAG_PUBLIC_URL to the name clients use)")
 
 
@@ -161,6 +162,7 @@ class OriginCheck:
         origin = header(scope, b"origin")
         if origin is None or self.allowed(scope, origin.decode("latin-1")):
             return await self.app(scope, receive, send)
+        await drain(scope, receive)
         await send_json(send, 403, "cross-site request refused: this origin may not send POST/PUT/PATCH/DELETE here")
 
 
@@ -222,6 +224,7 @@ class ApiKeyAuth:
             if scope["type"] == "websocket":
                 return await send({"type": "websocket.close", "code": 1008})
             retry_after = max(1, math.ceil(wait))
+            await drain(scope, receive)
             return await send_json(
                 send, 429, f"too many wrong API keys from this address; retry after {retry_after} s",
                 [(b"retry-after", str(retry_after).encode())],
@@ -231,6 +234,7 @@ class ApiKeyAuth:
         self.guesses.take(client)
         if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 1008})
+        await drain(scope, receive)
         await send_json(
             send,
             401,
