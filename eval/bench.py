@@ -35,6 +35,10 @@ own thread count, one per core), "plain-1t" the same with torch pinned to one th
   builds   eval/bench_build.py: index builds with sentence-transformers vs the ONNX build encoder.
   collection  eval/bench_collection.py: Debian's python3-doc HTML pages indexed and queried
            (`apt-get install python3-doc` first; the section reports the error otherwise).
+  tutorial eval/bench_langchain.py: `rag index --force` (fp32 and bf16) against the LangChain tutorial pipeline
+           (RecursiveCharacterTextSplitter 1000/200, HuggingFaceEmbeddings, FAISS.from_documents; its own
+           virtualenv, `make bench-env`) on the 497 python3.11 reST sources (quick: the first 40), and both
+           pipelines' answers to the bundled questions.
   upload   documents written over HTTP into a running `rag serve` (issue #20 item 5): a corpus of
            --upload-files of Debian's python3.11 reST sources (all 497: ~21,000 passages; quick: 60),
            then POST, PUT and DELETE /documents of a 35 KB licence text (~10 pages), --upload-rounds
@@ -81,7 +85,8 @@ from eval.bench_quality import section_quality  # noqa: E402
 from eval.bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
 from eval.harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
 
-SECTIONS = ("build", "inproc", "quality", "http", "cold", "startup", "scale", "querypath", "encoders", "builds", "collection", "upload")
+SECTIONS = ("build", "inproc", "quality", "http", "cold", "startup", "scale", "querypath", "encoders", "builds", "collection", "upload",
+            "tutorial")
 # Sections that are whole benchmarks of their own, run as their own processes (each owns its memory and
 # threads, so one cannot skew another's timings); each writes its JSON into this run's folder.
 STANDALONE = {
@@ -90,6 +95,7 @@ STANDALONE = {
     "encoders": ("bench_variants.py", [], ["--variants", "fp32,bw128", "--rounds", "1"]),  # int8 vs fp32 speed and gate
     "builds": ("bench_build.py", [], ["--files", "12"]),  # torch vs ONNX builds, seed article and Python docs
     "collection": ("bench_collection.py", ["--limit", "60"], ["--limit", "15"]),  # Debian's python3-doc HTML, served
+    "tutorial": ("bench_langchain.py", [], ["--files", "40"]),  # python3-doc sources: our build vs the LangChain tutorial's
 }
 
 
@@ -111,6 +117,10 @@ def main(argv=None) -> int:
     parser.add_argument("--upload-real-vectors", action="store_true", help="upload: embed the base corpus for real (slow)")
     parser.add_argument("--upload-dir", type=Path, default=None, help="upload: keep the corpus and its index here (reused when built)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--tutorial-files", type=int, default=None,
+                        help="tutorial: the first N reST files (default all 497; quick 40)")
+    parser.add_argument("--write-summary", action="store_true",
+                        help="write eval/results/bench_summary.json even for a partial run (its settings name the sections)")
     args = parser.parse_args(argv)
 
     chosen = [s for s in args.sections.split(",") if s]
@@ -187,7 +197,10 @@ def main(argv=None) -> int:
     for name, (script, full_args, quick_args) in STANDALONE.items():
         if name in sections_to_run:
             log(f"\n== {name}: eval/{script} ==")
-            result["sections"][name] = run_standalone(script, (quick_args if quick else full_args), out_path.with_suffix(f".{name}.json"))
+            script_args = quick_args if quick else full_args
+            if name == "tutorial" and args.tutorial_files:
+                script_args = ["--files", str(args.tutorial_files)]
+            result["sections"][name] = run_standalone(script, script_args, out_path.with_suffix(f".{name}.json"))
             loadavg_seen[name] = loadavg()
     if "upload" in sections_to_run:
         files = args.upload_files or (60 if quick else None)
@@ -212,7 +225,7 @@ def main(argv=None) -> int:
     log("\n" + summary_table(result))
     shown = out_path.relative_to(ROOT) if out_path.is_relative_to(ROOT) else out_path
     log(f"\nwrote {shown} in {result['total_s']:.0f} s")
-    if full:
+    if full or args.write_summary:
         log(f"wrote {write_summary(result, shown).relative_to(ROOT)}")
     return 0
 

@@ -59,6 +59,13 @@ def check_targets(ratios: dict, sections: dict) -> list[dict]:
         q = sections["quality"]
         rows.append({"target": "quality: |R@5 onnx - torch|, hybrid", "wanted": "<= 0.01", "value": q["hybrid_abs_delta"]["r@5"],
                      "met": q["ok"]})
+    tutorial = (sections.get("tutorial") or {}).get("result")
+    if tutorial:
+        for name, value in tutorial["ratio_to_langchain"].items():
+            rows.append({"target": f"python3-doc build, {name} / LangChain tutorial ({tutorial['corpus']['files']} files)",
+                         "wanted": "<= 0.75", "value": value, "met": value <= 0.75})
+            rows.append({"target": f"bundled answers, {name} vs LangChain tutorial (R@1, R@5, MRR@10)", "wanted": "same or better",
+                         "value": tutorial["same_or_better_answers"][name], "met": tutorial["same_or_better_answers"][name]})
     for row in (sections.get("scale") or []):
         if "recall_at_10" in row:
             rows.append({"target": f"scale {row['vectors']:,} ({row['index_type']}): recall@10", "wanted": ">= 0.98",
@@ -135,6 +142,9 @@ def summary_table(result: dict) -> str:
     startup = (s.get("startup") or {}).get("result")
     if startup:
         lines += [startup["table"], ""]
+    tutorial = (s.get("tutorial") or {}).get("result")
+    if tutorial:
+        lines += [tutorial["table"], ""]
     if s.get("scale"):
         from eval.bench_scale import table
 
