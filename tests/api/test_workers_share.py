@@ -158,10 +158,12 @@ def test_a_worker_that_cannot_open_the_store_keeps_its_own_buckets_with_a_warnin
 
 # --- the workers' records --------------------------------------------------------------------------
 
+# os.write, not print: a signal landing while print("ready") still held stdout's buffer lock made the handler's
+# print raise "reentrant call inside BufferedWriter" and killed the sibling (seen once in CI)
 SIBLING = """
-import signal, sys, time
-signal.signal(signal.SIGUSR1, lambda *_: (print("reload asked", flush=True)))
-print("ready", flush=True)
+import os, signal, time
+signal.signal(signal.SIGUSR1, lambda *_: os.write(1, b"reload asked\\n"))
+os.write(1, b"ready\\n")
 time.sleep(30)
 """
 
