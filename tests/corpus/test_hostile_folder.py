@@ -142,7 +142,13 @@ def test_a_folder_of_every_hostile_file_beside_the_article_builds_within_memory_
     documents = {doc.id: doc.source for doc in service.documents.values()}
     assert documents == {ARTICLE_ID: ARTICLE_ID + ".txt", **{doc_id: source for source, doc_id in READ.items()}}
     assert int(summary.group(2)) == len(documents)
-    assert {s["path"]: s["reason"] for s in service.info()["skipped"]} == listed  # what /ready lists
+    served = {s["path"]: s["reason"] for s in service.info()["skipped"]}  # what /ready lists
+    assert set(served) == set(listed)
+    # a file the build stopped by the time budget is read again at open and may then stop on another limit first
+    # (big-stream.pdf: the 10 s budget on a busy machine, the size limit by page 1 on a quiet one); the rest match
+    budget = {p for p, r in listed.items() if "took longer than" in r}
+    assert {p: r for p, r in served.items() if p not in budget} == {p: r for p, r in listed.items() if p not in budget}
+    assert all(served[p].strip() for p in budget)
 
     result = service.query(service.parse(QUESTION, 5))
     assert result.verdict == "found", (result.verdict, result.confidence)
