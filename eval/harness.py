@@ -144,10 +144,11 @@ def write_json(path: Path, data) -> None:
 # --- the index and questions ---------------------------------------------------------------
 
 
-def run_rag_index(index_dir: Path) -> tuple[float, dict]:
-    """`rag index --force` into `index_dir` in its own process: wall seconds and the manifest."""
+def run_rag_index(index_dir: Path, timeout: float = 1200, **env: str) -> tuple[float, dict]:
+    """`rag index --force` into `index_dir` in its own process (`env`: more RAG_ settings): wall seconds and the manifest."""
     started = time.perf_counter()
-    out = subprocess.run([*RAG, "index", "--force"], env=env_for(index_dir), capture_output=True, text=True, timeout=1200, cwd=ROOT)
+    out = subprocess.run([*RAG, "index", "--force"], env=env_for(index_dir, **env), capture_output=True, text=True, timeout=timeout,
+                         cwd=ROOT)
     wall = time.perf_counter() - started
     if out.returncode != 0:
         raise RuntimeError(f"rag index failed: {out.stderr.strip()[-800:]}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+import eval.bench_build as bench_build
 import eval.bench_langchain as bench
 from eval.bench_report import check_targets
 from eval.evaluation import load_questions
@@ -18,7 +19,7 @@ def test_sources_are_copied_flat_in_path_order(tmp_path, monkeypatch):
     (sources / "about.rst.txt").write_text("About.")
     (sources / "library" / "os.rst.txt").write_text("The os module.")
     (sources / "library" / "sys.rst.txt").write_text("The sys module, longer.")
-    monkeypatch.setattr(bench, "SOURCES", sources)
+    monkeypatch.setattr(bench_build, "DOCS", sources)  # bench_langchain copies with bench_build.docs_sample
 
     files, size = bench.copy_sources(tmp_path / "all", None)
     assert (files, size) == (3, len("About.") + len("The os module.") + len("The sys module, longer."))
