@@ -107,6 +107,8 @@ def main(argv=None) -> int:
     parser.add_argument("--duration", type=float, default=None, help="seconds per HTTP level (default 15; quick 5)")
     parser.add_argument("--warmup", type=float, default=None, help="warm-up seconds per HTTP slice (default 2; quick 2)")
     parser.add_argument("--levels", default="1,4,16,64", help="HTTP concurrency levels")
+    parser.add_argument("--http-workers", type=int, default=2,
+                        help="also serve with `rag serve --workers N` in the HTTP section (default 2; 0 or 1: not)")
     parser.add_argument("--slices", type=int, default=None, help="interleaved slices per HTTP level (default 3; quick 1)")
     parser.add_argument("--queries", type=int, default=None, help="in-process queries per system (default 300; quick 80)")
     parser.add_argument("--cold-rounds", type=int, default=None, help="default 3; quick 1")
@@ -188,7 +190,7 @@ def main(argv=None) -> int:
         if "http" in sections_to_run:
             log(f"\n== HTTP: rag serve vs plain servers, {duration:g} s per level and server in {slices} interleaved slice(s) ==")
             result["sections"]["http"], offset = section_http(index_dir, work, questions_file, levels, duration, warmup,
-                                                                slices, offset)
+                                                                slices, offset, args.http_workers)
             loadavg_seen["http"] = loadavg()
         if "cold" in sections_to_run:
             log(f"\n== cold start, {cold_rounds} round(s) ==")

@@ -19,6 +19,8 @@ TARGETS = {  # name: (ratio key, comparison, bound)
     "c16 throughput (ours / plain)": ("http_c16_throughput", ">=", 5.0),
     "c16 p99 latency (ours / plain)": ("http_c16_p99", "<=", 0.2),
     "c1 p50 latency (ours / plain)": ("http_c1_p50", "<=", 0.35),
+    "c16 throughput (ours --workers 2 / plain)": ("workers_http_c16_throughput", ">=", 5.0),
+    "c16 p99 latency (ours --workers 2 / plain)": ("workers_http_c16_p99", "<=", 0.2),
     "in-process per query, hybrid p50 (plain / ours)": ("inproc_speedup_hybrid_p50", ">=", 2.0),
     "cold start (ours / plain)": ("cold_start", "<=", 0.5),
 }
@@ -31,13 +33,17 @@ def compute_ratios(sections: dict) -> dict:
     for base in PLAINS:
         r = out[base]
         if http:
-            ours, plain = http["runs"]["ours"], http["runs"][base]
-            for c in http["levels"]:
-                key = f"c{c}"
-                r[f"http_{key}_throughput"] = ratio(ours[key]["throughput_rps"], plain[key]["throughput_rps"])
-                for stat in ("p50", "p99"):
-                    r[f"http_{key}_{stat}"] = ratio(ours[key]["latency_ms"][stat], plain[key]["latency_ms"][stat], 3)
-            r["rss_peak"] = ratio(http["rss_peak_mb"]["ours"], http["rss_peak_mb"][base])
+            plain = http["runs"][base]
+            for prefix, kind in (("", "ours"), ("workers_", http.get("workers_kind"))):
+                if kind is None:
+                    continue
+                ours = http["runs"][kind]
+                for c in http["levels"]:
+                    key = f"c{c}"
+                    r[f"{prefix}http_{key}_throughput"] = ratio(ours[key]["throughput_rps"], plain[key]["throughput_rps"])
+                    for stat in ("p50", "p99"):
+                        r[f"{prefix}http_{key}_{stat}"] = ratio(ours[key]["latency_ms"][stat], plain[key]["latency_ms"][stat], 3)
+                r[f"{prefix}rss_peak"] = ratio(http["rss_peak_mb"][kind], http["rss_peak_mb"][base])
         if "inproc" in sections:
             for mode in MODES:
                 for stat in ("p50", "p99", "mean"):
@@ -94,11 +100,19 @@ def summary_table(result: dict) -> str:
             lines.append(f"| concurrency {c} | {o['throughput_rps']:.1f} | {p['throughput_rps']:.1f} | {p1['throughput_rps']:.1f} | "
                          f"{fmt(o['latency_ms']['p50'])} | {fmt(p['latency_ms']['p50'])} | {fmt(p1['latency_ms']['p50'])} | "
                          f"{fmt(o['latency_ms']['p99'])} | {fmt(p['latency_ms']['p99'])} | {fmt(p1['latency_ms']['p99'])} | {errors} |")
+        workers = s["http"].get("workers_kind")
+        if workers:
+            lines += ["", f"| POST /query, `{s['http']['servers'][workers]}` | req/s | p50 ms | p99 ms | errors |", "|---|---:|---:|---:|---|"]
+            for c in s["http"]["levels"]:
+                w = runs[workers][f"c{c}"]
+                lines.append(f"| concurrency {c} | {w['throughput_rps']:.1f} | {fmt(w['latency_ms']['p50'])} | {fmt(w['latency_ms']['p99'])} | "
+                             f"{w['errors']} |")
         lines += ["", "| ours / baseline | throughput | p50 | p99 |", "|---|---:|---:|---:|"]
-        for c in s["http"]["levels"]:
-            for base in PLAINS:
-                lines.append(f"| c{c} vs {base} | {fmt(r[base][f'http_c{c}_throughput'], 2)}x | {fmt(r[base][f'http_c{c}_p50'], 3)} | "
-                             f"{fmt(r[base][f'http_c{c}_p99'], 3)} |")
+        for prefix, label in (("", "ours"), *((("workers_", s["http"]["servers"][workers]),) if workers else ())):
+            for c in s["http"]["levels"]:
+                for base in PLAINS:
+                    lines.append(f"| {label}, c{c} vs {base} | {fmt(r[base][f'{prefix}http_c{c}_throughput'], 2)}x | "
+                                 f"{fmt(r[base][f'{prefix}http_c{c}_p50'], 3)} | {fmt(r[base][f'{prefix}http_c{c}_p99'], 3)} |")
         lines.append("")
     if "inproc" in s:
         stage_names = list(dict.fromkeys(st for v in s["inproc"]["systems"].values() for st in v["stages_ms"] if st != "search"))

@@ -195,14 +195,17 @@ def distinct_questions(seed: int = 6) -> list[str]:
 
 
 class Server:
-    """`rag serve` ("ours") or eval/plain_server.py ("plain", "plain-1t") as its own process on a free 127.0.0.1 port."""
+    """`rag serve` ("ours"; "ours-wN": `rag serve --workers N`) or eval/plain_server.py ("plain", "plain-1t") as its own
+    process on a free 127.0.0.1 port."""
 
     def __init__(self, kind: str, index_dir: Path, work: Path):
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/query"
-        if kind == "ours":
+        if kind.startswith("ours"):
             cmd = [*RAG, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+            if kind.startswith("ours-w"):
+                cmd += ["--workers", kind.removeprefix("ours-w")]
             env = env_for(index_dir, RAG_AUTO_BUILD="false")
         else:
             cmd = [sys.executable, str(PLAIN_SERVER), "--host", "127.0.0.1", "--port", str(self.port)]
@@ -233,7 +236,13 @@ class Server:
         raise RuntimeError(f"{self.kind} server did not answer within {limit_s}s")
 
     def status_kb(self, field: str) -> int | None:
-        return proc_status(self.proc.pid, field)
+        """`field` of /proc/<pid>/status; for `--workers N`, summed over the supervisor and its workers."""
+        pids = [self.proc.pid]
+        if self.kind.startswith("ours-w"):
+            children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+            pids += [int(p) for p in children.read_text().split()] if children.exists() else []
+        values = [proc_status(pid, field) for pid in pids]
+        return None if any(v is None for v in values) else sum(values)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
