@@ -417,6 +417,7 @@ def run_standalone(script: str, args: list[str], out: Path) -> dict:
     import subprocess
 
     started = time.perf_counter()
+    out.parent.mkdir(parents=True, exist_ok=True)  # eval/runs/ is ignored by git: a fresh clone has none
     done = subprocess.run([sys.executable, str(ROOT / "eval" / script), *args, "--out", str(out)], cwd=ROOT, capture_output=True, text=True)
     section = {"command": f"python eval/{script} {' '.join(args)}", "seconds": round(time.perf_counter() - started, 1)}
     if done.returncode != 0 or not out.exists():

@@ -43,7 +43,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from eval.bench_build import DOCS as SOURCES, docs_sample  # noqa: E402  (the same flat .txt copy bench_build makes)
-from eval.harness import run_rag_index  # noqa: E402
+from eval.harness import run_rag_index, write_json  # noqa: E402
 
 LANGCHAIN_PYTHON = ROOT / ".venv-langchain" / "bin" / "python"
 SEED_ARTICLE = ROOT / "seeds"
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
         result["total_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(result, indent=1)
     if args.out:
-        args.out.write_text(text + "\n")
+        write_json(args.out, result)
     print(result["table"], file=sys.stderr)
     if not args.out:
         print(text)
