@@ -51,7 +51,8 @@ def section_http(index_dir: Path, work: Path, questions_file: Path, levels: list
                  slices: int, offset: int, workers: int = 0) -> tuple[dict, int]:
     """Each level: `slices` rounds of (ours, [ours-wN,] plain, plain-1t) in rotating order, each duration/slices long,
     pooled. `workers` > 1 also runs `rag serve --workers N` ("ours-wN")."""
-    kinds = ["ours", *([f"ours-w{workers}"] if workers > 1 else []), *PLAINS]
+    workers_kind = f"ours-w{workers}" if workers > 1 else None
+    kinds = ["ours", *([workers_kind] if workers_kind else []), *PLAINS]
     servers = {kind: Server(kind, index_dir, work) for kind in kinds}
     try:
         for server in servers.values():
@@ -87,9 +88,9 @@ def section_http(index_dir: Path, work: Path, questions_file: Path, levels: list
             server.stop()
     result = {
         "endpoint": "POST /query {question, top_k: 5}; ours in its default hybrid mode",
-        "servers": {"ours": "rag serve", **({f"ours-w{workers}": f"rag serve --workers {workers}"} if workers > 1 else {}),
+        "servers": {"ours": "rag serve", **({workers_kind: f"rag serve --workers {workers}"} if workers_kind else {}),
                     "plain": "eval/plain_server.py (torch default threads)", "plain-1t": "eval/plain_server.py with PLAIN_TORCH_THREADS=1"},
-        "workers_kind": f"ours-w{workers}" if workers > 1 else None,
+        "workers_kind": workers_kind,
         "load": ("eval/loadgen.py in its own process, closed loop, keep-alive, one distinct question per request; "
                  f"each level {duration:g} s per server in {slices} slices interleaved across the servers, "
                  f"each slice after {warmup:g} s of unrecorded warm-up"),

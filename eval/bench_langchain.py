@@ -223,12 +223,11 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         result = run(args.files, precisions, args.rounds, args.python, Path(tmp), log=lambda m: print(m, file=sys.stderr, flush=True))
         result["total_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=1)
     if args.out:
         write_json(args.out, result)
     print(result["table"], file=sys.stderr)
     if not args.out:
-        print(text)
+        print(json.dumps(result, indent=1))
     return 0
 
 
