@@ -78,8 +78,8 @@ def negate(question: str) -> str | None:
     return question[: m.start()] + (negated.capitalize() if word[0].isupper() else negated) + question[m.end() :]
 
 
-def unanswerable_version(question: str, evidence: str, article: str, rng: random.Random) -> str | None:
+def unanswerable_version(question: str, evidence: str, article: str, rng: random.Random, negations: bool = True) -> str | None:
     """`question` with one edit that its evidence no longer answers (the rule drawn among those that apply), or
     None when none does."""
-    made = [q for q in (swap(question, evidence, article, rng), turn_round(question, rng), negate(question)) if q]
+    made = [q for q in (swap(question, evidence, article, rng), turn_round(question, rng), negate(question) if negations else None) if q]
     return rng.choice(made) if made else None

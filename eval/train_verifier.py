@@ -283,7 +283,7 @@ def squad_articles() -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
     return answers, {a["title"]: "\n".join(p["context"] for p in a["paragraphs"]) for a in data}
 
 
-def groups_of(items: list[Item], read: int, synthetic: float = 0.0, seed: int = SEED) -> list[Group]:
+def groups_of(items: list[Item], read: int, synthetic: float = 0.0, seed: int = SEED, negations: bool = True) -> list[Group]:
     """Training groups, the dev questions DEV_WEIGHT times; with `synthetic`, that share of the answerable SQuAD
     questions also comes back edited to be unanswerable, with the same windows all negative."""
     from eval.synthetic_unanswerables import unanswerable_version
@@ -299,7 +299,7 @@ def groups_of(items: list[Item], read: int, synthetic: float = 0.0, seed: int = 
                       answers.get(item.id, ()) if item.source == "squad" else ())
         groups.extend([group] * (DEV_WEIGHT if item.source == "dev" else 1))
         if synthetic and item.source == "squad" and item.answerable and windows and rng.random() < synthetic:
-            edited = unanswerable_version(item.question, " ".join(windows), articles[item.group], rng)
+            edited = unanswerable_version(item.question, " ".join(windows), articles[item.group], rng, negations)
             if edited:
                 groups.append(Group(edited, list(windows), [0] * len(windows), False, group.read))
     return [g for g in groups if g.windows]
@@ -374,7 +374,7 @@ def loss_of(logits, labels, owner, read, answerable):
 
 
 def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: int = SEED, span_weight: float = SPAN_WEIGHT,
-          synthetic: float = SYNTHETIC):
+          synthetic: float = SYNTHETIC, negations: bool = True):
     import torch
 
     from rag.encoding.verifier import plain_tokenizer
@@ -386,7 +386,7 @@ def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: i
     tokenizer = plain_tokenizer(base_model_dir())
     model = make_model(layers, span_head=bool(span_weight)).train()
     model.bert.embeddings.word_embeddings.weight.requires_grad_(False)  # 11.7M of the parameters; kept as trained
-    groups = groups_of(items, READ_WINDOWS, synthetic, seed)
+    groups = groups_of(items, READ_WINDOWS, synthetic, seed, negations)
     per_epoch = math.ceil(len(groups) / QUESTIONS_PER_BATCH)
     steps = epochs * per_epoch
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE, weight_decay=0.01)
@@ -617,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=EPOCHS)
     parser.add_argument("--span-weight", type=float, default=SPAN_WEIGHT, help="weight of the auxiliary span loss")
     parser.add_argument("--synthetic", type=float, default=SYNTHETIC, help="share of answerable questions also edited to unanswerable")
+    parser.add_argument("--no-negations", action="store_true", help="synthetic edits without the negation rule")
     parser.add_argument("--refresh", action="store_true", help="collect the candidate windows again")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -632,13 +633,13 @@ def main(argv: list[str] | None = None) -> int:
     items = collect(args.refresh)
     train_on = [i for i in items if not held_out(i)]
     held = [i for i in items if held_out(i)]
-    model, took, n_pairs = train(train_on, args.layers, args.epochs, span_weight=args.span_weight, synthetic=args.synthetic)
+    model, took, n_pairs = train(train_on, args.layers, args.epochs, span_weight=args.span_weight, synthetic=args.synthetic, negations=not args.no_negations)
     window_logits = score_items(model, held, READ_WINDOWS)
     logits = [best(row) for row in window_logits]
     verdict = fit_verdict(held, logits)
     probabilities = leave_one_group_out(held, logits)
     summary = {
-        "layers": args.layers, "epochs": args.epochs, "span_weight": args.span_weight, "synthetic": args.synthetic, "seed": SEED, "train_windows": TRAIN_WINDOWS, "read_windows": READ_WINDOWS,
+        "layers": args.layers, "epochs": args.epochs, "span_weight": args.span_weight, "synthetic": args.synthetic, "negations": not args.no_negations, "seed": SEED, "train_windows": TRAIN_WINDOWS, "read_windows": READ_WINDOWS,
         "trained_on": {"squad_questions": sum(i.source == "squad" for i in train_on), "dev_questions": sum(i.source == "dev" for i in train_on),
                        "pairs": n_pairs, "seconds": round(took)},
         "held_out_articles": list(HELD_OUT_ARTICLES),

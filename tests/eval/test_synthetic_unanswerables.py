@@ -42,3 +42,10 @@ def test_one_edit_is_drawn_among_the_rules_that_apply_seeded():
     assert any(q.endswith(("in Amherst?", "in Virginia?", "in Montreal?")) for q in made)
     assert unanswerable_version(question, EVIDENCE, ARTICLE, random.Random(3)) == unanswerable_version(question, EVIDENCE, ARTICLE, random.Random(3))
     assert unanswerable_version("Paris?", EVIDENCE, ARTICLE, random.Random(0)) is None
+
+
+def test_without_negations_only_swaps_and_opposites_are_drawn():
+    question = "When did Britain sign the treaty in Paris?"
+    made = {unanswerable_version(question, EVIDENCE, ARTICLE, random.Random(seed), negations=False) for seed in range(20)}
+    assert made and all("n't" not in q for q in made)
+    assert unanswerable_version("When did they sign it?", EVIDENCE, ARTICLE, random.Random(0), negations=False) is None
