@@ -378,7 +378,7 @@ def loss_of(logits, labels, owner, read, answerable):
 
 
 def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: int = SEED, span_weight: float = SPAN_WEIGHT,
-          synthetic: float = SYNTHETIC, negations: bool = NEGATIONS, dev_weight: int = DEV_WEIGHT):
+          synthetic: float = SYNTHETIC, negations: bool = NEGATIONS, dev_weight: int = DEV_WEIGHT, learning_rate: float = LEARNING_RATE):
     import torch
 
     from rag.encoding.verifier import plain_tokenizer
@@ -393,7 +393,7 @@ def train(items: list[Item], layers: int = LAYERS, epochs: int = EPOCHS, seed: i
     groups = groups_of(items, READ_WINDOWS, synthetic, seed, negations, dev_weight)
     per_epoch = math.ceil(len(groups) / QUESTIONS_PER_BATCH)
     steps = epochs * per_epoch
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LEARNING_RATE, weight_decay=0.01)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate, weight_decay=0.01)
     warm = max(1, int(WARMUP * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min((s + 1) / warm, max(0.0, (steps - s) / max(1, steps - warm))))
     started, step = time.perf_counter(), 0
@@ -629,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--synthetic", type=float, default=SYNTHETIC, help="share of answerable questions also edited to unanswerable")
     parser.add_argument("--dev-weight", type=int, default=DEV_WEIGHT, help="repeat the dev training questions this often")
     parser.add_argument("--negations", action=argparse.BooleanOptionalAction, default=NEGATIONS, help="let the synthetic edits use the negation rule")
+    parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE, help="AdamW's peak learning rate")
     parser.add_argument("--refresh", action="store_true", help="collect the candidate windows again")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -645,13 +646,13 @@ def main(argv: list[str] | None = None) -> int:
     train_on = [i for i in items if not held_out(i)]
     held = [i for i in items if held_out(i)]
     model, took, n_pairs = train(train_on, args.layers, args.epochs, span_weight=args.span_weight, synthetic=args.synthetic, negations=args.negations,
-                                   dev_weight=args.dev_weight)
+                                   dev_weight=args.dev_weight, learning_rate=args.learning_rate)
     window_logits = score_items(model, held, READ_WINDOWS)
     logits = [best(row) for row in window_logits]
     verdict = fit_verdict(held, logits)
     probabilities = leave_one_group_out(held, logits)
     summary = {
-        "layers": args.layers, "epochs": args.epochs, "span_weight": args.span_weight, "synthetic": args.synthetic, "negations": args.negations, "dev_weight": args.dev_weight, "seed": SEED, "train_windows": TRAIN_WINDOWS, "read_windows": READ_WINDOWS,
+        "layers": args.layers, "epochs": args.epochs, "span_weight": args.span_weight, "synthetic": args.synthetic, "negations": args.negations, "dev_weight": args.dev_weight, "learning_rate": args.learning_rate, "seed": SEED, "train_windows": TRAIN_WINDOWS, "read_windows": READ_WINDOWS,
         "trained_on": {"squad_questions": sum(i.source == "squad" for i in train_on), "dev_questions": sum(i.source == "dev" for i in train_on),
                        "pairs": n_pairs, "seconds": round(took)},
         "held_out_articles": list(HELD_OUT_ARTICLES),
