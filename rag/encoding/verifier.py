@@ -140,6 +140,25 @@ NOT_DEFAULT = "not used: it was trained for the default model's features; the ve
 SWITCHED_OFF = "not used: RAG_VERIFIER=false; the verdict is the bi-encoder one"
 
 
+def manifest_entry(spec) -> dict:
+    """What an index's manifest records of the verifier for its embedding model `spec` (rag.index.build): for the
+    default model the shipped card's identity (its weights are hash-checked when a service loads them; the
+    verifier is read only with RAG_VERIFIER=true, a serving setting, so none of this is part of the index
+    fingerprint and switching it rebuilds nothing); for any other model, or an unreadable or mismatched card,
+    that there is none and why. /ready says what a running service uses."""
+    from rag.encoding.model import is_default_model
+
+    if not is_default_model(spec):
+        return {"available": False, "reason": NOT_DEFAULT}
+    try:
+        card = Card.read(ASSET_DIR / CARD_NAME)
+    except ModelError as exc:
+        return {"available": False, "reason": str(exc)}
+    if card.base_model_sha256 != spec.weights_sha256:
+        return {"available": False, "reason": "the shipped verifier was trained with another base model; the verdict is the bi-encoder one"}
+    return {"available": True, "sha256": card.sha256, "layers": card.layers, "file": card.file, "read_when": "RAG_VERIFIER=true"}
+
+
 @lru_cache(maxsize=2)
 def shipped(tokenizer_dir: str, base_model_sha256: str) -> Verifier:
     """The verifier shipped in rag/assets/verifier/, loaded once per process (ModelError when its files are missing

@@ -3,9 +3,10 @@
 `IndexConfig.fingerprint()` is everything that shapes an index: format
 version, model (name and weights sha256), chunker parameters, the embedding
 text rule, the ANN choice and its parameters (rag.index.ann), the lexical
-parameters (rag.index.lexical) and the corpus hash. The manifest records it (plus
-the library versions that wrote the files); a difference in any of it makes
-the index stale.
+parameters (rag.index.lexical) and the corpus hash. The manifest records it, and
+two things outside it: the library versions that wrote the files and the
+verifier shipped for the model (it shapes no file). A difference in the
+fingerprint makes the index stale.
 
 `build(settings)` is what `rag index` runs: it builds only when the index is
 missing, stale or corrupt (or when forced) and returns a `BuildReport`. It
@@ -45,6 +46,7 @@ from rag.config import Settings
 from rag.corpus.documents import Corpus, Document, Skipped, corpus_hash, log_skipped
 from rag.corpus.documents import load_corpus as read_seeds
 from rag.encoding.encoders import Encoders
+from rag.encoding import verifier as verifiers
 from rag.errors import IndexProblem, IndexStale
 from rag.index.lexical import lexical_fingerprint
 from rag.encoding.model import ModelSpec, resolve_model
@@ -465,6 +467,7 @@ def _write_index(index_dir: Path, build: str, config: IndexConfig, documents: li
         "documents": [{"id": d.id, "sha256": d.content_hash} for d in documents],
         "counts": {"documents": len(documents), "passages": len(passages), "sentences": len(sentence_vectors)},
         "files": files,
+        "verifier": verifiers.manifest_entry(config.model),  # a record, not in the fingerprint: it shapes no file here
         **({"store_state": engine_state} if engine_state else {}),
     }
     manifest["manifest_sha256"] = manifest_digest(manifest)  # a flipped byte anywhere in the manifest is caught

@@ -84,6 +84,18 @@ def test_only_the_default_model_gets_the_verifier():
     assert used is not None and status["used"] is True and status["sha256"] == used.card.sha256
 
 
+def test_the_manifest_entry_names_the_shipped_card_or_why_there_is_none(tmp_path, monkeypatch):
+    card = verifiers.Card.read(verifiers.ASSET_DIR / verifiers.CARD_NAME)
+    entry = verifiers.manifest_entry(SPEC)
+    assert entry == {"available": True, "sha256": card.sha256, "layers": card.layers, "file": card.file, "read_when": "RAG_VERIFIER=true"}
+    other = verifiers.manifest_entry(type(SPEC)("some/other-model", "some/other-model", None, None))
+    assert other["available"] is False and "default model" in other["reason"] and "bi-encoder" in other["reason"]
+    (tmp_path / verifiers.CARD_NAME).write_text("{not json")
+    monkeypatch.setattr(verifiers, "ASSET_DIR", tmp_path)
+    broken = verifiers.manifest_entry(SPEC)
+    assert broken["available"] is False and "cannot be read" in broken["reason"]
+
+
 def test_a_long_question_is_said_to_be_cut(shipped):
     assert shipped.reads_whole("When did the Normans conquer England?")
     assert not shipped.reads_whole("why " * (verifiers.QUESTION_PIECES + 5))
