@@ -17,6 +17,8 @@ the same run, interleaved wherever possible. Sections (all by default):
            process (eval/loadgen.py) at concurrency 1, 4, 16, 64 with distinct questions, each
            level cut into slices interleaved across the servers (so drift hits all alike); peak
            RSS (VmHWM) of every server afterwards.
+  http-verifier  the same with RAG_VERIFIER=true in every `rag serve` (the opt-in cross-encoder in the
+           verdict; the plain servers ignore it): the ratios with the verifier on (issue #22 item 3).
 
 Two baselines, reported side by side: "plain" is the tutorial code as written (torch picks its
 own thread count, one per core), "plain-1t" the same with torch pinned to one thread. On a busy
@@ -70,6 +72,7 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,7 +88,7 @@ from eval.bench_quality import section_quality  # noqa: E402
 from eval.bench_report import check_targets, compute_ratios, summary_table, write_summary  # noqa: E402
 from eval.harness import RUNS, distinct_questions, loadavg, log, machine, open_service, run_rag_index, write_json  # noqa: E402
 
-SECTIONS = ("build", "inproc", "quality", "http", "cold", "startup", "scale", "querypath", "encoders", "builds", "collection", "upload",
+SECTIONS = ("build", "inproc", "quality", "http", "http-verifier", "cold", "startup", "scale", "querypath", "encoders", "builds", "collection", "upload",
             "tutorial")
 # Sections that are whole benchmarks of their own, run as their own processes (each owns its memory and
 # threads, so one cannot skew another's timings); each writes its JSON into this run's folder.
@@ -164,7 +167,7 @@ def main(argv=None) -> int:
         questions_file.write_text("\n".join(json.dumps(q) for q in questions) + "\n", encoding="utf-8")
         log(f"{len(questions):,} distinct questions; index in {index_dir}")
 
-        needs_index = any(s in sections_to_run for s in ("build", "inproc", "quality", "http", "cold"))
+        needs_index = any(s in sections_to_run for s in ("build", "inproc", "quality", "http", "http-verifier", "cold"))
         if "build" in sections_to_run:
             log("\n== build ==")
             result["sections"]["build"] = section_build(index_dir)
@@ -192,6 +195,12 @@ def main(argv=None) -> int:
             result["sections"]["http"], offset = section_http(index_dir, work, questions_file, levels, duration, warmup,
                                                                 slices, offset, args.http_workers)
             loadavg_seen["http"] = loadavg()
+        if "http-verifier" in sections_to_run:  # the same, every `rag serve` reading the verifier (issue #22 item 3)
+            log(f"\n== HTTP with RAG_VERIFIER=true: rag serve vs plain servers, {duration:g} s per level and server ==")
+            with environment(RAG_VERIFIER="true"):  # the servers inherit it (eval.harness.env_for); the plain ones ignore it
+                result["sections"]["http_verifier"], offset = section_http(index_dir, work, questions_file, levels, duration, warmup,
+                                                                           slices, offset, 0)
+            loadavg_seen["http_verifier"] = loadavg()
         if "cold" in sections_to_run:
             log(f"\n== cold start, {cold_rounds} round(s) ==")
             result["sections"]["cold"] = section_cold(index_dir, work, cold_rounds)
@@ -230,6 +239,21 @@ def main(argv=None) -> int:
     if full or args.write_summary:
         log(f"wrote {write_summary(result, shown).relative_to(ROOT)}")
     return 0
+
+
+@contextmanager
+def environment(**values: str):
+    """Set environment variables for the servers started inside, and put back what was there."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # --- upload: documents written over HTTP ---------------------------------------------------------------

@@ -23,27 +23,32 @@ TARGETS = {  # name: (ratio key, comparison, bound)
     "c16 p99 latency (ours --workers 2 / plain)": ("workers_http_c16_p99", "<=", 0.2),
     "in-process per query, hybrid p50 (plain / ours)": ("inproc_speedup_hybrid_p50", ">=", 2.0),
     "cold start (ours / plain)": ("cold_start", "<=", 0.5),
+    # the http-verifier section: the same servers with RAG_VERIFIER=true (issue #22 item 3: the ratios with it on)
+    "c16 throughput, verifier on (ours / plain)": ("verifier_http_c16_throughput", ">=", 5.0),
+    "c16 p99 latency, verifier on (ours / plain)": ("verifier_http_c16_p99", "<=", 0.2),
+    "c1 p50 latency, verifier on (ours / plain)": ("verifier_http_c1_p50", "<=", 0.35),
 }
 
 
 def compute_ratios(sections: dict) -> dict:
     """For each baseline (plain = torch default threads, plain-1t = torch on one thread): ours vs it."""
     out: dict[str, dict] = {base: {} for base in PLAINS}
-    http = sections.get("http")
     for base in PLAINS:
         r = out[base]
-        if http:
+        for prefix, http, kinds in (("", sections.get("http"), ("ours", "workers")), ("verifier_", sections.get("http_verifier"), ("ours",))):
+            if not http:
+                continue
             plain = http["runs"][base]
-            for prefix, kind in (("", "ours"), ("workers_", http.get("workers_kind"))):
+            for kind_prefix, kind in (("", "ours"), ("workers_", http.get("workers_kind") if "workers" in kinds else None)):
                 if kind is None:
                     continue
-                ours = http["runs"][kind]
+                ours, name = http["runs"][kind], prefix + kind_prefix
                 for c in http["levels"]:
                     key = f"c{c}"
-                    r[f"{prefix}http_{key}_throughput"] = ratio(ours[key]["throughput_rps"], plain[key]["throughput_rps"])
+                    r[f"{name}http_{key}_throughput"] = ratio(ours[key]["throughput_rps"], plain[key]["throughput_rps"])
                     for stat in ("p50", "p99"):
-                        r[f"{prefix}http_{key}_{stat}"] = ratio(ours[key]["latency_ms"][stat], plain[key]["latency_ms"][stat], 3)
-                r[f"{prefix}rss_peak"] = ratio(http["rss_peak_mb"][kind], http["rss_peak_mb"][base])
+                        r[f"{name}http_{key}_{stat}"] = ratio(ours[key]["latency_ms"][stat], plain[key]["latency_ms"][stat], 3)
+                r[f"{name}rss_peak"] = ratio(http["rss_peak_mb"][kind], http["rss_peak_mb"][base])
         if "inproc" in sections:
             for mode in MODES:
                 for stat in ("p50", "p99", "mean"):
@@ -113,6 +118,17 @@ def summary_table(result: dict) -> str:
                 for base in PLAINS:
                     lines.append(f"| {label}, c{c} vs {base} | {fmt(r[base][f'{prefix}http_c{c}_throughput'], 2)}x | "
                                  f"{fmt(r[base][f'{prefix}http_c{c}_p50'], 3)} | {fmt(r[base][f'{prefix}http_c{c}_p99'], 3)} |")
+        lines.append("")
+    if "http_verifier" in s:
+        runs = s["http_verifier"]["runs"]
+        lines += ["| POST /query, RAG_VERIFIER=true | ours req/s | p50 ms | p99 ms | ours / plain: throughput | p50 | p99 | "
+                  "ours / plain-1t: throughput | p50 | p99 |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in s["http_verifier"]["levels"]:
+            o = runs["ours"][f"c{c}"]
+            cells = [f"{fmt(r[base][f'verifier_http_c{c}_throughput'], 2)}x | {fmt(r[base][f'verifier_http_c{c}_p50'], 3)} | "
+                     f"{fmt(r[base][f'verifier_http_c{c}_p99'], 3)}" for base in PLAINS]
+            lines.append(f"| concurrency {c} | {o['throughput_rps']:.1f} | {fmt(o['latency_ms']['p50'])} | {fmt(o['latency_ms']['p99'])} | "
+                         + " | ".join(cells) + " |")
         lines.append("")
     if "inproc" in s:
         stage_names = list(dict.fromkeys(st for v in s["inproc"]["systems"].values() for st in v["stages_ms"] if st != "search"))

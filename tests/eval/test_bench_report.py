@@ -41,3 +41,23 @@ def test_without_the_workers_server_its_targets_are_not_measured():
     assert "workers_http_c16_throughput" not in ratios["plain"]
     targets = {t["target"]: t for t in check_targets(ratios, sections)}
     assert targets["c16 throughput (ours --workers 2 / plain)"]["met_vs_plain"] is None
+
+
+def test_the_verifier_run_gets_its_own_ratios_and_targets_beside_the_default_ones():
+    verified = http_section(workers=False)
+    verified["levels"] = [1, 16]
+    verified["runs"]["ours"]["c1"] = run(30, 33.0, 55.0)
+    verified["runs"]["plain"]["c1"], verified["runs"]["plain-1t"]["c1"] = run(75, 12.0, 22.0), run(70, 14.0, 20.0)
+    verified["runs"]["ours"]["c16"] = run(50, 330, 450)
+    sections = {"http": http_section(workers=False), "http_verifier": verified}
+    ratios = compute_ratios(sections)
+    assert ratios["plain"]["http_c16_throughput"] == 3.0  # the default run's, untouched
+    assert ratios["plain"]["verifier_http_c16_throughput"] == 0.5 and ratios["plain"]["verifier_http_c1_p50"] == 2.75
+    assert ratios["plain-1t"]["verifier_http_c16_p99"] == round(450 / 350, 3)
+    targets = {t["target"]: t for t in check_targets(ratios, sections)}
+    assert targets["c1 p50 latency, verifier on (ours / plain)"]["met_vs_plain"] is False
+    assert targets["c16 throughput, verifier on (ours / plain)"]["vs_plain"] == 0.5
+    table = summary_table({"sections": sections, "ratios": ratios, "targets": list(targets.values())})
+    assert "| POST /query, RAG_VERIFIER=true |" in table and "| concurrency 1 | 30.0 | 33.0 | 55.0 | 0.40x | 2.750 | 2.500 |" in table
+    without = check_targets(compute_ratios({"http": http_section(workers=False)}), {})
+    assert {t["target"]: t for t in without}["c1 p50 latency, verifier on (ours / plain)"]["met_vs_plain"] is None
