@@ -5,7 +5,11 @@ sides see the same machine load): RAG_VERIFIER=true (the verifier reads the evid
 Prints p50/p99 of the whole query and of the "verify" stage, and the difference of the p50s (the issue's
 budget: at most 3 ms). The index is the project's own (built if needed), questions from eval.harness.
 
-    python eval/bench_verifier.py [--questions 600]
+    python eval/bench_verifier.py [--questions 600] [--threads 1,2]
+
+`--threads` also times the verifier's forward alone (Verifier.logits on the windows the query read) with each
+intra-op thread count, the same pairs in turn, two rounds: what a second thread would buy one question (the
+service reads it on one thread, so concurrent requests do not fight over both cores).
 """
 
 from __future__ import annotations
@@ -47,7 +51,25 @@ def measure(count: int = 600, block: int = 20) -> dict:
     out["added_p50_ms"] = round(out["on"]["p50_ms"] - out["off"]["p50_ms"], 3)
     out["questions"] = len(questions)
     out["verifier"] = on.snapshot.retriever.verifier_status
+    out["pairs"] = [(q, [w.text for w in on.query(on.parse(q)).windows]) for q in questions]
     return out
+
+
+def thread_scaling(pairs: list[tuple[str, list[str]]], threads: list[int], rounds: int = 2) -> dict:
+    """p50/p99 ms of the verifier's forward alone over `pairs` (question, windows) with each intra-op thread count."""
+    from rag.encoding import verifier as verifiers
+    from rag.encoding.model import resolve_model
+
+    spec = resolve_model("default")
+    models = {t: verifiers.Verifier(verifiers.ASSET_DIR, spec.local_dir, spec.weights_sha256, threads=t) for t in threads}
+    times: dict[int, list[float]] = {t: [] for t in threads}
+    for _ in range(rounds):
+        for t, model in models.items():
+            for question, windows in pairs:
+                t0 = time.perf_counter()
+                model.logits(question, windows)
+                times[t].append((time.perf_counter() - t0) * 1000)
+    return {f"{t}_threads": {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for t, v in times.items()}
 
 
 def _snapshot(off, on):
@@ -61,8 +83,12 @@ def _snapshot(off, on):
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--questions", type=int, default=600)
+    parser.add_argument("--threads", default="", help="comma-separated intra-op thread counts to time the forward alone with")
     args = parser.parse_args(argv)
     result = measure(args.questions)
+    pairs = result.pop("pairs")
+    if args.threads:
+        result["forward_alone"] = thread_scaling(pairs, [int(t) for t in args.threads.split(",")])
     write_json(RUNS / "bench-verifier.json", result)
     log(json.dumps(result, indent=1))
     return 0
