@@ -72,7 +72,6 @@ import os
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,9 +196,8 @@ def main(argv=None) -> int:
             loadavg_seen["http"] = loadavg()
         if "http-verifier" in sections_to_run:  # the same, every `rag serve` reading the verifier (issue #22 item 3)
             log(f"\n== HTTP with RAG_VERIFIER=true: rag serve vs plain servers, {duration:g} s per level and server ==")
-            with environment(RAG_VERIFIER="true"):  # the servers inherit it (eval.harness.env_for); the plain ones ignore it
-                result["sections"]["http_verifier"], offset = section_http(index_dir, work, questions_file, levels, duration, warmup,
-                                                                           slices, offset, 0)
+            result["sections"]["http_verifier"], offset = section_http(index_dir, work, questions_file, levels, duration, warmup,
+                                                                       slices, offset, 0, {"RAG_VERIFIER": "true"})
             loadavg_seen["http_verifier"] = loadavg()
         if "cold" in sections_to_run:
             log(f"\n== cold start, {cold_rounds} round(s) ==")
@@ -239,21 +237,6 @@ def main(argv=None) -> int:
     if full or args.write_summary:
         log(f"wrote {write_summary(result, shown).relative_to(ROOT)}")
     return 0
-
-
-@contextmanager
-def environment(**values: str):
-    """Set environment variables for the servers started inside, and put back what was there."""
-    before = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # --- upload: documents written over HTTP ---------------------------------------------------------------

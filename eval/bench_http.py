@@ -48,12 +48,12 @@ def pooled(slices: list[dict], latencies: list[float], duration: float) -> dict:
 
 
 def section_http(index_dir: Path, work: Path, questions_file: Path, levels: list[int], duration: float, warmup: float,
-                 slices: int, offset: int, workers: int = 0) -> tuple[dict, int]:
+                 slices: int, offset: int, workers: int = 0, settings: dict[str, str] | None = None) -> tuple[dict, int]:
     """Each level: `slices` rounds of (ours, [ours-wN,] plain, plain-1t) in rotating order, each duration/slices long,
-    pooled. `workers` > 1 also runs `rag serve --workers N` ("ours-wN")."""
+    pooled. `workers` > 1 also runs `rag serve --workers N` ("ours-wN"); `settings` go to every `rag serve` (Server)."""
     workers_kind = f"ours-w{workers}" if workers > 1 else None
     kinds = ["ours", *([workers_kind] if workers_kind else []), *PLAINS]
-    servers = {kind: Server(kind, index_dir, work) for kind in kinds}
+    servers = {kind: Server(kind, index_dir, work, settings) for kind in kinds}
     try:
         for server in servers.values():
             server.wait_answering()

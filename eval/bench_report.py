@@ -35,11 +35,11 @@ def compute_ratios(sections: dict) -> dict:
     out: dict[str, dict] = {base: {} for base in PLAINS}
     for base in PLAINS:
         r = out[base]
-        for prefix, http, kinds in (("", sections.get("http"), ("ours", "workers")), ("verifier_", sections.get("http_verifier"), ("ours",))):
+        for prefix, http in (("", sections.get("http")), ("verifier_", sections.get("http_verifier"))):
             if not http:
                 continue
             plain = http["runs"][base]
-            for kind_prefix, kind in (("", "ours"), ("workers_", http.get("workers_kind") if "workers" in kinds else None)):
+            for kind_prefix, kind in (("", "ours"), ("workers_", http.get("workers_kind"))):
                 if kind is None:
                     continue
                 ours, name = http["runs"][kind], prefix + kind_prefix

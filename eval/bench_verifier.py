@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from eval.harness import RUNS, distinct_questions, log, pct, write_json  # noqa: E402
 
 
-def measure(count: int = 600, block: int = 20) -> dict:
+def measure(count: int = 600, block: int = 20) -> tuple[dict, list[tuple[str, list[str]]]]:
+    """The figures, and the (question, windows) pairs the verifier read (for `thread_scaling`)."""
     from rag.config import Settings
     from rag.service import Service
 
@@ -34,7 +35,7 @@ def measure(count: int = 600, block: int = 20) -> dict:
     off = Service(on.settings.model_copy(update={"verifier": False}), on.model, on.encoders, None)
     off.snapshot = _snapshot(off, on)
     questions = distinct_questions()[:count]
-    times = {"on": [], "off": [], "verify": []}
+    times, pairs = {"on": [], "off": [], "verify": []}, []
     for _ in range(2):  # warm both
         for service in (on, off):
             service.query(service.parse(questions[0]))
@@ -47,12 +48,12 @@ def measure(count: int = 600, block: int = 20) -> dict:
                 times[name].append((time.perf_counter() - t0) * 1000)
                 if name == "on":
                     times["verify"].append(result.timings_ms.get("verify", 0.0))
+                    pairs.append((q, [w.text for w in result.windows]))
     out = {name: {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for name, v in times.items()}
     out["added_p50_ms"] = round(out["on"]["p50_ms"] - out["off"]["p50_ms"], 3)
     out["questions"] = len(questions)
     out["verifier"] = on.snapshot.retriever.verifier_status
-    out["pairs"] = [(q, [w.text for w in on.query(on.parse(q)).windows]) for q in questions]
-    return out
+    return out, pairs
 
 
 def thread_scaling(pairs: list[tuple[str, list[str]]], threads: list[int], rounds: int = 2) -> dict:
@@ -85,8 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--questions", type=int, default=600)
     parser.add_argument("--threads", default="", help="comma-separated intra-op thread counts to time the forward alone with")
     args = parser.parse_args(argv)
-    result = measure(args.questions)
-    pairs = result.pop("pairs")
+    result, pairs = measure(args.questions)
     if args.threads:
         result["forward_alone"] = thread_scaling(pairs, [int(t) for t in args.threads.split(",")])
     write_json(RUNS / "bench-verifier.json", result)

@@ -196,9 +196,10 @@ def distinct_questions(seed: int = 6) -> list[str]:
 
 class Server:
     """`rag serve` ("ours"; "ours-wN": `rag serve --workers N`) or eval/plain_server.py ("plain", "plain-1t") as its own
-    process on a free 127.0.0.1 port."""
+    process on a free 127.0.0.1 port. `settings`: environment variables for `rag serve` only (RAG_VERIFIER=true, say);
+    the plain servers never get them."""
 
-    def __init__(self, kind: str, index_dir: Path, work: Path):
+    def __init__(self, kind: str, index_dir: Path, work: Path, settings: dict[str, str] | None = None):
         self.kind = kind
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/query"
@@ -206,7 +207,7 @@ class Server:
             cmd = [*RAG, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
             if kind.startswith("ours-w"):
                 cmd += ["--workers", kind.removeprefix("ours-w")]
-            env = env_for(index_dir, RAG_AUTO_BUILD="false")
+            env = env_for(index_dir, RAG_AUTO_BUILD="false", **(settings or {}))
         else:
             cmd = [sys.executable, str(PLAIN_SERVER), "--host", "127.0.0.1", "--port", str(self.port)]
             env = env_for(index_dir, PLAIN_INDEX_DIR=str(index_dir))

@@ -54,6 +54,19 @@ class Card:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise ModelError(f"the verifier card {path} cannot be read ({type(exc).__name__}); reinstall the project") from exc
 
+    @classmethod
+    def matching(cls, directory: Path, base_model_sha256: str | None) -> "Card":
+        """The card in `directory`, if it was trained on the embedding model whose weights hash to `base_model_sha256`
+        (None: not checked); ModelError otherwise."""
+        card = cls.read(Path(directory) / CARD_NAME)
+        if base_model_sha256 is not None and card.base_model_sha256 != base_model_sha256:
+            raise ModelError("the verifier was trained with another tokenizer than the embedding model's; not using it")
+        return card
+
+    def identity(self) -> dict:
+        """What the manifest and /ready record of it."""
+        return {"sha256": self.sha256, "layers": self.layers, "file": self.file}
+
 
 def pair_ids(tokenizer, question: str, windows: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(input_ids, attention_mask, token_type_ids), int64 (len(windows), longest), for [CLS] q [SEP] w [SEP].
@@ -98,10 +111,7 @@ class Verifier:
     """Scores (question, window) pairs: a logit each, higher = the window answers the question."""
 
     def __init__(self, directory: Path, tokenizer_dir: Path, base_model_sha256: str | None, threads: int = 1):
-        card_path = Path(directory) / CARD_NAME
-        card = Card.read(card_path)
-        if base_model_sha256 is not None and card.base_model_sha256 != base_model_sha256:
-            raise ModelError("the verifier was trained with another tokenizer than the embedding model's; not using it")
+        card = Card.matching(directory, base_model_sha256)
         path = Path(directory) / card.file
         try:
             digest = file_sha256(path)
@@ -125,8 +135,8 @@ class Verifier:
         self.tokenizer = plain_tokenizer(tokenizer_dir)
 
     def identity(self) -> dict:
-        """What the manifest and /ready record of it."""
-        return {"sha256": self.card.sha256, "layers": self.card.layers, "file": self.card.file}
+        """What /ready records of it (the card's identity)."""
+        return self.card.identity()
 
     def reads_whole(self, question: str) -> bool:
         """Whether the verifier reads all of `question` (at most QUESTION_PIECES word pieces)."""
@@ -151,12 +161,10 @@ def manifest_entry(spec) -> dict:
     if not is_default_model(spec):
         return {"available": False, "reason": NOT_DEFAULT}
     try:
-        card = Card.read(ASSET_DIR / CARD_NAME)
+        card = Card.matching(ASSET_DIR, spec.weights_sha256)
     except ModelError as exc:
         return {"available": False, "reason": str(exc)}
-    if card.base_model_sha256 != spec.weights_sha256:
-        return {"available": False, "reason": "the shipped verifier was trained with another base model; the verdict is the bi-encoder one"}
-    return {"available": True, "sha256": card.sha256, "layers": card.layers, "file": card.file, "read_when": "RAG_VERIFIER=true"}
+    return {"available": True, **card.identity(), "read_when": "RAG_VERIFIER=true"}
 
 
 @lru_cache(maxsize=2)
