@@ -138,6 +138,7 @@ class AskOutput(BaseModel):
     verdict: schemas.Verdict = Field(description="found / uncertain / not_found: whether the documents seem to answer the question.")
     answerable: bool = Field(description="verdict != not_found.")
     confidence: float = Field(description="Probability (0-1) that the documents answer the question.")
+    verified: bool = Field(False, description="The verifier read the best evidence for this verdict (`verify`).")
     note: str = Field(description="How to use these passages, following the verdict.")
     index_id: str
     passages: list[AskPassage]
@@ -161,10 +162,10 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
         except Overloaded as exc:
             raise ToolError(str(exc)) from exc
 
-    async def answer(question: str, top_k, mode, filters, ctx: Context, output) -> CallToolResult:
+    async def answer(question: str, top_k, mode, filters, ctx: Context, output, verify=None) -> CallToolResult:
         """`search` and `ask` alike: parse once, query in the lane, render once, shape with `output`."""
         service = await get_service()
-        parsed = _parse(service, question, top_k, mode, filters)
+        parsed = _parse(service, question, top_k, mode, filters, verify)
         response = render.query_response(await run(service.query, parsed))
         return _result(output(response, _base_url(server_settings, ctx)))
 
@@ -270,12 +271,13 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             Field(description=schemas.MODE_DESCRIPTION, json_schema_extra={"enum": list(MODES)}),
         ] = settings.default_mode.value,
         filters: Annotated[schemas.FiltersIn | None, Field(description=FILTERS_DESCRIPTION)] = None,
+        verify: Annotated[object, Field(description=schemas.VERIFY_DESCRIPTION, json_schema_extra={"type": ["boolean", "null"]})] = None,
     ) -> Annotated[CallToolResult, AskOutput]:
         if not question.strip():
             raise ToolError("question is empty: pass the question to answer")
         if top_k is None:  # the library would read null as "the default"; the schema says integer, as over HTTP
             raise ToolError(f"top_k must be an integer from 1 to {settings.max_top_k}; got null")
-        return await answer(question, top_k, mode, filters, ctx, ask_output)
+        return await answer(question, top_k, mode, filters, ctx, ask_output, verify)
 
     return server
 
@@ -307,6 +309,7 @@ def ask_output(response: schemas.QueryResponse, base: str) -> AskOutput:
         verdict=response.verdict,
         answerable=response.answerable,
         confidence=response.confidence,
+        verified=response.verified,
         note=note_for(response),
         index_id=response.index.id,
         passages=passages,
@@ -354,9 +357,9 @@ def _result(output: BaseModel) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
 
 
-def _parse(service: Service, question: str, top_k, mode, filters: schemas.FiltersIn | None) -> Query:
+def _parse(service: Service, question: str, top_k, mode, filters: schemas.FiltersIn | None, verify=None) -> Query:
     """The tool's arguments as one `Query`, parsed once; what the library refuses is a tool error in its words."""
-    return _call(lambda: service.parse(question, top_k, mode, schemas.library_filters(filters)))
+    return _call(lambda: service.parse(question, top_k, mode, schemas.library_filters(filters), verify))
 
 
 def _json_integer(value: object) -> object:

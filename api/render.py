@@ -32,6 +32,7 @@ def query_response(result: QueryResult, took_ms: float | None = None) -> QueryRe
         took_ms=round(took_ms, 2),
         index=IndexInfo(id=result.index_id, model=model),
         passages=[passage_out(hit, documents[hit.passage.document]) for hit in result.hits],
+        verified=result.verified,
         warnings=list(result.warnings),
     )
 

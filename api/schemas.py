@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool
 from pydantic_core import PydanticCustomError
 
 from rag.config import MODES, Settings
@@ -54,6 +54,9 @@ def top_k_type(max_top_k: int):
     return Annotated[int, Field(ge=1, le=max_top_k, description="How many passages to return."), BeforeValidator(_integer_only)]
 
 
+VERIFY_DESCRIPTION = ("Also read the best evidence with the verifier (a cross-encoder, about 25 ms more a question): a verdict that "
+                      "refuses more of the questions written to look answerable, and keeps fewer of the answerable ones "
+                      "(docs/quality.md). null: the service's setting (RAG_VERIFIER, off by default).")
 MODE_DESCRIPTION = "hybrid (meaning and keywords: dense and BM25 scores z-normalised and added), dense (meaning) or lexical (BM25)."
 
 
@@ -108,6 +111,7 @@ def request_models(settings: Settings) -> RequestModels:
         top_k: TopK = default_top_k
         mode: ModeName = Field(default_mode, description=MODE_DESCRIPTION)
         filters: FiltersIn | None = Field(None, description="Answer only from passages that match (documents, authors, dates, sections).")
+        verify: StrictBool | None = Field(None, description=VERIFY_DESCRIPTION)
 
     class BatchQueryRequest(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -119,6 +123,7 @@ def request_models(settings: Settings) -> RequestModels:
         top_k: TopK = default_top_k
         mode: ModeName = Field(default_mode, description=MODE_DESCRIPTION)
         filters: FiltersIn | None = Field(None, description="One filter for every question of the batch.")
+        verify: StrictBool | None = Field(None, description=VERIFY_DESCRIPTION)
 
     return RequestModels(QueryRequest, BatchQueryRequest, settings.max_question_chars, settings.max_top_k, default_top_k)
 
@@ -173,6 +178,8 @@ class QueryResponse(BaseModel):
     took_ms: float
     index: IndexInfo
     passages: list[PassageOut]
+    verified: bool = Field(False, description="The verifier (a cross-encoder) read the best evidence and its score is in the verdict "
+                           "(`verify`, or the service's RAG_VERIFIER).")
     warnings: list[str] = Field(default_factory=list, description="How the question was read, when the caller should know "
                                 "(for example: longer than the model reads, so only its start was used).")
 
@@ -247,8 +254,9 @@ class Load(BaseModel):
 
 
 class VerifierStatus(BaseModel):
-    used: bool = Field(description="Whether the verifier (a cross-encoder) reads the evidence for the verdict and the highlight.")
-    reason: str | None = Field(None, description="Why not, when it is not used (another embedding model, or RAG_VERIFIER=false).")
+    used: bool = Field(description="Whether the verifier (a cross-encoder) reads the evidence of every question for the verdict (RAG_VERIFIER=true).")
+    on_request: bool = Field(False, description="Whether a question can ask for it (`verify: true`).")
+    reason: str | None = Field(None, description="Why it is not read for every question (RAG_VERIFIER=false), or not at all (another embedding model, weights that fail their check).")
     sha256: str | None = Field(None, description="sha256 of the verifier weights in use (checked at load against their card).")
     layers: int | None = None
     file: str | None = None

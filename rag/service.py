@@ -203,7 +203,7 @@ class Snapshot:
             "documents": len(self.documents),
             "passages": len(self.passages),
             "skipped": [s.as_dict() for s in self.skipped],
-            "verifier": self.retriever.verifier_status,
+            "verifier": self.retriever.verifier_status(),
         }
 
 
@@ -298,13 +298,14 @@ class Service:
 
     # --- answering ---------------------------------------------------------------------
 
-    def parse(self, question: object, top_k: object = None, mode: object = None, filters: object = None) -> Query:
+    def parse(self, question: object, top_k: object = None, mode: object = None, filters: object = None, verify: object = None) -> Query:
         """`Query.parse` with this service's settings: for callers that hold raw values (CLI, MCP, eval)."""
-        return Query.parse(question, top_k, mode, filters, settings=self.settings)
+        return Query.parse(question, top_k, mode, filters, settings=self.settings, verify=verify)
 
-    def parse_batch(self, questions: object, top_k: object = None, mode: object = None, filters: object = None) -> list[Query]:
+    def parse_batch(self, questions: object, top_k: object = None, mode: object = None, filters: object = None,
+                    verify: object = None) -> list[Query]:
         """`Query.parse_batch` with this service's settings."""
-        return Query.parse_batch(questions, top_k, mode, filters, settings=self.settings)
+        return Query.parse_batch(questions, top_k, mode, filters, settings=self.settings, verify=verify)
 
     def query(self, query: Query, snapshot: Snapshot | None = None) -> QueryResult:
         """Rank passages for `query` on the current snapshot (or the given one), live documents only: a hit whose

@@ -16,6 +16,7 @@ so training and serving cannot drift apart.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -146,14 +147,14 @@ class Verifier:
         return run_pairs(self._session, self.tokenizer, question, windows)
 
 
-NOT_DEFAULT = "not used: it was trained for the default model's features; the verdict is the bi-encoder one"
-SWITCHED_OFF = "not used: RAG_VERIFIER=false; the verdict is the bi-encoder one"
+NOT_DEFAULT = "not available: it was trained for the default model's features; the verdict is the bi-encoder one"
+ON_REQUEST = "not read by default (RAG_VERIFIER=false): a question asks for it with verify=true; the verdict is otherwise the bi-encoder one"
 
 
 def manifest_entry(spec) -> dict:
     """What an index's manifest records of the verifier for its embedding model `spec` (rag.index.build): for the
-    default model the shipped card's identity (its weights are hash-checked when a service loads them; the
-    verifier is read only with RAG_VERIFIER=true, a serving setting, so none of this is part of the index
+    default model the shipped card's identity (its weights are hash-checked when a service loads them; whether a
+    question is verified is a serving setting and a per-question choice, so none of this is part of the index
     fingerprint and switching it rebuilds nothing); for any other model, or an unreadable or mismatched card,
     that there is none and why. /ready says what a running service uses."""
     from rag.encoding.model import is_default_model
@@ -164,7 +165,7 @@ def manifest_entry(spec) -> dict:
         card = Card.matching(ASSET_DIR, spec.weights_sha256)
     except ModelError as exc:
         return {"available": False, "reason": str(exc)}
-    return {"available": True, **card.identity(), "read_when": "RAG_VERIFIER=true"}
+    return {"available": True, **card.identity(), "read_when": "RAG_VERIFIER=true, or a question's verify=true"}
 
 
 @lru_cache(maxsize=2)
@@ -174,14 +175,53 @@ def shipped(tokenizer_dir: str, base_model_sha256: str) -> Verifier:
     return Verifier(ASSET_DIR, Path(tokenizer_dir), base_model_sha256)
 
 
-def for_model(spec, enabled: bool) -> tuple[Verifier | None, dict]:
-    """The verifier to use with embedding model `spec`, and what /ready says of it: the shipped one for the
-    default model (unless switched off), none for any other model (it falls back to the bi-encoder verdict)."""
+class VerifierSlot:
+    """The verifier one service may read, and what /ready says of it.
+
+    `by_default`: every question is verified (RAG_VERIFIER=true): loaded when the slot is made, so broken weights
+    stop the start. Otherwise a question asks for it (`verify=true`) and the first such question loads it (about
+    half a second, once a process; a service that never verifies never pays it). A load that fails is remembered
+    with its reason: later questions get the bi-encoder verdict and that reason as a warning, never a 500, and
+    the weights are never read again until a restart. Thread-safe: questions run in worker threads."""
+
+    def __init__(self, load, by_default: bool):
+        self._load = load  # () -> Verifier, or ModelError
+        self.by_default = by_default
+        self._lock = threading.Lock()
+        self._verifier: Verifier | None = None
+        self._failure: str | None = None
+        if by_default:
+            self._verifier = load()
+
+    def get(self) -> tuple[Verifier | None, str | None]:
+        """(the verifier, None), or (None, why it cannot be read)."""
+        if self._verifier is None and self._failure is None:
+            with self._lock:
+                if self._verifier is None and self._failure is None:
+                    try:
+                        self._verifier = self._load()
+                    except ModelError as exc:
+                        self._failure = f"the verifier cannot be used: {exc}"
+        return self._verifier, self._failure
+
+    def status(self) -> dict:
+        """What /ready says: `used` (every question), `on_request` (a question may ask), the card's identity once
+        loaded, or why not."""
+        if self._failure is not None:
+            return {"used": False, "on_request": False, "reason": self._failure}
+        status = {"used": self.by_default, "on_request": True}
+        if not self.by_default:
+            status["reason"] = ON_REQUEST
+        return status | (self._verifier.identity() if self._verifier is not None else {})
+
+
+def for_model(spec, by_default: bool) -> tuple[VerifierSlot | None, dict]:
+    """The verifier slot for embedding model `spec`, and what /ready says of it: the shipped verifier for the
+    default model (read for every question when `by_default`, else for the questions that ask), none for any other
+    model (its verdict is the bi-encoder one, whatever a question asks)."""
     from rag.encoding.model import is_default_model
 
-    if not enabled:
-        return None, {"used": False, "reason": SWITCHED_OFF}
     if not is_default_model(spec):
-        return None, {"used": False, "reason": NOT_DEFAULT}
-    verifier = shipped(str(spec.local_dir), spec.weights_sha256)
-    return verifier, {"used": True, **verifier.identity()}
+        return None, {"used": False, "on_request": False, "reason": NOT_DEFAULT}
+    slot = VerifierSlot(lambda: shipped(str(spec.local_dir), spec.weights_sha256), by_default)
+    return slot, slot.status()

@@ -6,8 +6,9 @@ HTTP, MCP, the CLI and the evaluation harness all turn what they were given into
 the one check that needs an index version (do the filter's document ids exist in it?) runs on the
 snapshot the query is answered from (`Filters.check`).
 
-`Mode` is the one list of retrieval modes; the default mode and `top_k` come from the settings
-(`Settings.default_mode`, `Settings.default_top_k`), so every transport has the same defaults.
+`Mode` is the one list of retrieval modes; the default mode, `top_k` and whether a question is verified come
+from the settings (`Settings.default_mode`, `Settings.default_top_k`, `Settings.verifier`), so every transport has
+the same defaults.
 """
 
 from __future__ import annotations
@@ -26,15 +27,18 @@ class Query:
     top_k: int
     mode: Mode
     filters: Filters = field(default_factory=Filters)
+    verify: bool = False  # read the best evidence with the verifier (rag.query.verification) for the verdict
 
     @classmethod
-    def parse(cls, question: object, top_k: object = None, mode: object = None, filters: object = None, *, settings) -> "Query":
-        """A checked query from request data; None takes the settings' default (`top_k`, `mode`)."""
+    def parse(cls, question: object, top_k: object = None, mode: object = None, filters: object = None, *, settings,
+              verify: object = None) -> "Query":
+        """A checked query from request data; None takes the settings' default (`top_k`, `mode`, `verify`)."""
         question = clean_question(question, settings.max_question_chars)
-        return cls(question, *_parameters(top_k, mode, settings), Filters.parse(filters))
+        return cls(question, *_parameters(top_k, mode, settings), Filters.parse(filters), _verify(verify, settings))
 
     @classmethod
-    def parse_batch(cls, questions: object, top_k: object = None, mode: object = None, filters: object = None, *, settings) -> list["Query"]:
+    def parse_batch(cls, questions: object, top_k: object = None, mode: object = None, filters: object = None, *, settings,
+                    verify: object = None) -> list["Query"]:
         """One query per question, sharing one `top_k`, mode and filter; an invalid question names its position."""
         limit = settings.max_batch_questions
         if not isinstance(questions, list) or not questions:
@@ -48,8 +52,8 @@ class Query:
                 cleaned.append(clean_question(question, settings.max_question_chars))
             except InvalidInput as exc:
                 raise InvalidInput(f"questions[{i}]: {exc}") from None
-        parsed = Filters.parse(filters)
-        return [cls(question, top_k, mode, parsed) for question in cleaned]
+        parsed, verify = Filters.parse(filters), _verify(verify, settings)
+        return [cls(question, top_k, mode, parsed, verify) for question in cleaned]
 
 
 def clean_question(question: object, max_chars: int) -> str:
@@ -78,3 +82,11 @@ def _parameters(top_k: object, mode: object, settings) -> tuple[int, Mode]:
     if mode not in MODES:
         raise InvalidInput(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
     return top_k, Mode(mode)
+
+
+def _verify(verify: object, settings) -> bool:
+    if verify is None:
+        return bool(settings.verifier)
+    if not isinstance(verify, bool):
+        raise InvalidInput("verify must be true or false")
+    return verify

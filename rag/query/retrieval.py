@@ -5,9 +5,10 @@
 - rank: candidates from the store's dense and BM25 searches within the filter, fused (rag.query.ranking; the
   store is FAISS + bm25s in the process by default, or an engine: rag.index.vector_store);
 - highlight: the sentence(s) of each returned passage that answer the question (rag.query.highlight);
-- verify (opt-in, RAG_VERIFIER=true): the verifier, a cross-encoder, reads the best sentence windows of the top
-  passages (rag.query.verification) and its best logit joins the verdict's features. Never for a model other
-  than the default (it was fitted with the default model's features): the verdict is then the bi-encoder one;
+- verify (a question's `verify`, by default RAG_VERIFIER, off): the verifier, a cross-encoder, reads the best
+  sentence windows of the top passages (rag.query.verification) and its best logit joins the verdict's features.
+  Never for a model other than the default (it was fitted with the default model's features): the verdict is then
+  the bi-encoder one, and a question that asked is told so in `warnings`;
 - judge: whether the top passages answer it at all: `verdict`, `answerable`, `confidence` (rag.query.verdict).
 
 Results are small frozen dataclasses carrying the snapshot they were computed on; the HTTP, MCP and CLI
@@ -56,6 +57,7 @@ class QueryResult:
     features: verdicts.VerdictFeatures | None = None  # what the verdict was decided from, kept for calibration
     windows: tuple[verification.Window, ...] = ()  # the sentence windows the verifier read (none without one, unless asked for)
     warnings: tuple[str, ...] = ()  # what the caller should know about how the question was read
+    verified: bool = False  # the verifier read the evidence and its logit is in the verdict
 
 
 class Retriever:
@@ -75,9 +77,22 @@ class Retriever:
         self.store = store if store is not None else FaissBm25Store(loaded_index.vectors, lexical)
         self.ranker = Ranker(self.store, sentences, len(self.passages))
         self.highlighter = Highlighter(sentences, idf, unseen)
-        self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold, verified=verifier is not None)
-        self.verifier = verifier  # rag.encoding.verifier.Verifier, or None
-        self.verifier_status = verifier_status or {"used": verifier is not None}  # what /ready says of it
+        self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold)
+        self.verifier = verifier  # rag.encoding.verifier.VerifierSlot, or None (a model other than the default)
+        self._verifier_status = verifier_status or {"used": False, "on_request": False, "reason": "no verifier"}
+
+    def verifier_status(self) -> dict:
+        """What /ready says of the verifier: read for every question, on request, or not at all and why."""
+        return self.verifier.status() if self.verifier is not None else self._verifier_status
+
+    def _verifier_for(self, query: Query):
+        """(the verifier to read `query`'s evidence with or None, a warning when it asked for one it cannot have)."""
+        if not query.verify:
+            return None, None
+        if self.verifier is None:
+            return None, f"verify was asked for, but the verifier is {self._verifier_status['reason']}"
+        verifier, failure = self.verifier.get()
+        return verifier, (None if verifier is not None else f"verify was asked for, but {failure}; the verdict is the bi-encoder one")
 
     def _cut(self, embedded) -> bool:
         """Whether the encoder read only the start of the question (it filled its whole window)."""
@@ -86,7 +101,8 @@ class Retriever:
 
     @property
     def verdict_model(self):
-        return self.judge.model
+        """The verdict's model for a question read as the settings say (rag.query.verdict)."""
+        return verdicts.MODEL_VERIFIED if self.verifier is not None and self.verifier.by_default else self.judge.model
 
     def search(self, query: Query, snapshot=None, allowed: np.ndarray | None = None, read_windows: int | None = None) -> QueryResult:
         """Rank passages for a parsed query (rag.query.request); the result carries `snapshot`.
@@ -119,16 +135,17 @@ class Retriever:
         hits = [Hit(self.passages[i], round(score, 6), rank, *marks(candidates_of(i))) for rank, (i, score) in enumerate(returned, start=1)]
         lap("highlight")
         read = [i for i, _ in ranking.top(verification.READ_PASSAGES)]
+        verifier, unverified = self._verifier_for(query)
         if read_windows is None:  # as the verifier reads; none without one
-            read_windows = verification.READ_WINDOWS if self.verifier is not None else 0
+            read_windows = verification.READ_WINDOWS if verifier is not None else 0
         chosen = verification.windows([(i, candidates_of(i)) for i in read], read_windows) if read_windows else []
-        reading = verification.read(self.verifier, question, chosen) if self.verifier is not None else None
+        reading = verification.read(verifier, question, chosen) if verifier is not None else None
         lap("verify")
         assessment = self.judge.assess(question, question_terms, embedded, read, reading)
         lap("verdict")
-        warnings = ()
+        warnings = () if unverified is None else (unverified,)
         if self._cut(embedded) or (reading is not None and reading.question_cut):
-            warnings = ("the question is longer than the model reads; only its start was used",)
+            warnings += ("the question is longer than the model reads; only its start was used",)
         return QueryResult(
             question=question,
             mode=query.mode,
@@ -142,4 +159,5 @@ class Retriever:
             snapshot=snapshot,
             windows=tuple(chosen),
             warnings=warnings,
+            verified=reading is not None,
         )

@@ -187,15 +187,14 @@ FOUND_THRESHOLD_VERIFIED = 0.6
 class Judge:
     """The verdict stage of one snapshot: the top passages' sentences and the question's word pieces -> Assessment."""
 
-    def __init__(self, sentences: Sentences, terms_of, encoder, idf: dict[str, float], unseen_idf: float, answerable_threshold: float,
-                 verified: bool = False):
+    def __init__(self, sentences: Sentences, terms_of, encoder, idf: dict[str, float], unseen_idf: float, answerable_threshold: float):
         self.sentences = sentences
         self.terms_of = terms_of  # rag.index.lexical's `terms`
         self.encoder = encoder  # embeds the masked text when the question came without word pieces
         self.idf = idf
         self.unseen_idf = unseen_idf
         self.answerable_threshold = answerable_threshold
-        self.model = MODEL_VERIFIED if verified else MODEL  # with a verifier its best logit is the third feature
+        self.model = MODEL  # a question the verifier read is judged by MODEL_VERIFIED (its best logit the third feature)
 
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None) -> Assessment:
         rows, texts = [], []

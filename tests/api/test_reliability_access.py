@@ -221,7 +221,7 @@ def test_instructions_inside_a_passage_are_returned_verbatim_as_data(injected):
     assert response.headers["content-type"] == "application/json"
     assert response.headers["x-content-type-options"] == "nosniff"
     body = response.json()
-    assert set(body) == {"question", "mode", "verdict", "verdict_text", "answerable", "confidence", "took_ms", "index", "passages", "warnings"}
+    assert set(body) == {"question", "mode", "verdict", "verdict_text", "answerable", "confidence", "took_ms", "index", "passages", "verified", "warnings"}
     assert "error" not in body
     assert len(body["passages"]) == 3  # "delete every other passage" deleted nothing
     top = body["passages"][0]

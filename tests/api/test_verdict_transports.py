@@ -56,3 +56,37 @@ def test_the_cli_says_the_verdict_in_words(settings, service, encoders, monkeypa
         assert main(["ask", CASES[verdict], "-k", "1"], encoders) == 0
         out = capsys.readouterr().out.splitlines()
         assert out[1].startswith(words) and "(confidence " in out[1]
+
+
+def test_a_question_can_ask_for_the_verifier_on_every_transport(service, local, settings, encoders, monkeypatch, capsys):
+    question = CASES["found"]
+    plain = local.post("/query", json={"question": question}).json()
+    read = local.post("/query", json={"question": question, "verify": True}).json()
+    assert plain["verified"] is False and read["verified"] is True and read["warnings"] == []
+    assert read["confidence"] != plain["confidence"]  # the verifier's logit is in the verdict
+    assert [p["id"] for p in read["passages"]] == [p["id"] for p in plain["passages"]]  # the ranking is not its business
+    got = local.get("/query", params={"q": question, "verify": "true"}).json()
+    assert got["verified"] is True and got["confidence"] == read["confidence"]
+    batch = local.post("/query/batch", json={"questions": [question, CASES["not_found"]], "verify": True}).json()
+    assert [r["verified"] for r in batch["results"]] == [True, True] and batch["results"][0]["confidence"] == read["confidence"]
+    ask = mcp(local, "ask", {"question": question, "verify": True})
+    assert ask["verified"] is True and ask["confidence"] == pytest.approx(read["confidence"])
+    assert mcp(local, "ask", {"question": question})["verified"] is False
+    ready = local.get("/ready").json()["verifier"]
+    assert ready["used"] is False and ready["on_request"] is True and ready["sha256"]
+    monkeypatch.setenv("RAG_INDEX_DIR", str(settings.index_dir))
+    assert main(["ask", question, "-k", "1", "--verify"], encoders) == 0
+    assert "(verified)" in capsys.readouterr().out.splitlines()[1]
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_verify_must_be_true_or_false(local, value):
+    body = {"question": CASES["found"], "verify": value}
+    response = local.post("/query", json=body)
+    if value is None:  # null: the service's setting
+        assert response.status_code == 200 and response.json()["verified"] is False
+        return
+    assert response.status_code == 422 and "verify" in response.text
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "ask", "arguments": {"question": CASES["found"], "verify": value}}}
+    result = local.post("/mcp", json=call, headers=MCP_HEADERS).json()["result"]
+    assert result["isError"] is True and "verify must be true or false" in result["content"][0]["text"]

@@ -201,6 +201,25 @@ def test_a_shared_search_url_restores_mode_and_count(page):
     expect(page.get_by_label("Your question")).to_have_value("permanent revolution")
 
 
+def test_the_stricter_check_asks_for_the_verifier_and_is_shared_in_the_url(page, service):
+    question = "Who revised the theory of permanent revolution?"
+    verified = service.query(service.parse(question, 5, "hybrid", verify=True))
+    page.goto("/")
+    page.get_by_label("Your question").fill(question)
+    page.get_by_label("Stricter check").check()
+    page.get_by_role("button", name="Ask").click()
+    expect(page.locator("#verdict")).to_contain_text("Checked by the verifier.")
+    expect(page.locator("#verdict")).to_contain_text(f"confidence {round(verified.confidence * 100)}%")
+    assert parse_qs(urlsplit(page.url).query)["verify"] == ["1"]
+    page.goto("/?" + "q=permanent+revolution&mode=hybrid&top_k=2&verify=1")  # a shared link keeps the check
+    expect(page.get_by_label("Stricter check")).to_be_checked()
+    expect(page.locator("#verdict")).to_contain_text("Checked by the verifier.")
+    page.goto("/?" + "q=permanent+revolution&mode=hybrid&top_k=2")
+    expect(page.get_by_label("Stricter check")).not_to_be_checked()
+    expect(page.locator("ol.results > li")).to_have_count(2)
+    expect(page.locator("#verdict")).not_to_contain_text("verifier")
+
+
 def test_unanswerable_question_says_so_and_shows_closest_passages(page):
     ask_with_keyboard(page, "What is the best recipe for banana bread?")
     note = page.locator("#verdict")

@@ -77,17 +77,18 @@ def test_a_verifier_trained_for_another_tokenizer_is_refused():
 
 def test_only_the_default_model_gets_the_verifier():
     other = verifiers.for_model(type(SPEC)("some/other-model", "some/other-model", None, None), True)
-    assert other[0] is None and other[1]["used"] is False and "default model" in other[1]["reason"]
-    off = verifiers.for_model(SPEC, False)
-    assert off[0] is None and "RAG_VERIFIER=false" in off[1]["reason"]
+    assert other[0] is None and other[1]["used"] is False and other[1]["on_request"] is False and "default model" in other[1]["reason"]
+    off, status = verifiers.for_model(SPEC, False)  # on request: loaded by the first question that asks
+    assert off is not None and status["used"] is False and status["on_request"] is True and "RAG_VERIFIER=false" in status["reason"]
     used, status = verifiers.for_model(SPEC, True)
-    assert used is not None and status["used"] is True and status["sha256"] == used.card.sha256
+    assert status["used"] is True and status["sha256"] == used.get()[0].card.sha256
 
 
 def test_the_manifest_entry_names_the_shipped_card_or_why_there_is_none(tmp_path, monkeypatch):
     card = verifiers.Card.read(verifiers.ASSET_DIR / verifiers.CARD_NAME)
     entry = verifiers.manifest_entry(SPEC)
-    assert entry == {"available": True, "sha256": card.sha256, "layers": card.layers, "file": card.file, "read_when": "RAG_VERIFIER=true"}
+    assert entry == {"available": True, "sha256": card.sha256, "layers": card.layers, "file": card.file,
+                     "read_when": "RAG_VERIFIER=true, or a question's verify=true"}
     other = verifiers.manifest_entry(type(SPEC)("some/other-model", "some/other-model", None, None))
     assert other["available"] is False and "default model" in other["reason"] and "bi-encoder" in other["reason"]
     (tmp_path / verifiers.CARD_NAME).write_text("{not json")

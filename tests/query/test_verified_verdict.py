@@ -1,7 +1,13 @@
-"""The verdict with the verifier switched on (RAG_VERIFIER=true) and off (the default), on the real index."""
+"""The verdict with and without the verifier, on the real index: off by default, read when a question asks
+(`verify`) or for every question (RAG_VERIFIER=true), and refused, with a warning, where it cannot be read."""
+
+import shutil
 
 import pytest
 
+from rag.encoding import verifier as verifiers
+from rag.query.request import Query
+from rag.query.retrieval import Retriever
 from rag.service import make_snapshot
 
 ANSWERABLE = "Why did Trotsky think the bourgeoisie could not lead the revolution?"
@@ -9,34 +15,89 @@ ANSWERABLE = "Why did Trotsky think the bourgeoisie could not lead the revolutio
 
 @pytest.fixture(scope="module")
 def verified(service):
-    """The served index with a retriever that reads the evidence with the verifier."""
+    """The served index with RAG_VERIFIER=true: every question's evidence is read by the verifier."""
     settings = service.settings.model_copy(update={"verifier": True})
     snap = service.snapshot
     return make_snapshot(settings, list(snap.documents.values()), snap.index, snap.retriever.encoder, snap.skipped)
 
 
+def retriever_like(retriever, slot, status=None) -> Retriever:
+    """The same index and encoder with another verifier slot (or none)."""
+    return Retriever(retriever.index, retriever.documents, retriever.lexical, retriever.encoder, verifier=slot, verifier_status=status)
+
+
 def test_the_default_verdict_is_the_bi_encoder_one(service):
     result = service.query(service.parse(ANSWERABLE))
-    assert result.features.verifier is None and len(result.features.values()) == 2
-    assert "verify" in result.timings_ms and service.snapshot.info()["verifier"]["used"] is False
+    assert result.features.verifier is None and len(result.features.values()) == 2 and not result.verified
+    status = service.snapshot.info()["verifier"]
+    assert "verify" in result.timings_ms and status["used"] is False and status["on_request"] is True
+    assert "verify=true" in status["reason"] and result.warnings == ()
 
 
-def test_switched_on_the_verifier_reads_the_top_windows_and_joins_the_verdict(service, verified):
-    query = service.parse(ANSWERABLE)
-    plain, read = service.snapshot.retriever.search(query), verified.retriever.search(query)
-    assert read.features.verifier is not None and len(read.features.values()) == 3
+def test_a_question_that_asks_is_read_by_the_verifier(service):
+    plain, read = service.query(service.parse(ANSWERABLE)), service.query(service.parse(ANSWERABLE, verify=True))
+    assert read.verified and read.features.verifier is not None and len(read.features.values()) == 3
     assert read.features.answer_type == plain.features.answer_type and read.features.relation_cos == plain.features.relation_cos
-    assert 1 <= len(read.windows) <= 3 and all(w.passage_index in {verified.retriever.position[h.passage.id] for h in read.hits[:3]} for w in read.windows)
+    retriever = service.snapshot.retriever
+    assert 1 <= len(read.windows) <= 3 and all(w.passage_index in {retriever.position[h.passage.id] for h in read.hits[:3]} for w in read.windows)
     # the ranking and the highlights are the bi-encoder's either way; only the verdict reads the verifier
     assert [h.passage.id for h in read.hits] == [h.passage.id for h in plain.hits]
     assert [h.highlight for h in read.hits] == [h.highlight for h in plain.hits]
-    assert 0.0 <= read.confidence <= 1.0 and read.confidence != plain.confidence
-    assert verified.info()["verifier"]["used"] is True
+    assert 0.0 <= read.confidence <= 1.0 and read.confidence != plain.confidence and read.warnings == ()
+    # once loaded, /ready names the weights it reads (still not for every question)
+    status = service.snapshot.info()["verifier"]
+    assert status["used"] is False and status["sha256"] == verifiers.shipped(str(service.model.local_dir), service.model.weights_sha256).card.sha256
 
 
-def test_a_question_longer_than_the_models_window_is_answered_with_a_warning(service, verified):
+def test_switched_on_every_question_is_verified_unless_it_says_no(service, verified):
+    assert verified.info()["verifier"]["used"] is True and "reason" not in verified.info()["verifier"]
+    asked = verified.retriever.search(service.parse(ANSWERABLE, verify=True))
+    by_default = Query.parse(ANSWERABLE, settings=service.settings.model_copy(update={"verifier": True}))
+    assert by_default.verify is True
+    assert verified.retriever.search(by_default).confidence == asked.confidence and asked.verified
+    said_no = verified.retriever.search(service.parse(ANSWERABLE, verify=False))
+    assert not said_no.verified and said_no.confidence == service.query(service.parse(ANSWERABLE)).confidence
+
+
+def test_another_model_has_no_verifier_and_a_question_that_asks_is_told(service):
+    other_spec = type(service.model)("some/other-model", "some/other-model", None, None)
+    slot, status = verifiers.for_model(other_spec, True)
+    assert slot is None and status["used"] is False and status["on_request"] is False
+    other = retriever_like(service.snapshot.retriever, slot, status)
+    result = other.search(service.parse(ANSWERABLE, verify=True))
+    assert not result.verified and result.features.verifier is None
+    assert result.warnings and "verify was asked for" in result.warnings[0] and "default model" in result.warnings[0]
+    assert result.confidence == service.query(service.parse(ANSWERABLE)).confidence
+
+
+def test_weights_that_fail_their_check_are_never_read_and_the_question_is_told(service, tmp_path):
+    copy = tmp_path / "verifier"
+    shutil.copytree(verifiers.ASSET_DIR, copy)
+    weights = copy / verifiers.Card.read(copy / verifiers.CARD_NAME).file
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    loads = []
+
+    def load():
+        loads.append(1)
+        return verifiers.Verifier(copy, service.model.local_dir, service.model.weights_sha256)
+
+    tampered = retriever_like(service.snapshot.retriever, verifiers.VerifierSlot(load, by_default=False))
+    for _ in range(2):
+        result = tampered.search(service.parse(ANSWERABLE, verify=True))
+        assert not result.verified and result.features.verifier is None
+        assert result.warnings and "sha256" in result.warnings[0] and "bi-encoder" in result.warnings[0]
+    assert len(loads) == 1  # the failure is remembered, the weights not read again
+    status = tampered.verifier_status()
+    assert status["used"] is False and status["on_request"] is False and "sha256" in status["reason"]
+    with pytest.raises(verifiers.ModelError, match="sha256"):  # switched on for every question, the start stops
+        verifiers.VerifierSlot(load, by_default=True)
+
+
+def test_a_question_longer_than_the_models_window_is_answered_with_a_warning(service):
     long = "Why did Trotsky think the bourgeoisie could not lead? " + "And what did the workers do then, in the cities? " * 60
-    for retriever in (service.snapshot.retriever, verified.retriever):
-        result = retriever.search(service.parse(long[:1990]))
-        assert result.warnings and "longer than the model reads" in result.warnings[0]
-    assert service.snapshot.retriever.search(service.parse(ANSWERABLE)).warnings == ()
+    for verify in (False, True):
+        result = service.query(service.parse(long[:1990], verify=verify))
+        assert result.warnings and "longer than the model reads" in result.warnings[-1]
+    assert service.query(service.parse(ANSWERABLE)).warnings == ()
