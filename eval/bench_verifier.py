@@ -52,7 +52,7 @@ def measure(count: int = 600, block: int = 20) -> tuple[dict, list[tuple[str, li
     out = {name: {"p50_ms": pct(v, 50), "p99_ms": pct(v, 99)} for name, v in times.items()}
     out["added_p50_ms"] = round(out["on"]["p50_ms"] - out["off"]["p50_ms"], 3)
     out["questions"] = len(questions)
-    out["verifier"] = on.snapshot.retriever.verifier_status
+    out["verifier"] = on.snapshot.retriever.verifier_status()
     return out, pairs
 
 
