@@ -247,7 +247,8 @@ def build_server(get_service: ServiceSource, settings: Settings, server_settings
             "sentence that best answers the question (`highlight`), its score, its full citation and a url; and a "
             "`verdict`: found (answer from the passages and cite them), uncertain (say the documents may not cover it) "
             "or not_found (the passages are only the closest ones: say the documents do not answer it). `note` says "
-            "the same in words. "
+            "the same in words. Pass `verify: true` for a stricter check when being wrong would matter: a second model "
+            "reads the best evidence (slower; it refuses more questions that only look answerable, and some that are). "
             + QUOTED_DATA
         ),
         annotations=READ_ONLY,
