@@ -30,6 +30,7 @@ from api.deps import get_admission, get_metrics, get_service
 from api.limits import Admission
 from api.middleware import charge
 from api.observability import Metrics
+from rag.errors import InvalidInput
 from rag.query.request import Query as RagQuery
 from rag.service import Service
 
@@ -38,6 +39,18 @@ from rag.service import Service
 # An empty value (a blank form field, `published_after=`) means no bound, as the pattern says: the web page and
 # HTML forms send every field. A JSON body has null for that, and POST /query refuses "" (api.schemas.IsoDate).
 DATE = {"pattern": "^(" + schemas.DATE_PATTERN.strip("^$") + ")?$"}
+
+
+FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
+
+
+def query_flag(name: str, value: str | None) -> bool | None:
+    """A yes/no query parameter as a form or a URL spells it; empty or missing: None (the service's setting)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() not in FLAGS:
+        raise InvalidInput(f"{name} must be true or false (or 1/0, yes/no, on/off); got {value!r}")
+    return FLAGS[value.strip().lower()]
 
 
 def router(models: schemas.RequestModels) -> APIRouter:
@@ -70,7 +83,7 @@ def router(models: schemas.RequestModels) -> APIRouter:
         section: list[str] = Query([], description="Only from this section (repeatable)."),
         published_after: str | None = Query(None, description="Only documents published on or after YYYY-MM-DD; empty: no bound.", json_schema_extra=DATE),
         published_before: str | None = Query(None, description="Only documents published on or before YYYY-MM-DD; empty: no bound.", json_schema_extra=DATE),
-        verify: bool | None = Query(None, description=schemas.VERIFY_DESCRIPTION),
+        verify: str | None = Query(None, description=schemas.VERIFY_DESCRIPTION + " Over GET: true/1/yes/on, false/0/no/off; empty: the setting."),
         service: Service = Depends(get_service),
         metrics: Metrics = Depends(get_metrics),
         admission: Admission = Depends(get_admission),
@@ -79,7 +92,7 @@ def router(models: schemas.RequestModels) -> APIRouter:
         blank = lambda values: [v for v in values if v.strip()]  # noqa: E731 - an empty form field means "any"
         filters = {"documents": blank(document), "authors": blank(author), "sections": blank(section),
                    "published_after": published_after, "published_before": published_before}
-        query = service.parse(q, top_k, mode, filters, verify)  # raw values: the library parses them, filter included
+        query = service.parse(q, top_k, mode, filters, query_flag("verify", verify))  # raw values: the library parses them, filter included
         return await unless_client_leaves(request, _answer(admission, service, metrics, query))
 
     @routes.post(

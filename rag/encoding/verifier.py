@@ -148,6 +148,7 @@ class Verifier:
 
 
 NOT_DEFAULT = "not available: it was trained for the default model's features; the verdict is the bi-encoder one"
+NOT_ON_REQUEST = "switched off (RAG_VERIFIER=false, RAG_VERIFY_ON_REQUEST=false); the verdict is the bi-encoder one"
 ON_REQUEST = "not read by default (RAG_VERIFIER=false): a question asks for it with verify=true; the verdict is otherwise the bi-encoder one"
 
 
@@ -176,17 +177,20 @@ def shipped(tokenizer_dir: str, base_model_sha256: str) -> Verifier:
 
 
 class VerifierSlot:
-    """The verifier one service may read, and what /ready says of it.
+    """The verifier one process may read, and what /ready says of it.
 
     `by_default`: every question is verified (RAG_VERIFIER=true): loaded when the slot is made, so broken weights
-    stop the start. Otherwise a question asks for it (`verify=true`) and the first such question loads it (about
-    half a second, once a process; a service that never verifies never pays it). A load that fails is remembered
-    with its reason: later questions get the bi-encoder verdict and that reason as a warning, never a 500, and
-    the weights are never read again until a restart. Thread-safe: questions run in worker threads."""
+    stop the start. Otherwise a question asks for it (`verify=true`; `on_request`, unless RAG_VERIFY_ON_REQUEST=false)
+    and the first such question loads it (a tenth of a second or so, once a process; a service that never verifies
+    never pays it). A load that fails is remembered with its reason: later questions get the bi-encoder verdict and
+    that reason as a warning, never a 500, and the weights are not read again until a restart (`for_model` gives
+    every snapshot of a process the same slot, so a reload keeps what it knows). Thread-safe: questions run in
+    worker threads."""
 
-    def __init__(self, load, by_default: bool):
-        self._load = load  # () -> Verifier, or ModelError
+    def __init__(self, load, by_default: bool, on_request: bool = True):
+        self._load = load  # () -> Verifier, or an exception saying why not
         self.by_default = by_default
+        self.on_request = on_request or by_default
         self._lock = threading.Lock()
         self._verifier: Verifier | None = None
         self._failure: str | None = None
@@ -202,6 +206,8 @@ class VerifierSlot:
                         self._verifier = self._load()
                     except ModelError as exc:
                         self._failure = f"the verifier cannot be used: {exc}"
+                    except Exception as exc:  # tokenizers and onnxruntime raise their own types for files they cannot read
+                        self._failure = f"the verifier cannot be used: {type(exc).__name__}: {exc}"
         return self._verifier, self._failure
 
     def status(self) -> dict:
@@ -209,19 +215,27 @@ class VerifierSlot:
         loaded, or why not."""
         if self._failure is not None:
             return {"used": False, "on_request": False, "reason": self._failure}
+        if not self.on_request:
+            return {"used": False, "on_request": False, "reason": NOT_ON_REQUEST}
         status = {"used": self.by_default, "on_request": True}
         if not self.by_default:
             status["reason"] = ON_REQUEST
         return status | (self._verifier.identity() if self._verifier is not None else {})
 
 
-def for_model(spec, by_default: bool) -> tuple[VerifierSlot | None, dict]:
+@lru_cache(maxsize=8)
+def _slot(tokenizer_dir: str, base_model_sha256: str, by_default: bool, on_request: bool) -> VerifierSlot:
+    """One slot per process and setting, shared by every snapshot (a reload keeps the loaded verifier or its failure)."""
+    return VerifierSlot(lambda: shipped(tokenizer_dir, base_model_sha256), by_default, on_request)
+
+
+def for_model(spec, by_default: bool, on_request: bool = True) -> tuple[VerifierSlot | None, dict]:
     """The verifier slot for embedding model `spec`, and what /ready says of it: the shipped verifier for the
-    default model (read for every question when `by_default`, else for the questions that ask), none for any other
-    model (its verdict is the bi-encoder one, whatever a question asks)."""
+    default model (read for every question when `by_default`, else for the questions that ask unless not
+    `on_request`), none for any other model (its verdict is the bi-encoder one, whatever a question asks)."""
     from rag.encoding.model import is_default_model
 
     if not is_default_model(spec):
         return None, {"used": False, "on_request": False, "reason": NOT_DEFAULT}
-    slot = VerifierSlot(lambda: shipped(str(spec.local_dir), spec.weights_sha256), by_default)
+    slot = _slot(str(spec.local_dir), spec.weights_sha256, by_default, on_request)
     return slot, slot.status()

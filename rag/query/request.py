@@ -6,9 +6,9 @@ HTTP, MCP, the CLI and the evaluation harness all turn what they were given into
 the one check that needs an index version (do the filter's document ids exist in it?) runs on the
 snapshot the query is answered from (`Filters.check`).
 
-`Mode` is the one list of retrieval modes; the default mode, `top_k` and whether a question is verified come
-from the settings (`Settings.default_mode`, `Settings.default_top_k`, `Settings.verifier`), so every transport has
-the same defaults.
+`Mode` is the one list of retrieval modes; the default mode and `top_k` come from the settings
+(`Settings.default_mode`, `Settings.default_top_k`), so every transport has the same defaults. `verify` is the
+question's own choice or None (as the service is set: RAG_VERIFIER, which the retriever's verifier slot knows).
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ class Query:
     top_k: int
     mode: Mode
     filters: Filters = field(default_factory=Filters)
-    verify: bool = False  # read the best evidence with the verifier (rag.query.verification) for the verdict
+    verify: bool | None = None  # read the best evidence with the verifier for the verdict; None: as the service is set (RAG_VERIFIER)
 
     @classmethod
     def parse(cls, question: object, top_k: object = None, mode: object = None, filters: object = None, *, settings,
               verify: object = None) -> "Query":
-        """A checked query from request data; None takes the settings' default (`top_k`, `mode`, `verify`)."""
+        """A checked query from request data; None takes the settings' default (`top_k`, `mode`; `verify` stays None:
+        as the service is set)."""
         question = clean_question(question, settings.max_question_chars)
         return cls(question, *_parameters(top_k, mode, settings), Filters.parse(filters), _verify(verify, settings))
 
@@ -84,9 +85,8 @@ def _parameters(top_k: object, mode: object, settings) -> tuple[int, Mode]:
     return top_k, Mode(mode)
 
 
-def _verify(verify: object, settings) -> bool:
-    if verify is None:
-        return bool(settings.verifier)
-    if not isinstance(verify, bool):
+def _verify(verify: object, settings) -> bool | None:
+    """A question's own choice (True / False), or None: the service's setting (its retriever knows it)."""
+    if verify is not None and not isinstance(verify, bool):
         raise InvalidInput("verify must be true or false")
     return verify

@@ -79,20 +79,25 @@ class Retriever:
         self.highlighter = Highlighter(sentences, idf, unseen)
         self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold)
         self.verifier = verifier  # rag.encoding.verifier.VerifierSlot, or None (a model other than the default)
-        self._verifier_status = verifier_status or {"used": False, "on_request": False, "reason": "no verifier"}
+        self._verifier_status = verifier_status or {"used": False, "on_request": False, "reason": "not available to this service"}
 
     def verifier_status(self) -> dict:
         """What /ready says of the verifier: read for every question, on request, or not at all and why."""
         return self.verifier.status() if self.verifier is not None else self._verifier_status
 
     def _verifier_for(self, query: Query):
-        """(the verifier to read `query`'s evidence with or None, a warning when it asked for one it cannot have)."""
-        if not query.verify:
+        """(the verifier to read `query`'s evidence with or None, a warning when the question asked for one it cannot
+        have). A question that says nothing is read as the service is set (the slot's `by_default`), silently."""
+        by_default = self.verifier is not None and self.verifier.by_default
+        if not (by_default if query.verify is None else query.verify):
             return None, None
-        if self.verifier is None:
-            return None, f"verify was asked for, but the verifier is {self._verifier_status['reason']}"
+        if self.verifier is None or not self.verifier.on_request:
+            reason = self.verifier_status()["reason"]
+            return None, f"verify was asked for, but the verifier is {reason}"
         verifier, failure = self.verifier.get()
-        return verifier, (None if verifier is not None else f"verify was asked for, but {failure}; the verdict is the bi-encoder one")
+        if verifier is None and query.verify:
+            return None, f"verify was asked for, but {failure}; the verdict is the bi-encoder one"
+        return verifier, None
 
     def _cut(self, embedded) -> bool:
         """Whether the encoder read only the start of the question (it filled its whole window)."""

@@ -174,7 +174,7 @@ MODEL = AnswerabilityModel(mean=(0.8818, 0.4068), scale=(0.3228, 0.1432), weight
 MODEL_REEMBEDDED = AnswerabilityModel(mean=(0.8818, 0.3551), scale=(0.3228, 0.1465), weights=(0.9876, 1.4443), bias=1.4649)
 ANSWERABLE_THRESHOLD = 0.5
 FOUND_THRESHOLD = 0.6
-# With the verifier (RAG_VERIFIER=true): the two features and the verifier's best logit, fitted by eval/train_verifier.py
+# With the verifier (a question's verify, or RAG_VERIFIER=true): the two features and the verifier's best logit, fitted by eval/train_verifier.py
 # on its held-out questions (4 SQuAD 2.0 tune articles, 1,096 questions, and 55 dev questions counted 4 times; the
 # verifier never saw them). Leave-one-article-out on those (6 layers, trained with synthetic unanswerables): SQuAD
 # AUROC 0.752 (bi-encoder verdict 0.634), answered 0.70 / abstained 0.69 at 0.5 (bi-encoder 0.94 / 0.12), ECE 0.054

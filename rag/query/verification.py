@@ -8,7 +8,8 @@ so the model learns on the candidates it will see.
 
 What comes out: the best window's logit, a feature of the verdict (rag.query.verdict), and which window that was.
 Using that window as its passage's highlight was tried and dropped (it held the answer less often than the
-highlight's own rules on held-out articles: rag.query.highlight.marks). The stage runs only with RAG_VERIFIER=true.
+highlight's own rules on held-out articles: rag.query.highlight.marks). The stage runs for a question that asks
+(`verify`), or for every question with RAG_VERIFIER=true.
 """
 
 from __future__ import annotations

@@ -37,6 +37,13 @@ def test_the_page_takes_modes_and_defaults_from_the_settings(service):
     assert not re.search(r'<option value="(hybrid|dense|lexical)"', response.text)  # options are built from the config
 
 
+def test_the_stricter_check_is_offered_only_where_a_question_may_ask_for_the_verifier():
+    assert page_module.page_config(Settings())["verifier"] == {"default": False, "on_request": True}
+    assert page_module.page_config(Settings(verifier=True))["verifier"] == {"default": True, "on_request": True}
+    assert page_module.page_config(Settings(verify_on_request=False))["verifier"]["on_request"] is False
+    assert page_module.page_config(Settings(model="some/other-model", verifier=True))["verifier"]["on_request"] is False
+
+
 def test_the_bundled_article_id_is_the_one_in_seeds(service):
     assert BUNDLED_DOCUMENT in service.documents  # the session serves the bundled seeds/
     assert (Settings().seeds_dir / f"{BUNDLED_DOCUMENT}.txt").is_file()

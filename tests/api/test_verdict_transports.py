@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.cli import main
 from api.wording import QUOTED_DATA
+from rag.service import Service, make_snapshot
 from tests.query.test_verdict import UNCERTAIN
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
@@ -77,6 +78,31 @@ def test_a_question_can_ask_for_the_verifier_on_every_transport(service, local, 
     monkeypatch.setenv("RAG_INDEX_DIR", str(settings.index_dir))
     assert main(["ask", question, "-k", "1", "--verify"], encoders) == 0
     assert "(verified)" in capsys.readouterr().out.splitlines()[1]
+
+
+def test_switched_on_every_answer_is_verified_unless_the_question_says_no(service):
+    settings = service.settings.model_copy(update={"verifier": True})
+    snap = service.snapshot
+    on = Service(settings, service.model, service.encoders,
+                 make_snapshot(settings, list(snap.documents.values()), snap.index, snap.retriever.encoder, snap.skipped))
+    question = CASES["found"]
+    with TestClient(create_app(settings=settings, service=on), base_url="http://127.0.0.1") as client:
+        assert client.get("/ready").json()["verifier"]["used"] is True
+        assert client.post("/query", json={"question": question}).json()["verified"] is True
+        said_no = client.post("/query", json={"question": question, "verify": False}).json()
+        assert said_no["verified"] is False and said_no["warnings"] == []
+        assert client.get("/query", params={"q": question, "verify": "off"}).json()["verified"] is False
+        assert client.get("/query", params={"q": question, "verify": ""}).json()["verified"] is True  # blank: the setting
+        assert mcp(client, "ask", {"question": question})["verified"] is True
+        assert '"verifier": {"default": true, "on_request": true}' in client.get("/").text
+
+
+def test_over_get_verify_is_spelled_as_a_form_would_and_anything_else_is_named(local):
+    question = CASES["found"]
+    for value, verified in (("1", True), ("Yes", True), ("false", False), ("", False), (" ", False)):
+        assert local.get("/query", params={"q": question, "verify": value}).json()["verified"] is verified, value
+    refused = local.get("/query", params={"q": question, "verify": "maybe"})
+    assert refused.status_code == 422 and "verify must be true or false" in refused.json()["error"]
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])

@@ -53,8 +53,9 @@ def test_switched_on_every_question_is_verified_unless_it_says_no(service, verif
     assert verified.info()["verifier"]["used"] is True and "reason" not in verified.info()["verifier"]
     asked = verified.retriever.search(service.parse(ANSWERABLE, verify=True))
     by_default = Query.parse(ANSWERABLE, settings=service.settings.model_copy(update={"verifier": True}))
-    assert by_default.verify is True
-    assert verified.retriever.search(by_default).confidence == asked.confidence and asked.verified
+    assert by_default.verify is None  # the question said nothing: the service's setting decides
+    read = verified.retriever.search(by_default)
+    assert read.verified and read.confidence == asked.confidence and asked.verified
     said_no = verified.retriever.search(service.parse(ANSWERABLE, verify=False))
     assert not said_no.verified and said_no.confidence == service.query(service.parse(ANSWERABLE)).confidence
 
@@ -101,3 +102,57 @@ def test_a_question_longer_than_the_models_window_is_answered_with_a_warning(ser
         result = service.query(service.parse(long[:1990], verify=verify))
         assert result.warnings and "longer than the model reads" in result.warnings[-1]
     assert service.query(service.parse(ANSWERABLE)).warnings == ()
+
+
+def test_a_question_that_does_not_ask_is_read_as_the_service_is_set_and_never_warned(service):
+    """RAG_VERIFIER=true with another model: no verifier, and no warning for questions that asked nothing."""
+    other_spec = type(service.model)("some/other-model", "some/other-model", None, None)
+    other = retriever_like(service.snapshot.retriever, *verifiers.for_model(other_spec, True))
+    switched_on = service.settings.model_copy(update={"verifier": True})
+    result = other.search(Query.parse(ANSWERABLE, settings=switched_on))
+    assert not result.verified and result.warnings == ()
+
+
+def test_with_verify_on_request_off_a_question_that_asks_is_told_and_nothing_is_loaded(service):
+    loads = []
+    slot = verifiers.VerifierSlot(lambda: loads.append(1), by_default=False, on_request=False)
+    result = retriever_like(service.snapshot.retriever, slot).search(service.parse(ANSWERABLE, verify=True))
+    assert not result.verified and loads == []
+    assert result.warnings and "RAG_VERIFY_ON_REQUEST=false" in result.warnings[0]
+    assert slot.status() == {"used": False, "on_request": False, "reason": verifiers.NOT_ON_REQUEST}
+    _, status = verifiers.for_model(service.model, False, on_request=False)  # as the settings make it
+    assert status == {"used": False, "on_request": False, "reason": verifiers.NOT_ON_REQUEST}
+
+
+def test_the_first_questions_that_ask_at_once_load_the_verifier_once(service):
+    import threading
+    import time
+
+    loads, shipped = [], verifiers.shipped(str(service.model.local_dir), service.model.weights_sha256)
+
+    def slow_load():
+        loads.append(1)
+        time.sleep(0.2)  # long enough for every thread to arrive while the first one loads
+        return shipped
+
+    slot = verifiers.VerifierSlot(slow_load, by_default=False)
+    retriever = retriever_like(service.snapshot.retriever, slot)
+    results, start = [], threading.Barrier(4)
+
+    def ask():
+        start.wait()
+        results.append(retriever.search(service.parse(ANSWERABLE, verify=True)))
+
+    threads = [threading.Thread(target=ask) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(loads) == 1 and len(results) == 4 and all(r.verified for r in results)
+    assert len({r.confidence for r in results}) == 1
+
+
+def test_a_reload_keeps_the_one_verifier_of_the_process(service):
+    snap = service.snapshot
+    again = make_snapshot(service.settings, list(snap.documents.values()), snap.index, snap.retriever.encoder, snap.skipped)
+    assert again.retriever.verifier is snap.retriever.verifier
