@@ -1,0 +1,94 @@
+"""How the verdict could read the verifier's window logits: a measurement on the held-out questions, not a library part.
+
+The verdict takes the best of the top three windows' logits (rag.query.verification.read). This script scores the
+held-out questions of eval/train_verifier.py (4 SQuAD 2.0 tune articles and every second dev question, from its
+cached items in eval/runs/verifier/items.json: run `make train-verifier` or `--report-only` once first) with the
+shipped int8 verifier, and compares other readings of the same three logits: alone (AUROC), and as the verdict's
+third feature beside the bi-encoder two, refitted leave-one-article-out exactly as the training script reports
+(so each figure comes from a fit that never saw the question's article). It prints a JSON report; nothing is written.
+
+    python -m eval.verifier_readings
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+
+from eval import train_verifier as training
+from eval.metrics import auroc
+
+READINGS = {
+    "best": lambda r: max(r),  # what the verdict reads
+    "first": lambda r: r[0],  # the window the highlight's rules rank first
+    "mean": lambda r: float(np.mean(r)),
+    "logsumexp": lambda r: float(np.log(np.sum(np.exp(r)))),
+    "second": lambda r: sorted(r)[-2] if len(r) > 1 else r[0],
+    "mean_top2": lambda r: float(np.mean(sorted(r)[-2:])),
+}
+VERDICTS = {  # the verdict's features besides the bi-encoder two (answer_type, relation_cos)
+    "best (shipped)": ("best",),
+    "logsumexp": ("logsumexp",),
+    "best + second": ("best", "second"),
+    "best + first": ("best", "first"),
+    "mean_top2": ("mean_top2",),
+}
+
+
+def reading(name: str, logits: list[float]) -> float:
+    return READINGS[name](logits) if logits else -10.0
+
+
+def rates(probabilities, labels, threshold: float = 0.5) -> dict:
+    answered = [p >= threshold for p, a in zip(probabilities, labels) if a]
+    refused = [p < threshold for p, a in zip(probabilities, labels) if not a]
+    return {"auroc": round(auroc(probabilities, labels), 4), "answered": round(float(np.mean(answered)), 3),
+            "abstained": round(float(np.mean(refused)), 3)}
+
+
+def leave_one_article_out(items, features) -> list[float]:
+    """Each question's verdict probability from a fit without its article (dev questions counted DEV_WEIGHT times)."""
+    from rag.query.answerable import fit
+
+    out = [0.0] * len(items)
+    for group in sorted({i.group for i in items}):
+        rows, labels = [], []
+        for item, row in zip(items, features):
+            if item.group != group:
+                repeat = training.DEV_WEIGHT if item.source == "dev" else 1
+                rows += [row] * repeat
+                labels += [item.answerable] * repeat
+        model = fit(rows, labels)
+        for n, (item, row) in enumerate(zip(items, features)):
+            if item.group == group:
+                out[n] = model.probability(*row)
+    return out
+
+
+def main() -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from rag.encoding import verifier as verifiers
+    from rag.encoding.model import resolve_model
+
+    spec = resolve_model("default")
+    shipped = verifiers.shipped(str(spec.local_dir), spec.weights_sha256)
+    items = [i for i in training.collect() if training.held_out(i)]
+    logits = [[float(x) for x in shipped.logits(i.question, i.windows[:3])] if i.windows else [] for i in items]
+    report: dict = {"questions": {s: sum(i.source == s for i in items) for s in ("squad", "dev")}, "alone": {}, "verdict": {}}
+    for source in ("squad", "dev"):
+        chosen = [k for k, i in enumerate(items) if i.source == source]
+        labels = [items[k].answerable for k in chosen]
+        report["alone"][source] = {name: round(auroc([reading(name, logits[k]) for k in chosen], labels), 4) for name in READINGS}
+    for label, names in VERDICTS.items():
+        features = [(*i.features, *(reading(n, row) for n in names)) for i, row in zip(items, logits)]
+        probabilities = leave_one_article_out(items, features)
+        report["verdict"][label] = {source: rates([p for p, i in zip(probabilities, items) if i.source == source],
+                                                  [i.answerable for i in items if i.source == source]) for source in ("squad", "dev")}
+    print(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
