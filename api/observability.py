@@ -70,6 +70,10 @@ class Metrics:
             "rag_query_stage_duration_seconds", "Retrieval time per stage: embed, dense, lexical, fusion, highlight.",
             ["stage"], buckets=STAGE_BUCKETS, registry=self.registry,
         )
+        self.verdicts = Counter(
+            "rag_query_verdicts", "Questions answered, by verdict (found, uncertain, not_found) and whether the verifier read them.",
+            ["verdict", "verified"], registry=self.registry,
+        )
         self.reloads = Counter(
             "rag_index_reloads", "Index reloads by outcome (changed, unchanged, failed).", ["outcome"], registry=self.registry
         )
@@ -83,11 +87,12 @@ class Metrics:
         self.latency.labels(method, route).observe(seconds)
 
     def observe_query(self, result) -> None:
-        """Record a `rag.query.retrieval.QueryResult`'s stage timings."""
+        """Record a `rag.query.retrieval.QueryResult`'s stage timings and its verdict."""
         timings = getattr(result, "timings_ms", None) or {}
         for stage, ms in timings.items():
             self.stage_latency.labels(str(stage)).observe(ms / 1000)
         self.query_latency.labels(str(result.mode)).observe(sum(timings.values()) / 1000)
+        self.verdicts.labels(str(result.verdict), "true" if result.verified else "false").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

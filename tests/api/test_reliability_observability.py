@@ -38,22 +38,27 @@ def test_metrics_count_requests_by_route_template_and_time_each_stage(service):
         client.get(f"/passages/{passage_id}")
         client.get("/passages/no-such-passage")
         client.post("/query", json={"question": ""})
+        client.post("/query", json={"question": "Who led the Jacobins?", "verify": True})
         for i in range(5):
             client.get(f"/random/path/{i}")  # unmatched paths share one label value
         m = samples(client)
-    assert value(m, "rag_http_requests_total", method="POST", route="/query", status="200") == 1
+    assert value(m, "rag_http_requests_total", method="POST", route="/query", status="200") == 2
     assert value(m, "rag_http_requests_total", method="POST", route="/query", status="422") == 1
     assert value(m, "rag_http_requests_total", method="GET", route="/query", status="200") == 1
     assert value(m, "rag_http_requests_total", method="GET", route="/passages/{passage_id}", status="200") == 1
     assert value(m, "rag_http_requests_total", method="GET", route="/passages/{passage_id}", status="404") == 1
     assert value(m, "rag_http_requests_total", method="GET", route="<unmatched>", status="404") == 5
     assert not [k for k in m if passage_id in str(k) or "random" in str(k)], "raw paths must not become labels"
-    assert value(m, "rag_http_request_duration_seconds_count", method="POST", route="/query") == 2
+    assert value(m, "rag_http_request_duration_seconds_count", method="POST", route="/query") == 3
     # per stage: one observation per question answered (1 + 1 + 2)
     for stage in ("embed", "dense", "lexical", "fusion", "highlight"):
         observed = value(m, "rag_query_stage_duration_seconds_count", stage=stage)
         assert observed >= 1, stage
-    assert sum(v for (n, _), v in m.items() if n == "rag_query_duration_seconds_count") == 4
+    assert sum(v for (n, _), v in m.items() if n == "rag_query_duration_seconds_count") == 5
+    # every question's verdict, and whether the verifier read it (one asked for it)
+    verdicts = {dict(labels)["verdict"] + "/" + dict(labels)["verified"]: v for (n, labels), v in m.items() if n == "rag_query_verdicts_total"}
+    assert sum(verdicts.values()) == 5 and sum(v for k, v in verdicts.items() if k.endswith("/true")) == 1
+    assert set(verdicts) <= {f"{v}/{r}" for v in ("found", "uncertain", "not_found") for r in ("true", "false")}
     info = service.info()
     assert value(m, "rag_index_passages") == info["passages"]
     assert value(m, "rag_index_documents") == info["documents"]
