@@ -469,7 +469,7 @@ def make_snapshot(
     lexical = LexicalIndex([heading_text(by_id[p.document], p) for p in passages], index=not engine, keys=keys, previous=before,
                            passage_texts=[p.text for p in passages] if kept else None)
     threshold = ANSWERABLE_THRESHOLD if settings.answerable_threshold is None else settings.answerable_threshold
-    verifier, verifier_status = verifiers.for_model(encoder.spec, settings.verifier, settings.verify_on_request)
+    verifier, verifier_status = verifiers.for_model(encoder.spec, settings.verifier, settings.verify_on_request, settings.verifier_threads)
     retriever = Retriever(loaded, by_id, lexical, encoder, answerable_threshold=threshold, verifier=verifier, verifier_status=verifier_status,
                           store=loaded.vectors if engine else None)
     return Snapshot(loaded, by_id, retriever, encoder.kind, tuple(skipped), retired if retired is not None else Retired())

@@ -16,6 +16,7 @@ so training and serving cannot drift apart.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -169,11 +170,11 @@ def manifest_entry(spec) -> dict:
     return {"available": True, **card.identity(), "read_when": "RAG_VERIFIER=true, or a question's verify=true"}
 
 
-@lru_cache(maxsize=2)
-def shipped(tokenizer_dir: str, base_model_sha256: str) -> Verifier:
-    """The verifier shipped in rag/assets/verifier/, loaded once per process (ModelError when its files are missing
-    or altered: a tampered verifier is refused, never used)."""
-    return Verifier(ASSET_DIR, Path(tokenizer_dir), base_model_sha256)
+@lru_cache(maxsize=4)
+def shipped(tokenizer_dir: str, base_model_sha256: str, threads: int = 0) -> Verifier:
+    """The verifier shipped in rag/assets/verifier/, loaded once per process and thread count (ModelError when its
+    files are missing or altered: a tampered verifier is refused, never used). `threads` 0: one per core."""
+    return Verifier(ASSET_DIR, Path(tokenizer_dir), base_model_sha256, threads=threads or max(1, len(os.sched_getaffinity(0))))
 
 
 class VerifierSlot:
@@ -224,12 +225,12 @@ class VerifierSlot:
 
 
 @lru_cache(maxsize=8)
-def _slot(tokenizer_dir: str, base_model_sha256: str, by_default: bool, on_request: bool) -> VerifierSlot:
+def _slot(tokenizer_dir: str, base_model_sha256: str, by_default: bool, on_request: bool, threads: int) -> VerifierSlot:
     """One slot per process and setting, shared by every snapshot (a reload keeps the loaded verifier or its failure)."""
-    return VerifierSlot(lambda: shipped(tokenizer_dir, base_model_sha256), by_default, on_request)
+    return VerifierSlot(lambda: shipped(tokenizer_dir, base_model_sha256, threads), by_default, on_request)
 
 
-def for_model(spec, by_default: bool, on_request: bool = True) -> tuple[VerifierSlot | None, dict]:
+def for_model(spec, by_default: bool, on_request: bool = True, threads: int = 0) -> tuple[VerifierSlot | None, dict]:
     """The verifier slot for embedding model `spec`, and what /ready says of it: the shipped verifier for the
     default model (read for every question when `by_default`, else for the questions that ask unless not
     `on_request`), none for any other model (its verdict is the bi-encoder one, whatever a question asks)."""
@@ -237,5 +238,5 @@ def for_model(spec, by_default: bool, on_request: bool = True) -> tuple[Verifier
 
     if not is_default_model(spec):
         return None, {"used": False, "on_request": False, "reason": NOT_DEFAULT}
-    slot = _slot(str(spec.local_dir), spec.weights_sha256, by_default, on_request)
+    slot = _slot(str(spec.local_dir), spec.weights_sha256, by_default, on_request, threads)
     return slot, slot.status()

@@ -112,3 +112,12 @@ def test_pair_ids_mark_the_window_as_the_second_segment(shipped):
         first_sep = list(ids[row]).index(sep_id)
         assert types[row, : first_sep + 1].sum() == 0 and types[row, first_sep + 1 : length].all()
         assert not types[row, length:].any()
+
+
+def test_one_thread_or_one_per_core_reads_the_same_logits(shipped):
+    """RAG_VERIFIER_THREADS changes how the forward is spread over the cores, not what it computes."""
+    one = verifiers.shipped(str(SPEC.local_dir), SPEC.weights_sha256, 1)
+    assert one is not verifiers.shipped(str(SPEC.local_dir), SPEC.weights_sha256, 0)
+    windows = [p["window"] for p in shipped.card.check_pairs[:6]]
+    question = shipped.card.check_pairs[0]["question"]
+    assert np.allclose(one.logits(question, windows), shipped.logits(question, windows), atol=1e-3)
