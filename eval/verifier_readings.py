@@ -27,6 +27,8 @@ READINGS = {
     "logsumexp": lambda r: float(np.log(np.sum(np.exp(r)))),
     "second": lambda r: sorted(r)[-2] if len(r) > 1 else r[0],
     "mean_top2": lambda r: float(np.mean(sorted(r)[-2:])),
+    "best_of_first2": lambda r: max(r[:2]),  # reading two windows instead of three (a third less forward)
+    "first_only": lambda r: r[0],  # reading one window
 }
 VERDICTS = {  # the verdict's features besides the bi-encoder two (answer_type, relation_cos)
     "best (shipped)": ("best",),
@@ -34,6 +36,8 @@ VERDICTS = {  # the verdict's features besides the bi-encoder two (answer_type, 
     "best + second": ("best", "second"),
     "best + first": ("best", "first"),
     "mean_top2": ("mean_top2",),
+    "best of the first two windows": ("best_of_first2",),
+    "the first window only": ("first_only",),
 }
 
 
