@@ -66,7 +66,7 @@ def parser() -> argparse.ArgumentParser:
     p_ask.add_argument("--after", default=None, metavar="YYYY-MM-DD", help="only documents published on or after")
     p_ask.add_argument("--before", default=None, metavar="YYYY-MM-DD", help="only documents published on or before")
     p_ask.add_argument("--verify", action=argparse.BooleanOptionalAction, default=None,
-                       help="read the best evidence with the verifier too (a stricter verdict, about 25 ms more); default: RAG_VERIFIER (off)")
+                       help="read the best evidence with the verifier too (a stricter verdict, about 15 ms more); default: RAG_VERIFIER (off)")
 
     p_serve = sub.add_parser("serve", help="serve the HTTP API (and MCP at /mcp)")
     p_serve.add_argument("--host", default=None)

@@ -54,7 +54,7 @@ def top_k_type(max_top_k: int):
     return Annotated[int, Field(ge=1, le=max_top_k, description="How many passages to return."), BeforeValidator(_integer_only)]
 
 
-VERIFY_DESCRIPTION = ("Also read the best evidence with the verifier (a cross-encoder, about 25 ms more a question): a verdict that "
+VERIFY_DESCRIPTION = ("Also read the best evidence with the verifier (a cross-encoder, about 15 ms more a question): a verdict that "
                       "refuses more of the questions written to look answerable, and keeps fewer of the answerable ones "
                       "(docs/quality.md). null: the service's setting (RAG_VERIFIER, off by default).")
 MODE_DESCRIPTION = "hybrid (meaning and keywords: dense and BM25 scores z-normalised and added), dense (meaning) or lexical (BM25)."

@@ -8,8 +8,8 @@ budget: at most 3 ms). The index is the project's own (built if needed), questio
     python eval/bench_verifier.py [--questions 600] [--threads 1,2]
 
 `--threads` also times the verifier's forward alone (Verifier.logits on the windows the query read) with each
-intra-op thread count, the same pairs in turn, two rounds: what a second thread would buy one question (the
-service reads it on one thread, so concurrent requests do not fight over both cores).
+intra-op thread count, the same pairs in turn, two rounds: what a second thread buys one question (the service
+reads it with RAG_VERIFIER_THREADS, one per core by default: docs/performance.md).
 """
 
 from __future__ import annotations

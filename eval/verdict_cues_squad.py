@@ -5,8 +5,8 @@ barely separates them (AUROC 0.63). This script asks whether cheap lexical cues 
 three sentence windows would help the default verdict where it is weak without costing the bundled article: how
 much of the question's rarity-weighted terms no window holds (`missing`), the best window's coverage (`covered`),
 the share of the question's capitalised words and numbers absent from the windows (`names_absent`), and whether
-the question carries a negation (`negation`: a crowd-writing artefact of SQuAD 2.0, 22% of its unanswerable
-questions against 2.6% of the answerable ones, measured here only to show how much of any gain it would be).
+the question carries a negation (`negation`: a crowd-writing artefact of SQuAD 2.0, whose shares the report prints
+as `negation_share`, measured here only to show how much of any gain it would be).
 Each set is refitted leave-one-article-out over all the cached items of eval/train_verifier.py (the 10 SQuAD tune
 articles and the bundled dev questions, counted DEV_WEIGHT times), so every figure comes from a fit that never saw
 the question's article. It prints a JSON report; nothing is written.
@@ -88,7 +88,10 @@ def main() -> int:
     idf = lambda t: math.log((windows + 1) / (frequency.get(t, 0) + 1))  # noqa: E731
     found = [cues(i, terms, idf) for i in items]
     by_source = {s: [k for k, i in enumerate(items) if i.source == s] for s in ("squad", "dev")}
-    report: dict = {"questions": {s: len(k) for s, k in by_source.items()}, "alone": {}, "verdict": {}}
+    report: dict = {"questions": {s: len(k) for s, k in by_source.items()}, "alone": {}, "verdict": {},
+                    "negation_share": {s: {kind: round(sum(found[k]["negation"] for k in chosen if items[k].answerable == kind)
+                                                       / max(1, sum(items[k].answerable == kind for k in chosen)), 3)
+                                           for kind in (True, False)} for s, chosen in by_source.items()}}
     for source, chosen in by_source.items():
         labels = [items[k].answerable for k in chosen]
         # oriented so that higher means "answerable": covered as is, the others negated
@@ -98,6 +101,8 @@ def main() -> int:
         probabilities = leave_one_article_out(items, rows)
         report["verdict"][label] = {s: round(auroc([probabilities[k] for k in chosen], [items[k].answerable for k in chosen]), 4)
                                     for s, chosen in by_source.items()}
+    report["negation_share"] = {s: {"answerable" if k else "unanswerable": v for k, v in shares.items()}
+                                for s, shares in report["negation_share"].items()}
     print(json.dumps(report, indent=1))
     return 0
 

@@ -46,11 +46,11 @@ FLAGS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": 
 
 def query_flag(name: str, value: str | None) -> bool | None:
     """A yes/no query parameter as a form or a URL spells it; empty or missing: None (the service's setting)."""
-    if value is None or not value.strip():
+    if value is None or value == "":
         return None
-    if value.strip().lower() not in FLAGS:
+    if value not in FLAGS:
         raise InvalidInput(f"{name} must be true or false (or 1/0, yes/no, on/off); got {value!r}")
-    return FLAGS[value.strip().lower()]
+    return FLAGS[value]
 
 
 def router(models: schemas.RequestModels) -> APIRouter:

@@ -16,7 +16,6 @@ so training and serving cannot drift apart.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -112,6 +111,7 @@ def plain_tokenizer(tokenizer_dir: Path):
 class Verifier:
     """Scores (question, window) pairs: a logit each, higher = the window answers the question."""
 
+    # threads: 1 here (tests, eval/bench_verifier.py choose their own); the service's come from RAG_VERIFIER_THREADS via `shipped`
     def __init__(self, directory: Path, tokenizer_dir: Path, base_model_sha256: str | None, threads: int = 1):
         card = Card.matching(directory, base_model_sha256)
         path = Path(directory) / card.file
@@ -170,11 +170,18 @@ def manifest_entry(spec) -> dict:
     return {"available": True, **card.identity(), "read_when": "RAG_VERIFIER=true, or a question's verify=true"}
 
 
-@lru_cache(maxsize=4)
 def shipped(tokenizer_dir: str, base_model_sha256: str, threads: int = 0) -> Verifier:
     """The verifier shipped in rag/assets/verifier/, loaded once per process and thread count (ModelError when its
-    files are missing or altered: a tampered verifier is refused, never used). `threads` 0: one per core."""
-    return Verifier(ASSET_DIR, Path(tokenizer_dir), base_model_sha256, threads=threads or max(1, len(os.sched_getaffinity(0))))
+    files are missing or altered: a tampered verifier is refused, never used). `threads` 0: one per core (so 0 and
+    the core count are the same verifier)."""
+    from rag.encoding.onnx_encoder import _default_threads
+
+    return _shipped(str(tokenizer_dir), base_model_sha256, threads or _default_threads())
+
+
+@lru_cache(maxsize=4)
+def _shipped(tokenizer_dir: str, base_model_sha256: str, threads: int) -> Verifier:
+    return Verifier(ASSET_DIR, Path(tokenizer_dir), base_model_sha256, threads=threads)
 
 
 class VerifierSlot:

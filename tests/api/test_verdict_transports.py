@@ -99,10 +99,11 @@ def test_switched_on_every_answer_is_verified_unless_the_question_says_no(servic
 
 def test_over_get_verify_is_spelled_as_a_form_would_and_anything_else_is_named(local):
     question = CASES["found"]
-    for value, verified in (("1", True), ("Yes", True), ("false", False), ("", False), (" ", False)):
+    for value, verified in (("1", True), ("yes", True), ("on", True), ("false", False), ("off", False), ("", False)):
         assert local.get("/query", params={"q": question, "verify": value}).json()["verified"] is verified, value
-    refused = local.get("/query", params={"q": question, "verify": "maybe"})
-    assert refused.status_code == 422 and "verify must be true or false" in refused.json()["error"]
+    for odd in ("maybe", "TRUE", " yes"):  # the spellings the schema lists, as it lists them
+        refused = local.get("/query", params={"q": question, "verify": odd})
+        assert refused.status_code == 422 and "verify must be true or false" in refused.json()["error"], odd
 
 
 @pytest.mark.parametrize("value", ["yes", 1, None])
