@@ -7,8 +7,9 @@ the project's own: the first layers of the packaged all-MiniLM-L6-v2, fine-tuned
 files live in rag/assets/verifier/ beside `verifier.json`, the card that records their sha256, how they were
 made and the tokenizer they expect (the packaged MiniLM's, whose vocabulary the weights were trained with).
 
-This module owns loading (hash-checked like the embedding model: a file that does not match its card is refused)
-and scoring; which windows are read and what the score is used for live in rag.query.verification. Serving needs
+This module owns loading (hash-checked like the embedding model: a file that does not match its card is refused),
+the process's one `VerifierSlot` (loaded at start when every question is verified, else by the first question that
+asks; a failed load remembered) and scoring; which windows are read and what the score is used for live in rag.query.verification. Serving needs
 onnxruntime and tokenizers only, never torch. `pair_ids` is the one tokenisation, shared with the training script,
 so training and serving cannot drift apart.
 """
