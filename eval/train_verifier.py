@@ -593,28 +593,42 @@ def held_out(item: Item) -> bool:
     return item.group in HELD_OUT_ARTICLES if item.source == "squad" else item.fold == 1
 
 
-def fit_verdict(items: list[Item], logits: list[float]):
+def fit_rows(items: list[Item], rows: list[tuple[float, ...]]):
+    """A verdict model over one feature row per question, the dev questions counted DEV_WEIGHT times."""
     from rag.query.answerable import fit
 
     features, labels = [], []
-    for item, logit in zip(items, logits):
+    for item, row in zip(items, rows):
         repeat = DEV_WEIGHT if item.source == "dev" else 1
-        features.extend([(*item.features, logit)] * repeat)
+        features.extend([tuple(row)] * repeat)
         labels.extend([item.answerable] * repeat)
     return fit(features, labels)
 
 
-def leave_one_group_out(items: list[Item], logits: list[float]) -> list[float]:
-    """Each held-out question's verdict probability from a verdict fitted without its article (or without the
-    bundled questions): the report's figures never come from a fit that saw the question's article."""
+def verdict_rows(items: list[Item], logits: list[float]) -> list[tuple[float, ...]]:
+    """The verified verdict's features: the bi-encoder two and the verifier's best logit."""
+    return [(*i.features, l) for i, l in zip(items, logits)]
+
+
+def fit_verdict(items: list[Item], logits: list[float]):
+    return fit_rows(items, verdict_rows(items, logits))
+
+
+def leave_one_group_out_rows(items: list[Item], rows: list[tuple[float, ...]]) -> list[float]:
+    """Each question's verdict probability from a model over `rows` fitted without its article (or without the
+    bundled questions): a figure never comes from a fit that saw the question's article."""
     out = [0.0] * len(items)
     for group in sorted({i.group for i in items}):
-        rest = [(i, l) for i, l in zip(items, logits) if i.group != group]
-        model = fit_verdict([i for i, _ in rest], [l for _, l in rest])
-        for n, (i, l) in enumerate(zip(items, logits)):
+        model = fit_rows(*zip(*[(i, r) for i, r in zip(items, rows) if i.group != group]))
+        for n, (i, r) in enumerate(zip(items, rows)):
             if i.group == group:
-                out[n] = model.probability(*i.features, l)
+                out[n] = model.probability(*r)
     return out
+
+
+def leave_one_group_out(items: list[Item], logits: list[float]) -> list[float]:
+    """`leave_one_group_out_rows` over the verified verdict's features (the report's held-out figures)."""
+    return leave_one_group_out_rows(items, verdict_rows(items, logits))
 
 
 # --- driver ----------------------------------------------------------------------------------------------------

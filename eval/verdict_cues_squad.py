@@ -36,12 +36,13 @@ SETS = {
 
 
 def term_function():
+    """Stemmed content terms as BM25 reads them (rag.index.lexical.tokens: its stop words include the question words)."""
     import Stemmer
 
-    from rag.index.lexical import QUESTION_WORDS, STEMMER, STOPWORD_SET, TOKEN
+    from rag.index.lexical import STEMMER, tokens
 
     stemmer = Stemmer.Stemmer(STEMMER)
-    return lambda text: set(stemmer.stemWords([w for w in TOKEN.findall(text.lower()) if w not in STOPWORD_SET and w not in QUESTION_WORDS]))
+    return lambda text: set(tokens([text], stemmer)[0])
 
 
 def cues(item, terms, idf) -> dict[str, float]:
@@ -57,24 +58,6 @@ def cues(item, terms, idf) -> dict[str, float]:
         "names_absent": sum(n not in text for n in names) / max(1, len(names)),
         "negation": 1.0 if NEGATION.search(item.question.lower()) else 0.0,
     }
-
-
-def leave_one_article_out(items, rows) -> list[float]:
-    from rag.query.answerable import fit
-
-    out = [0.0] * len(items)
-    for group in sorted({i.group for i in items}):
-        features, labels = [], []
-        for item, row in zip(items, rows):
-            if item.group != group:
-                repeat = training.DEV_WEIGHT if item.source == "dev" else 1
-                features += [row] * repeat
-                labels += [item.answerable] * repeat
-        model = fit(features, labels)
-        for n, (item, row) in enumerate(zip(items, rows)):
-            if item.group == group:
-                out[n] = model.probability(*row)
-    return out
 
 
 def main() -> int:
@@ -98,7 +81,7 @@ def main() -> int:
         report["alone"][source] = {c: round(auroc([(found[k][c] if c == "covered" else -found[k][c]) for k in chosen], labels), 4) for c in CUES}
     for label, names in SETS.items():
         rows = [(*i.features, *(f[c] for c in names)) for i, f in zip(items, found)]
-        probabilities = leave_one_article_out(items, rows)
+        probabilities = training.leave_one_group_out_rows(items, rows)
         report["verdict"][label] = {s: round(auroc([probabilities[k] for k in chosen], [items[k].answerable for k in chosen]), 4)
                                     for s, chosen in by_source.items()}
     report["negation_share"] = {s: {"answerable" if k else "unanswerable": v for k, v in shares.items()}

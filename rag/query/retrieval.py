@@ -94,10 +94,8 @@ class Retriever:
         if self.verifier is None or not self.verifier.on_request:
             reason = self.verifier_status()["reason"]
             return None, f"verify was asked for, but the verifier is {reason}"
-        verifier, failure = self.verifier.get()
-        if verifier is None and query.verify:
-            return None, f"verify was asked for, but {failure}; the verdict is the bi-encoder one"
-        return verifier, None
+        verifier, failure = self.verifier.get()  # a slot that reads every question loaded at start: only asked ones fail here
+        return verifier, (None if verifier is not None else f"verify was asked for, but {failure}; the verdict is the bi-encoder one")
 
     def _cut(self, embedded) -> bool:
         """Whether the encoder read only the start of the question (it filled its whole window)."""
