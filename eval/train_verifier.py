@@ -644,8 +644,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dev-weight", type=int, default=DEV_WEIGHT, help="repeat the dev training questions this often")
     parser.add_argument("--negations", action=argparse.BooleanOptionalAction, default=NEGATIONS, help="let the synthetic edits use the negation rule")
     parser.add_argument("--learning-rate", type=float, default=LEARNING_RATE, help="AdamW's peak learning rate")
+    parser.add_argument("--train-articles", type=int, default=None,
+                        help="train on only the first N training articles (by title; a learning curve; implies --report-only)")
     parser.add_argument("--refresh", action="store_true", help="collect the candidate windows again")
     args = parser.parse_args(argv)
+    if args.train_articles is not None:
+        args.report_only = True
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
@@ -658,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     items = collect(args.refresh)
     train_on = [i for i in items if not held_out(i)]
+    if args.train_articles is not None:
+        kept = sorted({i.group for i in train_on if i.source == "squad"})[: args.train_articles]
+        train_on = [i for i in train_on if i.source != "squad" or i.group in kept]
     held = [i for i in items if held_out(i)]
     model, took, n_pairs = train(train_on, args.layers, args.epochs, span_weight=args.span_weight, synthetic=args.synthetic, negations=args.negations,
                                    dev_weight=args.dev_weight, learning_rate=args.learning_rate)
@@ -667,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     probabilities = leave_one_group_out(held, logits)
     summary = {
         "layers": args.layers, "epochs": args.epochs, "span_weight": args.span_weight, "synthetic": args.synthetic, "negations": args.negations, "dev_weight": args.dev_weight, "learning_rate": args.learning_rate, "seed": SEED, "train_windows": TRAIN_WINDOWS, "read_windows": READ_WINDOWS,
-        "trained_on": {"squad_questions": sum(i.source == "squad" for i in train_on), "dev_questions": sum(i.source == "dev" for i in train_on),
+        "trained_on": {"squad_articles": sorted({i.group for i in train_on if i.source == "squad"}), "squad_questions": sum(i.source == "squad" for i in train_on), "dev_questions": sum(i.source == "dev" for i in train_on),
                        "pairs": n_pairs, "seconds": round(took)},
         "held_out_articles": list(HELD_OUT_ARTICLES),
         "verdict_model": verdict.as_dict(),
