@@ -58,8 +58,10 @@ class SentenceTransformerEncoder(Encoder):
         self._pools_word_pieces = mean_pools_word_pieces(self.model) and bool(getattr(self._tokenizer, "is_fast", False))
 
     def count_tokens(self, text: str) -> int:
-        """Word pieces in `text`, without the [CLS]/[SEP] the model adds."""
-        return len(self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+        """Word pieces in `text`, without the [CLS]/[SEP] the model adds. Counting a text longer than the model's
+        window is what the chunker does to cut it, so transformers' "will result in indexing errors" warning
+        (meant for feeding such a text to the model) is turned off here."""
+        return len(self._tokenizer(text, add_special_tokens=False, truncation=False, verbose=False)["input_ids"])
 
     def encode(self, texts: list[str], progress: bool = False, batch_size: int = 32, desc: str = "texts") -> np.ndarray:
         if not texts:

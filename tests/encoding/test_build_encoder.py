@@ -3,7 +3,7 @@
 * The session index was built with it; its passage and sentence vectors match sentence-transformers
   (cosine >= 0.999) on the seed article.
 * Token counts (the chunker's budget) equal the sentence-transformers tokenizer's, so the passages are
-  the same; repeated counts are served from memory.
+  the same; repeated counts are served from memory; counting a text past the window warns nothing.
 * Length-bucketed encoding returns rows in input order.
 * A build with progress draws bars for files, passages and sentences on stderr.
 """
@@ -39,6 +39,15 @@ def test_token_counts_equal_the_reference_tokenizer(service, encoder, reference)
     before = encoder.count_tokens.cache_info().hits
     encoder.count_tokens(paragraphs[0])
     assert encoder.count_tokens.cache_info().hits == before + 1
+
+
+def test_counting_a_text_longer_than_the_window_warns_nothing(reference, caplog):
+    """The chunker counts long paragraphs to cut them; transformers' warning that such a sequence "will result in
+    indexing errors" (logged once per tokenizer) must not reach a user building with sentence-transformers."""
+    reference._tokenizer.deprecation_warnings.clear()  # the warning is logged once per tokenizer: make this the first time
+    with caplog.at_level("WARNING"):
+        assert reference.count_tokens("the soviets and the provisional government " * 100) > reference.max_seq_length
+    assert not [r for r in caplog.records if "indexing errors" in r.getMessage()]
 
 
 def test_bucketed_encoding_keeps_input_order(encoder):
