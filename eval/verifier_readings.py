@@ -5,7 +5,9 @@ held-out questions of eval/train_verifier.py (4 SQuAD 2.0 tune articles and ever
 cached items in eval/runs/verifier/items.json: run `make train-verifier` or `--report-only` once first) with the
 shipped int8 verifier, and compares other readings of the same three logits: alone (AUROC), and as the verdict's
 third feature beside the bi-encoder two, refitted leave-one-article-out exactly as the training script reports
-(so each figure comes from a fit that never saw the question's article). It prints a JSON report; nothing is written.
+(so each figure comes from a fit that never saw the question's article); and, under "blends", the verified verdict
+as a blend of the bi-encoder verdict's probability and the verified model's (`blends`, how VERIFIED_WEIGHT was
+chosen: the middle of the plateau of the mean of the two corpora's AUROCs). It prints a JSON report; nothing is written.
 
     python -m eval.verifier_readings
 """
@@ -71,8 +73,34 @@ def main() -> int:
         probabilities = training.leave_one_group_out_rows(items, features)
         report["verdict"][label] = {source: rates([p for p, i in zip(probabilities, items) if i.source == source],
                                                   [i.answerable for i in items if i.source == source]) for source in ("squad", "dev")}
+    report["blends"] = blends(items, logits)
     print(json.dumps(report, indent=1))
     return 0
+
+
+def blends(items, logits) -> dict:
+    """The verified verdict as (1 - w) x the bi-encoder verdict's probability + w x the verified model's
+    (rag.query.verdict.VERIFIED_WEIGHT), the verified one refitted leave-one-article-out as above, for w from 0 to 1:
+    per corpus AUROC (dev: against near-topic questions), answered / abstained at 0.5 and ECE. The bi-encoder model
+    was fitted on the whole dev split, so its dev figures are not held out."""
+    from rag.query.verdict import MODEL
+
+    verified = training.leave_one_group_out_rows(items, [(*i.features, reading("best", row)) for i, row in zip(items, logits)])
+    plain = [MODEL.probability(*i.features) for i in items]
+    out = {}
+    for w in [round(0.1 * n, 1) for n in range(11)]:
+        blended = [(1 - w) * p + w * v for p, v in zip(plain, verified)]
+        row = {}
+        for source in ("squad", "dev"):
+            chosen = [(b, i) for b, i in zip(blended, items) if i.source == source]
+            row[source] = {**rates([b for b, _ in chosen], [i.answerable for _, i in chosen]),
+                           "ece": round(training.ece([b for b, _ in chosen], [i.answerable for _, i in chosen])[0], 3)}
+            if source == "dev":
+                near = [(b, i) for b, i in chosen if i.answerable or i.kind == "near-topic"]
+                row[source]["auroc_vs_near_topic"] = round(auroc([b for b, _ in near], [i.answerable for _, i in near]), 4)
+        row["mean_auroc"] = round((row["squad"]["auroc"] + row["dev"]["auroc_vs_near_topic"]) / 2, 4)
+        out[str(w)] = row
+    return out
 
 
 if __name__ == "__main__":

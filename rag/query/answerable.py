@@ -39,6 +39,25 @@ class AnswerabilityModel:
         return {"mean": self.mean, "scale": self.scale, "weights": self.weights, "bias": self.bias}
 
 
+@dataclass(frozen=True)
+class BlendedModel:
+    """Two answerability models averaged: `base` reads the leading features (as many as it has weights), `extended`
+    all of them; the probability is (1 - weight) x base's + weight x extended's. rag.query.verdict blends the
+    bi-encoder model (fitted on the bundled article) with the verified one (fitted mostly on SQuAD), so that neither
+    corpus's operating point rules alone."""
+
+    base: AnswerabilityModel
+    extended: AnswerabilityModel
+    weight: float
+
+    def probability(self, *features: float) -> float:
+        leading = features[: len(self.base.weights)]
+        return (1.0 - self.weight) * self.base.probability(*leading) + self.weight * self.extended.probability(*features)
+
+    def as_dict(self) -> dict:
+        return {"blend": {"base": self.base.as_dict(), "extended": self.extended.as_dict(), "weight": self.weight}}
+
+
 def fit(features: list[tuple[float, ...]], answerable: list[bool], l2: float = 1.0, steps: int = 3000) -> AnswerabilityModel:
     """Class-balanced, L2-regularised logistic regression by gradient descent (small data, no dependencies)."""
     X = np.asarray(features, dtype=np.float64)

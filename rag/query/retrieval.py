@@ -105,7 +105,7 @@ class Retriever:
     @property
     def verdict_model(self):
         """The verdict's model for a question read as the settings say (rag.query.verdict)."""
-        return verdicts.MODEL_VERIFIED if self.verifier is not None and self.verifier.by_default else self.judge.model
+        return verdicts.MODEL_VERIFIED_BLEND if self.verifier is not None and self.verifier.by_default else self.judge.model
 
     def search(self, query: Query, snapshot=None, allowed: np.ndarray | None = None, read_windows: int | None = None) -> QueryResult:
         """Rank passages for a parsed query (rag.query.request); the result carries `snapshot`.

@@ -5,7 +5,7 @@ import pytest
 
 from rag.query import answer_types, coverage
 from rag.query import verdict as V
-from rag.query.answerable import AnswerabilityModel, fit
+from rag.query.answerable import AnswerabilityModel, BlendedModel, fit
 from rag.index.lexical import LexicalIndex
 
 
@@ -128,6 +128,17 @@ def test_fit_takes_any_number_of_features():
     assert len(model.weights) == 3 and model.weights[0] > model.weights[2] > abs(model.weights[1])
     with pytest.raises(ValueError):
         model.probability(1.0, 2.0)
+
+
+def test_a_blend_weighs_the_two_probabilities_and_the_base_reads_only_its_own_features():
+    base = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(0.0, 0.0), bias=0.0)  # 0.5 whatever it reads
+    extended = AnswerabilityModel(mean=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0), weights=(0.0, 0.0, 1.0), bias=0.0)
+    logit_two = extended.probability(0.0, 0.0, 2.0)  # 1 / (1 + e^-2) = 0.8808
+    assert round(logit_two, 4) == 0.8808
+    assert BlendedModel(base, extended, 0.0).probability(1.0, 1.0, 2.0) == 0.5
+    assert BlendedModel(base, extended, 1.0).probability(1.0, 1.0, 2.0) == logit_two
+    assert round(BlendedModel(base, extended, 0.6).probability(1.0, 1.0, 2.0), 4) == round(0.4 * 0.5 + 0.6 * logit_two, 4) == 0.7285
+    assert V.MODEL_VERIFIED_BLEND.as_dict()["blend"]["weight"] == V.VERIFIED_WEIGHT
 
 
 # --- each state from a real query on the real index (questions not in the eval set) ----------------

@@ -6,6 +6,7 @@ import shutil
 import pytest
 
 from rag.encoding import verifier as verifiers
+from rag.query import verdict as V
 from rag.query.request import Query
 from rag.query.retrieval import Retriever
 from rag.service import make_snapshot
@@ -44,6 +45,9 @@ def test_a_question_that_asks_is_read_by_the_verifier(service):
     assert [h.passage.id for h in read.hits] == [h.passage.id for h in plain.hits]
     assert [h.highlight for h in read.hits] == [h.highlight for h in plain.hits]
     assert 0.0 <= read.confidence <= 1.0 and read.confidence != plain.confidence and read.warnings == ()
+    # the verified verdict: the bi-encoder verdict's probability blended with the verified model's (rag.query.verdict)
+    blend = (1 - V.VERIFIED_WEIGHT) * V.MODEL.probability(*plain.features.values()) + V.VERIFIED_WEIGHT * V.MODEL_VERIFIED.probability(*read.features.values())
+    assert read.confidence == round(blend, 4) and plain.confidence == round(V.MODEL.probability(*plain.features.values()), 4)
     # once loaded, /ready names the weights it reads (still not for every question)
     status = service.snapshot.info()["verifier"]
     assert status["used"] is False and status["sha256"] == verifiers.shipped(str(service.model.local_dir), service.model.weights_sha256).card.sha256
@@ -149,7 +153,10 @@ def test_the_first_questions_that_ask_at_once_load_the_verifier_once(service):
     for t in threads:
         t.join()
     assert len(loads) == 1 and len(results) == 4 and all(r.verified for r in results)
-    assert len({r.confidence for r in results}) == 1
+    # one verifier, one reading: the same confidence up to the question's own forward, which the micro-batcher may
+    # run beside the others (its vector moves in the seventh decimal, which a 4-decimal rounding can show)
+    confidences = [r.confidence for r in results]
+    assert max(confidences) - min(confidences) <= 2e-4
 
 
 def test_a_reload_keeps_the_one_verifier_of_the_process(service):
