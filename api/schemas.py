@@ -173,8 +173,9 @@ class QueryResponse(BaseModel):
     )
     verdict_text: str = Field(description="The verdict in plain words, with the confidence.")
     answerable: bool = Field(description="verdict != not_found.")
-    confidence: float = Field(description="Probability (0-1) that the documents answer the question, calibrated on held-out "
-                              "articles (SQuAD 2.0 tune) and the dev questions.")
+    confidence: float = Field(description="Estimated probability (0-1) that the documents answer the question: fitted on the "
+                              "bundled dev questions, and for a verified question blended with the verifier's model, fitted on "
+                              "held-out SQuAD 2.0 articles (how well each is calibrated: docs/quality.md).")
     took_ms: float
     index: IndexInfo
     passages: list[PassageOut]

@@ -707,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         write_json(ASSETS / "verifier.json", card)
     summary["total_seconds"] = round(time.perf_counter() - started)
-    write_json(WORK / "report.json", summary)
+    write_json(WORK / ("report.json" if args.train_articles is None else f"report-{args.train_articles}-articles.json"), summary)
     print(json.dumps({k: v for k, v in summary.items() if k != "tradeoff_squad"}, indent=1))
     return 0
 

@@ -92,7 +92,7 @@ def best_evidence(question: str, question_terms: set[str], sentences: Sequence[S
 # --- the decision -----------------------------------------------------------------------------
 
 
-def assess(features: VerdictFeatures, model: AnswerabilityModel, answerable_threshold: float, found_threshold: float) -> Assessment:
+def assess(features: VerdictFeatures, model: AnswerabilityModel | BlendedModel, answerable_threshold: float, found_threshold: float) -> Assessment:
     confidence = model.probability(*features.values())
     verdict = decide(confidence, answerable_threshold, found_threshold)
     return Assessment(verdict, verdict != "not_found", round(confidence, 4), features)
@@ -174,12 +174,13 @@ MODEL = AnswerabilityModel(mean=(0.8818, 0.4068), scale=(0.3228, 0.1432), weight
 MODEL_REEMBEDDED = AnswerabilityModel(mean=(0.8818, 0.3551), scale=(0.3228, 0.1465), weights=(0.9876, 1.4443), bias=1.4649)
 ANSWERABLE_THRESHOLD = 0.5
 FOUND_THRESHOLD = 0.6
-# With the verifier (a question's verify, or RAG_VERIFIER=true): the two features and the verifier's best logit, fitted by eval/train_verifier.py
+# The verified half of what a verified question is judged by (the blend below): the two features and the verifier's best logit, fitted by eval/train_verifier.py
 # on its held-out questions (4 SQuAD 2.0 tune articles, 1,096 questions, and 55 dev questions counted 4 times; the
 # verifier never saw them). Leave-one-article-out on those (6 layers, trained with synthetic unanswerables): SQuAD
 # AUROC 0.752 (bi-encoder verdict 0.634), answered 0.70 / abstained 0.69 at 0.5 (bi-encoder 0.94 / 0.12), ECE 0.054
-# (0.375); dev AUROC vs near-topic 0.856 (0.949), answerable kept 0.74 (0.97). Better calibrated and more balanced
-# on SQuAD, worse on the bundled article: not the default (docs/quality.md).
+# (0.375); dev AUROC vs near-topic 0.856 (0.949), answerable kept 0.74 (0.97): the fp32 model's figures, as the
+# training report gives them (the int8 file's, below: 0.749, 0.051, 0.858). Better calibrated and more balanced on
+# SQuAD, worse on the bundled article, so it is not used alone.
 MODEL_VERIFIED = AnswerabilityModel(mean=(0.943, 0.4807, -0.6077), scale=(0.2318, 0.111, 1.7757), weights=(0.1494, 0.4594, 0.9463), bias=-0.0146)
 FOUND_THRESHOLD_VERIFIED = 0.6
 # What a verified question is judged by: (1 - VERIFIED_WEIGHT) x MODEL's probability + VERIFIED_WEIGHT x MODEL_VERIFIED's.

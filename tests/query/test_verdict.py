@@ -131,13 +131,14 @@ def test_fit_takes_any_number_of_features():
 
 
 def test_a_blend_weighs_the_two_probabilities_and_the_base_reads_only_its_own_features():
-    base = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(0.0, 0.0), bias=0.0)  # 0.5 whatever it reads
-    extended = AnswerabilityModel(mean=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0), weights=(0.0, 0.0, 1.0), bias=0.0)
-    logit_two = extended.probability(0.0, 0.0, 2.0)  # 1 / (1 + e^-2) = 0.8808
-    assert round(logit_two, 4) == 0.8808
-    assert BlendedModel(base, extended, 0.0).probability(1.0, 1.0, 2.0) == 0.5
-    assert BlendedModel(base, extended, 1.0).probability(1.0, 1.0, 2.0) == logit_two
-    assert round(BlendedModel(base, extended, 0.6).probability(1.0, 1.0, 2.0), 4) == round(0.4 * 0.5 + 0.6 * logit_two, 4) == 0.7285
+    base = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(1.0, -1.0), bias=0.0)  # reads x1 - x2
+    extended = AnswerabilityModel(mean=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0), weights=(0.0, 0.0, 1.0), bias=0.0)  # reads x3
+    features = (1.0, 0.0, 2.0)
+    assert round(base.probability(1.0, 0.0), 4) == 0.7311  # 1 / (1 + e^-1): the first two features, not the last two
+    assert round(extended.probability(*features), 4) == 0.8808  # 1 / (1 + e^-2)
+    assert round(BlendedModel(base, extended, 0.0).probability(*features), 4) == 0.7311
+    assert round(BlendedModel(base, extended, 1.0).probability(*features), 4) == 0.8808
+    assert round(BlendedModel(base, extended, 0.6).probability(*features), 4) == round(0.4 * 0.7311 + 0.6 * 0.8808, 4) == 0.8209
     assert V.MODEL_VERIFIED_BLEND.as_dict()["blend"]["weight"] == V.VERIFIED_WEIGHT
 
 

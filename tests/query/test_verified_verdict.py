@@ -154,9 +154,9 @@ def test_the_first_questions_that_ask_at_once_load_the_verifier_once(service):
         t.join()
     assert len(loads) == 1 and len(results) == 4 and all(r.verified for r in results)
     # one verifier, one reading: the same confidence up to the question's own forward, which the micro-batcher may
-    # run beside the others (its vector moves in the seventh decimal, which a 4-decimal rounding can show)
+    # run beside the others (its vector moves in the seventh decimal: at most one step of the 4-decimal rounding)
     confidences = [r.confidence for r in results]
-    assert max(confidences) - min(confidences) <= 2e-4
+    assert max(confidences) - min(confidences) <= 1e-4 + 1e-9
 
 
 def test_a_reload_keeps_the_one_verifier_of_the_process(service):
