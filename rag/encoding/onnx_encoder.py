@@ -270,6 +270,15 @@ def ensure_token_output(onnx_path: Path) -> Path:
     return ensure_artifact(target, identity, make, lambda out: 1.0)
 
 
+# onnxruntime's fused SkipLayerNormalization (residual Add + LayerNormalization in one kernel) is several times
+# slower on this CPU than the two ops it replaces: about 36 us against 10 on a 20 x 384 question, 12 a forward.
+# Left unfused, a build batch of 32 x 128 word pieces takes 291 -> 261 ms (fp32; the vectors the same to 2e-7).
+# The int8 query graph stays fused: unfused, its forward takes 2.21 -> 1.78 ms, but the changed rounding, which
+# its per-block activation quantization amplifies (vectors up to 2e-3 apart), failed the retrieval gate
+# (eval.encoder_gate: dense/test MRR@10 0.8671 -> 0.8654); docs/performance.md.
+SKIP_LAYER_NORM_FUSION = "SkipLayerNormFusion"
+
+
 def _default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -290,6 +299,7 @@ class OnnxEncoder:
         batch_size: int = 32,
         spinning: bool = False,
         token_states: bool = False,
+        fuse_skip_layer_norm: bool = False,
     ) -> None:
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -322,7 +332,8 @@ class OnnxEncoder:
                 source = str(ensure_token_output(Path(onnx_path)))
             except ValueError as exc:  # a graph of another make: the sentence vectors alone (the verdict embeds again)
                 logger.warning("%s; word pieces not used", exc)
-        self._session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
+        self._session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"],
+                                             disabled_optimizers=[] if fuse_skip_layer_norm else [SKIP_LAYER_NORM_FUSION])
         if source != str(onnx_path):
             self._token_output = next(o.name for o in self._session.get_outputs() if o.name != OUTPUT_NAME)
         names = {i.name for i in self._session.get_inputs()}
@@ -456,7 +467,9 @@ class OnnxQueryEncoder(Encoder):
         self.spec = spec
         self.precision = precision  # "fp32" or a variant verified by rag.encoding.quantize and gated by eval.encoder_gate
         self.max_seq_length = max_seq_length
-        self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length, token_states=True)
+        # a quantized graph keeps the fused layer norm it was gated with (SKIP_LAYER_NORM_FUSION above)
+        self._encoder = OnnxEncoder(path, spec.local_dir, max_seq_length=max_seq_length, token_states=True,
+                                    fuse_skip_layer_norm=precision != "fp32")
         self.dimension = self._encoder.dim
 
     def encode(self, texts: Sequence[str], progress: bool = False, batch_size: int = 32, desc: str = "texts") -> np.ndarray:

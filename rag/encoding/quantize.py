@@ -152,7 +152,7 @@ def ensure_quantized(fp32_path: Path, precision: str, check: Sequence[str], toke
 
     def verify(path: Path) -> float:
         want = OnnxEncoder(fp32_path, tokenizer_dir, max_seq_length=max_seq_length).encode(list(check))
-        got = OnnxEncoder(path, tokenizer_dir, max_seq_length=max_seq_length).encode(list(check))
+        got = OnnxEncoder(path, tokenizer_dir, max_seq_length=max_seq_length, fuse_skip_layer_norm=True).encode(list(check))
         worst = float(np.min(np.sum(want * got, axis=1)))
         if worst < MIN_COSINE_TO_FP32:
             raise ModelError(f"the {precision} query model disagrees with the fp32 export (cosine {worst:.4f}); not using it")

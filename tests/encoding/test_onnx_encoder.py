@@ -167,3 +167,34 @@ def test_serving_path_never_imports_torch(onnx_path: Path, model_dir: Path) -> N
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+def _raw_session_vectors(onnx_path: Path, encoder: OnnxEncoder, texts: list[str], disabled: list[str]) -> np.ndarray:
+    """The sentence vectors of a plain onnxruntime session with `disabled` graph optimizers, one text a run."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=disabled)
+    rows = []
+    for text in texts:
+        ids = np.array([encoder._tok_single.encode(text).ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+        rows.append(session.run(["sentence_embedding"], feed)[0][0])
+    return np.stack(rows)
+
+
+def test_fp32_graphs_run_with_the_layer_norm_unfused_and_quantized_ones_fused(onnx_path: Path, model_dir: Path, encoder) -> None:
+    """Builds and fp32 queries run without onnxruntime's SkipLayerNormFusion (slower here than the two ops it
+    fuses); a quantized query graph keeps it, the rounding its retrieval gate was passed with
+    (rag.encoding.onnx_encoder.SKIP_LAYER_NORM_FUSION). Each is bit for bit the plain session so configured."""
+    from rag.encoding.onnx_encoder import SKIP_LAYER_NORM_FUSION
+
+    texts = QUESTIONS[:8]
+    unfused = _raw_session_vectors(onnx_path, encoder, texts, [SKIP_LAYER_NORM_FUSION])
+    fused = _raw_session_vectors(onnx_path, encoder, texts, [])
+    assert not np.array_equal(unfused, fused)  # the two settings differ in rounding, so the checks below can tell
+    got = np.stack([encoder.encode([t])[0] for t in texts])
+    np.testing.assert_array_equal(got, unfused)
+    kept_fused = OnnxEncoder(onnx_path, model_dir, fuse_skip_layer_norm=True)
+    np.testing.assert_array_equal(np.stack([kept_fused.encode([t])[0] for t in texts]), fused)
