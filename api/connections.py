@@ -1,6 +1,6 @@
 """A per-client share of the connection cap: one address cannot hold every connection the server will accept.
 
-The server (api.server.GuardedH11Protocol) caps open connections at
+The server (api.server.GuardedProtocol) caps open connections at
 `max_connections`; without a share, one client opening that many idle
 connections locks every other client out (each gets the canned 503). So each
 client address may hold at most `per_client` of them at once (by default a

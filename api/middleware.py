@@ -53,7 +53,7 @@ from api.worker_share import buckets_for
 log = logging.getLogger(__name__)
 
 MAX_HEADERS = 100  # request header lines
-MAX_HEADER_BYTES = 16 * 1024  # names and values in all (h11 bounds only a head that arrives in pieces)
+MAX_HEADER_BYTES = 16 * 1024  # names and values in all (api.server bounds only a head that arrives in pieces)
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
 
 

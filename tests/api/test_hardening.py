@@ -584,7 +584,7 @@ def test_live_header_size_and_count_are_bounded(guarded):
     base = guarded["base"]
     huge = httpx.get(base + "/health", headers={"X-Big": "a" * 20_000})  # arrives whole: the middleware's check
     assert huge.status_code == 431 and "too large" in huge.json()["error"]
-    with socket.create_connection(("127.0.0.1", guarded["port"])) as sock:  # arrives in pieces: h11's buffer limit
+    with socket.create_connection(("127.0.0.1", guarded["port"])) as sock:  # arrives in pieces: api.server's head bound
         sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         sent = 0
         try:
