@@ -25,7 +25,9 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   SHUTDOWN_LINGER_SECONDS instead of being cut, so a request sent on it at
   that instant is served (with `Connection: close`) rather than reset.
 - The request head: one still incomplete past MAX_HEAD_BYTES gets a 400 and
-  is closed (`GuardedProtocol.data_received`: llhttp bounds nothing); a complete one is checked by api.middleware
+  is closed (`GuardedProtocol.data_received`: llhttp bounds nothing), and at most
+  MAX_PIPELINED requests wait behind the one being answered (llhttp parses on while
+  a response is in flight; past it the connection is closed); a complete one is checked by api.middleware
   (at most MAX_HEADERS lines and MAX_HEADER_BYTES, else 431).
 - The Host allow-list (DNS rebinding, api.security.HostAllowList) covers every
   route here (`create_app(check_host=True)`), with the names of
@@ -69,6 +71,7 @@ SHUTDOWN_GRACE_SECONDS = 10
 SHUTDOWN_LINGER_SECONDS = 1.0
 KEEP_ALIVE_SECONDS = 20
 MAX_HEAD_BYTES = 16 * 1024  # request line and headers
+MAX_PIPELINED = 16  # requests queued behind the one being answered on a connection; past it the connection is closed
 FILES_RESERVED = 128  # file descriptors kept for the index, the model, logs and the listening socket
 log = logging.getLogger(__name__)
 
@@ -128,6 +131,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_timer = None
         self._lingering = False
         self._share_host = None
+        self._in_head = True  # the parser is reading a request head (or waits for the first one)
         self._head_bytes = 0
         if len(self.connections) > self.max_connections:
             log.warning("refused a connection: %d open, the limit is %d", len(self.connections) - 1, self.max_connections)
@@ -157,24 +161,44 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def _head_timed_out(self) -> None:
         self._head_timer = None
-        if self._waiting_for_head() and not self.transport.is_closing():
+        if self._in_head and not self.transport.is_closing():
             self.transport.close()  # nothing to answer: the client has not finished asking
 
+    # The head's state follows the parser, not the response: llhttp keeps parsing while a response is in flight
+    # (a pipelined request is queued), and body bytes that arrive after an early answer are not a head.
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True
+        self._head_bytes = 0
+        self._arm_head_timer()  # the clock starts with the first byte of a request, also on a kept-alive connection
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head_timer()
+        super().on_headers_complete()
+        if self._lingering and self.cycle is not None:
+            self.cycle.keep_alive = False  # answered with Connection: close, then closed
+        if len(self.pipeline) > MAX_PIPELINED:  # queued requests hold memory until answered: not without end
+            log.warning("closed a connection with more than %d pipelined requests", MAX_PIPELINED)
+            self.pipeline.clear()
+            self.transport.close()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()  # resumes reading, starts the next queued request if any
+        if self.pipeline and not self.transport.is_closing():
+            self.flow.pause_reading()  # read more only once the queue is empty
+
     def data_received(self, data: bytes) -> None:
-        if self._waiting_for_head():
-            self._arm_head_timer()  # the clock starts with the first byte of a request on a kept-alive connection
-            self._head_bytes += len(data)
+        counting = self._in_head  # a chunk that starts a head after a body is not counted: at most one read
         super().data_received(data)
         if self.transport.is_closing():
             return  # refused by the parser (a 400), or closed
-        if not self._waiting_for_head():  # a complete head arrived: a request is being answered
-            self._cancel_head_timer()
-            self._head_bytes = 0
-            if self._lingering:
-                self.cycle.keep_alive = False  # answered with Connection: close, then closed
-        elif self._head_bytes > MAX_HEAD_BYTES:  # still no complete head: the parser would buffer without end
-            self.transport.write(BAD_HEAD_RESPONSE)
-            self.transport.close()
+        if counting and self._in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:  # still no complete head: the parser would buffer without end
+                log.warning("refused a request head still incomplete past %d bytes", MAX_HEAD_BYTES)
+                self.transport.write(BAD_HEAD_RESPONSE)
+                self.transport.close()
 
     def connection_lost(self, exc) -> None:
         self._cancel_head_timer()

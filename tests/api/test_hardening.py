@@ -602,6 +602,49 @@ def test_live_header_size_and_count_are_bounded(guarded):
 
 
 @pytest.mark.slow
+def test_live_pipelined_requests_are_answered_and_bounded(guarded):
+    """llhttp parses on while a response is in flight, so pipelined requests queue: a few are answered in order, a
+    flood is not queued without end (api.server.MAX_PIPELINED: the connection is closed)."""
+    from api.server import MAX_PIPELINED
+
+    request = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", guarded["port"])) as sock:
+        sock.sendall(request * 5)
+        answers = b""
+        sock.settimeout(5)
+        while answers.count(b"HTTP/1.1 200") < 5:
+            answers += sock.recv(65536)
+        assert answers.count(b"HTTP/1.1 200") == 5
+    flood = 2000
+    with socket.create_connection(("127.0.0.1", guarded["port"])) as sock:
+        try:
+            sock.sendall(request * flood)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answered = _read_all(sock, 5.0).count(b"HTTP/1.1 200")
+    print(f"\n{answered} of {flood} pipelined requests answered before the connection was closed")
+    assert answered < flood - MAX_PIPELINED
+    assert httpx.get(guarded["base"] + "/health").status_code == 200
+    assert guarded["process"].poll() is None
+
+
+@pytest.mark.slow
+def test_live_a_body_after_an_early_answer_is_not_taken_for_a_head(guarded):
+    """A route that answers without reading the body (405 here): the body's bytes that follow are the request's,
+    not the next head's, so they do not trip the 16 KiB head bound, and the connection serves the next request."""
+    body = 64 * 1024
+    with socket.create_connection(("127.0.0.1", guarded["port"])) as sock:
+        sock.sendall(b"PUT /health HTTP/1.1\r\nHost: 127.0.0.1\r\ncontent-length: %d\r\n\r\n" % body)
+        first = _read_response(sock)
+        assert first.startswith(b"HTTP/1.1 405"), first[:80]
+        for _ in range(body // 1024):
+            sock.sendall(b"b" * 1024)
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        second = _read_response(sock)
+    assert second.startswith(b"HTTP/1.1 200"), second[:120]
+
+
+@pytest.mark.slow
 def test_live_head_host_and_origin(guarded):
     base, port = guarded["base"], guarded["port"]
     head = httpx.head(base + "/documents")
