@@ -10,10 +10,11 @@ shutdown, keep-alive, and SIGHUP = reload the index without dropping a request.
   (httpx 5 s, aiohttp 15 s), so a client never reuses a connection the server
   is closing at that instant (its request would be reset).
 - The protocol is uvicorn's httptools one (llhttp, the C parser Node.js uses)
-  on uvloop, not its pure-Python h11 one on asyncio: measured over HTTP, same
+  on uvloop (uvicorn's default loop once uvloop is installed, as it is here),
+  not its pure-Python h11 one on asyncio: measured over HTTP, same
   code, alternating, c16 throughput +10-13% and its p99 -20% (docs/performance.md).
 - Slow and idle clients (`GuardedProtocol`, uvicorn's httptools protocol with
-  four additions): a connection that has not sent a complete request head
+  these additions): a connection that has not sent a complete request head
   within `header_timeout_seconds` is closed (the parser itself has no such timeout,
   so a slowloris client could hold a connection forever); beyond
   `max_connections` open connections a new one gets a 503 and is closed at
@@ -287,7 +288,6 @@ def uvicorn_options(server_settings: ServerSettings) -> dict:
     return {
         "timeout_graceful_shutdown": SHUTDOWN_GRACE_SECONDS,
         "timeout_keep_alive": KEEP_ALIVE_SECONDS,
-        "loop": "auto",  # uvloop (a dependency), asyncio where it cannot be installed
         "log_config": None,
         "access_log": False,
         # X-Forwarded-For is believed only from the proxies named in RAG_TRUSTED_PROXIES (none by default):
