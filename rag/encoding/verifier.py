@@ -175,9 +175,9 @@ def shipped(tokenizer_dir: str, base_model_sha256: str, threads: int = 0) -> Ver
     """The verifier shipped in rag/assets/verifier/, loaded once per process and thread count (ModelError when its
     files are missing or altered: a tampered verifier is refused, never used). `threads` 0: one per core (so 0 and
     the core count are the same verifier)."""
-    from rag.encoding.onnx_encoder import _default_threads
+    from rag.encoding.onnx_encoder import default_threads
 
-    return _shipped(str(tokenizer_dir), base_model_sha256, threads or _default_threads())
+    return _shipped(str(tokenizer_dir), base_model_sha256, threads or default_threads())
 
 
 @lru_cache(maxsize=4)

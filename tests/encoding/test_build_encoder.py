@@ -4,7 +4,9 @@
   (cosine >= 0.999) on the seed article.
 * Token counts (the chunker's budget) equal the sentence-transformers tokenizer's, so the passages are
   the same; repeated counts are served from memory; counting a text past the window warns nothing.
-* Length-bucketed encoding returns rows in input order.
+* Length-bucketed encoding returns rows in input order; batches are cut longest first within the row and
+  word-piece budgets; sharing them among one-thread lanes gives the same vectors bit for bit as one session,
+  and a lane's error reaches the caller.
 * A build with progress draws bars for files, passages and sentences on stderr.
 """
 
@@ -15,6 +17,7 @@ import pytest
 
 from rag.index.build import IndexConfig, build_index
 from rag.encoding.build_encoder import OnnxBuildEncoder
+from rag.encoding.onnx_encoder import length_buckets
 from rag.corpus.documents import load_corpus
 from rag.corpus.passage_text import embedding_texts
 from rag.index.store import load_index
@@ -58,6 +61,37 @@ def test_bucketed_encoding_keeps_input_order(encoder):
     assert (together[:3] * alone).sum(1).min() > 0.99999
     assert np.allclose(together[3:6], together[:3], atol=1e-5)
     assert encoder.encode([]).shape == (0, encoder.dimension)
+
+
+def test_length_buckets_cut_longest_first_within_both_budgets():
+    widths = [3, 10, 5, 10, 1, 7]
+    # longest first: rows 1, 3 (10 wide), 5 (7), 2 (5), 0 (3), 4 (1); at most 3 rows and 20 padded word pieces
+    assert length_buckets(widths, max_batch=3, max_tokens=20) == [[1, 3], [5, 2], [0, 4]]
+    assert length_buckets(widths, max_batch=2, max_tokens=100) == [[1, 3], [5, 2], [0, 4]]
+    assert length_buckets([50, 2], max_batch=8, max_tokens=10) == [[0], [1]]  # wider than the budget: alone, never empty
+    assert length_buckets([], max_batch=8, max_tokens=10) == []
+
+
+def test_lanes_give_the_same_vectors_bit_for_bit(encoder):
+    """The build encoder shares batches among one-thread sessions; the batches are the same, so are the vectors."""
+    texts = [f"passage {i} about the soviets " + "and the provisional government " * (i % 9) for i in range(90)]
+    one = encoder._encoder.encode_bucketed(texts, max_batch=8)
+    lanes = [encoder._encoder, encoder._encoder]  # sessions are safe to run from several threads at once
+    shared = encoder._encoder.encode_bucketed(texts, max_batch=8, lanes=lanes)
+    assert np.array_equal(one, shared)
+    assert np.array_equal(encoder.encode(texts, batch_size=8), one)
+
+
+def test_a_lane_error_reaches_the_caller(encoder):
+    class Broken:
+        def _run(self, *args):
+            raise RuntimeError("lane out of memory")
+
+    texts = [f"text {i} " * (1 + i % 5) for i in range(40)]
+    seen = []
+    with pytest.raises(RuntimeError, match="lane out of memory"):
+        encoder._encoder.encode_bucketed(texts, max_batch=2, lanes=[Broken()], on_batch=seen.append)
+    assert sum(seen) < len(texts)  # the broken lane's batches never counted as embedded
 
 
 def test_build_shows_files_passages_and_sentences_progress(tmp_path, seeds_copy, settings, encoder, capfd):

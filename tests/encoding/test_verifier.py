@@ -116,12 +116,12 @@ def test_pair_ids_mark_the_window_as_the_second_segment(shipped):
 
 def test_one_thread_or_one_per_core_reads_the_same_logits(shipped):
     """RAG_VERIFIER_THREADS changes how the forward is spread over the cores, not what it computes."""
-    from rag.encoding.onnx_encoder import _default_threads
+    from rag.encoding.onnx_encoder import default_threads
 
     one = verifiers.shipped(str(SPEC.local_dir), SPEC.weights_sha256, 1)
     per_core = verifiers.shipped(str(SPEC.local_dir), SPEC.weights_sha256, 0)
-    assert per_core is verifiers.shipped(str(SPEC.local_dir), SPEC.weights_sha256, _default_threads())  # one load
-    assert (one is per_core) == (_default_threads() == 1)
+    assert per_core is verifiers.shipped(str(SPEC.local_dir), SPEC.weights_sha256, default_threads())  # one load
+    assert (one is per_core) == (default_threads() == 1)
     windows = [p["window"] for p in shipped.card.check_pairs[:6]]
     question = shipped.card.check_pairs[0]["question"]
     assert np.allclose(one.logits(question, windows), shipped.logits(question, windows), atol=1e-3)
