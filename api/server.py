@@ -471,7 +471,8 @@ def check_index_current(settings: Settings) -> None:
     from rag.index.build import on_disk, read_corpus
     from rag.encoding.model import resolve_model
 
-    manifest, reasons = on_disk(settings, list(read_corpus(settings).documents), resolve_model(settings.model, settings.encoder_dir))
+    corpus = read_corpus(settings, retry_transient=False)  # as the replicas will read it: they never build
+    manifest, reasons = on_disk(settings, list(corpus.documents), resolve_model(settings.model, settings.encoder_dir))
     if reasons:
         raise RagError(f"index {manifest.get('id')} is stale ({', '.join(reasons)}); run `rag index` first: replicas never build")
 

@@ -267,7 +267,7 @@ class Service:
                 self._reload_state.notify_all()
 
     def _reload_now(self, force: bool) -> str:
-        corpus = read_corpus(self.settings)  # read once: to compare, and to load from if it changed
+        corpus = read_corpus(self.settings, retry_transient=self.settings.auto_build or force)  # read once: to compare, and to load from
         if not force and (current := self._still_current(corpus)) is not None:
             self.snapshot = current  # nothing to load: the files on disk are the ones being served
             return current.id
@@ -446,7 +446,7 @@ def _open_snapshot(
     """The snapshot of the index for the corpus (loaded, or built if allowed). With `previous` (the snapshot served now), a
     build updates its index instead of building from nothing (rag.index.build.update_index: only changed documents are
     chunked and embedded), and the new snapshot's BM25 tokenizes only the passages `previous` lacks."""
-    corpus = corpus if corpus is not None else read_corpus(settings)
+    corpus = corpus if corpus is not None else read_corpus(settings, retry_transient=settings.auto_build or force)
     documents = list(corpus.documents)
     config = IndexConfig.of(settings, documents, model)
     served = Previous(previous.index, previous.documents) if previous is not None else None

@@ -136,14 +136,16 @@ def build(settings: Settings, encoders: Encoders | None = None, force: bool = Fa
     return BuildReport(loaded.manifest, built, documents, corpus.skipped, round(time.perf_counter() - started, 3))
 
 
-def read_corpus(settings: Settings) -> Corpus:
+def read_corpus(settings: Settings, retry_transient: bool = True) -> Corpus:
     """The documents under seeds/, and every file skipped with its reason (each logged once per process: `log_skipped`).
 
     When nothing under seeds/ changed since the last read (by stat: rag.index.corpus_cache), the corpus read then
     is used again, without parsing a file; otherwise the folder is read (parsing only the files that changed since,
-    `corpus_cache.read_reusing`) and remembered for next time."""
+    `corpus_cache.read_reusing`) and remembered for next time. A file skipped for a reason that may not recur (a
+    time budget) is read again, unless `retry_transient` is False: a process that may not build takes the last
+    reading as the index was built from it (`corpus_cache.recall`)."""
     listed = corpus_cache.fingerprint(settings.seeds_dir, settings.max_document_bytes)  # before reading: a change meanwhile shows next time
-    corpus = corpus_cache.recall(settings.index_dir, listed)
+    corpus = corpus_cache.recall(settings.index_dir, listed, retry_transient)
     if corpus is None:
         known = corpus_cache.reusable(settings.index_dir, listed)  # documents whose files did not change: not parsed again
         corpus = load_corpus(settings.seeds_dir, settings.max_document_bytes, settings.max_extract_seconds, known)

@@ -14,7 +14,11 @@ Safety first, so a stat is trusted only when it can be:
 - a file changed within `RACY_SECONDS` of the listing could change again within the same timestamp tick
   (the "racy git" problem): such a corpus is not remembered, and the next open reads the folder again;
 - a corpus with a file skipped for a reason that may not recur (`TRANSIENT_SKIPS`: a time budget, a crash,
-  a file removed while reading) is not remembered, so the file is tried again next time;
+  a file removed while reading) is not remembered whole, so the file is tried again by the next process that
+  may build from it. A process that may not build (`retry_transient=False`: RAG_AUTO_BUILD=false, replicas)
+  takes that reading as it was, skips and all, when nothing changed: a file near its time budget could otherwise
+  run past it while `rag index` builds and within it when the service opens, and the service would refuse an
+  index built from the folder as it stands;
 - the listing is taken before the files are read, so a change during the read shows up next time;
 - the cache file is plain JSON checked field by field; anything unexpected (a forged or truncated file,
   another version) is ignored and the folder is read. It lives in a folder of the index directory
@@ -37,6 +41,7 @@ import json
 import logging
 import operator
 import os
+import re
 import stat
 import threading
 import time
@@ -74,12 +79,16 @@ def fingerprint(seeds_dir: Path, max_bytes: int) -> dict | None:
             "ocr": _ocr_engine(), "entries": entries, "racy": racy, "listed_at": listed_at}
 
 
-def recall(index_dir: Path, current: dict | None) -> Corpus | None:
-    """The corpus remembered for exactly this fingerprint, or None (nothing remembered, or something changed)."""
+def recall(index_dir: Path, current: dict | None, retry_transient: bool = True) -> Corpus | None:
+    """The corpus remembered for exactly this fingerprint, or None (nothing remembered, or something changed). With
+    `retry_transient` False, also one that is not whole only because a skip may not recur (stored as read: no stat was
+    racy and every document was kept)."""
     if current is None:
         return None
     found = _stored(index_dir)
-    if found is None or found["whole"] is not True or found["fingerprint"] != _comparable(current):
+    if found is None or found["fingerprint"] != _comparable(current):
+        return None
+    if found["whole"] is not True and (retry_transient or found.get("as_read") is not True):
         return None
     return Corpus(tuple(found["documents"]), found["skipped"])
 
@@ -222,7 +231,8 @@ def remember(index_dir: Path, current: dict | None, corpus: Corpus, reused: Iter
                 and _unchanged(_sidecar_of(d.source), entries, entries, trusted_before, absent_ok=True)]
         if not kept:
             return False
-    head = {"fingerprint": _comparable(current), "listed_at": current["listed_at"], "whole": whole}
+    as_read = current["racy"] is False and len(kept) == len(corpus.documents)  # the reading itself, skips and all
+    head = {"fingerprint": _comparable(current), "listed_at": current["listed_at"], "whole": whole, "as_read": as_read}
     skipped = [[s.path, s.reason] for s in corpus.skipped]
     checked = {id(d) for d in reused}  # read back from this very cache: JSON holds them exactly
     try:
@@ -244,7 +254,7 @@ def remember(index_dir: Path, current: dict | None, corpus: Corpus, reused: Iter
         text = json.dumps(head, ensure_ascii=False)[:-1] + ', "documents": [' + ", ".join(r for _, r in rows) + '], "skipped": ' \
             + json.dumps(skipped, ensure_ascii=False) + "}"
         path = Path(index_dir) / CACHE_FILE
-        write_atomic(path, text, hidden=True)
+        write_atomic(path, _escape_surrogates(text), hidden=True)
         stored = {**head, "documents": kept, "skipped": tuple(corpus.skipped)}
         with _MEMO_LOCK:
             _MEMO[str(path)] = (_stat_key(path), stored)
@@ -267,6 +277,16 @@ def remember_pending(index_dir: Path) -> bool:
     with _MEMO_LOCK:
         pending = _PENDING.pop(str(Path(index_dir).resolve()), None)
     return pending is not None and remember(index_dir, *pending)
+
+
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogates(text: str) -> str:
+    """`text` (JSON) with each lone surrogate written as its \\u escape: a file name that is not UTF-8 reaches Python
+    as surrogates (os.fsdecode), which UTF-8 cannot encode; escaped, the file stays UTF-8 and json.loads gives them back.
+    They occur only inside JSON strings, where an escape means the same character."""
+    return LONE_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
 def _comparable(current: dict) -> dict:

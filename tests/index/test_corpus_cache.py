@@ -108,6 +108,60 @@ def test_a_file_skipped_for_a_passing_reason_is_tried_again(tmp_path, trusting, 
     assert [d.id for d in read_corpus(settings).documents] == ["excerpt"]
 
 
+def test_a_folder_with_a_name_that_is_not_utf8_is_remembered(tmp_path, trusting, parses):
+    """Such a name reaches Python as a lone surrogate, which UTF-8 cannot write: the cache was never written for
+    a folder holding one, so every open read the whole folder again."""
+    seeds = write_tiny_seeds(tmp_path / "seeds")
+    with open(os.path.join(os.fsencode(seeds), b"caf\xe9.txt"), "wb") as f:
+        f.write(b"A note whose file name is Latin-1, not UTF-8.\n")
+    settings = _settings(tmp_path, seeds)
+    first = read_corpus(settings)
+    assert "caf\\xe9.txt" in {d.source for d in first.documents}  # shown escaped
+    (settings.index_dir / corpus_cache.CACHE_FILE).read_text(encoding="utf-8")  # valid UTF-8
+    corpus_cache._MEMO.clear()  # as a new process finds it
+    assert read_corpus(settings) == first and len(parses) == 1
+
+
+def _one_file_times_out_once(monkeypatch):
+    """load_corpus that reports excerpt.txt over its time budget (keeping the other documents); undone by the caller."""
+    real = build.load_corpus
+
+    def slow_once(*args, **kwargs):
+        corpus = real(*args, **kwargs)
+        timed_out = corpus_cache.Skipped("excerpt.txt", "excerpt.txt: reading it took longer than 1 s, the limit per file")
+        return corpus_cache.Corpus(tuple(d for d in corpus.documents if d.id != "excerpt"), (*corpus.skipped, timed_out))
+
+    monkeypatch.setattr(build, "load_corpus", slow_once)
+    return real
+
+
+def test_a_process_that_may_not_build_takes_a_passing_skip_as_it_was_read(tmp_path, trusting, parses, monkeypatch):
+    """Only a process that may build reads a timed-out file again; one that may not (replicas, RAG_AUTO_BUILD=false)
+    takes the reading the index was built from, or a file near its budget would make that index look stale."""
+    settings = _settings(tmp_path, write_tiny_seeds(tmp_path / "seeds", extra_doc="A second document, short.\n"))
+    real = _one_file_times_out_once(monkeypatch)
+    first = read_corpus(settings)
+    assert [d.id for d in first.documents] == ["notes"] and "took longer" in first.skipped[-1].reason
+    monkeypatch.setattr(build, "load_corpus", real)
+    assert read_corpus(settings, retry_transient=False) == first
+    assert len(parses) == 1  # not parsed again
+    assert sorted(d.id for d in read_corpus(settings).documents) == ["excerpt", "notes"]  # a builder tries again
+    assert len(parses) == 2
+    assert not read_corpus(settings, retry_transient=False).skipped  # and what it read is what is remembered now
+
+
+def test_a_service_that_may_not_build_serves_the_index_built_around_a_timed_out_file(tmp_path, trusting, encoders, monkeypatch):
+    settings = _settings(tmp_path, write_tiny_seeds(tmp_path / "seeds", extra_doc="A second document, short.\n"))
+    real = _one_file_times_out_once(monkeypatch)
+    built = Service.open(settings, encoders)
+    monkeypatch.setattr(build, "load_corpus", real)
+    served = Service.open(settings.model_copy(update={"auto_build": False}), encoders)  # refused as stale before
+    assert served.snapshot.id == built.snapshot.id
+    assert [s["path"] for s in served.info()["skipped"]] == ["excerpt.txt"]
+    rebuilt = Service.open(settings, encoders)  # a builder reads the file again and indexes it
+    assert rebuilt.snapshot.id != built.snapshot.id and rebuilt.document("excerpt").text
+
+
 @pytest.mark.parametrize("forged", [b"not json", b"[]", b'{"fingerprint": 1}', "with a document of the wrong shape"])
 def test_a_forged_or_broken_cache_is_ignored(tmp_path, trusting, parses, forged):
     settings = _settings(tmp_path, write_tiny_seeds(tmp_path / "seeds"))
