@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from rag.index.build import IndexConfig, build_index
+import rag.encoding.build_encoder as build_encoder_module
 from rag.encoding.build_encoder import OnnxBuildEncoder
 from rag.encoding.onnx_encoder import length_buckets
 from rag.corpus.documents import load_corpus
@@ -72,14 +73,18 @@ def test_length_buckets_cut_longest_first_within_both_budgets():
     assert length_buckets([], max_batch=8, max_tokens=10) == []
 
 
-def test_lanes_give_the_same_vectors_bit_for_bit(encoder):
-    """The build encoder shares batches among one-thread sessions; the batches are the same, so are the vectors."""
+def test_lanes_give_the_same_vectors_bit_for_bit(encoder, monkeypatch):
+    """Many texts are shared among one-thread sessions, few run on the one session over every core; the batches are
+    the same, so are the vectors (an index updated around one document equals one built from nothing)."""
     texts = [f"passage {i} about the soviets " + "and the provisional government " * (i % 9) for i in range(90)]
     one = encoder._encoder.encode_bucketed(texts, max_batch=8)
-    lanes = [encoder._encoder, encoder._encoder]  # sessions are safe to run from several threads at once
-    shared = encoder._encoder.encode_bucketed(texts, max_batch=8, lanes=lanes)
-    assert np.array_equal(one, shared)
-    assert np.array_equal(encoder.encode(texts, batch_size=8), one)
+    made = []
+    real = encoder._one_thread_sessions
+    monkeypatch.setattr(encoder, "_one_thread_sessions", lambda: made.append(1) or real())
+    assert np.array_equal(encoder.encode(texts, batch_size=8), one) and not made  # below the threshold: one session
+    monkeypatch.setattr(build_encoder_module, "LANE_MIN_TEXTS", 10)
+    monkeypatch.setattr(encoder, "_cores", 2)  # lanes on a machine of any size
+    assert np.array_equal(encoder.encode(texts, batch_size=8), one) and made  # shared among one-thread sessions
 
 
 def test_a_lane_error_reaches_the_caller(encoder):
