@@ -61,6 +61,7 @@ def progress_bar(iterable: Iterable | None = None, *, total: int | None = None, 
 
 
 LANE_MIN_TEXTS = 2_000  # texts in one call before it is shared among one-thread sessions (a few seconds of work or more)
+MAX_LANES = 4  # one-thread sessions at most (90 MB of weights each): a many-core host does not hold dozens of copies
 
 
 class OnnxBuildEncoder(Encoder):
@@ -71,7 +72,7 @@ class OnnxBuildEncoder(Encoder):
     def __init__(self, spec, onnx_path: Path, max_seq_length: int = 256, threads: int | None = None):
         self.spec = spec
         self.max_seq_length = max_seq_length
-        # Many texts are embedded by one session of one thread per core, each running whole batches
+        # Many texts are embedded by one session of one thread per core (at most MAX_LANES), each running whole batches
         # (OnnxEncoder.encode_bucketed's lanes): the same vectors bit for bit as one session over every core, 2.3%
         # faster on the mean of seven paired 100-file builds (no small product split between threads that wait
         # for each other). Those sessions (90 MB of weights each, 0.2-0.4 s to make) exist only during such a
@@ -98,14 +99,14 @@ class OnnxBuildEncoder(Encoder):
                           enabled=progress) as bar:
             if len(texts) < LANE_MIN_TEXTS or self._cores < 2:
                 return self._encoder.encode_bucketed(texts, on_batch=bar.update, max_batch=batch_size)
-            first, *lanes = self._one_thread_sessions()
+            first, *lanes = self._one_thread_sessions(min(self._cores, MAX_LANES))
             return first.encode_bucketed(texts, on_batch=bar.update, max_batch=batch_size, lanes=lanes)
 
-    def _one_thread_sessions(self) -> list[OnnxEncoder]:
-        """One one-thread session per core, made side by side (each 0.2-0.4 s alone), dropped after the call."""
-        with ThreadPoolExecutor(max_workers=self._cores, thread_name_prefix="embed-lane-load") as pool:
+    def _one_thread_sessions(self, count: int) -> list[OnnxEncoder]:
+        """`count` one-thread sessions, made side by side (each 0.2-0.4 s alone), dropped after the call."""
+        with ThreadPoolExecutor(max_workers=count, thread_name_prefix="embed-lane-load") as pool:
             return list(pool.map(lambda _: OnnxEncoder(self._onnx_path, self.spec.local_dir,
-                                                       max_seq_length=self.max_seq_length, threads=1), range(self._cores)))
+                                                       max_seq_length=self.max_seq_length, threads=1), range(count)))
 
 
 BF16_MAX_TOKENS = 4096  # padded word pieces per bf16 batch (512: 28 passages/s, 2,048: 38, 4,096: 43 here)

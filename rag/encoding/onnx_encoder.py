@@ -447,8 +447,11 @@ class OnnxEncoder:
                     raise
 
         with ThreadPoolExecutor(max_workers=len(encoders), thread_name_prefix="embed-lane") as pool:
-            for done in [pool.submit(drain, encoder) for encoder in encoders]:
-                done.result()  # a lane's error is raised here, after the others stopped
+            try:
+                for done in [pool.submit(drain, encoder) for encoder in encoders]:
+                    done.result()  # a lane's error is raised here, after the others stopped
+            finally:
+                failed.set()  # also on Ctrl-C in this thread: the lanes stop after their current batch
         return out
 
 

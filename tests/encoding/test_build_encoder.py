@@ -12,13 +12,15 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
 from rag.index.build import IndexConfig, build_index
 import rag.encoding.build_encoder as build_encoder_module
 from rag.encoding.build_encoder import OnnxBuildEncoder
-from rag.encoding.onnx_encoder import length_buckets
+from rag.encoding.onnx_encoder import OnnxEncoder, length_buckets
 from rag.corpus.documents import load_corpus
 from rag.corpus.passage_text import embedding_texts
 from rag.index.store import load_index
@@ -77,21 +79,33 @@ def test_lanes_give_the_same_vectors_bit_for_bit(encoder, monkeypatch):
     """Many texts are shared among one-thread sessions, few run on the one session over every core; the batches are
     the same, so are the vectors (an index updated around one document equals one built from nothing)."""
     texts = [f"passage {i} about the soviets " + "and the provisional government " * (i % 9) for i in range(90)]
-    one = encoder._encoder.encode_bucketed(texts, max_batch=8)
+    over_two = OnnxEncoder(encoder._onnx_path, encoder.spec.local_dir, threads=2)  # two threads on a machine of any size
+    one = over_two.encode_bucketed(texts, max_batch=8)
+    assert np.array_equal(encoder._encoder.encode_bucketed(texts, max_batch=8), one)
     made = []
     real = encoder._one_thread_sessions
-    monkeypatch.setattr(encoder, "_one_thread_sessions", lambda: made.append(1) or real())
+    monkeypatch.setattr(encoder, "_one_thread_sessions", lambda count: made.append(count) or real(count))
     assert np.array_equal(encoder.encode(texts, batch_size=8), one) and not made  # below the threshold: one session
     monkeypatch.setattr(build_encoder_module, "LANE_MIN_TEXTS", 10)
     monkeypatch.setattr(encoder, "_cores", 2)  # lanes on a machine of any size
-    assert np.array_equal(encoder.encode(texts, batch_size=8), one) and made  # shared among one-thread sessions
+    assert np.array_equal(encoder.encode(texts, batch_size=8), one) and made == [2]  # shared among one-thread sessions
 
 
-def test_a_lane_error_reaches_the_caller(encoder):
+def test_a_lane_error_reaches_the_caller(encoder, monkeypatch):
+    broke = threading.Event()
+
     class Broken:
         def _run(self, *args):
+            broke.set()
             raise RuntimeError("lane out of memory")
 
+    real_run = encoder._encoder._run
+
+    def after_the_break(*args):  # the good lane waits until the broken one has run: it cannot take every batch first
+        broke.wait(30)
+        return real_run(*args)
+
+    monkeypatch.setattr(encoder._encoder, "_run", after_the_break)
     texts = [f"text {i} " * (1 + i % 5) for i in range(40)]
     seen = []
     with pytest.raises(RuntimeError, match="lane out of memory"):
