@@ -38,7 +38,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -49,6 +48,7 @@ import numpy as np
 
 from rag.encoding.artifacts import artifact_sha256, ensure_artifact
 from rag.encoding.base import Encoder, QuestionEmbedding
+from rag.encoding.cpus import usable_cores
 from rag.encoding.model import ModelSpec
 from rag.errors import ModelError
 from rag.files import atomic_path
@@ -282,10 +282,8 @@ SKIP_LAYER_NORM_FUSION = "SkipLayerNormFusion"
 
 
 def default_threads() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+    """One thread per core this process may use: its affinity capped by its cgroup's CPU quota (rag.encoding.cpus)."""
+    return usable_cores()
 
 
 class OnnxEncoder:
