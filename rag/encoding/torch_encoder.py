@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from rag.encoding.base import Encoder, QuestionEmbedding
+from rag.encoding.cpus import usable_cores
 from rag.errors import ModelError
 from rag.encoding.model import ModelSpec
 
@@ -36,6 +37,16 @@ def mean_pools_word_pieces(model) -> bool:
     return mode in ("mean", ["mean"]) and not prompt
 
 
+def _threads_within_quota() -> None:
+    """torch's CPU threads at most the cores this process may use (rag.encoding.cpus): torch counts the host's cores,
+    so in a container given two cores' worth of a large host it would start dozens of threads that wait on each other."""
+    import torch
+
+    usable = usable_cores()
+    if torch.get_num_threads() > usable:
+        torch.set_num_threads(usable)
+
+
 class SentenceTransformerEncoder(Encoder):
     """The reference encoder: sentence-transformers, normalized embeddings."""
 
@@ -47,6 +58,7 @@ class SentenceTransformerEncoder(Encoder):
             from transformers.utils import logging as transformers_logging
 
             transformers_logging.disable_progress_bar()  # no "Loading weights" bar on every start
+            _threads_within_quota()
             self.model = SentenceTransformer(spec.location, device=device)
         except Exception as exc:  # any load failure becomes one clear message
             raise ModelError(f"cannot load embedding model {spec.location!r}: {exc}") from exc

@@ -47,3 +47,18 @@ def test_the_default_thread_count_is_the_affinity_capped_by_the_quota(tmp_path):
     root, proc_file = _tree(tmp_path / "wide", {"cpu.max": f"{(affinity + 8) * 100000} 100000\n"}, "0::/\n")
     assert cpus.usable_cores(root, proc_file) == affinity  # a quota above the cores the process may run on
     assert 1 <= default_threads() <= affinity
+
+
+def test_torch_threads_are_capped_by_the_quota_too(monkeypatch):
+    """Other models and RAG_ENCODER=torch run in torch, which counts the host's cores."""
+    import torch
+
+    from rag.encoding import torch_encoder
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(torch_encoder, "usable_cores", lambda: 1)
+    try:
+        torch_encoder._threads_within_quota()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
