@@ -81,6 +81,9 @@ _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _BLANK_LINE = re.compile(r"\n[ \t]*\n")
 _MD_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$")
 _RULE = re.compile(r"^([-=~*_])\1{2,}$")  # a line drawn under or over a plain-text heading
+_MD_UNDERLINE = re.compile(r"^[ \t]{0,3}(=+|-+)[ \t]*$")  # a Markdown setext heading's underline
+_MD_FENCE = re.compile(r"^[ \t]{0,3}(`{3,}|~{3,})")  # opens or closes a fenced code block
+_MAX_HEADING_CHARS = 90
 _ANCHORS = re.compile(r"(?:[ \t]+(?:\*[^\s*]+\*|~))+[ \t]*$")  # Vim help tags (and its heading mark ~) closing a heading line
 _TITLE_SEPARATOR = re.compile(r"\s+[|·•–—-]\s+")  # "Page | Site", "Page – Site"
 _TAG_LIST = re.compile(r"^[^.!?\n]{1,60}(\s+/\s+[^.!?\n/]{1,60}){2,}$")
@@ -373,6 +376,13 @@ def load_document(
     metadata = {k: v for k, v in extracted.metadata.items() if not (k == "authors" and "author" in sidecar)}
     metadata.update(sidecar)
     blocks = _blocks(extracted.text, extracted.body_floor)
+    headed = blocks
+    if extracted.kind in ("text", "markdown"):
+        headed = _heading_blocks(blocks, extracted.kind == "markdown")
+    # a file whose headings run straight into their text was read as one block each until 2026-12-07: its hash
+    # changes so an index built before rebuilds it; every other text file keeps its hash (and its index) as it was
+    reader_marks = b"\0headings set apart" if headed != blocks else b""
+    blocks = headed
     if "title" not in metadata and (title := _title_line(blocks, extracted)):
         metadata["title"] = title
     body = _strip_furniture(blocks, metadata, extracted.headings if extracted.kind in office.PLACED_KINDS else frozenset(),
@@ -382,7 +392,7 @@ def load_document(
         raise Unreadable(f"{relative} has no body text (only headings, metadata or furniture)")
     hashed = {k: v for k, v in metadata.items() if k != "authors"}  # derived from `author`
     meta_bytes = json.dumps(hashed, sort_keys=True, ensure_ascii=False).encode()
-    reader = f"\0reader {EXTRACTION_VERSION}".encode() if extracted.kind not in ("text", "markdown") else b""
+    reader = f"\0reader {EXTRACTION_VERSION}".encode() if extracted.kind not in ("text", "markdown") else reader_marks
     content_hash = hashlib.sha256(raw + b"\0" + meta_bytes + reader).hexdigest()  # a better reader rebuilds the index
     known = (*METADATA_FIELDS, "authors")
     return Document(
@@ -490,7 +500,10 @@ def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted
         return None
     start, _, block = blocks[0]
     if extracted.kind == "markdown":
-        match = _MD_HEADING.match(block) if "\n" not in block else None
+        lines = block.split("\n")
+        if len(lines) == 2 and _underlines(lines, True, 1) and lines[1].strip().startswith("="):  # setext level 1
+            return _heading_title(block, True)
+        match = _MD_HEADING.match(block) if len(lines) == 1 else None
         return match.group(2).strip() if match and len(match.group(1)) == 1 else None
     if extracted.kind in office.UNTITLED_KINDS:
         return None
@@ -517,6 +530,59 @@ def _blocks(text: str, floor: int) -> list[tuple[int, int, str]]:
         if sep:
             cursor = sep.end()
     return blocks
+
+
+def _heading_blocks(blocks: list[tuple[int, int, str]], is_markdown: bool) -> list[tuple[int, int, str]]:
+    """`blocks` with each heading set apart from text that runs straight on under it, as Markdown allows and plain
+    text often does: in Markdown an ATX line (`## Keepers`) anywhere in a block, outside fenced code, and a setext
+    heading (`Title` over `===` or `---`) opening a block; in plain text a line ruled off under it (or over and
+    under) opening a block. Offsets stay exact; a block with no such heading is returned as it was."""
+    out: list[tuple[int, int, str]] = []
+    fence: str | None = None  # the marker of the Markdown code block open here (blocks may cross blank lines inside it)
+    for start, end, block in blocks:
+        lines = block.split("\n")
+        offsets = [0]
+        for line in lines[:-1]:
+            offsets.append(offsets[-1] + len(line) + 1)
+        cuts: set[int] = set()  # line numbers a piece starts at
+        if is_markdown:
+            for i, line in enumerate(lines):
+                marker = _MD_FENCE.match(line)
+                if fence is not None:
+                    if marker and marker.group(1)[0] == fence[0] and len(marker.group(1)) >= len(fence):
+                        fence = None
+                    continue
+                if marker:
+                    fence = marker.group(1)
+                elif _MD_HEADING.match(line.strip()) and len(line) - len(line.lstrip(" ")) <= 3:
+                    cuts.update((i, i + 1))
+        head = 2 if len(lines) > 2 and _underlines(lines, is_markdown, 1) else 0
+        if not head and len(lines) > 3 and not is_markdown and _RULE.match(lines[0].strip()) and _underlines(lines, False, 2):
+            head = 3
+        if head and _heading_title("\n".join(lines[:head]), is_markdown) is not None:  # set apart only what reads as a heading
+            cuts.add(head)
+        cuts = sorted(c for c in cuts if 0 < c < len(lines))
+        if not cuts:
+            out.append((start, end, block))
+            continue
+        for first, stop in zip([0, *cuts], [*cuts, len(lines)]):
+            piece_start = start + offsets[first]
+            piece_end = start + (offsets[stop] - 1 if stop < len(lines) else len(block))
+            piece = block[piece_start - start:piece_end - start]
+            stripped = piece.strip()
+            if stripped:
+                lead = len(piece) - len(piece.lstrip())
+                out.append((piece_start + lead, piece_start + lead + len(stripped), stripped))
+    return out
+
+
+def _underlines(lines: list[str], is_markdown: bool, at: int) -> bool:
+    """Whether line `at` is a rule under a heading line (Markdown: `===` or `---`; plain text: three or more of one
+    of `-=~*_`), with a line of text above it."""
+    above = lines[at - 1].strip()
+    if not above or _RULE.match(above) or (is_markdown and _MD_HEADING.match(above)):
+        return False
+    return bool(_MD_UNDERLINE.match(lines[at]) if is_markdown else _RULE.match(lines[at].strip()))
 
 
 def _normal(s: str) -> str:
@@ -567,7 +633,10 @@ def _section_title(start: int, block: str, extracted: formats.Extracted) -> str 
 def _heading_title(block: str, is_markdown: bool) -> str | None:
     """The heading's title if this block is a section heading, else None."""
     if is_markdown:
-        match = _MD_HEADING.match(block) if "\n" not in block else None
+        lines = block.split("\n")
+        if len(lines) == 2 and _underlines(lines, True, 1):  # setext: `Title` over `===` or `---`
+            return " ".join(lines[0].split()) if len(lines[0].strip()) <= _MAX_HEADING_CHARS else None
+        match = _MD_HEADING.match(block) if len(lines) == 1 else None
         return match.group(2).strip() if match else None
     block = _ruled_line(block)
     if block is None or len(block) > 90 or len(block.split()) > 12:

@@ -177,3 +177,55 @@ def test_debian_pdf_manual_has_its_title_and_numbered_sections(count_tokens):
     for p in spanning:  # each is one paragraph running on over the break (no blank line at the page start)
         page_start = doc.pages[_page_span(doc, p)[1] - 1]
         assert doc.text[page_start - 2 : page_start] != "\n\n"
+
+
+LIGHTHOUSE_TIGHT = """# Lighthouse notes
+
+## Keepers
+The keeper of the Skerryvore lighthouse logs the fog horn test every Thursday.
+She rows to the mainland on Sundays.
+
+## Supplies
+Paraffin for the lamp is delivered by the tender Pharos twice a month.
+
+```sh
+# a comment in code, not a heading
+make lamp
+
+# still code after a blank line
+```
+
+Bug reports
+-----------
+Send the output of ps.
+"""
+
+
+def test_markdown_headings_with_text_straight_under_them_are_sections(tmp_path):
+    """Markdown needs no blank line after a heading (`## Keepers` then its text; `Bug reports` over `---`): each is
+    a section, its text a paragraph of it, exactly as with blank lines; `#` lines inside fenced code are code."""
+    (tmp_path / "tight.md").write_text(LIGHTHOUSE_TIGHT, encoding="utf-8")
+    loose = LIGHTHOUSE_TIGHT.replace("## Keepers\n", "## Keepers\n\n").replace("## Supplies\n", "## Supplies\n\n")
+    (tmp_path / "loose.md").write_text(loose.replace("-----------\n", "-----------\n\n"), encoding="utf-8")
+    tight, spaced = load_document(tmp_path / "tight.md"), load_document(tmp_path / "loose.md")
+    assert tight.title == spaced.title == "Lighthouse notes"
+    assert _sections(tight) == _sections(spaced) == ["Keepers", "Supplies", "Bug reports"]
+    texts = lambda doc: [(p.section, doc.text[p.start : p.end]) for p in doc.paragraphs]  # noqa: E731
+    assert texts(tight) == texts(spaced)
+    assert texts(tight)[0] == ("Keepers", "The keeper of the Skerryvore lighthouse logs the fog horn test every Thursday.\n"
+                                          "She rows to the mainland on Sundays.")
+    assert ("Supplies", "# still code after a blank line\n```") in texts(tight)
+    assert texts(tight)[-1] == ("Bug reports", "Send the output of ps.")
+    heading = next(s for s in tight.sections if s.title == "Supplies")
+    assert tight.text[heading.heading_start : heading.heading_end] == "## Supplies"
+
+
+def test_plain_text_ruled_headings_with_text_straight_under_them_are_sections(tmp_path):
+    path = tmp_path / "bugs.txt"
+    path.write_text("BUG REPORTS\n===========\n\nIntro text here.\n\nWhat to send\n------------\nThe version and the output.\n\n"
+                    "lower-case words\n~~~~~~~~~~~~~~~~\nstay one paragraph: they do not read as a heading.\n", encoding="utf-8")
+    doc = load_document(path)
+    assert _sections(doc) == ["BUG REPORTS", "What to send"]
+    texts = [doc.text[p.start : p.end] for p in doc.paragraphs]
+    assert texts[:2] == ["Intro text here.", "The version and the output."]
+    assert texts[2].startswith("lower-case words\n~~~")
