@@ -12,8 +12,10 @@ passage.text` holds for every passage of every format. For a PDF,
 1-based page of any offset; for a .pptx each slide is a page.
 
 The id is the path under seeds/ without its extension, each folder and the
-name slugged and joined by dots (`library/functools.html` -> `library.functools`);
-a second file with the same id is skipped, never merged or renamed.
+name slugged and joined by dots (`library/functools.html` -> `library.functools`;
+accents dropped, `Über` -> `uber`; a name in another script gets 8 hex digits of its
+hash, `заметка` -> `document-a5e6e782`); a second file with the same id is skipped,
+never merged or renamed.
 
 Nothing is silently lost: `load_corpus` returns every document and, for every
 other file under seeds/, a `Skipped(path, reason)`: unsupported type, hidden
@@ -61,6 +63,7 @@ import logging
 import os
 import re
 import stat
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -512,8 +515,19 @@ def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted
     return _heading_title(block, False) if extracted.kind == "text" else None
 
 
+_LATIN_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE", "đ": "d",
+                                "Đ": "D", "ł": "l", "Ł": "L", "þ": "th", "Þ": "TH", "ð": "d", "Ð": "D", "ı": "i"})  # no NFKD form
+
+
 def _slug(stem: str) -> str:
-    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    """`stem` as `[a-z0-9]` words joined by hyphens. Accents are dropped (`Über` -> `uber`); a name with letters that
+    have no such ASCII form (Cyrillic, Japanese...) ends with 8 hex digits of its own hash (`заметка` ->
+    `document-1c0e3f5a`), so two such names never share an id and the id stays an ASCII slug everywhere."""
+    plain = "".join(c for c in unicodedata.normalize("NFKD", stem.translate(_LATIN_LETTERS)) if not unicodedata.combining(c))
+    slug = re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
+    if any(c.isalnum() and not c.isascii() for c in plain):
+        digest = hashlib.sha256(unicodedata.normalize("NFC", stem).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+        return f"{slug or 'document'}-{digest}"
     return slug or "document"
 
 

@@ -76,3 +76,17 @@ def test_invalid_utf8_is_skipped_with_the_file_name_and_the_rest_still_loads(tmp
 
 def test_corpus_reads_every_document_in_seeds():
     assert [d.id for d in load_corpus(SEEDS).documents] == [ARTICLE_ID]
+
+
+def test_names_beyond_ascii_keep_distinct_readable_ids(tmp_path):
+    """Accents are dropped (`Über-Notizen` -> `uber-notizen`, not `ber-notizen`); names in other scripts get a hash
+    of their own, so `заметка.txt` and `メモ.txt` are two documents, not one id and a skip."""
+    for name in ("Über-Notizen.txt", "заметка.txt", "メモ.txt", "Łódź straße.txt", "plain-name.txt"):
+        (tmp_path / name).write_text(f"A short note kept in {name}.\n", encoding="utf-8")
+    corpus = load_corpus(tmp_path)
+    assert not corpus.skipped
+    ids = sorted(d.id for d in corpus.documents)
+    assert ids[-3:] == ["lodz-strasse", "plain-name", "uber-notizen"]
+    assert len(set(ids)) == 5 and all(i.startswith("document-") and len(i) == len("document-") + 8 for i in ids[:2])
+    again = sorted(d.id for d in load_corpus(tmp_path).documents)
+    assert again == ids  # stable: the hash is of the name
