@@ -102,6 +102,11 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [_describe(e) for e in exc.errors()]
+        sent = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        whole_body = any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors())
+        if whole_body and sent != "application/json" and not sent.endswith("+json") and not sent.startswith("multipart/"):
+            # FastAPI reads a body sent as another type as a string, and says only that it is not an object
+            problems.insert(0, f"the body must be JSON sent with Content-Type: application/json (it came as {sent or 'no type'})")
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
         return error(422, "; ".join(problems) or "invalid request", detail)
 

@@ -72,6 +72,17 @@ def test_hostile_query_bodies_get_a_clear_4xx(client, name, body, status, words)
     assert response.headers["x-request-id"]
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_sent_as_another_type_is_told_to_send_json(client, content_type):
+    headers = {"content-type": content_type} if content_type else {}
+    response = client.post("/query", content=b'{"question": "why?"}', headers=headers)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error.startswith("the body must be JSON sent with Content-Type: application/json"), error
+    assert (content_type or "no type") in error
+    assert client.post("/query", json={"question": "why?"}).status_code == 200  # the same body as JSON is answered
+
+
 @pytest.mark.parametrize(
     "params",
     [
