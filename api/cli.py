@@ -158,7 +158,7 @@ def cmd_ask(args, settings: Settings) -> int:
     for rank, passage in enumerate(response.passages, start=1):
         print(f"[{rank}] {cited_at(passage.citation)}  score {passage.score:.4f}")
         print(textwrap.indent(textwrap.fill(passage.text, 96), "    "))
-        print(f"    ➜ {passage.highlight.text}\n")
+        print(textwrap.fill(passage.highlight.text, 96, initial_indent="    ➜ ", subsequent_indent="      ") + "\n")
     return 0
 
 

@@ -104,6 +104,8 @@ def test_cli_ask_prints_citations(settings, service, encoders, monkeypatch, caps
     assert main(["ask", DEMO, "-k", "2"], encoders) == 0
     out = capsys.readouterr().out
     assert "Dogmatism vs. dialectical thought" in out and "¶9" in out and "➜" in out
+    marked = out.split("➜", 1)[1].split("\n\n", 1)[0].split("\n")  # the highlight: wrapped and indented like the passage
+    assert all(len(line) <= 96 for line in marked) and all(line.startswith("      ") for line in marked[1:])
     assert main(["ask", DEMO, "-k", "1", "--json"], encoders) == 0
     assert json.loads(capsys.readouterr().out)["passages"][0]["citation"]["paragraph"] == 9
 
