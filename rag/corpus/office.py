@@ -40,7 +40,9 @@ sections), and for slides the start offset of every slide (`pages`, so `page_of`
   no heading structure striprtf can read). Title, author and creation date from the `\\info` group.
 - `.eml` (the standard library's email, `policy.default`): the subject is the title, the From's name (or
   address) the author, the Date the published date (YYYY-MM-DD); the text/plain body is preferred over
-  text/html (flattened like .epub's); attachments are never read. A plain body keeps its lines.
+  text/html (flattened like .epub's); attachments are never read. A plain body keeps its lines, without the
+  message it replies to (`>` lines, the "On ..., X wrote:" line, an Outlook "-----Original Message-----" and
+  what follows): that message is cited as its own file, never as the replier's words.
 
 Why these libraries: each is the maintained, pure-Python reference reader of its format that exposes the
 structure the citation needs, not just a string: python-docx gives paragraph styles (heading levels) and
@@ -764,9 +766,36 @@ def read_eml(raw: bytes, name: str, max_bytes: int) -> Extracted:
             for text, heading in html_blocks(content, name):
                 out.block(text, heading=heading and len(text) <= MAX_HEADING_CHARS)
         else:
-            for block in re.split(r"\n[ \t]*\n", content.replace("\r\n", "\n").replace("\r", "\n")):
+            for block in re.split(r"\n[ \t]*\n", _without_quoted_reply(content.replace("\r\n", "\n").replace("\r", "\n"))):
                 out.block("\n".join(line for line in (" ".join(_CONTROL.sub(" ", x).split()) for x in block.split("\n")) if line))
     return out.extracted(meta, "eml", "e-mail message")
+
+
+_QUOTED = re.compile(r"^[ \t]*>")  # a line of the message replied to
+_ATTRIBUTION = re.compile(r"(wrote|writes|schrieb|a écrit|escribió|ha scritto|schreef|skrev|napisał)[ \t]*:[ \t]*$", re.I)
+_OPENS_ATTRIBUTION = re.compile(r"^[ \t]*(On|Am|Le|El|Il|Op|Den|W dniu) \S")
+_ORIGINAL = re.compile(r"^[ \t]*-{2,}[ \t]*(Original Message|Ursprüngliche Nachricht|Message d'origine)[ \t]*-{2,}[ \t]*$", re.I)
+
+
+def _without_quoted_reply(body: str) -> str:
+    """A plain-text reply without the message it answers: `>` lines, the "On ..., X wrote:" line that introduces
+    them (with its first line when the client wrapped it), and everything from an Outlook "-----Original
+    Message-----" line on. That message is its own file when the thread is kept, and in this one it would be cited
+    as the replier's words. A body that is nothing but quotation is kept whole; a forwarded message is not a quote."""
+    lines = body.split("\n")
+    cut = next((i for i, line in enumerate(lines) if _ORIGINAL.match(line)), len(lines))
+    kept: list[str] = []
+    for i, line in enumerate(lines[:cut]):
+        if _QUOTED.match(line):
+            continue
+        following = next((later for later in lines[i + 1:cut] if later.strip()), "")
+        if _ATTRIBUTION.search(line) and _QUOTED.match(following):
+            if not _OPENS_ATTRIBUTION.match(line) and kept and _OPENS_ATTRIBUTION.match(kept[-1]):
+                kept.pop()  # "On Sun, 15 Nov 2026, Karin Holm" / "<karin@example.org> wrote:"
+            continue
+        kept.append(line)
+    text = "\n".join(kept)
+    return text if text.strip() else body
 
 
 def _header(message, field: str) -> str | None:

@@ -374,6 +374,33 @@ def test_eml_subject_from_date_and_the_plain_body(service, docs):
     assert sections(budget) == [None]
 
 
+def test_eml_reply_keeps_the_reply_not_the_message_it_quotes(tmp_path):
+    """The quoted message would be cited as the replier's words ("I cannot send anything", by Peter)."""
+    message = EmailMessage()
+    message["Subject"] = "Re: Mail server down?"
+    message["From"] = "Peter Novak <peter@example.org>"
+    message["Date"] = "Sun, 15 Nov 2026 11:00:00 +0100"
+    message.set_content("Yes, it was down from nine to ten for the disk swap.\n\nPeter\n\n"
+                        "On Sun, 15 Nov 2026, Karin Holm\n<karin@example.org> wrote:\n> Is the mail server down?\n"
+                        "> I cannot send anything.\n")
+    (tmp_path / "reply.eml").write_bytes(bytes(message))
+    outlook = EmailMessage()
+    outlook["Subject"] = "RE: Invoice"
+    outlook["From"] = "Ann <ann@example.org>"
+    outlook.set_content("Paid today.\n\n-----Original Message-----\nFrom: Bob\nSent: Monday\n\nPlease pay invoice 42.\n")
+    (tmp_path / "outlook.eml").write_bytes(bytes(outlook))
+    only = EmailMessage()
+    only["Subject"] = "Fwd: notes"
+    only.set_content("> every line of this body is quoted\n> and nothing else\n")
+    (tmp_path / "only-quote.eml").write_bytes(bytes(only))
+    docs = {d.id: d for d in load_corpus(tmp_path).documents}
+    reply = docs["reply"].text
+    assert "down from nine to ten" in reply and "Peter" in reply
+    assert "cannot send" not in reply and "Karin" not in reply and "wrote:" not in reply
+    assert "Paid today." in docs["outlook"].text and "invoice 42" not in docs["outlook"].text
+    assert "every line of this body is quoted" in docs["only-quote"].text  # nothing but quotation: kept whole
+
+
 def test_a_query_cites_the_slide_and_the_sheet(service):
     with TestClient(create_app(service=service)) as client:
         top = client.post("/query", json={"question": "What contract was signed with the harbour authority?", "top_k": 1}).json()
