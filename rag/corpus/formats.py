@@ -414,6 +414,9 @@ def serve_worker() -> None:
 _SENTENCE_END = ".!?:;\"”’)"
 _DIGITS = re.compile(r"\d+")
 _PAGE_NUMBER = re.compile(r"^(?:\d{1,5}|[ivxlcdm]{1,7}|[IVXLCDM]{1,7})$")
+# a first or last line that only numbers its page: "Page 3", "Page 3 of 12", "p. 3", "- 3 -", "3 / 12", "Seite 3 von 12"
+_PAGE_LABEL = re.compile(r"^(?:(?:page|pg\.?|p\.|seite|página|pagina|pagină|sida|side|strona)\s*)?[-–—]?\s*\d{1,5}\s*[-–—]?"
+                         r"(?:\s*(?:of|/|von|de|di|av|af|z)\s*\d{1,5})?$", re.I)
 _CONTENTS_LINE = re.compile(r"(?:\.\s*){4,}\s*(?:\d{1,5}|[ivxlcdm]{1,7})$")  # dot leaders, then a page number
 _PAINTS = {b"Do", b"INLINE IMAGE", b"sh", b"S", b"s", b"f", b"F", b"f*", b"B", b"B*", b"b", b"b*", b"Tj", b"TJ", b"'", b'"'}
 _NUMBERED = re.compile(r"^(?:(?:\d{1,2}(?:\.\d{1,3}){0,4}\.?)|(?:[A-Z](?:\.\d{1,3}){1,4}\.?)|(?:Appendix|Chapter|Part)\s+[A-Z0-9]{1,3}\.?)\s+[A-Z]")
@@ -557,17 +560,19 @@ def _furniture_key(line: str) -> str:
 
 def _without_furniture(pages: list[list[str]]) -> list[list[str]]:
     """Each page's lines without its running header and footer (a first or last line that recurs, numbers aside, at
-    the top or bottom of three pages or more; page 1 keeps its first line, the title), a
-    first or last line that is only a page number, and table-of-contents lines ("2.1 Syntax . . . . 5")."""
+    the top or bottom of three pages or more, or of both pages of a two-page file; page 1 keeps its first line, the
+    title), a first or last line that only numbers its page ("7", "Page 7 of 12", "- 7 -"), and table-of-contents
+    lines ("2.1 Syntax . . . . 5")."""
     ends = [[i for i, line in enumerate(page) if line][:1] + [i for i, line in enumerate(page) if line][-1:] for page in pages]
     counts: dict[str, int] = {}
     for page, where in zip(pages, ends):
         for key in {_furniture_key(page[i]) for i in where}:
             counts[key] = counts.get(key, 0) + 1
-    recurring = {key for key, n in counts.items() if n >= 3}
+    recurring = {key for key, n in counts.items() if n >= min(3, max(2, len(pages)))}  # a two-page file: on both
     kept = []
     for number, (page, where) in enumerate(zip(pages, ends)):
-        drop = {i for i in where if _PAGE_NUMBER.match(page[i]) or (_furniture_key(page[i]) in recurring and not (number == 0 and i == where[0]))}
+        drop = {i for i in where if _PAGE_NUMBER.match(page[i]) or _PAGE_LABEL.match(page[i])
+                or (_furniture_key(page[i]) in recurring and not (number == 0 and i == where[0]))}
         kept.append([line for i, line in enumerate(page) if i not in drop and not _CONTENTS_LINE.search(line)])
     return kept
 

@@ -165,6 +165,28 @@ def test_pdf_title_numbered_headings_contents_and_running_headers(tmp_path, coun
     assert _page_span(doc, spanning[0]) == (3, 4)
 
 
+def test_a_two_page_pdf_loses_its_page_labels_and_the_header_of_its_second_page(tmp_path):
+    """"Page 1 of 2" footers go at any length; a header on both pages of a two-page file is a running header
+    (page 1 keeps its first line: it may be the title)."""
+    pdf = FPDF()
+    pdf.set_auto_page_break(False)
+    pdf.set_font("helvetica", size=11)
+    pages = [["Lab Safety Sheet", "1. Gloves", "Use butyl gloves with acetone; nitrile gloves are not enough.", "Page 1 of 2"],
+             ["Lab Safety Sheet", "2. Waste", "Solvent waste goes into the red canister by the door.", "Page 2 of 2"]]
+    for lines in pages:
+        pdf.add_page()
+        for line in lines:
+            pdf.multi_cell(0, 6, line)
+            pdf.ln(3)
+    pdf.output(str(tmp_path / "safety.pdf"))
+    doc = load_document(tmp_path / "safety.pdf")
+    assert doc.title == "Lab Safety Sheet" and "Page 1 of 2" not in doc.text and "Page 2 of 2" not in doc.text
+    assert doc.text.count("Lab Safety Sheet") == 1
+    assert _sections(doc) == ["1. Gloves", "2. Waste"]
+    last = doc.paragraphs[-1]
+    assert doc.text[last.start : last.end] == "Solvent waste goes into the red canister by the door."
+
+
 @pytest.mark.skipif(not SHARED_MIME_PDF.exists(), reason="Debian's shared-mime-info is not installed")
 def test_debian_pdf_manual_has_its_title_and_numbered_sections(count_tokens):
     doc = load_document(SHARED_MIME_PDF)
