@@ -42,7 +42,8 @@ sections), and for slides the start offset of every slide (`pages`, so `page_of`
   address) the author, the Date the published date (YYYY-MM-DD); the text/plain body is preferred over
   text/html (flattened like .epub's); attachments are never read. A plain body keeps its lines, without the
   message it replies to (`>` lines, the "On ..., X wrote:" line, an Outlook "-----Original Message-----" and
-  what follows): that message is cited as its own file, never as the replier's words.
+  what follows; in an HTML body the quote mail clients mark, `_HTML_QUOTES`): that message is cited as its own
+  file, never as the replier's words.
 
 Why these libraries: each is the maintained, pure-Python reference reader of its format that exposes the
 structure the citation needs, not just a string: python-docx gives paragraph styles (heading levels) and
@@ -581,8 +582,15 @@ _HTML_HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 _HTML_SKIP = {"script", "style", "head", "title", "noscript", "template", "svg", "math", "object", "iframe", "button", "select"}
 
 
-def html_blocks(content: bytes | str, name: str) -> list[tuple[str, bool]]:
-    """(text, is heading) of each block of an HTML or XHTML document, in reading order, flattened with lxml."""
+# what mail clients wrap the message replied to in (Gmail, Apple Mail and Thunderbird, Yahoo, Outlook's header block)
+_HTML_QUOTES = ("//div[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')] | //blockquote[@type='cite']"
+                " | //div[contains(@class, 'yahoo_quoted')] | //div[contains(@class, 'moz-cite-prefix')] | //*[@id='divRplyFwdMsg']")
+
+
+def html_blocks(content: bytes | str, name: str, without_quotes: bool = False) -> list[tuple[str, bool]]:
+    """(text, is heading) of each block of an HTML or XHTML document, in reading order, flattened with lxml.
+    `without_quotes` (an e-mail reply): without the message it quotes (`_HTML_QUOTES`, and whatever follows
+    Outlook's header block), unless nothing else is left."""
     from lxml import etree
     from lxml import html as lxml_html
 
@@ -595,8 +603,18 @@ def html_blocks(content: bytes | str, name: str) -> list[tuple[str, bool]]:
     except (etree.ParserError, ValueError):
         return []
     etree.strip_elements(root, *_HTML_SKIP, etree.Comment, etree.ProcessingInstruction, with_tail=False)
+    if without_quotes:
+        quoted = root.xpath(_HTML_QUOTES)
+        for element in quoted:
+            if element.get("id") == "divRplyFwdMsg":
+                quoted.extend(element.itersiblings())
+        for element in quoted:
+            if element.getparent() is not None:
+                element.drop_tree()  # its tail (text after it) stays
     blocks: list[tuple[str, bool]] = []
     _html_flatten(root, blocks, 0)
+    if without_quotes and not blocks:
+        return html_blocks(content, name)
     return blocks
 
 
@@ -763,7 +781,7 @@ def read_eml(raw: bytes, name: str, max_bytes: int) -> Extracted:
         if not isinstance(content, str):
             content = content.decode("utf-8", errors="replace") if isinstance(content, bytes) else ""
         if body.get_content_subtype() == "html":
-            for text, heading in html_blocks(content, name):
+            for text, heading in html_blocks(content, name, without_quotes=True):
                 out.block(text, heading=heading and len(text) <= MAX_HEADING_CHARS)
         else:
             for block in re.split(r"\n[ \t]*\n", _without_quoted_reply(content.replace("\r\n", "\n").replace("\r", "\n"))):

@@ -393,7 +393,23 @@ def test_eml_reply_keeps_the_reply_not_the_message_it_quotes(tmp_path):
     only["Subject"] = "Fwd: notes"
     only.set_content("> every line of this body is quoted\n> and nothing else\n")
     (tmp_path / "only-quote.eml").write_bytes(bytes(only))
+    gmail = EmailMessage()
+    gmail["Subject"] = "Re: Parking"
+    gmail["From"] = "Lena <lena@example.org>"
+    gmail.set_content('<div dir="ltr">Staff park on level 3 of the west garage until June.</div><br>'
+                      '<div class="gmail_quote"><div class="gmail_attr">On Mon, Nov 2, Tom wrote:</div>'
+                      '<blockquote class="gmail_quote">Where do we park during the renovation?</blockquote></div>', subtype="html")
+    (tmp_path / "gmail.eml").write_bytes(bytes(gmail))
+    outlook_html = EmailMessage()
+    outlook_html["Subject"] = "RE: Keys"
+    outlook_html["From"] = "Ann <ann@example.org>"
+    outlook_html.set_content('<div>The keys are at the front desk.</div><hr><div id="divRplyFwdMsg"><b>From:</b> Bob</div>'
+                             '<div>Where are the keys for room 12?</div>', subtype="html")
+    (tmp_path / "outlook-html.eml").write_bytes(bytes(outlook_html))
     docs = {d.id: d for d in load_corpus(tmp_path).documents}
+    assert "level 3 of the west garage" in docs["gmail"].text and "Where do we park" not in docs["gmail"].text
+    assert "Tom wrote" not in docs["gmail"].text
+    assert "front desk" in docs["outlook-html"].text and "room 12" not in docs["outlook-html"].text
     reply = docs["reply"].text
     assert "down from nine to ten" in reply and "Peter" in reply
     assert "cannot send" not in reply and "Karin" not in reply and "wrote:" not in reply
