@@ -503,11 +503,8 @@ def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted
         return None
     start, _, block = blocks[0]
     if extracted.kind == "markdown":
-        lines = block.split("\n")
-        if len(lines) == 2 and _underlines(lines, True, 1) and lines[1].strip().startswith("="):  # setext level 1
-            return _heading_title(block, True)
-        match = _MD_HEADING.match(block) if len(lines) == 1 else None
-        return match.group(2).strip() if match and len(match.group(1)) == 1 else None
+        heading = _markdown_heading(block)
+        return heading[1] if heading and heading[0] == 1 else None
     if extracted.kind in office.UNTITLED_KINDS:
         return None
     if extracted.kind == "html" or extracted.kind in office.HEADED_KINDS:
@@ -647,17 +644,25 @@ def _section_title(start: int, block: str, extracted: formats.Extracted) -> str 
 def _heading_title(block: str, is_markdown: bool) -> str | None:
     """The heading's title if this block is a section heading, else None."""
     if is_markdown:
-        lines = block.split("\n")
-        if len(lines) == 2 and _underlines(lines, True, 1):  # setext: `Title` over `===` or `---`
-            return " ".join(lines[0].split()) if len(lines[0].strip()) <= _MAX_HEADING_CHARS else None
-        match = _MD_HEADING.match(block) if len(lines) == 1 else None
-        return match.group(2).strip() if match else None
+        heading = _markdown_heading(block)
+        return heading[1] if heading else None
     block = _ruled_line(block)
-    if block is None or len(block) > 90 or len(block.split()) > 12:
+    if block is None or len(block) > _MAX_HEADING_CHARS or len(block.split()) > 12:
         return None
     if block[-1] in ".!?:;,\"”’)]…" or not (block[0].isupper() or block[0].isdigit()):
         return None
     return block
+
+
+def _markdown_heading(block: str) -> tuple[int, str] | None:
+    """(level, title) if the block is one Markdown heading: an ATX line (`## Keepers`) or a setext heading (`Title` over
+    `===`, level 1, or `---`, level 2); else None."""
+    lines = block.split("\n")
+    if len(lines) == 2 and _underlines(lines, True, 1):
+        title = " ".join(lines[0].split())
+        return (1 if lines[1].strip().startswith("=") else 2, title) if len(title) <= _MAX_HEADING_CHARS else None
+    match = _MD_HEADING.match(block) if len(lines) == 1 else None
+    return (len(match.group(1)), match.group(2).strip()) if match else None
 
 
 def _ruled_line(block: str) -> str | None:

@@ -65,7 +65,7 @@ from pathlib import Path
 from rag.errors import Unreadable
 from rag.corpus import ocr, office, webpage
 from rag.corpus.extracted import Extracted
-from rag.corpus.metadata import MAX_DEPTH, MAX_INT_DIGITS, validate
+from rag.corpus.metadata import LONE_SURROGATE, MAX_DEPTH, MAX_INT_DIGITS, validate
 
 TEXT_SUFFIXES = (".txt",)
 MARKDOWN_SUFFIXES = (".md", ".markdown")
@@ -86,7 +86,6 @@ MAX_YAML_VALUES = 10_000
 _EXTRACTED: dict[tuple, Extracted | str] = {}  # in-process memo of HTML/PDF extraction (or its refusal), oldest out first
 _EXTRACTED_MAX = 5000
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)?---[ \t]*(?:\n|\Z)", re.S)
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def read(path: Path, raw: bytes, name: str, max_bytes: int = DEFAULT_MAX_BYTES, extractor: Extractor | None = None) -> Extracted:
@@ -126,8 +125,8 @@ def _extract(suffix: str, raw: bytes, name: str, max_bytes: int, seconds: float 
     else:
         extracted = _read_pdf(raw, name, max_bytes, seconds) if suffix in PDF_SUFFIXES else webpage.read_html(raw, name)
     _check_size(extracted.text, name, max_bytes)
-    if _LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
-        extracted = Extracted(_LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
+    if LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
+        extracted = Extracted(LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
                               extracted.kind, extracted.headings, extracted.pages)
     return extracted
 

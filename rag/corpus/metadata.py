@@ -43,7 +43,7 @@ TEXT_FIELDS = ("title", "subtitle", "publication", "category")
 KNOWN_FIELDS = (*TEXT_FIELDS, "author", "published", "url", "furniture", "tags")
 _DATE = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
 _MAX_TEXT = 1000  # characters in one metadata value
-_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")  # what UTF-8 cannot encode (os.fsdecode, JSON escapes)
 MAX_DEPTH = 32  # levels of lists/mappings inside one metadata value (front matter or sidecar)
 MAX_INT_DIGITS = 100  # digits of one integer in front matter or a sidecar
 MAX_SIDECAR_BYTES = 1024 * 1024  # one `<name>.meta.json`
@@ -88,7 +88,7 @@ def validate(raw: Mapping, source: str, lenient: bool = False) -> dict:
         raise Unreadable(f"{source} must hold a mapping of metadata fields")
     clean: dict = {}
     for key, value in raw.items():
-        if not isinstance(key, str) or _LONE_SURROGATE.search(key):
+        if not isinstance(key, str) or LONE_SURROGATE.search(key):
             if lenient:
                 continue
             raise Unreadable(f"{source}: metadata keys must be strings of valid Unicode text")
@@ -126,7 +126,7 @@ def _field(key: str, value) -> dict:
 
 def _unicode(text: str) -> str:
     """`text` if every character of it can be written as UTF-8 (no lone surrogates), else ValueError."""
-    if _LONE_SURROGATE.search(text):
+    if LONE_SURROGATE.search(text):
         raise ValueError("holds text that is not valid Unicode (a lone surrogate, such as the escape \\udc80)")
     return text
 

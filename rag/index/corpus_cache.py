@@ -41,7 +41,6 @@ import json
 import logging
 import operator
 import os
-import re
 import stat
 import threading
 import time
@@ -53,6 +52,7 @@ from rag.corpus import documents as corpus_documents
 from rag.corpus import ocr
 from rag.corpus.documents import SIDECAR_SUFFIX, Corpus, Document, Paragraph, Section, Skipped, load_document
 from rag.corpus.formats import Extractor
+from rag.corpus.metadata import LONE_SURROGATE
 from rag.errors import RagError, Unreadable
 from rag.files import write_atomic
 
@@ -277,9 +277,6 @@ def remember_pending(index_dir: Path) -> bool:
     with _MEMO_LOCK:
         pending = _PENDING.pop(str(Path(index_dir).resolve()), None)
     return pending is not None and remember(index_dir, *pending)
-
-
-LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _escape_surrogates(text: str) -> str:
