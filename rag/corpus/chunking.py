@@ -29,12 +29,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from rag.corpus.documents import Document
+from rag.corpus.extracted import TABLE_CELL_SEPARATOR
 
 TokenCounter = Callable[[str], int]
 
 # A sentence ends at . ! ? or … (optionally followed by closing quotes/brackets and
 # footnote markers like "[5]"), then whitespace, then something that can open a sentence.
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[A-Z0-9])")
+_RULE_LINE = re.compile(r"\s*\|?(?:\s*:?-{3,}:?\s*\|)+(?:\s*:?-{3,}:?\s*)?")  # a Markdown table's rule: |---|:--:|
+# A list item's opening: a bullet, or a number or letter with . or ), then a space (group 1: through the space)
+_LIST_ITEM = re.compile(r"([ \t]*(?:[-*•‣◦▪–]|\d{1,3}[.)]|[a-z][.)])[ \t]+)\S")
 CHARS_PER_TOKEN = 10  # English prose runs 4-6 characters a word piece; a passage over 10 per token is not prose
 _ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "e.g", "i.e", "etc", "no", "u.s", "jr", "sr", "cf", "p", "pp"}
 
@@ -45,7 +49,7 @@ class ChunkerParams:
     min_chars: int = 300
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 2}
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 3}  # 3: table rows and list items are sentences
 
     @property
     def max_chars(self) -> int:
@@ -65,7 +69,87 @@ class Passage:
 
 
 def sentence_spans(text: str, offset: int = 0) -> list[tuple[int, int]]:
-    """Absolute (start, end) of each sentence in `text`, which starts at `offset` in its document."""
+    """Absolute (start, end) of each sentence in `text`, which starts at `offset` in its document.
+
+    Lines that are records rather than prose are cut apart first (`_line_units`): each line of a table (two or more
+    lines in a row whose cells are joined by " | ", as the readers write sheets and tables) is a sentence of its
+    own, and each item of a list (two or more lines in a run that open with a bullet or a number, "- ", "2. ",
+    with the lines indented under them) starts a new one, so that a highlight is one row or one item and a row is
+    embedded alone. Prose, and the text of a list item, is split at sentence ends as before; a list item's marker
+    stays with its first sentence ("2. Try it out.", not "2." alone)."""
+    spans: list[tuple[int, int]] = []
+    for start, end, kind in _line_units(text):
+        if kind == "row":
+            spans.append((offset + start, offset + end))
+            continue
+        marker = _LIST_ITEM.match(text, start) if kind == "item" else None
+        body = marker.end(1) if marker else start
+        sentences = _prose_sentences(text[body:end], offset + body)
+        if marker and sentences:
+            sentences[0] = (offset + start + len(marker.group(1)) - len(marker.group(1).lstrip()), sentences[0][1])
+        spans.extend(sentences)
+    return spans
+
+
+def table_lines(text: str) -> list[tuple[int, int, bool]]:
+    """`text` as (start, end, is_row) lines; is_row for a line of a table: one holding TABLE_CELL_SEPARATOR (or a
+    Markdown rule line, "|---|:--:|") in a run of at least two such lines."""
+    bounds = _lines(text)
+    celled = [TABLE_CELL_SEPARATOR in text[a:b] or bool(_RULE_LINE.fullmatch(text, a, b)) for a, b in bounds]
+    return [(a, b, c and ((i > 0 and celled[i - 1]) or (i + 1 < len(celled) and celled[i + 1])))
+            for i, ((a, b), c) in enumerate(zip(bounds, celled))]
+
+
+def _lines(text: str) -> list[tuple[int, int]]:
+    bounds, start = [], 0
+    for line in text.split("\n"):
+        bounds.append((start, start + len(line)))
+        start += len(line) + 1
+    return bounds
+
+
+def _line_units(text: str) -> list[tuple[int, int, str]]:
+    """`text` cut into table rows ("row", one line each), list items ("item", a marker line and the lines indented
+    under it) and the stretches of other text between them ("prose")."""
+    if TABLE_CELL_SEPARATOR not in text and "\n" not in text:
+        return [(0, len(text), "prose")]
+    rows = table_lines(text) if TABLE_CELL_SEPARATOR in text else [(a, b, False) for a, b in _lines(text)]
+    kinds = ["row" if is_row else "prose" for _, _, is_row in rows]
+    _mark_list_items(text, rows, kinds)
+    units: list[tuple[int, int, str]] = []
+    for (start, end, _), kind in zip(rows, kinds):
+        if kind in ("prose", "more") and units and units[-1][2] == ("prose" if kind == "prose" else "item"):
+            units[-1] = (units[-1][0], end, units[-1][2])  # prose goes on; an item takes its indented lines
+        else:
+            units.append((start, end, "prose" if kind == "more" else kind))
+    return units
+
+
+def _mark_list_items(text: str, lines, kinds: list[str]) -> None:
+    """Mark the lines of every list of two items or more: "item" where an item opens, "more" for a line indented
+    under it."""
+    i = 0
+    while i < len(lines):
+        opening = _LIST_ITEM.match(text, lines[i][0], lines[i][1]) if kinds[i] == "prose" else None
+        if not opening:
+            i += 1
+            continue
+        indent, items, j = len(opening.group(0)) - len(opening.group(0).lstrip()), [i], i + 1
+        while j < len(lines) and kinds[j] == "prose":
+            a, b = lines[j][0], lines[j][1]
+            line = text[a:b]
+            if _LIST_ITEM.match(text, a, b):
+                items.append(j)
+            elif not line.strip() or len(line) - len(line.lstrip()) <= indent:
+                break
+            j += 1
+        if len(items) >= 2:
+            for k in range(i, j):
+                kinds[k] = "item" if k in items else "more"
+        i = j
+
+
+def _prose_sentences(text: str, offset: int) -> list[tuple[int, int]]:
     spans, start = [], 0
     for match in _SENTENCE_END.finditer(text):
         word = text[max(0, match.start() - 4) : match.start()].split()[-1:] or [""]

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+TABLE_CELL_SEPARATOR = " | "  # how the readers write a table row: its cells joined by this, one line a row
+ROW_NUMBER_HEADER = "row"  # the header of the row-number column a sheet's lines start with (rag.corpus.office)
+
 
 @dataclass(frozen=True)
 class Extracted:

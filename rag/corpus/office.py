@@ -84,7 +84,7 @@ import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 
-from rag.corpus.extracted import Extracted
+from rag.corpus.extracted import ROW_NUMBER_HEADER, TABLE_CELL_SEPARATOR, Extracted
 from rag.corpus.metadata import validate
 from rag.errors import Unreadable
 
@@ -191,10 +191,10 @@ def row_groups(rows: Iterable[tuple[int, Iterable]], numbered: bool) -> Iterator
         if not line:
             continue
         if header is None:
-            header = f"row | {line}" if numbered else line
+            header = f"{ROW_NUMBER_HEADER}{TABLE_CELL_SEPARATOR}{line}" if numbered else line
             budget = ROW_GROUP_TOKENS - estimate_tokens(header)
             continue
-        line = f"{number} | {line}" if numbered else line
+        line = f"{number}{TABLE_CELL_SEPARATOR}{line}" if numbered else line
         cost = estimate_tokens(line) + 1  # and the line break
         if group and used + cost > budget:
             yield "\n".join([header, *group])
@@ -210,7 +210,7 @@ def _row_line(cells: Iterable) -> str:
     values = [clean(_cell(c)) for c in cells]
     while values and not values[-1]:
         values.pop()
-    return " | ".join(values)
+    return TABLE_CELL_SEPARATOR.join(values)
 
 
 def _cell(value) -> str:

@@ -1,7 +1,8 @@
 """What is embedded and indexed per passage: the text rule, versioned.
 
 `heading_text` (title, section, passage) is what BM25 indexes; `embedding_text`
-adds the previous passage's opening sentence for the embedding only. What is
+adds the previous passage's opening sentence for the embedding only; `sentence_texts` is what each sentence
+is embedded as (a table row under its header). What is
 embedded must fit the model window: the chunker keeps every passage within
 `max_passage_tokens`, and when the title and section on top of it would not
 fit (a 300-word-piece chemical title), `fit_heading` shortens the title first,
@@ -13,12 +14,14 @@ manifest: changing the rule makes every index built with the old one stale
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
-from rag.corpus.chunking import Passage
+from rag.corpus.chunking import Passage, table_lines
 from rag.corpus.documents import Document
+from rag.corpus.extracted import ROW_NUMBER_HEADER, TABLE_CELL_SEPARATOR
 
-EMBEDDING_TEXT_VERSION = "title+section+text+previous-opening/2"
+EMBEDDING_TEXT_VERSION = "title+section+text+previous-opening/2; sentences: table rows under their header/1"
 
 
 def heading_text(document: Document, passage: Passage) -> str:
@@ -95,6 +98,56 @@ def embedding_texts(passages: list[Passage], documents: dict[str, Document],
     """Each passage's embedded text; with `count_tokens` and `limit`, headings shortened to fit (`fit_heading`)."""
     return [embedding_text(documents[p.document], p, passages[i - 1] if i else None, count_tokens, limit)
             for i, p in enumerate(passages)]
+
+
+def sentence_texts(passage: Passage) -> list[str]:
+    """What the model sees for each of the passage's sentences: the sentence itself, except a table row (a line of
+    a table, rag.corpus.chunking.table_lines), which is read under its table's header cell by cell:
+    "row | Name | Department" over "4 | Chen Wei | Engineering" gives "Name: Chen Wei; Department: Engineering"
+    (a sheet's row numbers left out: on the walkthrough's staff sheet they cost the question "Which department does
+    Chen Wei work in?" 0.12 of its cosine with the row). A row alone does not say what its cells are, so neither a
+    question about a department nor the verdict's masked question ("Which department does ... work in") found
+    anything in it. A row with more cells than its header, a rule line ("|---|---|") and the header itself are read
+    as they are."""
+    texts = []
+    for (start, end), header in zip(passage.sentences, row_headers(passage)):
+        text = passage.text[start - passage.start : end - passage.start]
+        texts.append(_under_header(header, text) if header is not None and header != text else text)
+    return texts
+
+
+def row_headers(passage: Passage) -> list[str | None]:
+    """For each of the passage's sentences, the header of its table when it is a table row (the header's own
+    line gives itself), else None. The header is the first line of the table's run of lines in the passage:
+    the readers start every group of rows with it."""
+    if TABLE_CELL_SEPARATOR not in passage.text:
+        return [None] * len(passage.sentences)
+    header_of, header = {}, None  # a row's start in the passage -> the first line of its run
+    for start, end, is_row in table_lines(passage.text):
+        if not is_row:
+            header = None
+            continue
+        header = header if header is not None else passage.text[start:end]
+        header_of[start] = header
+    return [header_of.get(start - passage.start) for start, _ in passage.sentences]
+
+
+_RULE_CELL = re.compile(r":?-{3,}:?")
+
+
+def _under_header(header: str, row: str) -> str:
+    names, cells = _cells(header), _cells(row)
+    if len(cells) > len(names) or all(_RULE_CELL.fullmatch(c) for c in cells if c) or all(_RULE_CELL.fullmatch(n) for n in names if n):
+        return row
+    return "; ".join(f"{name}: {cell}" if name else cell for name, cell in zip(names, cells) if cell and name != ROW_NUMBER_HEADER)
+
+
+def _cells(line: str) -> list[str]:
+    """A table line's cells; a Markdown row's outer bars ("| a | b |") are not cells."""
+    line = line.strip()
+    if line.startswith("|") and line.endswith("|") and len(line) > 1:
+        line = line[1:-1]
+    return [c.strip() for c in line.split(TABLE_CELL_SEPARATOR.strip())]
 
 
 UNTITLED_SECTION = "Opening"  # what citations call the text before a document's first heading

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from rag.corpus.extracted import Extracted
+from rag.corpus.extracted import TABLE_CELL_SEPARATOR, Extracted
 from rag.corpus.metadata import validate
 from rag.errors import Unreadable
 
@@ -196,7 +196,7 @@ def _walk(element, blocks: list[tuple[str, bool]], depth: int) -> None:
             elif tag == "pre":
                 _emit_code(child.text_content(), blocks)
             elif tag == "tr" and not any(isinstance(e.tag, str) and e.tag.lower() in _LAYOUT for e in child.iterdescendants()):
-                _emit([" | ".join(clean(cell.text_content()) for cell in child if isinstance(cell.tag, str))], False, blocks)
+                _emit([TABLE_CELL_SEPARATOR.join(clean(cell.text_content()) for cell in child if isinstance(cell.tag, str))], False, blocks)
             elif depth >= _MAX_DEPTH:
                 _emit([child.text_content()], False, blocks)
             else:

@@ -50,7 +50,7 @@ from rag.encoding import verifier as verifiers
 from rag.errors import IndexProblem, IndexStale
 from rag.index.lexical import lexical_fingerprint
 from rag.encoding.model import ModelSpec, resolve_model
-from rag.corpus.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text
+from rag.corpus.passage_text import EMBEDDING_TEXT_VERSION, embedding_texts, heading_text, sentence_texts
 from rag.index import corpus_cache, store
 from rag.index.store import FORMAT_VERSION, MANIFEST, LoadedIndex, check_index_dir, in_engine, load_index, manifest_digest, passages_json, read_manifest, remove_strays, stale_reasons, text_key
 
@@ -283,8 +283,7 @@ def build_index(index_dir: Path, documents: list[Document], config: IndexConfig,
     texts = embedding_texts(passages, by_id, encoder.count_tokens, encoder.max_seq_length - 2)  # [CLS], [SEP]
     old = _previous_index(index_dir, config)
     vectors = _embed_reusing(texts, encoder, _old_passage_vectors(old), progress, "passages")
-    sentence_texts = [by_id[p.document].text[s:e] for p in passages for s, e in p.sentences]
-    sentence_vectors = _embed_reusing(sentence_texts, encoder, _old_sentence_vectors(old), progress, "sentences", store.SENTENCE_DTYPE)
+    sentence_vectors = _embed_reusing([t for p in passages for t in sentence_texts(p)], encoder, _old_sentence_vectors(old), progress, "sentences", store.SENTENCE_DTYPE)
     build = uuid.uuid4().hex[:12]
     engine_state = _add_to_engine(config, passages, vectors, by_id, texts, old) if config.engine else None
     faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max) if not config.engine else (None, config.vector_store)
@@ -362,7 +361,7 @@ def update_index(index_dir: Path, documents: list[Document], config: IndexConfig
         raise IndexProblem("the corpus has no body text to index (is seeds/ empty?)")
     source_rows = np.asarray(source, dtype=np.int64)
     vectors = _updated_passage_vectors(old, keys, fresh, source_rows, encoder)
-    sentence_vectors = _updated_sentence_vectors(old, passages, by_id, source_rows, encoder)
+    sentence_vectors = _updated_sentence_vectors(old, passages, source_rows, encoder)
     faiss_index, index_type = make_faiss_index(vectors, config.index_type, config.exact_search_max)
     build = uuid.uuid4().hex[:12]
     manifest = _write_index(index_dir, build, config, documents, passages, keys, faiss_index, index_type, sentence_vectors,
@@ -405,7 +404,7 @@ def _updated_passage_vectors(old: LoadedIndex, keys: list[str], fresh: dict[int,
     return vectors
 
 
-def _updated_sentence_vectors(old: LoadedIndex, passages, by_id: dict, source: np.ndarray, encoder) -> np.ndarray:
+def _updated_sentence_vectors(old: LoadedIndex, passages, source: np.ndarray, encoder) -> np.ndarray:
     """The sentence vectors, rows following `passages`' sentences: copied from `old` for kept passages (their rows in
     `old`), for new ones an old vector of the same sentence text if any, else embedded."""
     counts = np.fromiter((len(p.sentences) for p in passages), dtype=np.int64, count=len(passages))
@@ -418,7 +417,7 @@ def _updated_sentence_vectors(old: LoadedIndex, passages, by_id: dict, source: n
         if source[i] < 0:
             p = passages[i]
             new_rows += range(int(starts[i]), int(starts[i] + counts[i]))
-            new_texts += [by_id[p.document].text[s:e] for s, e in p.sentences]
+            new_texts += sentence_texts(p)
             i += 1
             continue
         j = i + 1
@@ -429,8 +428,7 @@ def _updated_sentence_vectors(old: LoadedIndex, passages, by_id: dict, source: n
         out[int(starts[i]) : int(starts[j - 1] + counts[j - 1])] = old.sentence_vectors[rows]
         i = j
     if new_texts:
-        known = {text_key(p.text[s - p.start : e - p.start]): row for row, (p, (s, e)) in enumerate(
-            (p, span) for p in old.passages for span in p.sentences)}  # old sentence rows by text, as _old_sentence_vectors keys them
+        known = {text_key(t): row for row, t in enumerate(t for p in old.passages for t in sentence_texts(p))}  # as _old_sentence_vectors keys them
         new_keys = [text_key(t) for t in new_texts]
         missing = {k: t for k, t in zip(new_keys, new_texts) if k not in known}  # one each, in order of first use
         embedded = dict(zip(missing, encoder.encode(list(missing.values()), desc="sentences"))) if missing else {}
@@ -546,5 +544,5 @@ def _old_passage_vectors(old: LoadedIndex | None, chunk: int = 100_000) -> dict[
 def _old_sentence_vectors(old: LoadedIndex | None) -> dict[str, np.ndarray]:
     if old is None:
         return {}
-    texts = [p.text[s - p.start : e - p.start] for p in old.passages for s, e in p.sentences]
+    texts = (t for p in old.passages for t in sentence_texts(p))
     return {text_key(t): v for t, v in zip(texts, old.sentence_vectors)}

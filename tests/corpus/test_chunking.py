@@ -1,8 +1,8 @@
 """Passages: exact offsets, full coverage of the body, the model window, section boundaries."""
 
-from rag.corpus.chunking import ChunkerParams, chunk_document, sentence_spans
+from rag.corpus.chunking import ChunkerParams, Passage, chunk_document, sentence_spans
 from rag.corpus.documents import load_document
-from rag.corpus.passage_text import heading_text
+from rag.corpus.passage_text import heading_text, sentence_texts
 from tests.conftest import ARTICLE
 
 
@@ -75,3 +75,42 @@ def test_sentence_spans_keep_footnotes_and_abbreviations():
     text = "It was won in 1917. [5] Then vs. now it differs. “Quoted.” Next one."
     pieces = [text[s:e] for s, e in sentence_spans(text)]
     assert pieces == ["It was won in 1917. [5]", "Then vs. now it differs.", "“Quoted.”", "Next one."]
+
+
+def test_each_table_row_is_a_sentence_and_the_prose_around_it_splits_as_before():
+    text = ("Stock on hand. Counted in May.\nrow | SKU | Product\n2 | A-1 | Oak desk\n3 | A-2 | Steel chair\n"
+            "Counted again in June. Done.")
+    pieces = [text[s - 100 : e - 100] for s, e in sentence_spans(text, 100)]  # offsets are absolute
+    assert pieces == ["Stock on hand.", "Counted in May.", "row | SKU | Product", "2 | A-1 | Oak desk", "3 | A-2 | Steel chair",
+                      "Counted again in June.", "Done."]
+    one_bar = "Either | or. That is one line, not a table."  # a single line with a bar is prose
+    assert [one_bar[s:e] for s, e in sentence_spans(one_bar)] == ["Either | or.", "That is one line, not a table."]
+    prose = "A wrapped line\nthat goes on. And a second sentence."  # without a table nothing changes
+    assert [prose[s:e] for s, e in sentence_spans(prose)] == ["A wrapped line\nthat goes on.", "And a second sentence."]
+
+
+def test_a_table_row_is_embedded_under_its_header_cell_by_cell():
+    text = "row | Name | Department | Office\n4 | Chen Wei | Engineering | Warsaw\n5 | Dana Scott | | Madrid\n6 | a | b | c | d"
+    passage = Passage("p", "staff", None, (1,), 0, len(text), text, tuple(sentence_spans(text)))
+    assert sentence_texts(passage) == [
+        "row | Name | Department | Office",  # the header as it is
+        "Name: Chen Wei; Department: Engineering; Office: Warsaw",  # the sheet's row number left out
+        "Name: Dana Scott; Office: Madrid",  # an empty cell left out
+        "6 | a | b | c | d",  # more cells than the header: as it is
+    ]
+    markdown = "Intro.\n\n| Tool | Use |\n|---|---|\n| grep | search |"
+    start = markdown.index("|")
+    passage = Passage("q", "tools", None, (2,), start, len(markdown), markdown[start:], tuple(sentence_spans(markdown[start:], start)))
+    assert sentence_texts(passage) == ["| Tool | Use |", "|---|---|", "Tool: grep; Use: search"]
+
+
+def test_each_list_item_starts_a_sentence_and_keeps_its_marker_and_indented_lines():
+    text = ("Before you leave:\n- Close the valve. Wait a minute.\n- Lock the lid\n  with the brass key\n- Switch off the light\n"
+            "Then go home.\n\n1. Find the parameters\n2. Try it out. Then report.")
+    pieces = [text[s:e] for s, e in sentence_spans(text)]
+    assert pieces == ["Before you leave:", "- Close the valve.", "Wait a minute.", "- Lock the lid\n  with the brass key",
+                      "- Switch off the light", "Then go home.", "1. Find the parameters", "2. Try it out.", "Then report."]
+    dash = "A wrapped line\n- with a dash in it\nand more. Next."  # one line opening with a dash is not a list
+    assert [dash[s:e] for s, e in sentence_spans(dash)] == ["A wrapped line\n- with a dash in it\nand more.", "Next."]
+    changelog = "[ Marc ]\n  * improve the docs.\n  * fix a typo\n    in the manual"
+    assert [changelog[s:e] for s, e in sentence_spans(changelog)] == ["[ Marc ]", "* improve the docs.", "* fix a typo\n    in the manual"]

@@ -427,6 +427,11 @@ def test_a_query_cites_the_slide_and_the_sheet(service):
         assert hit["citation"]["section"] == "Sales" and hit["text"].startswith("row | Region | Quarter | Revenue | Manager")
         text = client.get("/documents/figures").json()["text"]
         assert text[hit["citation"]["start"] : hit["citation"]["end"]] == hit["text"]
+        # each row is a sentence, embedded under its header: the highlight is the row that answers, not the whole sheet
+        highlight = hit["highlight"]
+        assert highlight["text"].split(" | ")[:2] == ["59", "Region 57"] and text[highlight["start"] : highlight["end"]] == highlight["text"]
+        top = client.post("/query", json={"question": "Which office does Bob work in?", "top_k": 1}).json()
+        assert top["passages"][0]["highlight"]["text"] == "4 | Bob | 2021-01-02 | Tallinn"
 
 
 # --- the readers alone: limits, hostile files, a missing library -------------------------------
