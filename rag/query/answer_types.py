@@ -57,6 +57,41 @@ def names_outside(sentence: str, question: str) -> list[str]:
     return [m.group() for m in words if m.group().lower() not in asked and m.group().lower().rstrip("’'s") not in asked]
 
 
+_WORDS = re.compile(r"[^\W_]+")  # letters and digits: "SKU-1010" is two words on both sides of a comparison
+_CODE = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]+\b")  # letters and digits: SKU-1010, N131, A4
+_NAME_RUN = re.compile(r"\b[A-Z][\w’'-]*(?: [A-Z][\w’'-]*)*")  # "Chen Wei", "Quay Street"
+_POSSESSIVE = re.compile(r"[’']s$")
+_TITLES = {"mr", "mrs", "ms", "dr", "prof", "sir"}
+
+
+def _word_keys(text: str) -> set[str]:
+    """Lower-case words without a plural s ("Webcams" and "Webcam" meet)."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in _WORDS.findall(text.lower())}
+
+
+def asked_entities(question: str) -> list[frozenset[str]]:
+    """What the question names, each as its words (`_word_keys`): every run of capitalised words but the
+    question's first word ("Which department does Chen Wei work in?" -> {chen, wei}), and every code of letters
+    and digits (SKU-1010, N131). Titles (Dr, Ms) are not names."""
+    runs = [m.group().split() for m in _NAME_RUN.finditer(question)]
+    if runs and question.lstrip().startswith(runs[0][0]):
+        runs[0] = runs[0][1:]
+    entities = [frozenset(_word_keys(" ".join(_POSSESSIVE.sub("", w) for w in run if w.lower().rstrip(".") not in _TITLES)))
+                for run in runs]
+    entities += [frozenset(_word_keys(code)) for code in _CODE.findall(question)]
+    return [e for e in dict.fromkeys(entities) if e]
+
+
+def table_has_row(entities: list[frozenset[str]], rows: list[str], context: str) -> bool:
+    """Whether each entity the question names is held whole by one of a table's rows, its words in that row or in
+    `context` (the table's header, section and document, where a column or a sheet is named). A row answers only for
+    its own subject: "What is the lead time of Steelgate?" is not answered by Steelline's row, however alike the
+    model finds the two, nor "Which department does Vera Wei work in?" by Vera Conti's and Chen Wei's."""
+    around = _word_keys(context)
+    held = [_word_keys(row) | around for row in rows]
+    return all(any(entity <= words for words in held) for entity in entities)
+
+
 def type_met(kind: AnswerType | None, sentence: str, question: str) -> bool:
     """Whether `sentence` holds something of the asked-for kind (always true when none is asked)."""
     if kind is None:

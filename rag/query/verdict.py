@@ -29,6 +29,10 @@ A class-balanced logistic regression over the two (rag.query.answerable.fit, on
 the dev split only) gives `confidence`; thresholds chosen on dev turn it into
 the verdict: `not_found` below `ANSWERABLE_THRESHOLD`, `found` at or above
 `FOUND_THRESHOLD`, `uncertain` between; `answerable` means "not not_found".
+One rule sits beside the model: when the evidence is a table that has no row for
+what the question names (`missing_row`: "the lead time of Steelgate" in a sheet
+that lists Steelline), the confidence is at most `MISSING_ROW_CONFIDENCE`; a
+lookup in a sheet is answered by its row or not at all.
 `Judge` is the stage built once per snapshot that gathers those features for
 one question; everything else here is a pure function of its arguments.
 """
@@ -42,7 +46,8 @@ from typing import Literal
 
 import numpy as np
 
-from rag.query.answer_types import answer_type, type_met
+from rag.corpus.passage_text import row_headers
+from rag.query.answer_types import answer_type, asked_entities, table_has_row, type_met
 from rag.query.answerable import AnswerabilityModel, BlendedModel
 from rag.query.coverage import coverage
 from rag.query.sentences import Sentences
@@ -75,25 +80,45 @@ class Sentence:
     text: str
     terms: frozenset[str]
     cosine: float
+    header: str | None = None  # a table line's header (rag.corpus.passage_text.row_headers); None for any other sentence
+    context: str = ""  # a table line's section and document: where a sheet is named
 
 
 def best_evidence(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float) -> tuple[float, float]:
     """(coverage, answer_type) of the sentence that covers the question best; ties go to the higher cosine."""
     if not sentences:
         return 0.0, 0.0
-    kind = answer_type(question)
+    cover, best = _best_covering(question_terms, sentences, idf, unseen)
+    return cover, float(type_met(answer_type(question), best.text, question))
+
+
+def missing_row(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float) -> bool:
+    """Whether the evidence is a table that lacks the row the question names: the sentence that covers the question
+    best is a table line, and no row of that table holds what the question names (answer_types.table_has_row)."""
+    if not sentences:
+        return False
+    _, best = _best_covering(question_terms, sentences, idf, unseen)
+    if best.header is None:
+        return False
+    entities = asked_entities(question)
+    rows = [s.text for s in sentences if s.header == best.header and s.text != s.header]
+    return bool(entities) and not table_has_row(entities, rows, f"{best.header} {best.context}")
+
+
+def _best_covering(question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float) -> tuple[float, Sentence]:
     scored = [(coverage(question_terms, s.terms, idf, unseen), s.cosine, s) for s in sentences]
     cover, _, best = max(scored, key=lambda x: (round(x[0], 6), x[1]))
-    return cover, float(type_met(kind, best.text, question))
-
-
+    return cover, best
 
 
 # --- the decision -----------------------------------------------------------------------------
 
 
-def assess(features: VerdictFeatures, model: AnswerabilityModel | BlendedModel, answerable_threshold: float, found_threshold: float) -> Assessment:
+def assess(features: VerdictFeatures, model: AnswerabilityModel | BlendedModel, answerable_threshold: float, found_threshold: float,
+           row_missing: bool = False) -> Assessment:
     confidence = model.probability(*features.values())
+    if row_missing:  # the table at hand has no row for what the question names (`missing_row`)
+        confidence = min(confidence, MISSING_ROW_CONFIDENCE)
     verdict = decide(confidence, answerable_threshold, found_threshold)
     return Assessment(verdict, verdict != "not_found", round(confidence, 4), features)
 
@@ -174,6 +199,11 @@ MODEL = AnswerabilityModel(mean=(0.8818, 0.4068), scale=(0.3228, 0.1432), weight
 MODEL_REEMBEDDED = AnswerabilityModel(mean=(0.8818, 0.3551), scale=(0.3228, 0.1465), weights=(0.9876, 1.4443), bias=1.4649)
 ANSWERABLE_THRESHOLD = 0.5
 FOUND_THRESHOLD = 0.6
+# A rule, not a fitted weight: when the evidence is a table without a row for what the question names
+# (`missing_row`), the confidence is at most this (so `not_found`). A lookup in a sheet is answered by its row or
+# not at all, and the bi-encoder finds "Steelgate" and "Steelline" alike (eval/bench_tables.py: 45 questions about
+# rows a sheet does not have, 90 about rows it has; docs/quality.md). No bundled, SQuAD or SciFact text is a table.
+MISSING_ROW_CONFIDENCE = 0.05
 # The verified half of what a verified question is judged by (the blend below): the two features and the verifier's best logit, fitted by eval/train_verifier.py
 # on its held-out questions (4 SQuAD 2.0 tune articles, 1,096 questions, and 55 dev questions counted 4 times; the
 # verifier never saw them). Leave-one-article-out on those (6 layers, trained with synthetic unanswerables): SQuAD
@@ -208,14 +238,17 @@ class Judge:
         self.model = MODEL  # a question the verifier read is judged by MODEL blended with MODEL_VERIFIED (its best logit the third feature)
 
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None) -> Assessment:
-        rows, texts = [], []
+        rows, texts, headers, contexts = [], [], [], []
         for i in top:
+            passage = self.sentences.passages[i]
             rows.extend(self.sentences.rows_of(i))
             texts.extend(self.sentences.texts_of(i))
+            headers.extend(row_headers(passage))
+            contexts.extend([f"{passage.section or ''} {passage.document}"] * len(passage.sentences))
         vectors = np.asarray(self.sentences.vectors[rows], dtype=np.float32)
         cosines = vectors @ embedded.vector
         terms = self.sentences.terms
-        evidence = [Sentence(t, terms[r], float(c)) for t, r, c in zip(texts, rows, cosines)]
+        evidence = [Sentence(t, terms[r], float(c), h, x) for t, r, c, h, x in zip(texts, rows, cosines, headers, contexts)]
         masked = None
         if embedded.tokens is not None:  # the masked question pooled from the question's own word pieces
             model, best = self.model, RELATION_BEST
@@ -232,4 +265,4 @@ class Judge:
         found_threshold = FOUND_THRESHOLD_VERIFIED if read is not None else FOUND_THRESHOLD
         return assess(features(question, question_terms, evidence, self.idf, self.unseen_idf, relation, read),
                       model if read is None else BlendedModel(model, MODEL_VERIFIED, VERIFIED_WEIGHT), self.answerable_threshold,
-                      found_threshold)
+                      found_threshold, missing_row(question, question_terms, evidence, self.idf, self.unseen_idf))

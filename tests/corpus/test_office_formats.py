@@ -25,6 +25,7 @@ from api.app import create_app
 from rag.corpus import formats, office
 from rag.corpus.documents import load_corpus, page_of
 from rag.errors import Unreadable
+from rag.query.verdict import MISSING_ROW_CONFIDENCE
 from rag.service import Service
 from tests.reliability_support import settings_for
 
@@ -432,6 +433,9 @@ def test_a_query_cites_the_slide_and_the_sheet(service):
         assert highlight["text"].split(" | ")[:2] == ["59", "Region 57"] and text[highlight["start"] : highlight["end"]] == highlight["text"]
         top = client.post("/query", json={"question": "Which office does Bob work in?", "top_k": 1}).json()
         assert top["passages"][0]["highlight"]["text"] == "4 | Bob | 2021-01-02 | Tallinn"
+        # a row the sheet does not have is not answered by the nearest one (rag.query.verdict.missing_row)
+        absent = client.post("/query", json={"question": "Which office does Carla work in?", "top_k": 1}).json()
+        assert (absent["verdict"], absent["confidence"]) == ("not_found", MISSING_ROW_CONFIDENCE)
 
 
 # --- the readers alone: limits, hostile files, a missing library -------------------------------

@@ -108,6 +108,42 @@ def test_best_evidence_checks_the_type_in_the_best_covering_sentence():
     assert V.best_evidence("When?", set(), [], idf, 4.0) == (0.0, 0.0)
 
 
+def test_asked_entities_are_name_runs_and_codes():
+    assert answer_types.asked_entities("Which department does Chen Wei work in?") == [frozenset({"chen", "wei"})]
+    assert answer_types.asked_entities("Who started earlier, Chen Wei or Dana Scott?") == [frozenset({"chen", "wei"}), frozenset({"dana", "scott"})]
+    assert answer_types.asked_entities("How many seats does room N131 have?") == [frozenset({"n131"})]
+    assert answer_types.asked_entities("Where does Dr. Berg's team sit?") == [frozenset({"berg"})]  # a title is not a name
+    assert answer_types.asked_entities("Paris is where?") == []  # the first word is capitalised anyway
+    assert answer_types.asked_entities("how much is the hotel limit?") == []
+
+
+def test_a_table_has_the_row_only_when_one_row_holds_each_name_whole():
+    rows = ["4 | Chen Wei | Engineering | Warsaw", "5 | Vera Conti | Legal | Madrid"]
+    context = "row | Name | Department | Office Staff staff"
+    has = lambda question: answer_types.table_has_row(answer_types.asked_entities(question), rows, context)  # noqa: E731
+    assert has("Which department does Chen Wei work in?")
+    assert has("Who started earlier, Chen Wei or Vera Conti?")  # two names, one row each
+    assert not has("Which department does Vera Wei work in?")  # both words are in the table, not in one row
+    assert not has("Which department does Steelgate work in?")
+    assert has("Which Office is Chen Wei in, per the Staff sheet?")  # a column and the sheet are named in the context
+
+
+def test_missing_row_reads_the_table_of_the_best_covering_line_only():
+    header = "row | Supplier | Lead time"
+    line = lambda text, terms, cosine=0.5: V.Sentence(text, frozenset(terms), cosine, header, "Suppliers inventory")  # noqa: E731
+    table = [line(header, {"supplier", "lead", "time"}), line("2 | Steelline | 56", {"steellin"}), line("3 | Camtech | 21", {"camtech"})]
+    idf = {"lead": 2.0, "time": 1.0, "steelgat": 4.0, "camtech": 4.0}
+    assert V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, table, idf, 4.0)
+    assert not V.missing_row("What is the lead time of Camtech?", {"lead", "time", "camtech"}, table, idf, 4.0)
+    assert not V.missing_row("What is the longest lead time?", {"longest", "lead", "time"}, table, idf, 4.0)  # names nothing
+    prose = [V.Sentence("Steelline ships in 56 days.", frozenset({"steellin", "ship", "day"}), 0.5)]
+    assert not V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, prose, idf, 4.0)  # not a table
+    model = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(1.0, 1.0), bias=5.0)
+    kept = V.assess(V.VerdictFeatures(1.0, 1.0), model, 0.5, 0.6)
+    refused = V.assess(V.VerdictFeatures(1.0, 1.0), model, 0.5, 0.6, row_missing=True)
+    assert kept.verdict == "found" and (refused.verdict, refused.confidence) == ("not_found", V.MISSING_ROW_CONFIDENCE)
+
+
 def test_thresholds_make_three_states():
     assert V.decide(0.9, 0.5, 0.65) == "found"
     assert V.decide(0.65, 0.5, 0.65) == "found"
