@@ -95,7 +95,7 @@ def best_evidence(question: str, question_terms: set[str], sentences: Sequence[S
 def missing_row(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float) -> bool:
     """Whether the evidence is a table that lacks the row the question names: the sentence that covers the question
     best is a table line, and no row of that table holds what the question names (answer_types.table_has_row)."""
-    if not sentences:
+    if all(s.header is None for s in sentences):  # no table at hand (nearly every question): nothing to compute
         return False
     _, best = _best_covering(question_terms, sentences, idf, unseen)
     if best.header is None:
