@@ -134,12 +134,12 @@ def _mark_list_items(text: str, lines, kinds: list[str]) -> None:
         if not opening:
             i += 1
             continue
-        indent, items, j = len(opening.group(0)) - len(opening.group(0).lstrip()), [i], i + 1
+        indent, items, j = len(opening.group(0)) - len(opening.group(0).lstrip()), {i}, i + 1
         while j < len(lines) and kinds[j] == "prose":
             a, b = lines[j][0], lines[j][1]
             line = text[a:b]
             if _LIST_ITEM.match(text, a, b):
-                items.append(j)
+                items.add(j)
             elif not line.strip() or len(line) - len(line.lstrip()) <= indent:
                 break
             j += 1
