@@ -16,7 +16,8 @@ headings, code) separated by blank lines:
 Either way, navigation lines ("Next: Reporting bugs, Previous: Time, Up: Time [Contents][Index]") are dropped.
 
 Metadata is read from the page's head, never guessed from its text: the title is `<title>` (else `og:title`,
-else the first `<h1>`); the published date only from date metadata (`article:published_time`, `DC.date`,
+else the first `<h1>`) without the site's name where the title joins the two by a separator ("City expands bike
+lanes | Riverside Gazette": the name is `og:site_name`, or the other side of the page's own og:title or h1); the published date only from date metadata (`article:published_time`, `DC.date`,
 `dcterms.created`, `citation_publication_date`, `itemprop=datePublished`, ...) or a `<time datetime>` in the
 content, never from a copyright line; the author from `<meta name=author>` (or DC/citation creators); the URL
 from `<link rel=canonical>` or `og:url`; the publication from `og:site_name`.
@@ -270,20 +271,49 @@ def page_metadata(tree, root=None) -> dict:
         if key and value:
             meta.setdefault(key, []).append(value)
     root = _content_root(tree) if root is None else root
-    found = {"title": _title(tree, meta), "author": _author(meta), "published": _published(tree, root, meta),
-             "url": _canonical(tree, meta), "publication": clean(meta.get("og:site_name", [""])[0])}
+    publication = clean(meta.get("og:site_name", [""])[0])
+    found = {"title": _title(tree, meta, publication), "author": _author(meta), "published": _published(tree, root, meta),
+             "url": _canonical(tree, meta), "publication": publication}
     return {k: v for k, v in found.items() if v}
 
 
-def _title(tree, meta: dict) -> str:
+def _title(tree, meta: dict, publication: str = "") -> str:
     title = tree.find(".//title")
     text = clean(title.text_content()) if title is not None else ""
-    if not text and meta.get("og:title"):
-        text = clean(meta["og:title"][0])
-    if not text:
-        first = next(iter(tree.iter("h1")), None)
-        text = clean(first.text_content()) if first is not None else ""
-    return text
+    og_title = clean(meta["og:title"][0]) if meta.get("og:title") else ""
+    first = next(iter(tree.iter("h1")), None)
+    heading = clean(first.text_content()) if first is not None else ""
+    if text:
+        return _without_site_name(text, publication, (og_title, heading))
+    return og_title or heading
+
+
+# How a page title joins the page's own title and the site's name: "City expands bike lanes | Riverside Gazette"
+_TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|–|—|·|::|»)\s+")
+
+
+def _without_site_name(title: str, site: str, own: tuple[str, ...]) -> str:
+    """`title` without the site's name: what is left of it beside `site` (og:site_name) when the title opens or
+    ends with that name after or before a separator, else the part that is the page's own title (og:title or its
+    first h1); else as it is."""
+    separators = list(_TITLE_SEPARATORS.finditer(title))
+    if not separators:
+        return title
+    first, last = separators[0], separators[-1]
+    if site and title[last.end() :].casefold() == site.casefold():
+        return title[: last.start()]
+    if site and title[: first.start()].casefold() == site.casefold():
+        return title[first.end() :]
+    names = [o.rstrip("¶ ") for o in own if o]  # a Sphinx heading ends in its permalink's ¶
+    for name in names:
+        if title.casefold().startswith(name.casefold()) and _TITLE_SEPARATORS.match(title, len(name)):
+            return title[: len(name)]
+        if title.casefold().endswith(name.casefold()) and any(m.end() == len(title) - len(name) for m in separators):
+            return title[len(title) - len(name) :]
+    for part in (title[: first.start()], title[last.end() :]):  # the heading says more: "... lanes along the river"
+        if any(name.casefold().startswith(part.casefold()) for name in names):
+            return part
+    return title
 
 
 def _author(meta: dict) -> str:

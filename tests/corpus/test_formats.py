@@ -103,9 +103,23 @@ def test_html_main_text_headings_and_page_metadata_without_navigation(tmp_path, 
     assert body[:2] == PARAGRAPHS
     assert body[2] == "A third paragraph, with bold and code inline, wrapped over two lines in the source."
     assert [p.section for p in doc.paragraphs] == [None, "Mountains", "Mountains"]
-    assert doc.title.startswith("Rivers and Mountains")
+    assert doc.title == "Rivers and Mountains"  # "| Example Site" left out: the other side is the page's h1
     assert (doc.author, doc.published, doc.url) == ("Ann Author", "2021-05-06", "https://example.org/rivers")
     _assert_exact(doc, count_tokens)
+
+
+@pytest.mark.parametrize(("head", "title"), [
+    ('<title>City expands bike lanes | Riverside Gazette</title><meta property="og:site_name" content="Riverside Gazette">', "City expands bike lanes"),
+    ('<title>Riverside Gazette — City expands bike lanes</title><meta property="og:site_name" content="Riverside Gazette">', "City expands bike lanes"),
+    ("<title>os — Miscellaneous interfaces — Python 3.11 documentation</title>", "os — Miscellaneous interfaces"),  # Sphinx: h1 + ¶
+    ("<title>Elsewhere in the city | Riverside Gazette</title>", "Elsewhere in the city"),  # the h1 starts with it
+    ("<title>Part one - part two</title>", "Part one - part two"),  # no site name to tell apart: as it is
+])
+def test_an_html_title_is_read_without_the_site_name(tmp_path, head, title):
+    body = ("<h1>os — Miscellaneous interfaces<a class='headerlink' href='#x'>¶</a></h1>" if "Python" in head
+            else "<h1>Elsewhere in the city, along the river</h1>")
+    (tmp_path / "page.html").write_text(f"<html><head><meta charset=\"utf-8\">{head}</head><body>{body}<p>{PARAGRAPHS[0]}</p></body></html>", encoding="utf-8")
+    assert load_document(tmp_path / "page.html").title == title
 
 
 def _pdf(path: Path, pages: list[list[str]], title: str | None = "A Small Report") -> None:
