@@ -73,6 +73,10 @@ def test_kept_spans_are_the_words_the_evidence_does_not_hold(terms_of):
     question = "When did Fidel Castro die?"
     assert [question[a:b] for a, b in V.kept_spans(question, evidence, terms_of)] == ["When", "did", "die"]
     assert V.kept_spans("Who was Fidel Castro?", evidence, terms_of) is None
+    frames = terms_of("A Langstroth hive uses removable frames spaced exactly 9.5 millimetres apart")
+    assert V.kept_spans("How far apart are frames in a Langstroth hive?", frames, terms_of) is None  # "how far" is form
+    question = "How many frames does a Langstroth hive hold in winter?"
+    assert [question[a:b] for a, b in V.kept_spans(question, frames, terms_of)] == ["How", "many", "does", "a", "hold", "in", "winter"]
 
 
 def test_masked_vector_pools_the_kept_word_pieces_and_the_special_tokens():
