@@ -49,7 +49,7 @@ class ChunkerParams:
     min_chars: int = 300
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 3}  # 3: table rows and list items are sentences
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 4}  # 3: table rows and list items are sentences; 4: no sentence across a blank line
 
     @property
     def max_chars(self) -> int:
@@ -75,8 +75,9 @@ def sentence_spans(text: str, offset: int = 0) -> list[tuple[int, int]]:
     lines in a row whose cells are joined by " | ", as the readers write sheets and tables) is a sentence of its
     own, and each item of a list (two or more lines in a run that open with a bullet or a number, "- ", "2. ",
     with the lines indented under them) starts a new one, so that a highlight is one row or one item and a row is
-    embedded alone. Prose, and the text of a list item, is split at sentence ends as before; a list item's marker
-    stays with its first sentence ("2. Try it out.", not "2." alone)."""
+    embedded alone. A blank line ends a sentence too (two merged paragraphs that end without a full stop, slide
+    bullets, "he explains:" before a quotation). Prose, and the text of a list item, is split at sentence ends as
+    before; a list item's marker stays with its first sentence ("2. Try it out.", not "2." alone)."""
     spans: list[tuple[int, int]] = []
     for start, end, kind in _line_units(text):
         if kind == "row":
@@ -114,14 +115,16 @@ def _line_units(text: str) -> list[tuple[int, int, str]]:
     if TABLE_CELL_SEPARATOR not in text and "\n" not in text:
         return [(0, len(text), "prose")]
     rows = table_lines(text) if TABLE_CELL_SEPARATOR in text else [(a, b, False) for a, b in _lines(text)]
-    kinds = ["row" if is_row else "prose" for _, _, is_row in rows]
+    kinds = ["row" if is_row else "prose" if text[a:b].strip() else "blank" for a, b, is_row in rows]
     _mark_list_items(text, rows, kinds)
     units: list[tuple[int, int, str]] = []
+    previous = "blank"
     for (start, end, _), kind in zip(rows, kinds):
-        if kind in ("prose", "more") and units and units[-1][2] == ("prose" if kind == "prose" else "item"):
+        if kind in ("prose", "more") and previous != "blank" and units and units[-1][2] == ("prose" if kind == "prose" else "item"):
             units[-1] = (units[-1][0], end, units[-1][2])  # prose goes on; an item takes its indented lines
-        else:
+        elif kind != "blank":  # a blank line ends a paragraph: no sentence runs across it
             units.append((start, end, "prose" if kind == "more" else kind))
+        previous = kind
     return units
 
 

@@ -61,7 +61,7 @@ _WORDS = re.compile(r"[^\W_]+")  # letters and digits: "SKU-1010" is two words o
 _CODE = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]+\b")  # letters and digits: SKU-1010, N131, A4
 _NAME_RUN = re.compile(r"\b[A-Z][\w’'-]*(?: [A-Z][\w’'-]*)*")  # "Chen Wei", "Quay Street"
 _POSSESSIVE = re.compile(r"[’']s$")
-_TITLES = {"mr", "mrs", "ms", "dr", "prof", "sir"}
+_NOT_NAMES = {"mr", "mrs", "ms", "dr", "prof", "sir", "i", "i'm", "i’m", "i've", "i’ve", "i'd", "i’d", "i'll", "i’ll"}  # titles, "I"
 
 
 def _word_keys(text: str) -> set[str]:
@@ -72,14 +72,25 @@ def _word_keys(text: str) -> set[str]:
 def asked_entities(question: str) -> list[frozenset[str]]:
     """What the question names, each as its words (`_word_keys`): every run of capitalised words but the
     question's first word ("Which department does Chen Wei work in?" -> {chen, wei}), and every code of letters
-    and digits (SKU-1010, N131). Titles (Dr, Ms) are not names."""
-    runs = [m.group().split() for m in _NAME_RUN.finditer(question)]
+    and digits (SKU-1010, N131). Titles (Dr, Ms) and "I" are not names."""
+    runs = [run for m in _NAME_RUN.finditer(question) for run in _at_possessives(m.group().split())]
     if runs and question.lstrip().startswith(runs[0][0]):
         runs[0] = runs[0][1:]
-    entities = [frozenset(_word_keys(" ".join(_POSSESSIVE.sub("", w) for w in run if w.lower().rstrip(".") not in _TITLES)))
+    entities = [frozenset(_word_keys(" ".join(_POSSESSIVE.sub("", w) for w in run if w.lower().rstrip(".") not in _NOT_NAMES)))
                 for run in runs]
     entities += [frozenset(_word_keys(code)) for code in _CODE.findall(question)]
     return [e for e in dict.fromkeys(entities) if e]
+
+
+def _at_possessives(words: list[str]) -> list[list[str]]:
+    """A run of capitalised words cut after each possessive: "Hannah Schulz's ThinkPad" names two things."""
+    runs, current = [], []
+    for word in words:
+        current.append(word)
+        if _POSSESSIVE.search(word):
+            runs.append(current)
+            current = []
+    return runs + ([current] if current else [])
 
 
 def table_has_row(entities: list[frozenset[str]], rows: list[str], context: str) -> bool:

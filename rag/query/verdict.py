@@ -92,12 +92,16 @@ def best_evidence(question: str, question_terms: set[str], sentences: Sequence[S
     return cover, float(type_met(answer_type(question), best.text, question))
 
 
-def missing_row(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float) -> bool:
-    """Whether the evidence is a table that lacks the row the question names: the sentence that covers the question
-    best is a table line, and no row of that table holds what the question names (answer_types.table_has_row)."""
+def missing_row(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float,
+                lead: int = 0) -> bool:
+    """Whether the evidence is a table that lacks the row the question names: no row of the table holds what the
+    question names (answer_types.table_has_row). The table is that of the best-covering line of the top passage
+    when that passage holds one (retrieval put a table first: the question is a lookup), else that of the sentence
+    that covers the question best when it is a table line. `lead`: how many of `sentences` are the top passage's."""
     if all(s.header is None for s in sentences):  # no table at hand (nearly every question): nothing to compute
         return False
-    _, best = _best_covering(question_terms, sentences, idf, unseen)
+    tabled = [s for s in sentences[:lead] if s.header is not None]
+    _, best = _best_covering(question_terms, tabled or sentences, idf, unseen)
     if best.header is None:
         return False
     entities = asked_entities(question)
@@ -272,4 +276,5 @@ class Judge:
         found_threshold = FOUND_THRESHOLD_VERIFIED if read is not None else FOUND_THRESHOLD
         return assess(features(question, question_terms, evidence, self.idf, self.unseen_idf, relation, read),
                       model if read is None else BlendedModel(model, MODEL_VERIFIED, VERIFIED_WEIGHT), self.answerable_threshold,
-                      found_threshold, missing_row(question, question_terms, evidence, self.idf, self.unseen_idf))
+                      found_threshold, missing_row(question, question_terms, evidence, self.idf, self.unseen_idf,
+                                                   len(self.sentences.rows_of(top[0])) if top else 0))

@@ -114,3 +114,9 @@ def test_each_list_item_starts_a_sentence_and_keeps_its_marker_and_indented_line
     assert [dash[s:e] for s, e in sentence_spans(dash)] == ["A wrapped line\n- with a dash in it\nand more.", "Next."]
     changelog = "[ Marc ]\n  * improve the docs.\n  * fix a typo\n    in the manual"
     assert [changelog[s:e] for s, e in sentence_spans(changelog)] == ["[ Marc ]", "* improve the docs.", "* fix a typo\n    in the manual"]
+
+
+def test_no_sentence_runs_across_a_blank_line():
+    text = "Kickoff agenda for the partner meeting\n\nThe Falcon budget is 900 EUR\n\nIn 1919 he explains:\n\n“Once in power.” Then more."
+    assert [text[s:e] for s, e in sentence_spans(text)] == [
+        "Kickoff agenda for the partner meeting", "The Falcon budget is 900 EUR", "In 1919 he explains:", "“Once in power.”", "Then more."]

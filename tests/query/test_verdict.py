@@ -117,6 +117,8 @@ def test_asked_entities_are_name_runs_and_codes():
     assert answer_types.asked_entities("Who started earlier, Chen Wei or Dana Scott?") == [frozenset({"chen", "wei"}), frozenset({"dana", "scott"})]
     assert answer_types.asked_entities("How many seats does room N131 have?") == [frozenset({"n131"})]
     assert answer_types.asked_entities("Where does Dr. Berg's team sit?") == [frozenset({"berg"})]  # a title is not a name
+    assert answer_types.asked_entities("Who do I ask for a GitHub account?") == [frozenset({"github"})]  # nor is "I"
+    assert answer_types.asked_entities("When does Hannah Schulz's ThinkPad expire?") == [frozenset({"hannah", "schulz"}), frozenset({"thinkpad"})]
     assert answer_types.asked_entities("Paris is where?") == []  # the first word is capitalised anyway
     assert answer_types.asked_entities("how much is the hotel limit?") == []
 
@@ -140,6 +142,10 @@ def test_missing_row_reads_the_table_of_the_best_covering_line_only():
     assert V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, table, idf, 4.0)
     assert not V.missing_row("What is the lead time of Camtech?", {"lead", "time", "camtech"}, table, idf, 4.0)
     assert not V.missing_row("What is the longest lead time?", {"longest", "lead", "time"}, table, idf, 4.0)  # names nothing
+    # the top passage is a table: its table is the one read, even when a prose sentence covers the question better
+    prose_first = [V.Sentence("The lead time of every supplier is reviewed yearly.", frozenset({"lead", "time", "supplier"}), 0.9)]
+    assert V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, table[1:] + prose_first, idf, 4.0, lead=2)
+    assert not V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, prose_first + table[1:], idf, 4.0, lead=1)
     prose = [V.Sentence("Steelline ships in 56 days.", frozenset({"steellin", "ship", "day"}), 0.5)]
     assert not V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, prose, idf, 4.0)  # not a table
     model = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(1.0, 1.0), bias=5.0)
