@@ -31,7 +31,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import metadata as package_metadata
@@ -428,7 +428,7 @@ def _updated_sentence_vectors(old: LoadedIndex, passages, source: np.ndarray, en
         out[int(starts[i]) : int(starts[j - 1] + counts[j - 1])] = old.sentence_vectors[rows]
         i = j
     if new_texts:
-        known = {text_key(t): row for row, t in enumerate(t for p in old.passages for t in sentence_texts(p))}  # as _old_sentence_vectors keys them
+        known = {text_key(t): row for row, t in enumerate(_old_sentence_texts(old))}  # as _old_sentence_vectors keys them
         new_keys = [text_key(t) for t in new_texts]
         missing = {k: t for k, t in zip(new_keys, new_texts) if k not in known}  # one each, in order of first use
         embedded = dict(zip(missing, encoder.encode(list(missing.values()), desc="sentences"))) if missing else {}
@@ -544,5 +544,14 @@ def _old_passage_vectors(old: LoadedIndex | None, chunk: int = 100_000) -> dict[
 def _old_sentence_vectors(old: LoadedIndex | None) -> dict[str, np.ndarray]:
     if old is None:
         return {}
-    texts = (t for p in old.passages for t in sentence_texts(p))
-    return {text_key(t): v for t, v in zip(texts, old.sentence_vectors)}
+    return {text_key(t): v for t, v in zip(_old_sentence_texts(old), old.sentence_vectors)}
+
+
+def _old_sentence_texts(old: LoadedIndex) -> Iterator[str]:
+    """What each of the old index's sentence vectors was embedded from, by the old index's own rule: an index made
+    before sentences had a rule of their own (its manifest's embedding_text another version) embedded every sentence
+    as it stands, so only those vectors can be reused for a sentence now embedded as it stands (not a table row,
+    which is now read under its header)."""
+    if old.manifest.get("embedding_text") == EMBEDDING_TEXT_VERSION:
+        return (t for p in old.passages for t in sentence_texts(p))
+    return (p.text[s - p.start : e - p.start] for p in old.passages for s, e in p.sentences)

@@ -137,3 +137,21 @@ def test_a_reload_with_nothing_changed_keeps_the_served_index_and_one_with_chang
     article.write_text(article.read_text(encoding="utf-8") + "\nOne more paragraph about the soviets.\n", encoding="utf-8")
     assert service.reload() != served.id  # the corpus changed: rebuilt and loaded
     assert service.reload(force=True) == service.snapshot.id
+
+
+def test_old_sentence_vectors_are_keyed_by_what_their_own_index_embedded():
+    """A rebuild reuses an old index's sentence vectors by the text they were embedded from. An index made before
+    table rows were embedded under their header embedded each row as it stands, so its row vector must not be
+    reused for the row read under its header (it is embedded again); prose sentences are reused either way."""
+    from types import SimpleNamespace
+
+    from rag.corpus.chunking import Passage, sentence_spans
+    from rag.corpus.passage_text import EMBEDDING_TEXT_VERSION
+    from rag.index.build import _old_sentence_texts
+
+    text = "Staff list.\nrow | Name | Office\n2 | Ann | Porto\n3 | Bob | Tallinn"
+    passage = Passage("p", "staff", None, (1,), 0, len(text), text, tuple(sentence_spans(text)))
+    current = SimpleNamespace(manifest={"embedding_text": EMBEDDING_TEXT_VERSION}, passages=[passage])
+    older = SimpleNamespace(manifest={"embedding_text": "title+section+text+previous-opening/2"}, passages=[passage])
+    assert list(_old_sentence_texts(current)) == ["Staff list.", "row | Name | Office", "Name: Ann; Office: Porto", "Name: Bob; Office: Tallinn"]
+    assert list(_old_sentence_texts(older)) == ["Staff list.", "row | Name | Office", "2 | Ann | Porto", "3 | Bob | Tallinn"]
