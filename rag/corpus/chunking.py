@@ -36,7 +36,7 @@ TokenCounter = Callable[[str], int]
 # A sentence ends at . ! ? or … (optionally followed by closing quotes/brackets and
 # footnote markers like "[5]"), then whitespace, then something that can open a sentence.
 _SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[A-Z0-9])")
-_RULE_LINE = re.compile(r"\s*\|?(?:\s*:?-{3,}:?\s*\|)+(?:\s*:?-{3,}:?\s*)?")  # a Markdown table's rule: |---|:--:|
+_RULE_CELL = re.compile(r"[ \t]*:?-+:?[ \t]*")  # one cell of a Markdown table's rule line: ---, :--:
 # A list item's opening: a bullet, or a number or letter with . or ), then a space (group 1: through the space)
 _LIST_ITEM = re.compile(r"([ \t]*(?:[-*•‣◦▪–]|\d{1,3}[.)]|[a-z][.)])[ \t]+)\S")
 CHARS_PER_TOKEN = 10  # English prose runs 4-6 characters a word piece; a passage over 10 per token is not prose
@@ -93,12 +93,36 @@ def sentence_spans(text: str, offset: int = 0) -> list[tuple[int, int]]:
 
 
 def table_lines(text: str) -> list[tuple[int, int, bool]]:
-    """`text` as (start, end, is_row) lines; is_row for a line of a table: one holding TABLE_CELL_SEPARATOR (or a
-    Markdown rule line, "|---|:--:|") in a run of at least two such lines."""
-    bounds = _lines(text)
-    celled = [TABLE_CELL_SEPARATOR in text[a:b] or bool(_RULE_LINE.fullmatch(text, a, b)) for a, b in bounds]
+    """`text` as (start, end, is_row) lines, each without its outer spaces; is_row for a line of a table: one
+    holding TABLE_CELL_SEPARATOR, a Markdown row ("|a|b|") or a Markdown rule line ("|---|:--:|"), in a run of at
+    least two such lines."""
+    bounds = [_trimmed(text, a, b) for a, b in _lines(text)]
+    celled = [_table_like(text[a:b]) for a, b in bounds]
     return [(a, b, c and ((i > 0 and celled[i - 1]) or (i + 1 < len(celled) and celled[i + 1])))
             for i, ((a, b), c) in enumerate(zip(bounds, celled))]
+
+
+def is_rule_line(line: str) -> bool:
+    """A Markdown table's rule line: "|---|:--:|", "--- | ---", "|-|-|" (a lone "---" is a horizontal rule)."""
+    line = line.strip(" \t")
+    if "-" not in line or line.strip("|:- \t"):
+        return False
+    cells = line.strip("|").split("|")
+    if not all(_RULE_CELL.fullmatch(c) for c in cells):
+        return False
+    return len(cells) >= 2 or (line.startswith("|") and line.endswith("|"))
+
+
+def _table_like(line: str) -> bool:
+    if TABLE_CELL_SEPARATOR in line or is_rule_line(line):
+        return True
+    return len(line) > 2 and line.startswith("|") and line.endswith("|") and line.count("|") >= 3  # |a|b|
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
+    piece = text[start:end]
+    stripped = piece.strip(" \t")
+    return (start, start) if not stripped else (start + piece.index(stripped), start + piece.index(stripped) + len(stripped))
 
 
 def _lines(text: str) -> list[tuple[int, int]]:
@@ -112,9 +136,9 @@ def _lines(text: str) -> list[tuple[int, int]]:
 def _line_units(text: str) -> list[tuple[int, int, str]]:
     """`text` cut into table rows ("row", one line each), list items ("item", a marker line and the lines indented
     under it) and the stretches of other text between them ("prose")."""
-    if TABLE_CELL_SEPARATOR not in text and "\n" not in text:
+    if "\n" not in text:  # one line: a table needs two
         return [(0, len(text), "prose")]
-    rows = table_lines(text) if TABLE_CELL_SEPARATOR in text else [(a, b, False) for a, b in _lines(text)]
+    rows = table_lines(text) if "|" in text else [(a, b, False) for a, b in _lines(text)]
     kinds = ["row" if is_row else "prose" if text[a:b].strip() else "blank" for a, b, is_row in rows]
     _mark_list_items(text, rows, kinds)
     units: list[tuple[int, int, str]] = []

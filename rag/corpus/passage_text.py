@@ -14,10 +14,9 @@ manifest: changing the rule makes every index built with the old one stale
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
-from rag.corpus.chunking import Passage, table_lines
+from rag.corpus.chunking import Passage, is_rule_line, table_lines
 from rag.corpus.documents import Document
 from rag.corpus.extracted import ROW_NUMBER_HEADER, TABLE_CELL_SEPARATOR
 
@@ -118,26 +117,29 @@ def sentence_texts(passage: Passage) -> list[str]:
 
 def row_headers(passage: Passage) -> list[str | None]:
     """For each of the passage's sentences, the header of its table when it is a table row (the header's own
-    line gives itself), else None. The header is the first line of the table's run of lines in the passage:
-    the readers start every group of rows with it."""
-    if TABLE_CELL_SEPARATOR not in passage.text:
+    line gives itself), else None. The header is the first line of the table's run of lines in the passage: the
+    office readers start every group of rows with it. A Markdown table ("| a | b |" lines) has one only where its
+    rule line follows: a passage cut from the middle of a long one starts with a data row, which is no header."""
+    if "|" not in passage.text:  # no table line (rag.corpus.chunking.table_lines) without one
         return [None] * len(passage.sentences)
-    header_of, header = {}, None  # a row's start in the passage -> the first line of its run
-    for start, end, is_row in table_lines(passage.text):
-        if not is_row:
-            header = None
+    header_of: dict[int, str | None] = {}  # a row's start in the passage -> its table's header
+    run: list[tuple[int, int]] = []
+    for start, end, is_row in [*table_lines(passage.text), (0, 0, False)]:
+        if is_row:
+            run.append((start, end))
             continue
-        header = header if header is not None else passage.text[start:end]
-        header_of[start] = header
+        if run:
+            first = passage.text[run[0][0] : run[0][1]]
+            markdown = first.startswith("|")
+            headed = not markdown or (len(run) > 1 and is_rule_line(passage.text[run[1][0] : run[1][1]]))
+            header_of.update((a, first if headed else None) for a, _ in run)
+            run = []
     return [header_of.get(start - passage.start) for start, _ in passage.sentences]
-
-
-_RULE_CELL = re.compile(r":?-{3,}:?")
 
 
 def _under_header(header: str, row: str) -> str:
     names, cells = _cells(header), _cells(row)
-    if len(cells) > len(names) or all(_RULE_CELL.fullmatch(c) for c in cells if c) or all(_RULE_CELL.fullmatch(n) for n in names if n):
+    if len(cells) > len(names) or is_rule_line(row) or is_rule_line(header):
         return row
     return "; ".join(f"{name}: {cell}" if name else cell for name, cell in zip(names, cells) if cell and name != ROW_NUMBER_HEADER)
 
