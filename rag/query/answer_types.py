@@ -9,6 +9,7 @@ functions of strings.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Literal
 
 AnswerType = Literal["date", "number", "place"]
@@ -58,28 +59,48 @@ def names_outside(sentence: str, question: str) -> list[str]:
 
 
 _WORDS = re.compile(r"[^\W_]+")  # letters and digits: "SKU-1010" is two words on both sides of a comparison
-_CODE = re.compile(r"\b(?=[\w-]*\d)(?=[\w-]*[^\W\d_])[\w-]+\b")  # letters and digits: SKU-1010, N131, A4
+_TOKEN = re.compile(r"[\w-]+")
 _NAME_RUN = re.compile(r"\b[A-Z][\w’'-]*(?: [A-Z][\w’'-]*)*")  # "Chen Wei", "Quay Street"
-_POSSESSIVE = re.compile(r"[’']s$")
-_NOT_NAMES = {"mr", "mrs", "ms", "dr", "prof", "sir", "i", "i'm", "i’m", "i've", "i’ve", "i'd", "i’d", "i'll", "i’ll"}  # titles, "I"
+_POSSESSIVE = re.compile(r"(?<=\w)[’'](?:s\b)?$")  # Berg's, the Joneses'
+_OPENS = re.compile(r"(?:^|[.:;!?]\s+)\W*$")  # what stands before a word that opens a sentence
+_AFTER_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Prof|St)\.\s+$")  # "Dr. Berg": the full stop ends no sentence
+_ACRONYM = re.compile(r"[A-Z]{2,5}")  # DOB, HR: often a column's short name, so no evidence either way
+# titles, "I", months and days: capitalised, but not what a row is about
+_NOT_NAMES = {"mr", "mrs", "ms", "dr", "prof", "sir", "i", "i'm", "i’m", "i've", "i’ve", "i'd", "i’d", "i'll", "i’ll",
+              "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
+              "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 
 
 def _word_keys(text: str) -> set[str]:
-    """Lower-case words without a plural s ("Webcams" and "Webcam" meet)."""
-    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in _WORDS.findall(text.lower())}
+    """Lower-case words without accents or a plural s ("Webcams" and "Webcam" meet, "José Núñez" and "Jose Nunez")."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text.lower()) if not unicodedata.combining(c))
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w for w in _WORDS.findall(folded)}
 
 
 def asked_entities(question: str) -> list[frozenset[str]]:
-    """What the question names, each as its words (`_word_keys`): every run of capitalised words but the
-    question's first word ("Which department does Chen Wei work in?" -> {chen, wei}), and every code of letters
-    and digits (SKU-1010, N131). Titles (Dr, Ms) and "I" are not names."""
-    runs = [run for m in _NAME_RUN.finditer(question) for run in _at_possessives(m.group().split())]
-    if runs and question.lstrip().startswith(runs[0][0]):
-        runs[0] = runs[0][1:]
-    entities = [frozenset(_word_keys(" ".join(_POSSESSIVE.sub("", w) for w in run if w.lower().rstrip(".") not in _NOT_NAMES)))
-                for run in runs]
-    entities += [frozenset(_word_keys(code)) for code in _CODE.findall(question)]
+    """What the question names, each as its words (`_word_keys`): every run of capitalised words but a word that
+    opens the question or a sentence of it ("Which department does Chen Wei work in?" -> {chen, wei}), and every
+    code of letters and digits (SKU-1010, N131). Titles (Dr, Ms), "I", months, days and acronyms (DOB, HR) are not
+    names."""
+    runs = []
+    for match in _NAME_RUN.finditer(question):
+        words = match.group().split()
+        before = question[: match.start()]
+        if _OPENS.search(before) and not _AFTER_TITLE.search(before):
+            words = words[1:]
+        runs += _at_possessives(words)
+    entities = [frozenset(_word_keys(" ".join(_POSSESSIVE.sub("", w) for w in run if _is_name(w)))) for run in runs]
+    entities += [frozenset(_word_keys(t)) for t in _TOKEN.findall(question) if _is_code(t)]
     return [e for e in dict.fromkeys(entities) if e]
+
+
+def _is_name(word: str) -> bool:
+    return word.lower().rstrip(".") not in _NOT_NAMES and not _ACRONYM.fullmatch(_POSSESSIVE.sub("", word))
+
+
+def _is_code(token: str) -> bool:
+    """Letters and digits in one token: SKU-1010, N131, A4."""
+    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
 
 
 def _at_possessives(words: list[str]) -> list[list[str]]:

@@ -120,6 +120,10 @@ def test_asked_entities_are_name_runs_and_codes():
     assert answer_types.asked_entities("Who do I ask for a GitHub account?") == [frozenset({"github"})]  # nor is "I"
     assert answer_types.asked_entities("When does Hannah Schulz's ThinkPad expire?") == [frozenset({"hannah", "schulz"}), frozenset({"thinkpad"})]
     assert answer_types.asked_entities("Paris is where?") == []  # the first word is capitalised anyway
+    assert answer_types.asked_entities("Quick one: Which office is Ann in?") == [frozenset({"ann"})]  # so is a sentence's
+    assert answer_types.asked_entities("Did Chen Wei join in March, on a Monday?") == [frozenset({"chen", "wei"})]
+    assert answer_types.asked_entities("What is the DOB of Ann?") == [frozenset({"ann"})]  # an acronym may be a column's
+    assert answer_types.asked_entities("Where does José Núñez sit?") == [frozenset({"jose", "nunez"})]  # accents folded
     assert answer_types.asked_entities("how much is the hotel limit?") == []
 
 
