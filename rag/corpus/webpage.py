@@ -272,19 +272,22 @@ def page_metadata(tree, root=None) -> dict:
             meta.setdefault(key, []).append(value)
     root = _content_root(tree) if root is None else root
     publication = clean(meta.get("og:site_name", [""])[0])
-    found = {"title": _title(tree, meta, publication), "author": _author(meta), "published": _published(tree, root, meta),
+    found = {"title": _title(tree, meta, publication, root), "author": _author(meta), "published": _published(tree, root, meta),
              "url": _canonical(tree, meta), "publication": publication}
     return {k: v for k, v in found.items() if v}
 
 
-def _title(tree, meta: dict, publication: str = "") -> str:
+def _title(tree, meta: dict, publication: str = "", root=None) -> str:
     title = tree.find(".//title")
     text = clean(title.text_content()) if title is not None else ""
     og_title = clean(meta["og:title"][0]) if meta.get("og:title") else ""
-    first = next(iter(tree.iter("h1")), None)
+    # the content's own h1 (inside <main> or <article>) before any other: a site's logo is often an h1 in its header
+    content = root is not None and root.tag in ("main", "article") or (root is not None and root.get("role") == "main")
+    inner = next(iter(root.iter("h1")), None) if content else None
+    first = inner if inner is not None else next(iter(tree.iter("h1")), None)
     heading = clean(first.text_content()) if first is not None else ""
     if text:
-        return _without_site_name(text, publication, (og_title, heading))
+        return _without_site_name(text, publication, [og_title, heading] if inner is not None else [og_title], heading)
     return og_title or heading
 
 
@@ -292,10 +295,12 @@ def _title(tree, meta: dict, publication: str = "") -> str:
 _TITLE_SEPARATORS = re.compile(r"\s+(?:\||-|–|—|·|::|»)\s+")
 
 
-def _without_site_name(title: str, site: str, own: tuple[str, ...]) -> str:
-    """`title` without the site's name: what is left of it beside `site` (og:site_name) when the title opens or
-    ends with that name after or before a separator, else the part that is the page's own title (og:title or its
-    first h1); else as it is."""
+def _without_site_name(title: str, site: str, own: list[str], heading: str = "") -> str:
+    """`title` without the site's name, when a separator joins the two: what is left beside `site` (og:site_name)
+    when the title opens or ends with it; else the side that is the page's own title (`own`: og:title, the h1 of
+    its <main> or <article>); else the longer side, when one of those or a first h1 found elsewhere (`heading`,
+    which may be the site's logo: only the title's opening side) starts with it at a word's end (the h1 "City
+    expands bike lanes along the river"); else the title as it is."""
     separators = list(_TITLE_SEPARATORS.finditer(title))
     if not separators:
         return title
@@ -304,16 +309,26 @@ def _without_site_name(title: str, site: str, own: tuple[str, ...]) -> str:
         return title[: last.start()]
     if site and title[: first.start()].casefold() == site.casefold():
         return title[first.end() :]
-    names = [o.rstrip("¶ ") for o in own if o]  # a Sphinx heading ends in its permalink's ¶
-    for name in names:
-        if title.casefold().startswith(name.casefold()) and _TITLE_SEPARATORS.match(title, len(name)):
-            return title[: len(name)]
-        if title.casefold().endswith(name.casefold()) and any(m.end() == len(title) - len(name) for m in separators):
-            return title[len(title) - len(name) :]
-    for part in (title[: first.start()], title[last.end() :]):  # the heading says more: "... lanes along the river"
-        if any(name.casefold().startswith(part.casefold()) for name in names):
-            return part
+    names = [o.rstrip("¶ ").casefold() for o in own if o]  # a Sphinx heading ends in its permalink's ¶
+    guess = heading.rstrip("¶ ").casefold()
+    if title.casefold() in names or title.casefold() == guess:  # the page's own title has the separator in it
+        return title
+    sides = [(title[: m.start()], title[m.end() :]) for m in separators]  # (opening, closing) at each separator
+    for opening, closing in sides:
+        for side in (opening, closing):
+            if side.casefold() in names:
+                return side
+    for opening, closing in sides:
+        if len(opening) >= len(closing) and any(_names(n, opening.casefold()) for n in [*names, guess] if n):
+            return opening
+        if len(closing) >= len(opening) and any(_names(n, closing.casefold()) for n in names):
+            return closing
     return title
+
+
+def _names(name: str, side: str) -> bool:
+    """Whether `side` is `name`, or its start at the end of a word."""
+    return name == side or (name.startswith(side) and not name[len(side)].isalnum())
 
 
 def _author(meta: dict) -> str:

@@ -114,9 +114,13 @@ def test_html_main_text_headings_and_page_metadata_without_navigation(tmp_path, 
     ("<title>os — Miscellaneous interfaces — Python 3.11 documentation</title>", "os — Miscellaneous interfaces"),  # Sphinx: h1 + ¶
     ("<title>Elsewhere in the city | Riverside Gazette</title>", "Elsewhere in the city"),  # the h1 starts with it
     ("<title>Part one - part two</title>", "Part one - part two"),  # no site name to tell apart: as it is
+    ('<title>Part 1 - Getting started</title><meta property="og:title" content="Part 1 - Getting started">',
+     "Part 1 - Getting started"),  # the page's own title has the separator in it
+    ("<title>Tides | Harbour Weekly</title>", "Tides"),  # the logo's h1 in the header is not the page's own
 ])
 def test_an_html_title_is_read_without_the_site_name(tmp_path, head, title):
     body = ("<h1>os — Miscellaneous interfaces<a class='headerlink' href='#x'>¶</a></h1>" if "Python" in head
+            else f"<header><h1>Harbour Weekly</h1></header><main><h1>Tides</h1><p>{PARAGRAPHS[1]}</p></main>" if "Tides" in head
             else "<h1>Elsewhere in the city, along the river</h1>")
     (tmp_path / "page.html").write_text(f"<html><head><meta charset=\"utf-8\">{head}</head><body>{body}<p>{PARAGRAPHS[0]}</p></body></html>", encoding="utf-8")
     assert load_document(tmp_path / "page.html").title == title
