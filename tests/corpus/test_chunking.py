@@ -120,3 +120,18 @@ def test_no_sentence_runs_across_a_blank_line():
     text = "Kickoff agenda for the partner meeting\n\nThe Falcon budget is 900 EUR\n\nIn 1919 he explains:\n\n“Once in power.” Then more."
     assert [text[s:e] for s, e in sentence_spans(text)] == [
         "Kickoff agenda for the partner meeting", "The Falcon budget is 900 EUR", "In 1919 he explains:", "“Once in power.”", "Then more."]
+
+
+def test_markdown_tables_compact_or_spaced_and_a_passage_cut_from_the_middle_of_one():
+    compact = "|a|b|\n|-|-|\n|1|2|"
+    assert [compact[s:e] for s, e in sentence_spans(compact)] == ["|a|b|", "|-|-|", "|1|2|"]
+    spaced = "| a | b |\n|---|---| \n  | 1 | 2 |  "  # a rule line with a trailing space; spans without outer spaces
+    assert [spaced[s:e] for s, e in sentence_spans(spaced)] == ["| a | b |", "|---|---|", "| 1 | 2 |"]
+    middle = "| Person7 | Dept7 | 49 |\n| Person8 | Dept8 | 50 |"  # no rule line: its first line is a row, not a header
+    passage = Passage("m", "t", None, (1,), 0, len(middle), middle, tuple(sentence_spans(middle)))
+    assert sentence_texts(passage) == ["| Person7 | Dept7 | 49 |", "| Person8 | Dept8 | 50 |"]
+
+
+def test_a_line_of_spaces_between_table_lines_is_read_in_linear_time():
+    text = "a | b\n" + " " * 200_000 + "x\nc | d"  # a rule-line test that backtracks would take minutes
+    assert [text[s:e] for s, e in sentence_spans(text)] == ["a | b\n" + " " * 200_000 + "x\nc | d"]
