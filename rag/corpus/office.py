@@ -626,7 +626,7 @@ def _html_flatten(element, blocks: list[tuple[str, bool]], depth: int) -> None:
         if tag == "table" or tag == "tr":
             _html_emit(inline, element, blocks)
             inline = []
-            blocks += [(group, False) for group in row_groups(enumerate(_html_rows(child, 0), 1), numbered=False)]
+            blocks += [(group, False) for group in row_groups(enumerate(html_rows(child, 0), 1), numbered=False)]
         elif tag in _HTML_HEADINGS or (tag in _HTML_BLOCKS and depth > 200):
             _html_emit(inline, element, blocks)
             inline = []
@@ -643,8 +643,9 @@ def _html_flatten(element, blocks: list[tuple[str, bool]], depth: int) -> None:
     _html_emit(inline, element, blocks)
 
 
-def _html_rows(element, depth: int) -> Iterator[list[str]]:
-    """The cells of each row of a table (a table inside a cell is read as that cell's text)."""
+def html_rows(element, depth: int = 0) -> Iterator[list[str]]:
+    """The cells of each row of an HTML table (a table inside a cell is read as that cell's text); also read by
+    rag.corpus.webpage."""
     tag = element.tag.lower().rpartition("}")[2] if isinstance(element.tag, str) else ""
     if tag == "tr":
         yield [" ".join(c.itertext()) for c in element if isinstance(c.tag, str) and c.tag.lower().rpartition("}")[2] in ("td", "th")]
@@ -652,7 +653,7 @@ def _html_rows(element, depth: int) -> Iterator[list[str]]:
     if depth < 8:
         for child in element:
             if isinstance(child.tag, str) and child.tag.lower().rpartition("}")[2] in ("tr", "thead", "tbody", "tfoot"):
-                yield from _html_rows(child, depth + 1)
+                yield from html_rows(child, depth + 1)
 
 
 def _html_emit(parts: list[str], element, blocks: list[tuple[str, bool]]) -> None:

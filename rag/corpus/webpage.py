@@ -1,7 +1,8 @@
 """HTML: a page's text with its structure, and what the page says about itself (rag/corpus/formats.py calls `read_html`).
 
-The body comes from one of two readers, both flattened into blocks (paragraphs, list items, table rows,
-headings, code) separated by blank lines:
+The body comes from one of two readers, both flattened into blocks (paragraphs, list items, tables, headings,
+code) separated by blank lines; a data table is groups of ` | ` rows, each opening with the table's first row,
+as the office readers write a sheet (`_emit_rows`):
 
 - trafilatura, for articles: it finds the main content of a web page (no navigation, cookie banners,
   scripts, styles, footers, related links). Its XML is flattened here; a `<code>` block keeps its line breaks.
@@ -28,6 +29,7 @@ from __future__ import annotations
 import re
 
 from rag.corpus.extracted import TABLE_CELL_SEPARATOR, Extracted
+from rag.corpus.office import html_rows, row_groups
 from rag.corpus.metadata import validate
 from rag.errors import Unreadable
 
@@ -107,6 +109,10 @@ def _flatten(element, blocks: list[tuple[str, bool]]) -> None:
     (a `<code>` holding a line break, trafilatura's rendering of `<pre>`) keeps its lines."""
     if element.tag == "code" and "\n" in "".join(element.itertext()).strip():
         _emit_code("".join(element.itertext()), blocks)
+        return
+    if element.tag == "table" and len(rows := [[clean("".join(c.itertext())) for c in row if c.tag == "cell"]
+                                                for row in element.iter("row")]) >= 2:
+        _emit_rows(rows, blocks)
         return
     inline: list[str] = [element.text or ""]
     for child in element:
@@ -196,7 +202,9 @@ def _walk(element, blocks: list[tuple[str, bool]], depth: int) -> None:
                 _emit([child.text_content()], True, blocks)
             elif tag == "pre":
                 _emit_code(child.text_content(), blocks)
-            elif tag == "tr" and not any(isinstance(e.tag, str) and e.tag.lower() in _LAYOUT for e in child.iterdescendants()):
+            elif tag == "table" and _data_table(child):
+                _emit_rows([[clean(cell) for cell in row] for row in html_rows(child)], blocks)
+            elif tag == "tr" and _data_row(child):
                 _emit([TABLE_CELL_SEPARATOR.join(clean(cell.text_content()) for cell in child if isinstance(cell.tag, str))], False, blocks)
             elif depth >= _MAX_DEPTH:
                 _emit([child.text_content()], False, blocks)
@@ -206,6 +214,22 @@ def _walk(element, blocks: list[tuple[str, bool]], depth: int) -> None:
             inline.append((child.text_content(), tag == "a" or child.find(".//a") is not None and _all_links(child)))
         inline.append((child.tail or "", False))
     _emit_inline(inline, blocks)
+
+
+def _data_row(row) -> bool:
+    """A row of data, not of layout: no paragraph, list, table or heading inside it."""
+    return not any(isinstance(e.tag, str) and e.tag.lower() in _LAYOUT for e in row.iterdescendants())
+
+
+def _data_table(table) -> bool:
+    rows = table.xpath("./tr | ./thead/tr | ./tbody/tr | ./tfoot/tr")
+    return len(rows) >= 2 and all(_data_row(row) for row in rows)
+
+
+def _emit_rows(rows: list[list[str]], blocks: list[tuple[str, bool]]) -> None:
+    """A table's rows as the office readers write them: groups of ` | ` lines, each group opening with the first
+    row (its header), so that each row is a sentence read under its header (rag.corpus.chunking)."""
+    blocks += [(group, False) for group in row_groups(enumerate(rows, 1), numbered=False)]
 
 
 def _all_links(element) -> bool:

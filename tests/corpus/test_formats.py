@@ -126,6 +126,19 @@ def test_an_html_title_is_read_without_the_site_name(tmp_path, head, title):
     assert load_document(tmp_path / "page.html").title == title
 
 
+TABLE_PAGE = """<html><head><meta charset="utf-8"><title>Ocean depths</title></head><body><main><article>
+<h1>Ocean depths</h1><p>{0}</p>{{code}}
+<table><thead><tr><th>Ocean</th><th>Deepest point</th></tr></thead><tbody><tr><td>Pacific</td><td>10994 m</td></tr>
+<tr><td>Atlantic</td><td>8376 m</td></tr></tbody></table><p>{1}</p></article></main></body></html>""".format(*PARAGRAPHS)
+
+
+@pytest.mark.parametrize("code", ["", "<pre>line one\nline two\nline three</pre>"])  # trafilatura's reading, the walk's
+def test_an_html_table_is_its_rows_under_the_header_like_a_sheet(tmp_path, code):
+    (tmp_path / "page.html").write_text(TABLE_PAGE.replace("{code}", code), encoding="utf-8")
+    doc = load_document(tmp_path / "page.html")
+    assert "Ocean | Deepest point\nPacific | 10994 m\nAtlantic | 8376 m" in [doc.text[p.start : p.end] for p in doc.paragraphs]
+
+
 def _pdf(path: Path, pages: list[list[str]], title: str | None = "A Small Report") -> None:
     pdf = FPDF()
     if title:
