@@ -18,11 +18,14 @@ AnswerType = Literal["date", "number", "place"]
 # urban petty bourgeoisie", "in the towns") as a name, so the check turned away answerable questions.
 _TYPE_RULES: tuple[tuple[re.Pattern, AnswerType], ...] = (
     (re.compile(r"^\s*(how many|how much|how long|how old|how far)\b", re.I), "number"),
-    (re.compile(r"^\s*when\b|\b(what|which|in what|in which) (year|decade|century|date|month)\b", re.I), "date"),
+    (re.compile(r"^\s*when\b|\b(what|which|in what|in which) (year|decade|century|date|month|day|time)\b", re.I), "date"),
     (re.compile(r"\b(which|what) (city|country|town)\b", re.I), "place"),
 )
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_DATE = re.compile(rf"\b(1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b[Cc]entur(y|ies)\b|\b[Dd]ecades?\b|\b({_MONTHS})\b")
+_DAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|Mondays|Tuesdays|Wednesdays|Thursdays|Fridays|Saturdays|Sundays"
+# A date, or (for "when" in a schedule: "on the 25th", "every Thursday", "at 15:00") a day or a time of day
+_DATE = re.compile(rf"\b(1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b[Cc]entur(y|ies)\b|\b[Dd]ecades?\b|\b({_MONTHS})\b"
+                   rf"|\b({_DAYS})\b|\b\d{{1,2}}(st|nd|rd|th)\b|\b\d{{1,2}}:\d{{2}}\b|\b(noon|midnight)\b")
 # Every English cardinal is built from these words ("ninety-five", "two hundred"), spelled out as often as in
 # digits in prose ("the module takes roughly ninety minutes").
 _NUMBER_WORDS = (

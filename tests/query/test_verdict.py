@@ -37,6 +37,10 @@ def test_type_met_needs_a_date_a_number_or_a_new_name():
     assert answer_types.type_met("date", "It happened in the 1920s.", "When?")
     assert answer_types.type_met("date", "By the turn of the century, capitalism had spread.", "When?")
     assert not answer_types.type_met("date", "This may have sounded ridiculous.", "When?")  # the modal "may" is not a month
+    for schedule in ("Claims are paid on the 25th.", "The freeze starts at 15:00.", "Bins go out every Thursday.", "It closes at noon."):
+        assert answer_types.type_met("date", schedule, "When?"), schedule  # a schedule's "when": a day or a time of day
+    assert not answer_types.type_met("date", "Python 3.11 is the version.", "When?")  # a version is not a time
+    assert answer_types.answer_type("By what time must I collect my badge?") == "date"
     assert not answer_types.type_met("date", "Fidel Castro was at its head.", "When did Fidel Castro die?")
     assert answer_types.type_met("number", "Thousands of communists were slaughtered.", "How many were killed?")
     assert answer_types.type_met("number", "After six years of the uprising.", "How many years?")
