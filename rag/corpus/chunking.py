@@ -34,8 +34,9 @@ from rag.corpus.extracted import TABLE_CELL_SEPARATOR
 TokenCounter = Callable[[str], int]
 
 # A sentence ends at . ! ? or … (optionally followed by closing quotes/brackets and
-# footnote markers like "[5]"), then whitespace, then something that can open a sentence.
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[A-Z0-9])")
+# footnote markers like "[5]"), then whitespace, then something that can open a sentence, or the end of the text
+# (a paragraph's last sentence keeps its "[7]").
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[A-Z0-9]|\s*$)")
 _RULE_CELL = re.compile(r"[ \t]*:?-+:?[ \t]*")  # one cell of a Markdown table's rule line: ---, :--:
 # A list item's opening: a bullet, or a number or letter with . or ), then a space (group 1: through the space)
 _LIST_ITEM = re.compile(r"([ \t]*(?:[-*•‣◦▪–]|\d{1,3}[.)]|[a-z][.)])[ \t]+)\S")
@@ -49,7 +50,7 @@ class ChunkerParams:
     min_chars: int = 300
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 4}  # 3: table rows and list items are sentences; 4: no sentence across a blank line
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 5}  # 3: table rows and list items are sentences; 4: no sentence across a blank line; 5: a text's last footnote mark stays with its sentence
 
     @property
     def max_chars(self) -> int:

@@ -135,3 +135,8 @@ def test_markdown_tables_compact_or_spaced_and_a_passage_cut_from_the_middle_of_
 def test_a_line_of_spaces_between_table_lines_is_read_in_linear_time():
     text = "a | b\n" + " " * 200_000 + "x\nc | d"  # a rule-line test that backtracks would take minutes
     assert [text[s:e] for s, e in sentence_spans(text)] == ["a | b\n" + " " * 200_000 + "x\nc | d"]
+
+
+def test_a_last_footnote_mark_stays_with_its_sentence():
+    text = "It becomes a permanent revolution.\u201d\u00a0[7]"  # the end of a passage: no next sentence to look at
+    assert [text[s:e] for s, e in sentence_spans(text)] == [text]
