@@ -68,6 +68,10 @@ class Passage:
     text: str
     sentences: tuple[tuple[int, int], ...]  # absolute offsets into the document text
 
+    def written_sentences(self) -> list[str]:
+        """The text of each sentence as the document holds it."""
+        return [self.text[s - self.start : e - self.start] for s, e in self.sentences]
+
 
 def sentence_spans(text: str, offset: int = 0) -> list[tuple[int, int]]:
     """Absolute (start, end) of each sentence in `text`, which starts at `offset` in its document.
@@ -122,8 +126,9 @@ def _table_like(line: str) -> bool:
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int]:
     piece = text[start:end]
-    stripped = piece.strip(" \t")
-    return (start, start) if not stripped else (start + piece.index(stripped), start + piece.index(stripped) + len(stripped))
+    if not piece.strip(" \t"):
+        return start, start
+    return start + len(piece) - len(piece.lstrip(" \t")), start + len(piece.rstrip(" \t"))
 
 
 def _lines(text: str) -> list[tuple[int, int]]:

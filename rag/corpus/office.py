@@ -626,7 +626,7 @@ def _html_flatten(element, blocks: list[tuple[str, bool]], depth: int) -> None:
         if tag == "table" or tag == "tr":
             _html_emit(inline, element, blocks)
             inline = []
-            blocks += [(group, False) for group in row_groups(enumerate(html_rows(child, 0), 1), numbered=False)]
+            blocks += row_blocks(html_rows(child))
         elif tag in _HTML_HEADINGS or (tag in _HTML_BLOCKS and depth > 200):
             _html_emit(inline, element, blocks)
             inline = []
@@ -641,6 +641,13 @@ def _html_flatten(element, blocks: list[tuple[str, bool]], depth: int) -> None:
             inline.extend(child.itertext())
         inline.append(child.tail or "")
     _html_emit(inline, element, blocks)
+
+
+def row_blocks(rows: Iterable[list[str]]) -> list[tuple[str, bool]]:
+    """An HTML table's rows as blocks the way a sheet is written (`row_groups`, unnumbered): groups of ` | ` lines,
+    each opening with the table's first row, so that each row is a sentence read under its header
+    (rag.corpus.chunking, rag.corpus.passage_text). Also written by rag.corpus.webpage."""
+    return [(group, False) for group in row_groups(enumerate(rows, 1), numbered=False)]
 
 
 def html_rows(element, depth: int = 0) -> Iterator[list[str]]:

@@ -108,11 +108,8 @@ def sentence_texts(passage: Passage) -> list[str]:
     question about a department nor the verdict's masked question ("Which department does ... work in") found
     anything in it. A row with more cells than its header, a rule line ("|---|---|") and the header itself are read
     as they are."""
-    texts = []
-    for (start, end), header in zip(passage.sentences, row_headers(passage)):
-        text = passage.text[start - passage.start : end - passage.start]
-        texts.append(_under_header(header, text) if header is not None and header != text else text)
-    return texts
+    return [_under_header(header, text) if header is not None and header != text else text
+            for text, header in zip(passage.written_sentences(), row_headers(passage))]
 
 
 def row_headers(passage: Passage) -> list[str | None]:

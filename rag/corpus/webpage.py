@@ -2,7 +2,7 @@
 
 The body comes from one of two readers, both flattened into blocks (paragraphs, list items, tables, headings,
 code) separated by blank lines; a data table is groups of ` | ` rows, each opening with the table's first row,
-as the office readers write a sheet (`_emit_rows`):
+as the office readers write a sheet (rag.corpus.office.row_blocks):
 
 - trafilatura, for articles: it finds the main content of a web page (no navigation, cookie banners,
   scripts, styles, footers, related links). Its XML is flattened here; a `<code>` block keeps its line breaks.
@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 
 from rag.corpus.extracted import TABLE_CELL_SEPARATOR, Extracted
-from rag.corpus.office import html_rows, row_groups
+from rag.corpus.office import html_rows, row_blocks
 from rag.corpus.metadata import validate
 from rag.errors import Unreadable
 
@@ -112,7 +112,7 @@ def _flatten(element, blocks: list[tuple[str, bool]]) -> None:
         return
     if element.tag == "table" and len(rows := [[clean("".join(c.itertext())) for c in row if c.tag == "cell"]
                                                 for row in element.iter("row")]) >= 2:
-        _emit_rows(rows, blocks)
+        blocks += row_blocks(rows)
         return
     inline: list[str] = [element.text or ""]
     for child in element:
@@ -203,7 +203,7 @@ def _walk(element, blocks: list[tuple[str, bool]], depth: int) -> None:
             elif tag == "pre":
                 _emit_code(child.text_content(), blocks)
             elif tag == "table" and _data_table(child):
-                _emit_rows([[clean(cell) for cell in row] for row in html_rows(child)], blocks)
+                blocks += row_blocks([clean(cell) for cell in row] for row in html_rows(child))
             elif tag == "tr" and _data_row(child):
                 _emit([TABLE_CELL_SEPARATOR.join(clean(cell.text_content()) for cell in child if isinstance(cell.tag, str))], False, blocks)
             elif depth >= _MAX_DEPTH:
@@ -224,12 +224,6 @@ def _data_row(row) -> bool:
 def _data_table(table) -> bool:
     rows = table.xpath("./tr | ./thead/tr | ./tbody/tr | ./tfoot/tr")
     return len(rows) >= 2 and all(_data_row(row) for row in rows)
-
-
-def _emit_rows(rows: list[list[str]], blocks: list[tuple[str, bool]]) -> None:
-    """A table's rows as the office readers write them: groups of ` | ` lines, each group opening with the first
-    row (its header), so that each row is a sentence read under its header (rag.corpus.chunking)."""
-    blocks += [(group, False) for group in row_groups(enumerate(rows, 1), numbered=False)]
 
 
 def _all_links(element) -> bool:
@@ -306,7 +300,7 @@ def _title(tree, meta: dict, publication: str = "", root=None) -> str:
     text = clean(title.text_content()) if title is not None else ""
     og_title = clean(meta["og:title"][0]) if meta.get("og:title") else ""
     # the content's own h1 (inside <main> or <article>) before any other: a site's logo is often an h1 in its header
-    content = root is not None and root.tag in ("main", "article") or (root is not None and root.get("role") == "main")
+    content = root is not None and (root.tag in ("main", "article") or root.get("role") == "main")
     inner = next(iter(root.iter("h1")), None) if content else None
     first = inner if inner is not None else next(iter(tree.iter("h1")), None)
     heading = clean(first.text_content()) if first is not None else ""

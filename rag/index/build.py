@@ -554,4 +554,4 @@ def _old_sentence_texts(old: LoadedIndex) -> Iterator[str]:
     which is now read under its header)."""
     if old.manifest.get("embedding_text") == EMBEDDING_TEXT_VERSION:
         return (t for p in old.passages for t in sentence_texts(p))
-    return (p.text[s - p.start : e - p.start] for p in old.passages for s, e in p.sentences)
+    return (t for p in old.passages for t in p.written_sentences())

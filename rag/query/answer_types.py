@@ -22,10 +22,10 @@ _TYPE_RULES: tuple[tuple[re.Pattern, AnswerType], ...] = (
     (re.compile(r"\b(which|what) (city|country|town)\b", re.I), "place"),
 )
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_DAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|Mondays|Tuesdays|Wednesdays|Thursdays|Fridays|Saturdays|Sundays"
+_DAYS = "Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday"
 # A date, or (for "when" in a schedule: "on the 25th", "every Thursday", "at 15:00") a day or a time of day
 _DATE = re.compile(rf"\b(1[0-9]{{3}}|20[0-9]{{2}})s?\b|\b[Cc]entur(y|ies)\b|\b[Dd]ecades?\b|\b({_MONTHS})\b"
-                   rf"|\b({_DAYS})\b|\b\d{{1,2}}(st|nd|rd|th)\b|\b\d{{1,2}}:\d{{2}}\b|\b(noon|midnight)\b")
+                   rf"|\b({_DAYS})s?\b|\b\d{{1,2}}(st|nd|rd|th)\b|\b\d{{1,2}}:\d{{2}}\b|\b(noon|midnight)\b")
 # Every English cardinal is built from these words ("ninety-five", "two hundred"), spelled out as often as in
 # digits in prose ("the module takes roughly ninety minutes").
 _NUMBER_WORDS = (
@@ -70,8 +70,7 @@ _AFTER_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Prof|St)\.\s+$")  # "Dr. Berg": th
 _ACRONYM = re.compile(r"[A-Z]{2,5}")  # DOB, HR: often a column's short name, so no evidence either way
 # titles, "I", months and days: capitalised, but not what a row is about
 _NOT_NAMES = {"mr", "mrs", "ms", "dr", "prof", "sir", "i", "i'm", "i’m", "i've", "i’ve", "i'd", "i’d", "i'll", "i’ll",
-              "january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november",
-              "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+              *_MONTHS.lower().split("|"), *_DAYS.lower().split("|")}
 
 
 def _word_keys(text: str) -> set[str]:

@@ -31,8 +31,7 @@ class Sentences:
 
     def texts_of(self, passage_index: int) -> list[str]:
         """The texts of the passage's sentences, in order (the rows `rows_of(passage_index)` names)."""
-        p = self.passages[passage_index]
-        return [p.text[s - p.start : e - p.start] for s, e in p.sentences]
+        return self.passages[passage_index].written_sentences()
 
     def text(self, row: int) -> str:
         """The text of the sentence stored at `row`."""
