@@ -144,12 +144,15 @@ def _line_units(text: str) -> list[tuple[int, int, str]]:
     under it) and the stretches of other text between them ("prose")."""
     if "\n" not in text:  # one line: a table needs two
         return [(0, len(text), "prose")]
-    rows = table_lines(text) if "|" in text else [(a, b, False) for a, b in _lines(text)]
-    kinds = ["row" if is_row else "prose" if text[a:b].strip() else "blank" for a, b, is_row in rows]
-    _mark_list_items(text, rows, kinds)
+    lines = _lines(text)  # as they stand: a list item's lines keep their indentation
+    tabled = table_lines(text) if "|" in text else [(a, b, False) for a, b in lines]
+    kinds = ["row" if is_row else "prose" if text[a:b].strip() else "blank" for a, b, is_row in tabled]
+    _mark_list_items(text, lines, kinds)
     units: list[tuple[int, int, str]] = []
     previous = "blank"
-    for (start, end, _), kind in zip(rows, kinds):
+    for (start, end), (row_start, row_end, _), kind in zip(lines, tabled, kinds):
+        if kind == "row":  # a row's span without its outer spaces
+            start, end = row_start, row_end
         if kind in ("prose", "more") and previous != "blank" and units and units[-1][2] == ("prose" if kind == "prose" else "item"):
             units[-1] = (units[-1][0], end, units[-1][2])  # prose goes on; an item takes its indented lines
         elif kind != "blank":  # a blank line ends a paragraph: no sentence runs across it

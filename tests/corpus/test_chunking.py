@@ -140,3 +140,10 @@ def test_a_line_of_spaces_between_table_lines_is_read_in_linear_time():
 def test_a_last_footnote_mark_stays_with_its_sentence():
     text = "It becomes a permanent revolution.\u201d\u00a0[7]"  # the end of a passage: no next sentence to look at
     assert [text[s:e] for s, e in sentence_spans(text)] == [text]
+
+
+def test_a_list_is_read_the_same_beside_a_bar():
+    """A bar anywhere in the text (a table's, or "a | b" in prose) must not cost a list item its indented lines."""
+    for opening in ("Steps:", "Steps (a | b):"):
+        text = f"{opening}\n- Lock the lid\n  with the brass key\n- Leave"
+        assert [text[s:e] for s, e in sentence_spans(text)] == [opening, "- Lock the lid\n  with the brass key", "- Leave"]
