@@ -294,8 +294,8 @@ def search_output(response: schemas.QueryResponse, base: str) -> SearchOutput:
 
 
 def note_for(response: schemas.QueryResponse) -> str:
-    """The verdict's note, then what the model should know of how the question was read (a long one cut)."""
-    return " ".join([verdict_note(response.verdict), *response.warnings])
+    """The verdict's note, what the model should know of how the question was read, and the quoted-data warning."""
+    return verdict_note(response.verdict, response.warnings)
 
 
 def ask_output(response: schemas.QueryResponse, base: str) -> AskOutput:

@@ -10,6 +10,8 @@ MCP note end with it). The web page (api/static/index.html) words the verdict it
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from rag.query.verdict import Verdict
 
 QUOTED_DATA = (
@@ -32,9 +34,12 @@ _WORDS: dict[str, str] = {
 }
 
 
-def verdict_note(verdict: Verdict) -> str:
-    """What the MCP `search` and `ask` tools tell the model, for this verdict (ending with the quoted-data warning)."""
-    return f"{_NOTES[verdict]} {QUOTED_DATA}"
+def verdict_note(verdict: Verdict, warnings: Sequence[str] = ()) -> str:
+    """What the MCP `search` and `ask` tools tell the model, for this verdict: its note, then what it should know of
+    how the question was read (`warnings`: a long question cut, a name no cited document mentions), then the
+    quoted-data warning, last."""
+    said = "".join(f" {w[:1].upper()}{w[1:]}{'' if w.endswith('.') else '.'}" for w in warnings)
+    return f"{_NOTES[verdict]}{said} {QUOTED_DATA}"
 
 
 def fetch_note(marker: str) -> str:

@@ -8,6 +8,8 @@ functions of strings.
 
 from __future__ import annotations
 
+import bisect
+import os
 import re
 import unicodedata
 from typing import Literal
@@ -63,7 +65,8 @@ def names_outside(sentence: str, question: str) -> list[str]:
 
 _WORDS = re.compile(r"[^\W_]+")  # letters and digits: "SKU-1010" is two words on both sides of a comparison
 _TOKEN = re.compile(r"[\w-]+")
-_NAME_RUN = re.compile(r"\b[A-Z][\w’'-]*(?: [A-Z][\w’'-]*)*")  # "Chen Wei", "Quay Street"
+_NAME_RUN = re.compile(r"\b[A-Z][\w’'-]*(?: [A-Z][\w’'-]*)*(?: \d+\b(?![.,:]\d))?")  # "Chen Wei", "Quay Street", "Trailhawk 700"
+_YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")  # "in 2023", "the 1990s"
 _POSSESSIVE = re.compile(r"(?<=\w)[’'](?:s\b)?$")  # Berg's, the Joneses'
 _OPENS = re.compile(r"(?:^|[.:;!?]\s+)\W*$")  # what stands before a word that opens a sentence
 _AFTER_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Prof|St)\.\s+$")  # "Dr. Berg": the full stop ends no sentence
@@ -84,6 +87,11 @@ def asked_entities(question: str) -> list[frozenset[str]]:
     opens the question or a sentence of it ("Which department does Chen Wei work in?" -> {chen, wei}), and every
     code of letters and digits (SKU-1010, N131). Titles (Dr, Ms), "I", months, days and acronyms (DOB, HR) are not
     names."""
+    return [keys for _, keys in named_in(question)]
+
+
+def named_in(question: str) -> list[tuple[str, frozenset[str]]]:
+    """`asked_entities` with each name as the question writes it: [("Chen Wei", {chen, wei}), ...]."""
     runs = []
     for match in _NAME_RUN.finditer(question):
         words = match.group().split()
@@ -91,9 +99,51 @@ def asked_entities(question: str) -> list[frozenset[str]]:
         if _OPENS.search(before) and not _AFTER_TITLE.search(before):
             words = words[1:]
         runs += _at_possessives(words)
-    entities = [frozenset(_word_keys(" ".join(_POSSESSIVE.sub("", w) for w in run if _is_name(w)))) for run in runs]
-    entities += [frozenset(_word_keys(t)) for t in _TOKEN.findall(question) if _is_code(t)]
-    return [e for e in dict.fromkeys(entities) if e]
+    named = []
+    for run in runs:
+        words = [_POSSESSIVE.sub("", w) for w in run if _is_name(w)]
+        named.append((" ".join(words), frozenset(_word_keys(" ".join(words)))))
+    named += [(t, frozenset(_word_keys(t))) for t in _TOKEN.findall(question) if _is_code(t)]
+    seen: dict[frozenset[str], str] = {}
+    for surface, keys in named:
+        if keys and keys not in seen:
+            seen[keys] = surface
+    return [(surface, keys) for keys, surface in seen.items()]
+
+
+class Vocabulary:
+    """The words of a text (`_word_keys`), asked whether it holds a word in some form: exactly, or sharing its
+    first letters with one of them (at least four, and all but the last three of the longer word), so that
+    "German" meets "Germany", "Egyptian" "Egypt" and "Asian" "Asia", but "Portugal" not "Porto". Built once per
+    document and kept."""
+
+    def __init__(self, text: str):
+        self.words = frozenset(_word_keys(text))
+        self._sorted = sorted(self.words)
+
+    def holds(self, word: str) -> bool:
+        if word in self.words:
+            return True
+        if len(word) < 4 or any(c.isdigit() for c in word):  # a number or a code is held as written: 2023 is not 2024
+            return False
+        stem = word[:4]
+        i = bisect.bisect_left(self._sorted, stem)
+        while i < len(self._sorted) and self._sorted[i].startswith(stem):
+            other = self._sorted[i]
+            shared = len(os.path.commonprefix((word, other)))
+            if shared >= max(len(word), len(other)) - 3:
+                return True
+            i += 1
+        return False
+
+
+def names_absent(question: str, vocabularies: list[Vocabulary]) -> list[str]:
+    """The names of the question (`named_in`) that none of `vocabularies` holds whole (every word of the name in
+    one of them), as the question writes them: "What is the nightly hotel limit in Barcelona?" over a policy that
+    lists Lisbon, Porto and Madrid -> ["Barcelona"]."""
+    asked = named_in(question) + [(year, frozenset(_word_keys(year))) for year in _YEAR.findall(question)]
+    return [surface for surface, keys in dict(asked).items()
+            if not any(all(v.holds(w) for w in keys) for v in vocabularies)]
 
 
 def _is_name(word: str) -> bool:

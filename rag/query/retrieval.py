@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from rag.index.vector_store import FaissBm25Store, VectorStore
 from rag.query import verdict as verdicts
 from rag.query.coverage import idf_table, unseen_idf
 from rag.query import verification
+from rag.query.answer_types import Vocabulary, names_absent
 from rag.query.highlight import Highlight, Highlighter, marks
 from rag.query.ranking import Ranker
 from rag.query.request import Query
@@ -60,6 +62,9 @@ class QueryResult:
     verified: bool = False  # the verifier read the evidence and its logit is in the verdict
 
 
+VOCABULARIES = 256  # documents whose words are kept for `names_absent` (the most recently cited)
+
+
 class Retriever:
     def __init__(self, loaded_index, documents: dict, lexical, encoder, answerable_threshold: float = verdicts.ANSWERABLE_THRESHOLD,
                  verifier=None, verifier_status: dict | None = None, store: VectorStore | None = None):
@@ -80,6 +85,21 @@ class Retriever:
         self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold)
         self.verifier = verifier  # rag.encoding.verifier.VerifierSlot, or None (a model other than the default)
         self._verifier_status = verifier_status or {"used": False, "on_request": False, "reason": "not available to this service"}
+        self.vocabulary = lru_cache(maxsize=VOCABULARIES)(self._vocabulary)  # document id -> its words, made when first cited
+
+    def _vocabulary(self, document_id: str) -> Vocabulary:
+        """The words of a document: its text and every metadata field (title, author, file name...)."""
+        document = self.documents.get(document_id)
+        if document is None:  # not in this snapshot's corpus (cannot happen for a hit, but never fail a query on it)
+            return Vocabulary(" ".join(p.text for p in self.passages if p.document == document_id))
+        fields = [str(v) for v in document.metadata().values() if isinstance(v, (str, int, list, tuple)) and v]
+        return Vocabulary(" ".join([document.text, *fields]))
+
+    def names_absent(self, question: str, top: list[int]) -> list[str]:
+        """What the question names that none of the documents of the passages `top` holds (answer_types.names_absent)."""
+        if not top:
+            return []
+        return names_absent(question, [self.vocabulary(d) for d in dict.fromkeys(self.passages[i].document for i in top)])
 
     def verifier_status(self) -> dict:
         """What /ready says of the verifier: read for every question, on request, or not at all and why."""
@@ -144,11 +164,15 @@ class Retriever:
         chosen = verification.windows([(i, candidates_of(i)) for i in read], read_windows) if read_windows else []
         reading = verification.read(verifier, question, chosen) if verifier is not None else None
         lap("verify")
-        assessment = self.judge.assess(question, question_terms, embedded, read, reading)
+        absent = self.names_absent(question, read)
+        assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent))
         lap("verdict")
         warnings = () if unverified is None else (unverified,)
         if self._cut(embedded) or (reading is not None and reading.question_cut):
             warnings += ("the question is longer than the model reads; only its start was used",)
+        if absent:
+            names = ", ".join(f"'{name}'" for name in absent)
+            warnings += (f"the documents of the best passages never mention {names}: they may be about something else",)
         return QueryResult(
             question=question,
             mode=query.mode,

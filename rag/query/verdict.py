@@ -32,7 +32,11 @@ the verdict: `not_found` below `ANSWERABLE_THRESHOLD`, `found` at or above
 One rule sits beside the model: when the evidence is a table that has no row for
 what the question names (`missing_row`: "the lead time of Steelgate" in a sheet
 that lists Steelline), the confidence is at most `MISSING_ROW_CONFIDENCE`; a
-lookup in a sheet is answered by its row or not at all.
+lookup in a sheet is answered by its row or not at all. A second: when the
+documents of the top passages never mention a name, model number or year the
+question asks about (`names_absent`, found by rag.query.retrieval from
+answer_types.names_absent: "the hotel limit in Barcelona" over a policy listing
+Lisbon and Madrid), it is at most `NAME_ABSENT_CONFIDENCE`: never `found`.
 `Judge` is the stage built once per snapshot that gathers those features for
 one question; everything else here is a pure function of its arguments.
 """
@@ -119,10 +123,12 @@ def _best_covering(question_terms: set[str], sentences: Sequence[Sentence], idf:
 
 
 def assess(features: VerdictFeatures, model: AnswerabilityModel | BlendedModel, answerable_threshold: float, found_threshold: float,
-           row_missing: bool = False) -> Assessment:
+           row_missing: bool = False, names_absent: bool = False) -> Assessment:
     confidence = model.probability(*features.values())
     if row_missing:  # the table at hand has no row for what the question names (`missing_row`)
         confidence = min(confidence, MISSING_ROW_CONFIDENCE)
+    if names_absent:  # the top passages' documents never mention a name or year the question asks about
+        confidence = min(confidence, NAME_ABSENT_CONFIDENCE)
     verdict = decide(confidence, answerable_threshold, found_threshold)
     return Assessment(verdict, verdict != "not_found", round(confidence, 4), features)
 
@@ -217,6 +223,12 @@ FOUND_THRESHOLD = 0.6
 # not at all, and the bi-encoder finds "Steelgate" and "Steelline" alike (eval/bench_tables.py: 45 questions about
 # rows a sheet does not have, 90 about rows it has; docs/quality.md). No bundled, SQuAD or SciFact text is a table.
 MISSING_ROW_CONFIDENCE = 0.05
+# A rule too: when the documents of the top passages never mention a name, model number or year the question asks
+# about (answer_types.names_absent: "the hotel limit in Barcelona" over a policy listing Lisbon, Porto and Madrid,
+# "the surplus for 2023" over a report of 2024), the confidence is at most this: `uncertain` at the default
+# thresholds, never `found`. Not lower, because a name can be absent and the answer there ("Moscow" for the
+# Comintern, "the West" for Germany: 5 of the 167 bundled answerable questions).
+NAME_ABSENT_CONFIDENCE = 0.55
 # The verified half of what a verified question is judged by (the blend below): the two features and the verifier's best logit, fitted by eval/train_verifier.py
 # on its held-out questions (4 SQuAD 2.0 tune articles, 1,096 questions, and 55 dev questions counted 4 times; the
 # verifier never saw them). Leave-one-article-out on those (6 layers, trained with synthetic unanswerables): SQuAD
@@ -250,7 +262,7 @@ class Judge:
         self.answerable_threshold = answerable_threshold
         self.model = MODEL  # a question the verifier read is judged by MODEL blended with MODEL_VERIFIED (its best logit the third feature)
 
-    def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None) -> Assessment:
+    def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False) -> Assessment:
         rows, texts, headers, contexts = [], [], [], []
         for i in top:
             passage = self.sentences.passages[i]
@@ -279,4 +291,4 @@ class Judge:
         return assess(features(question, question_terms, evidence, self.idf, self.unseen_idf, relation, read),
                       model if read is None else BlendedModel(model, MODEL_VERIFIED, VERIFIED_WEIGHT), self.answerable_threshold,
                       found_threshold, missing_row(question, question_terms, evidence, self.idf, self.unseen_idf,
-                                                   len(self.sentences.rows_of(top[0])) if top else 0))
+                                                   len(self.sentences.rows_of(top[0])) if top else 0), names_absent)

@@ -131,6 +131,32 @@ def test_asked_entities_are_name_runs_and_codes():
     assert answer_types.asked_entities("how much is the hotel limit?") == []
 
 
+def test_names_keep_the_question_s_spelling():
+    assert answer_types.named_in("When does Hannah Schulz's ThinkPad expire?") == [("Hannah Schulz", frozenset({"hannah", "schulz"})),
+                                                                                  ("ThinkPad", frozenset({"thinkpad"}))]
+    assert answer_types.named_in("Who is asset HL-0150 assigned to?") == [("HL-0150", frozenset({"hl", "0150"}))]
+
+
+def test_a_vocabulary_holds_a_word_in_its_other_forms_only():
+    words = answer_types.Vocabulary("Germany and Egypt traded with Asia; temperatures in degrees Celsius. Porto, Madrid.")
+    for word in ("germany", "german", "egyptian", "asian", "celsiu", "porto"):
+        assert words.holds(word), word
+    for word in ("barcelona", "mad", "made", "egy", "portugal"):  # "portugal" shares only "port" with "porto"
+        assert not words.holds(word), word
+
+
+def test_names_absent_are_those_no_document_holds_whole():
+    policy = answer_types.Vocabulary("Nightly hotel limits: Lisbon 150 EUR, Porto 130 EUR, Madrid 170 EUR. Ana Sousa approves.")
+    staff = answer_types.Vocabulary("Pedro Costa works in Lisbon.")
+    absent = lambda question: answer_types.names_absent(question, [policy, staff])  # noqa: E731
+    assert absent("What is the nightly hotel limit in Barcelona?") == ["Barcelona"]
+    assert absent("What is the nightly hotel limit in Madrid?") == []
+    assert absent("What is Pedro Sousa's phone number?") == ["Pedro Sousa"]  # each word somewhere, the whole name in none
+    assert absent("Does Ana Sousa approve the Madrid limit?") == []
+    assert absent("how much is the hotel limit?") == []  # names nothing
+    assert answer_types.names_absent("What about Madrid?", []) == ["Madrid"]
+
+
 def test_a_table_has_the_row_only_when_one_row_holds_each_name_whole():
     rows = ["4 | Chen Wei | Engineering | Warsaw", "5 | Vera Conti | Legal | Madrid"]
     context = "row | Name | Department | Office Staff staff"
@@ -160,6 +186,14 @@ def test_missing_row_reads_the_table_of_the_best_covering_line_only():
     kept = V.assess(V.VerdictFeatures(1.0, 1.0), model, 0.5, 0.6)
     refused = V.assess(V.VerdictFeatures(1.0, 1.0), model, 0.5, 0.6, row_missing=True)
     assert kept.verdict == "found" and (refused.verdict, refused.confidence) == ("not_found", V.MISSING_ROW_CONFIDENCE)
+
+
+def test_a_name_no_top_document_mentions_caps_the_confidence_below_found():
+    model = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(1.0, 1.0), bias=5.0)
+    capped = V.assess(V.VerdictFeatures(1.0, 1.0), model, 0.5, 0.6, names_absent=True)
+    assert (capped.verdict, capped.confidence) == ("uncertain", V.NAME_ABSENT_CONFIDENCE)
+    low = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(0.0, 0.0), bias=-3.0)
+    assert V.assess(V.VerdictFeatures(1.0, 1.0), low, 0.5, 0.6, names_absent=True).confidence < 0.1  # a cap, never a lift
 
 
 def test_thresholds_make_three_states():
