@@ -2,7 +2,8 @@
 
 A passage is one paragraph, or part of a long paragraph split at sentence
 boundaries, or several short neighbouring paragraphs of one section merged.
-It never crosses a section heading (nor, merged, a PDF page break) and never holds more word pieces than
+It never crosses a section heading (not even between two sections of one title, "### Fixed" under two releases;
+nor, merged, a PDF page break) and never holds more word pieces than
 `max_tokens`, so the embedding model (which silently truncates past its
 window) sees all of it, nor more than `max_tokens * CHARS_PER_TOKEN` characters
 (a run of text the tokenizer reads as one unknown word piece, or a 5 MB line
@@ -50,7 +51,7 @@ class ChunkerParams:
     min_chars: int = 300
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 5}  # 3: table rows and list items are sentences; 4: no sentence across a blank line; 5: a text's last footnote mark stays with its sentence
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 6}  # 3: table rows and list items are sentences; 4: no sentence across a blank line; 5: a text's last footnote mark stays with its sentence; 6: two sections of one title are never merged
 
     @property
     def max_chars(self) -> int:
@@ -213,7 +214,8 @@ def chunk_document(document: Document, count_tokens: TokenCounter, params: Chunk
             continue
         for start, end in _split_long(document.text, para.start, para.end, count_tokens, params):
             units.append((para.section, (para.number,), start, end))
-    merged = _merge_short(document.text, units, count_tokens, params, document.pages)
+    headings = tuple(sorted(section.heading_start for section in document.sections if section.title is not None))
+    merged = _merge_short(document.text, units, count_tokens, params, document.pages, headings)
     return [_passage(document, *unit) for unit in merged]
 
 
@@ -319,9 +321,12 @@ def _last_fit(text, start: int, ends, first: int, guess: int, count_tokens: Toke
     return good
 
 
-def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams, pages: tuple[int, ...] = ()):
+def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams, pages: tuple[int, ...] = (),
+                 headings: tuple[int, ...] = ()):
     """Merge a short unit with its neighbour in the same section and on the same page while the result fits the
-    window (a passage spans a page break only where one paragraph does)."""
+    window (a passage spans a page break only where one paragraph does). `headings`: where each titled section's
+    heading starts; none may lie between the two, so two sections of one title ("### Fixed" under two releases)
+    stay apart."""
     merged: list[tuple[str | None, tuple[int, ...], int, int]] = []
     for unit in units:
         if merged:
@@ -332,6 +337,7 @@ def _merge_short(text, units, count_tokens: TokenCounter, params: ChunkerParams,
                 and prev[0] == unit[0]
                 and prev[1][-1] != unit[1][0]  # pieces of one split paragraph stay apart
                 and bisect.bisect_right(pages, prev[3]) == bisect.bisect_right(pages, unit[2])  # no page starts between
+                and bisect.bisect_right(headings, prev[3]) == bisect.bisect_right(headings, unit[2])  # nor a heading
                 and _fits(text, prev[2], unit[3], count_tokens, params)
             ):
                 merged[-1] = (prev[0], prev[1] + unit[1], prev[2], unit[3])

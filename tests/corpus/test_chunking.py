@@ -48,6 +48,18 @@ def test_no_passage_crosses_a_heading(encoder):
         assert {doc.paragraphs[n - 1].section for n in p.paragraphs} == {p.section}
 
 
+def test_two_sections_of_one_title_stay_apart(encoder, tmp_path):
+    """A changelog's "### Fixed" under two releases: short paragraphs of same-titled sections were merged across the
+    release heading between them (the passage held "## [2.2.1]" and both releases' fixes)."""
+    path = tmp_path / "CHANGELOG.md"
+    path.write_text("# Changelog\n\n## [2.3.0]\n\n### Fixed\n\n- Reminders no longer sent twice.\n\n"
+                    "## [2.2.1]\n\n### Fixed\n\n- Login works on Safari.\n\n- Prices round to pence.\n")
+    doc = load_document(path)
+    passages = chunk_document(doc, encoder.count_tokens, ChunkerParams())
+    assert [(p.section, p.text) for p in passages] == [
+        ("Fixed", "- Reminders no longer sent twice."), ("Fixed", "- Login works on Safari.\n\n- Prices round to pence.")]
+
+
 def test_long_paragraphs_split_at_sentences_and_short_ones_merge(encoder):
     # The article's longest sentence is 128 word pieces: at 130, every split falls between sentences.
     doc, passages = _passages(encoder, max_tokens=130, min_chars=300)
