@@ -680,6 +680,29 @@ def _ruled_line(block: str) -> str | None:
     return " ".join(line.split()) or None
 
 
+SECTION_PATH = " › "  # between the titles of a Markdown section and the headings it sits under: "[2.2.1] - 2024-12-05 › Fixed"
+
+
+def _qualified_titles(body: list[tuple[int, int, str]], extracted: formats.Extracted) -> dict[int, str]:
+    """Each heading block's section title, by its start. A Markdown section's title is its path: the titles of the
+    headings it sits under, then its own (`SECTION_PATH`), so that "### Fixed" under every release of a changelog
+    names its release, in the citation and in what is embedded. Other formats' headings carry no level, so their
+    titles stay as written."""
+    titles = {start: t for start, _, block in body if (t := _section_title(start, block, extracted)) is not None}
+    if extracted.kind != "markdown":
+        return titles
+    above: list[tuple[int, str]] = []  # (level, title) of the headings the current one sits under
+    for start, _, block in body:
+        if start in titles:
+            level = (_markdown_heading(block) or (1, ""))[0]
+            while above and above[-1][0] >= level:
+                above.pop()
+            own = titles[start]
+            titles[start] = SECTION_PATH.join([t for _, t in above] + [own])
+            above.append((level, own))
+    return titles
+
+
 def _structure(
     text: str, body: list[tuple[int, int, str]], extracted: formats.Extracted, metadata: dict
 ) -> tuple[tuple[Section, ...], tuple[Paragraph, ...]]:
@@ -688,8 +711,9 @@ def _structure(
     current: str | None = None  # text before the first heading has no section title
     heading = (body[0][0], body[0][0]) if body else (0, 0)
     section_end, opened_at = heading[1], 0
+    titles = _qualified_titles(body, extracted)
     for start, end, block in body:
-        title = _section_title(start, block, extracted)
+        title = titles.get(start)
         if title is None:
             paragraphs.append(Paragraph(len(paragraphs) + 1, current, start, end))
             section_end = end

@@ -15,7 +15,8 @@ bounds. A document's `published` may be a year, a month or a day; it is a
 span (2018 = 2018-01-01..2018-12-31) and passes a bound if any of the span
 does. A document without a date never passes a date filter. Authors match
 case-insensitively, any one of a document's authors; sections match by title
-("Opening" is the untitled text before the first heading).
+("Opening" is the untitled text before the first heading), a Markdown section's path too by its last titles
+("Fixed" and "2.2.1 › Fixed" both match "2.2.1 › Fixed").
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.errors import InvalidInput
+from rag.corpus.documents import SECTION_PATH
 from rag.corpus.passage_text import UNTITLED_SECTION
 
 FIELDS = ("documents", "authors", "published_after", "published_before", "sections")
@@ -107,10 +109,17 @@ def passage_mask(filters: Filters, passages, documents: Mapping) -> np.ndarray |
     allowed = {doc_id for doc_id, doc in documents.items() if filters.allows_document(doc)}
     sections = {s.casefold() for s in filters.sections}
     return np.fromiter(
-        (p.document in allowed and (not sections or (p.section or UNTITLED_SECTION).casefold() in sections) for p in passages),
+        (p.document in allowed and (not sections or _section_matches(p.section or UNTITLED_SECTION, sections)) for p in passages),
         dtype=bool,
         count=len(passages),
     )
+
+
+def _section_matches(title: str, wanted: set[str]) -> bool:
+    """`title` (a section's title or Markdown path, rag.corpus.documents.SECTION_PATH) is wanted whole or by its last
+    titles."""
+    parts = title.casefold().split(SECTION_PATH)
+    return any(SECTION_PATH.join(parts[i:]) in wanted for i in range(len(parts)))
 
 
 def date_span(published: str | None) -> tuple[dt.date, dt.date] | None:

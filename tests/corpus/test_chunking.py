@@ -49,11 +49,12 @@ def test_no_passage_crosses_a_heading(encoder):
 
 
 def test_two_sections_of_one_title_stay_apart(encoder, tmp_path):
-    """A changelog's "### Fixed" under two releases: short paragraphs of same-titled sections were merged across the
-    release heading between them (the passage held "## [2.2.1]" and both releases' fixes)."""
-    path = tmp_path / "CHANGELOG.md"
-    path.write_text("# Changelog\n\n## [2.3.0]\n\n### Fixed\n\n- Reminders no longer sent twice.\n\n"
-                    "## [2.2.1]\n\n### Fixed\n\n- Login works on Safari.\n\n- Prices round to pence.\n")
+    """"Fixed" under two releases, in a format whose headings carry no level (a Markdown one names its release:
+    test_structure): short paragraphs of same-titled sections were merged across the release heading between them
+    (the passage held "Release 2.2.1" and both releases' fixes)."""
+    path = tmp_path / "changes.txt"
+    path.write_text("Changes\n\nRelease 2.3.0\n\nFixed\n\n- Reminders no longer sent twice.\n\n"
+                    "Release 2.2.1\n\nFixed\n\n- Login works on Safari.\n\n- Prices round to pence.\n")
     doc = load_document(path)
     passages = chunk_document(doc, encoder.count_tokens, ChunkerParams())
     assert [(p.section, p.text) for p in passages] == [

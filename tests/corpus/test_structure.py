@@ -64,6 +64,27 @@ def _exact_passages(doc, count_tokens):
     return passages
 
 
+def test_a_markdown_section_is_named_by_its_path(tmp_path):
+    """A Markdown title under other headings carries theirs: "### Fixed" under each release names its release, in the
+    citation and in what is embedded and indexed; a heading of the same level or above ends the path."""
+    path = tmp_path / "CHANGELOG.md"
+    path.write_text("# Changelog\n\nAll notable changes.\n\n## [2.3.0] - 2025-02-20\n\n### Added\n\n- SMS reminders.\n\n"
+                    "### Fixed\n\n- Double bookings.\n\n## [2.2.1] - 2024-12-05\n\n### Fixed\n\n- Time zones.\n\n"
+                    "# Appendix\n\nNotes.\n")
+    doc = load_document(path)
+    assert [p.section for p in doc.paragraphs] == [
+        None, "[2.3.0] - 2025-02-20 › Added", "[2.3.0] - 2025-02-20 › Fixed", "[2.2.1] - 2024-12-05 › Fixed", "Appendix"]
+    assert doc.title == "Changelog"  # the title heading is the document's, not a section above every other
+    passage = next(p for p in chunk_document(doc, len, ChunkerParams()) if "SMS" in p.text)
+    assert "[2.3.0] - 2025-02-20 › Added" in heading_text(doc, passage)
+
+
+def test_headings_without_levels_keep_their_titles(tmp_path):
+    path = tmp_path / "changes.txt"
+    path.write_text("Changes\n\nRelease 2.3.0\n\nSMS reminders were added.\n\nFixed\n\nDouble bookings were fixed.\n")
+    assert [p.section for p in load_document(path).paragraphs] == ["Release 2.3.0", "Fixed"]
+
+
 def test_html_title_is_the_pages_title_not_its_first_heading(tmp_path):
     doc = load_document(_page(tmp_path, "python-policy.html"))  # python3: Sphinx, whose first <h1> is "Abstract"
     assert doc.title == "Debian Python Policy 0.12.0.0 documentation"

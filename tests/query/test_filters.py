@@ -35,6 +35,17 @@ def test_date_spans_cover_years_months_and_days():
     assert date_span(None) is None and date_span("soon") is None
 
 
+def test_a_markdown_section_path_is_matched_whole_or_by_its_last_titles():
+    from rag.query.filters import passage_mask
+
+    passages = [SimpleNamespace(document="log", section=s) for s in ("[2.3.0] › Fixed", "[2.2.1] › Fixed", "[2.2.1] › Added", None)]
+    mask = lambda *sections: passage_mask(Filters.of(sections=list(sections)), passages, {"log": doc("log")}).tolist()  # noqa: E731
+    assert mask("Fixed") == [True, True, False, False]
+    assert mask("[2.2.1] › fixed") == [False, True, False, False]
+    assert mask("[2.2.1]") == [False, False, False, False]  # a path's first title alone is not its section
+    assert mask("Opening") == [False, False, False, True]
+
+
 def doc(id, author=None, published=None, authors=()):
     return SimpleNamespace(id=id, author=author, authors=authors, published=published)
 
