@@ -19,6 +19,22 @@ def test_the_texts_own_question_is_skipped():
     assert best == 1 and 0 not in marked
 
 
+def test_an_faq_question_that_wins_on_its_words_gives_way_to_its_answer():
+    """"Q: Can I hire a bike?" holds every word of "Can I hire a bike in Leeds?", and beat its answer even with the
+    question penalty; the highlight is the best sentence of what follows it, up to the next question."""
+    sentences = [
+        candidate("Q: Can I hire a bike?", 0.92, 0.8),
+        candidate("A: Yes.", 0.20),
+        candidate("Day hire of a City Commuter 200 costs £18; a week costs £70.", 0.45, 0.2),
+        candidate("Hire is only available in Bristol.", 0.50, 0.3),
+        candidate("Q: Do you repair electric bikes?", 0.40, 0.1),
+        candidate("A: Only the Leeds workshop repairs e-bikes.", 0.55, 0.2),
+    ]
+    best, marked = H.choose(sentences)
+    assert best == 3 and 0 not in marked and 5 not in marked  # never the next question's answer
+    assert H.choose(sentences[:1]) == (0, (0,))  # a question with nothing after it in the passage stays
+
+
 def test_a_question_with_a_footnote_is_still_a_question():
     assert H.is_question("Why was it so? [3]") and H.is_question("“Why?”") and not H.is_question("It was so.")
 
