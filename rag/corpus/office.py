@@ -40,7 +40,10 @@ sections), and for slides the start offset of every slide (`pages`, so `page_of`
   no heading structure striprtf can read). Title, author and creation date from the `\\info` group.
 - `.eml` (the standard library's email, `policy.default`): the subject is the title, the From's name (or
   address) the author, the Date the published date (YYYY-MM-DD); the text/plain body is preferred over
-  text/html (flattened like .epub's); attachments are never read. A plain body keeps its lines, without the
+  text/html (flattened like .epub's). Each attachment of a kind read here (.txt, .md, .csv, .html, .pdf, .docx,
+  .odt, .pptx, .xlsx, .epub, .rtf) follows the body as a section of its own, "Attachment: inventory.csv", read by
+  that kind's reader; other attachments (pictures, archives, a forwarded .eml) and one that cannot be read, or that
+  would take the message over its size limit, are left out, and the message is read. A plain body keeps its lines, without the
   message it replies to (`>` lines, the "On ..., X wrote:" line, an Outlook "-----Original Message-----" and
   what follows; in an HTML body the quote mail clients mark, `_HTML_QUOTES`): that message is cited as its own
   file, never as the replier's words.
@@ -780,21 +783,72 @@ def read_eml(raw: bytes, name: str, max_bytes: int) -> Extracted:
         if not (meta["title"] or meta["author"] or message.get("date")):
             raise Unreadable(f"{name} is not an e-mail message (no Subject, From or Date header)")
         body = message.get_body(preferencelist=("plain", "html"))
-        if body is None:
-            raise Unreadable(f"{name} has no text body (only attachments, or none); attachments are not read")
-        try:
-            content = body.get_content()
-        except (LookupError, UnicodeError):  # an unknown or wrong charset: the bytes, as far as they are UTF-8
-            content = (body.get_payload(decode=True) or b"").decode("utf-8", errors="replace")
-        if not isinstance(content, str):
-            content = content.decode("utf-8", errors="replace") if isinstance(content, bytes) else ""
-        if body.get_content_subtype() == "html":
-            for text, heading in html_blocks(content, name, without_quotes=True):
-                out.block(text, heading=heading and len(text) <= MAX_HEADING_CHARS)
-        else:
-            for block in re.split(r"\n[ \t]*\n", _without_quoted_reply(content.replace("\r\n", "\n").replace("\r", "\n"))):
-                out.block("\n".join(line for line in (" ".join(_CONTROL.sub(" ", x).split()) for x in block.split("\n")) if line))
+        if body is not None:
+            _read_body(body, name, out)
+        for filename, blocks in _attachments(message, name, max_bytes):
+            if out.size + sum(len(text.encode("utf-8", "surrogatepass")) + 2 for text, _ in blocks) > max_bytes:
+                continue  # the message's own text first: an attachment that does not fit is left out
+            out.block(f"Attachment: {filename}", heading=True)
+            for text, heading in blocks:
+                out.block(text, heading=heading)
+        if not out.parts:
+            raise Unreadable(f"{name} has no text body and no attachment of a kind read here")
     return out.extracted(meta, "eml", "e-mail message")
+
+
+def _read_body(body, name: str, out: _Text) -> None:
+    """The message's own text (its text/plain part, else its text/html one), without the message it replies to."""
+    try:
+        content = body.get_content()
+    except (LookupError, UnicodeError):  # an unknown or wrong charset: the bytes, as far as they are UTF-8
+        content = (body.get_payload(decode=True) or b"").decode("utf-8", errors="replace")
+    if not isinstance(content, str):
+        content = content.decode("utf-8", errors="replace") if isinstance(content, bytes) else ""
+    if body.get_content_subtype() == "html":
+        for text, heading in html_blocks(content, name, without_quotes=True):
+            out.block(text, heading=heading and len(text) <= MAX_HEADING_CHARS)
+    else:
+        for block in re.split(r"\n[ \t]*\n", _without_quoted_reply(content.replace("\r\n", "\n").replace("\r", "\n"))):
+            out.block("\n".join(line for line in (" ".join(_CONTROL.sub(" ", x).split()) for x in block.split("\n")) if line))
+
+
+ATTACHMENT_SUFFIXES = (".txt", ".md", ".markdown", ".csv", ".html", ".htm", ".pdf", ".docx", ".odt", ".pptx", ".xlsx", ".epub", ".rtf")
+
+
+def _attachments(message, name: str, max_bytes: int) -> Iterator[tuple[str, list[tuple[str, bool]]]]:
+    """(file name, its (text, is heading) blocks) for each attachment of a kind read here that can be read."""
+    for part in message.iter_attachments():
+        filename = " ".join(str(part.get_filename() or "").split())
+        suffix = ("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else ""
+        if suffix not in ATTACHMENT_SUFFIXES:
+            continue
+        try:
+            raw = part.get_payload(decode=True) or b""
+            blocks = _attachment_blocks(raw, suffix, f"{name}: attachment {filename}", max_bytes)
+        except (Unreadable, ValueError, LookupError, UnicodeError, TypeError):
+            continue
+        if blocks:
+            yield filename, blocks
+
+
+def _attachment_blocks(raw: bytes, suffix: str, name: str, max_bytes: int) -> list[tuple[str, bool]]:
+    if suffix in (".txt", ".md", ".markdown"):
+        text = raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
+        return [(block.strip(), False) for block in re.split(r"\n[ \t]*\n", _CONTROL.sub(" ", text)) if block.strip()]
+    if suffix in (".html", ".htm"):
+        return html_blocks(raw, name)
+    if suffix == ".pdf":
+        from rag.corpus.formats import _read_pdf  # formats imports this module: read at call time
+
+        extracted = _read_pdf(raw, name, max_bytes)
+    else:
+        extracted = READERS[suffix](raw, name, max_bytes)
+    blocks, offset = [], 0
+    for text in extracted.text.rstrip("\n").split("\n\n"):
+        if text.strip():
+            blocks.append((text.strip(), offset in extracted.headings))
+        offset += len(text) + 2
+    return blocks
 
 
 _QUOTED = re.compile(r"^[ \t]*>")  # a line of the message replied to

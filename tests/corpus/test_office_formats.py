@@ -5,7 +5,8 @@ model's tokenizer, and indexed and served by a real Service.
 Checked for every format: the sections the file's structure gives, the metadata it carries, and that every
 passage's offsets index into the document text exactly. Per format: a slide is the page (`page_of`), a sheet's
 header starts every passage of that sheet and each line names its row, an e-mail's subject/From/Date are the
-title/author/published date with the text/plain body preferred and attachments never read. Hostile files (a zip
+title/author/published date with the text/plain body preferred and each attachment of a kind read here a section
+of its own (others never read). Hostile files (a zip
 bomb, text past the size limit, an OLE container) and a missing library are skips with a reason, never a crash.
 """
 
@@ -23,7 +24,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from rag.corpus import formats, office
-from rag.corpus.documents import load_corpus, page_of
+from rag.corpus.documents import load_corpus, load_document, page_of
 from rag.errors import Unreadable
 from rag.query.verdict import MISSING_ROW_CONFIDENCE
 from rag.service import Service
@@ -207,7 +208,9 @@ def make_eml(path: Path) -> None:
                         "Work starts in April and ends before the winter storms.\n\nBest,\nAnn\n")
     message.add_alternative("<html><body><p>HTML ALTERNATIVE that must not be read.</p></body></html>", subtype="html")
     message.add_attachment(SECRET.encode(), maintype="application", subtype="octet-stream", filename="secret.bin")
-    message.add_attachment(f"{SECRET} in a text attachment", filename="notes.txt")
+    message.add_attachment("The crane rental costs 300 euros a day.\n\nThe barge is booked for May.", filename="notes.txt")
+    message.add_attachment(b"Tool,Count\r\nTorque wrench,2\r\nChain tool,9\r\n", maintype="text", subtype="csv", filename="tools.csv")
+    message.add_attachment(b"\x89PNG\r\n\x1a\n" + SECRET.encode(), maintype="image", subtype="png", filename="site.png")
     path.write_bytes(bytes(message))
 
 
@@ -371,8 +374,35 @@ def test_eml_subject_from_date_and_the_plain_body(service, docs):
     budget = docs["budget"]
     assert (budget.title, budget.author, budget.published) == ("Budget for the harbour project", "Ann Smith", "2024-03-05")
     assert "approved at 1.2 million euros" in budget.text
-    assert "HTML ALTERNATIVE" not in budget.text and SECRET not in budget.text  # plain preferred; attachments never read
-    assert sections(budget) == [None]
+    assert "HTML ALTERNATIVE" not in budget.text and SECRET not in budget.text  # plain preferred; a picture is not read
+    # each attachment of a kind read here follows the body as a section of its own, read by that kind's reader
+    assert sections(budget) == [None, "Attachment: notes.txt", "Attachment: tools.csv"]
+    assert budget.text.endswith("Attachment: notes.txt\n\nThe crane rental costs 300 euros a day.\n\nThe barge is booked for "
+                                "May.\n\nAttachment: tools.csv\n\nrow | Tool | Count\n2 | Torque wrench | 2\n3 | Chain tool | 9\n")
+
+
+def test_an_attachment_is_cited_in_the_message(service):
+    with TestClient(create_app(service=service)) as client:
+        top = client.post("/query", json={"question": "How many torque wrenches are there?", "top_k": 1}).json()["passages"][0]
+        citation = top["citation"]
+        assert (citation["document"], citation["section"]) == ("budget", "Attachment: tools.csv")
+        text = client.get("/documents/budget").json()["text"]
+        assert text[citation["start"]:citation["end"]] == top["text"] and top["highlight"]["text"] == "2 | Torque wrench | 2"
+
+
+def test_eml_of_attachments_only_is_read_and_one_of_nothing_readable_is_skipped(tmp_path):
+    message = EmailMessage()
+    message["Subject"], message["From"], message["Date"] = "Rota", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"
+    message.add_attachment(b"Day,Who\r\nMonday,Ann\r\nTuesday,Bob\r\n", maintype="text", subtype="csv", filename="rota.csv")
+    (tmp_path / "rota.eml").write_bytes(bytes(message))
+    rota = load_document(tmp_path / "rota.eml")
+    assert sections(rota) == ["Attachment: rota.csv"] and "3 | Tuesday | Bob" in rota.text
+    picture = EmailMessage()
+    picture["Subject"], picture["From"], picture["Date"] = "Photo", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"
+    picture.add_attachment(b"\x89PNG\r\n\x1a\n", maintype="image", subtype="png", filename="site.png")
+    (tmp_path / "photo.eml").write_bytes(bytes(picture))
+    with pytest.raises(Unreadable, match="no text body and no attachment of a kind read here"):
+        load_document(tmp_path / "photo.eml")
 
 
 def test_eml_reply_keeps_the_reply_not_the_message_it_quotes(tmp_path):
