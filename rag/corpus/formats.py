@@ -120,7 +120,9 @@ def _extract(suffix: str, raw: bytes, name: str, max_bytes: int, seconds: float 
     """HTML, PDF or an office format read here and now; the text capped at `max_bytes` (UTF-8) and always encodable as UTF-8.
 
     `seconds`, the file's time budget, bounds a PDF's OCR (the worker passes it; without it OCR is unbounded in time)."""
-    if suffix in office.READERS:
+    if suffix == ".eml":  # its PDF attachments are read by the PDF reader, within the file's budget
+        extracted = office.read_eml(raw, name, max_bytes, read_pdf=lambda pdf, label, limit: _read_pdf(pdf, label, limit, seconds))
+    elif suffix in office.READERS:
         extracted = office.READERS[suffix](raw, name, max_bytes)
     else:
         extracted = _read_pdf(raw, name, max_bytes, seconds) if suffix in PDF_SUFFIXES else webpage.read_html(raw, name)

@@ -772,7 +772,9 @@ def read_rtf(raw: bytes, name: str, max_bytes: int) -> Extracted:
 # --- .eml -------------------------------------------------------------------------------------
 
 
-def read_eml(raw: bytes, name: str, max_bytes: int) -> Extracted:
+def read_eml(raw: bytes, name: str, max_bytes: int, read_pdf: Callable[[bytes, str, int], Extracted] | None = None) -> Extracted:
+    """An e-mail message: its body, then its attachments of the kinds read here (a PDF only with `read_pdf`, the
+    PDF reader, which rag.corpus.formats passes with the file's time budget)."""
     from email import policy
     from email.parser import BytesParser
 
@@ -785,7 +787,7 @@ def read_eml(raw: bytes, name: str, max_bytes: int) -> Extracted:
         body = message.get_body(preferencelist=("plain", "html"))
         if body is not None:
             _read_body(body, name, out)
-        for filename, blocks in _attachments(message, name, max_bytes):
+        for filename, blocks in _attachments(message, name, max_bytes, read_pdf):
             if out.size + sum(len(text.encode("utf-8", "surrogatepass")) + 2 for text, _ in blocks) > max_bytes:
                 continue  # the message's own text first: an attachment that does not fit is left out
             out.block(f"Attachment: {filename}", heading=True)
@@ -815,32 +817,30 @@ def _read_body(body, name: str, out: _Text) -> None:
 ATTACHMENT_SUFFIXES = (".txt", ".md", ".markdown", ".csv", ".html", ".htm", ".pdf", ".docx", ".odt", ".pptx", ".xlsx", ".epub", ".rtf")
 
 
-def _attachments(message, name: str, max_bytes: int) -> Iterator[tuple[str, list[tuple[str, bool]]]]:
+def _attachments(message, name: str, max_bytes: int, read_pdf) -> Iterator[tuple[str, list[tuple[str, bool]]]]:
     """(file name, its (text, is heading) blocks) for each attachment of a kind read here that can be read."""
     for part in message.iter_attachments():
         filename = " ".join(str(part.get_filename() or "").split())
         suffix = ("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else ""
-        if suffix not in ATTACHMENT_SUFFIXES:
+        if suffix not in ATTACHMENT_SUFFIXES or (suffix == ".pdf" and read_pdf is None):
             continue
         try:
             raw = part.get_payload(decode=True) or b""
-            blocks = _attachment_blocks(raw, suffix, f"{name}: attachment {filename}", max_bytes)
+            blocks = _attachment_blocks(raw, suffix, f"{name}: attachment {filename}", max_bytes, read_pdf)
         except (Unreadable, ValueError, LookupError, UnicodeError, TypeError):
             continue
         if blocks:
             yield filename, blocks
 
 
-def _attachment_blocks(raw: bytes, suffix: str, name: str, max_bytes: int) -> list[tuple[str, bool]]:
+def _attachment_blocks(raw: bytes, suffix: str, name: str, max_bytes: int, read_pdf) -> list[tuple[str, bool]]:
     if suffix in (".txt", ".md", ".markdown"):
         text = raw.decode("utf-8-sig", errors="replace").replace("\r\n", "\n").replace("\r", "\n")
         return [(block.strip(), False) for block in re.split(r"\n[ \t]*\n", _CONTROL.sub(" ", text)) if block.strip()]
     if suffix in (".html", ".htm"):
         return html_blocks(raw, name)
     if suffix == ".pdf":
-        from rag.corpus.formats import _read_pdf  # formats imports this module: read at call time
-
-        extracted = _read_pdf(raw, name, max_bytes)
+        extracted = read_pdf(raw, name, max_bytes)
     else:
         extracted = READERS[suffix](raw, name, max_bytes)
     blocks, offset = [], 0

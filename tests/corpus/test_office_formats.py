@@ -394,9 +394,17 @@ def test_eml_of_attachments_only_is_read_and_one_of_nothing_readable_is_skipped(
     message = EmailMessage()
     message["Subject"], message["From"], message["Date"] = "Rota", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"
     message.add_attachment(b"Day,Who\r\nMonday,Ann\r\nTuesday,Bob\r\n", maintype="text", subtype="csv", filename="rota.csv")
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("helvetica", size=12)
+    pdf.multi_cell(0, 8, "Night shifts are paid at one and a half times the day rate.")
+    message.add_attachment(bytes(pdf.output()), maintype="application", subtype="pdf", filename="pay.pdf")
     (tmp_path / "rota.eml").write_bytes(bytes(message))
     rota = load_document(tmp_path / "rota.eml")
-    assert sections(rota) == ["Attachment: rota.csv"] and "3 | Tuesday | Bob" in rota.text
+    assert sections(rota) == ["Attachment: rota.csv", "Attachment: pay.pdf"] and "3 | Tuesday | Bob" in rota.text
+    assert "Night shifts are paid at one and a half times the day rate." in rota.text
     picture = EmailMessage()
     picture["Subject"], picture["From"], picture["Date"] = "Photo", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"
     picture.add_attachment(b"\x89PNG\r\n\x1a\n", maintype="image", subtype="png", filename="site.png")
