@@ -10,7 +10,9 @@ sections), and for slides the start offset of every slide (`pages`, so `page_of`
   style, or a style it is based on, is "Heading 1".."Heading 9" or "Title", or when it or its style has a
   Word outline level; a heading of more than `MAX_HEADING_CHARS` characters is a paragraph. The first
   "Title" paragraph is the title and the first "Subtitle" one the subtitle (else the core properties'
-  title); author and created date from the core properties. A table is its rows, one line each, cells
+  title); author and created date from the core properties (without a writing library's defaults:
+  `_core_properties`). A list paragraph starts with the number or bullet Word draws for it
+  (`_DocxNumbering`). A table is its rows, one line each, cells
   joined by " | ", grouped like a sheet's rows (below) with its first row repeated at the start of each
   group. Headers, footers, comments, footnotes and text boxes are not read.
 - `.odt` (content.xml and meta.xml read with lxml): `text:h` are the headings, `text:p` the paragraphs (a
@@ -278,6 +280,22 @@ def _date(value) -> str | None:
     return None
 
 
+# What the libraries that write Office files put in a file unless told otherwise: python-docx's and openpyxl's name as
+# the author, and the creation time of the templates python-docx and python-pptx copy. A file a script made that way
+# was not written by "python-docx" in December 2013; such values are no author and no date.
+LIBRARY_AUTHORS = frozenset({"python-docx", "python-pptx", "openpyxl"})
+TEMPLATE_CREATED = frozenset({dt.datetime(2013, 12, 23, 23, 15), dt.datetime(2013, 1, 27, 9, 14, 16)})
+
+
+def _core_properties(title, author, created) -> dict:
+    """An Office file's title, author and date from its core properties, without the writing library's defaults."""
+    if isinstance(author, str) and author.strip().lower() in LIBRARY_AUTHORS:
+        author = None
+    if isinstance(created, dt.datetime) and created.replace(tzinfo=None, microsecond=0) in TEMPLATE_CREATED:
+        created = None
+    return {"title": title, "author": author, "published": _date(created)}
+
+
 # --- .docx ------------------------------------------------------------------------------------
 
 _HEADING_STYLE = re.compile(r"heading\s*([1-9])$", re.I)
@@ -294,12 +312,16 @@ def read_docx(raw: bytes, name: str, max_bytes: int) -> Extracted:
 
         document = docx.Document(io.BytesIO(raw))
         props = document.core_properties
-        meta = {"title": props.title, "author": props.author, "published": _date(props.created)}
+        meta = _core_properties(props.title, props.author, props.created)
         titled = subtitled = False
+        numbering = _DocxNumbering(document)
         for item in document.iter_inner_content():
             if isinstance(item, Paragraph):
                 role = _docx_role(item)
                 text = clean(item.text)
+                marker = numbering.marker(item) if text and role is None else None
+                if marker:  # Word draws a list's numbers and bullets; the text holds neither
+                    text = f"{marker} {text}"
                 if role == "title" and not titled and text:
                     meta["title"], titled = text, True
                 elif role == "subtitle" and not subtitled and text:
@@ -309,6 +331,93 @@ def read_docx(raw: bytes, name: str, max_bytes: int) -> Extracted:
             elif isinstance(item, Table):
                 out.rows(enumerate(_docx_rows(item), 1), numbered=False)
     return out.extracted(meta, "docx", "Word document")
+
+
+_ROMAN = ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "xc"), (50, "l"), (40, "xl"), (10, "x"), (9, "ix"),
+          (5, "v"), (4, "iv"), (1, "i"))
+
+
+class _DocxNumbering:
+    """The numbers and bullets Word draws before list paragraphs ("1.", "2.", "a)", "•"), which python-docx's text
+    leaves out: each paragraph's list (`w:numPr`, its own or its style's) and level, the level's format and text
+    from numbering.xml, and a count per list and level (a level's count starts again under a new item above it)."""
+
+    def __init__(self, document):
+        try:
+            self._numbering = document.part.numbering_part.element
+        except (KeyError, NotImplementedError, AttributeError):  # no numbering part: no lists
+            self._numbering = None
+        self._counts: dict[tuple[str, int], int] = {}
+        self._levels: dict[tuple[str, int], tuple[str, str, int]] = {}
+
+    def marker(self, paragraph) -> str | None:
+        if self._numbering is None:
+            return None
+        found = self._list_of(paragraph)
+        if found is None:
+            return None
+        num_id, level = found
+        kind, pattern, start = self._level(num_id, level)
+        if kind in ("none", ""):
+            return None
+        if kind == "bullet":
+            return "•"
+        count = self._counts.get((num_id, level), start - 1) + 1
+        self._counts[(num_id, level)] = count
+        for deeper in [k for k in self._counts if k[0] == num_id and k[1] > level]:
+            del self._counts[deeper]
+        marker = pattern
+        for i in range(level + 1):
+            _, _, first = self._level(num_id, i)
+            value = count if i == level else self._counts.get((num_id, i), first)
+            marker = marker.replace(f"%{i + 1}", _formatted(value, self._level(num_id, i)[0]))
+        return marker.strip() or None
+
+    def _list_of(self, paragraph) -> tuple[str, int] | None:
+        """(list id, level) from the paragraph's `w:numPr`, else its style chain's; None outside a list."""
+        element, style, seen = paragraph._p, paragraph.style, 0
+        num_ids, levels = element.xpath("./w:pPr/w:numPr/w:numId/@w:val"), element.xpath("./w:pPr/w:numPr/w:ilvl/@w:val")
+        while not num_ids and style is not None and seen < 10:
+            num_ids = style.element.xpath("./w:pPr/w:numPr/w:numId/@w:val")
+            levels = levels or style.element.xpath("./w:pPr/w:numPr/w:ilvl/@w:val")
+            style, seen = style.base_style, seen + 1
+        if not num_ids or num_ids[0] == "0":  # numId 0: numbering switched off
+            return None
+        try:
+            return num_ids[0], min(max(int(levels[0]) if levels else 0, 0), 8)
+        except ValueError:
+            return None
+
+    def _level(self, num_id: str, level: int) -> tuple[str, str, int]:
+        """(format, level text, start) of a list's level: ("decimal", "%1.", 1), ("bullet", "", 1)."""
+        key = (num_id, level)
+        if key not in self._levels:
+            kind, pattern, start = "", "", 1
+            abstract = self._numbering.xpath(f'./w:num[@w:numId="{num_id}"]/w:abstractNumId/@w:val') if num_id.isdigit() else []
+            if abstract and abstract[0].isdigit():
+                lvl = f'./w:abstractNum[@w:abstractNumId="{abstract[0]}"]/w:lvl[@w:ilvl="{level}"]'
+                kind = (self._numbering.xpath(f"{lvl}/w:numFmt/@w:val") or ["decimal"])[0]
+                pattern = (self._numbering.xpath(f"{lvl}/w:lvlText/@w:val") or [f"%{level + 1}."])[0]
+                starts = self._numbering.xpath(f"{lvl}/w:start/@w:val")
+                start = int(starts[0]) if starts and starts[0].isdigit() else 1
+            self._levels[key] = (kind, pattern, start)
+        return self._levels[key]
+
+
+def _formatted(value: int, kind: str) -> str:
+    if kind in ("lowerLetter", "upperLetter"):
+        letters = ""
+        while value > 0:
+            value, rest = divmod(value - 1, 26)
+            letters = chr(ord("a") + rest) + letters
+        return letters.upper() if kind == "upperLetter" else letters
+    if kind in ("lowerRoman", "upperRoman") and 0 < value < 4000:
+        roman = ""
+        for amount, numeral in _ROMAN:
+            while value >= amount:
+                roman, value = roman + numeral, value - amount
+        return roman.upper() if kind == "upperRoman" else roman
+    return str(value)
 
 
 def _docx_role(paragraph) -> str | None:
@@ -489,7 +598,7 @@ def read_pptx(raw: bytes, name: str, max_bytes: int) -> Extracted:
     with _parsing(name, what):
         presentation = pptx.Presentation(io.BytesIO(raw))
         props = presentation.core_properties
-        meta = {"title": props.title, "author": props.author, "published": _date(props.created)}
+        meta = _core_properties(props.title, props.author, props.created)
         for number, slide in enumerate(presentation.slides, 1):
             out.page()
             title_shape = slide.shapes.title
@@ -542,7 +651,7 @@ def read_xlsx(raw: bytes, name: str, max_bytes: int) -> Extracted:
         workbook = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True, keep_links=False)
         try:
             props = workbook.properties
-            meta = {"title": props.title, "author": props.creator, "published": _date(props.created)}
+            meta = _core_properties(props.title, props.creator, props.created)
             for sheet in workbook.worksheets:
                 if getattr(sheet, "sheet_state", "visible") != "visible":
                     continue

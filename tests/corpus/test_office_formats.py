@@ -390,6 +390,27 @@ def test_an_attachment_is_cited_in_the_message(service):
         assert text[citation["start"]:citation["end"]] == top["text"] and top["highlight"]["text"] == "2 | Torque wrench | 2"
 
 
+def test_word_lists_keep_their_numbers_and_bullets_and_library_defaults_are_no_metadata(tmp_path):
+    """Word draws a list's numbers; the paragraph text holds none ("What is the second step?" had nothing to find).
+    A file a script wrote keeps python-docx's name as author and its template's 2013 date: neither is metadata."""
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph("Claiming expenses")
+    for step in ("Keep the receipt.", "Submit it in the portal.", "Wait for approval."):
+        document.add_paragraph(step, style="List Number")
+    for way in ("Taxi", "Train"):
+        document.add_paragraph(way, style="List Bullet")
+    document.save(tmp_path / "expenses.docx")
+    expenses = load_document(tmp_path / "expenses.docx")
+    assert "1. Keep the receipt.\n\n2. Submit it in the portal.\n\n3. Wait for approval.\n\n• Taxi\n\n• Train" in expenses.text
+    assert (expenses.author, expenses.published) == (None, None)
+    document.core_properties.author = "Ann Smith"
+    document.core_properties.created = dt.datetime(2024, 5, 2, 9, 30)
+    document.save(tmp_path / "signed.docx")
+    assert (load_document(tmp_path / "signed.docx").author, load_document(tmp_path / "signed.docx").published) == ("Ann Smith", "2024-05-02")
+
+
 def test_eml_of_attachments_only_is_read_and_one_of_nothing_readable_is_skipped(tmp_path):
     message = EmailMessage()
     message["Subject"], message["From"], message["Date"] = "Rota", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"
