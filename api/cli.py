@@ -174,12 +174,19 @@ def _quiet_skip_log():
         logger.setLevel(level)
 
 
+CITED_TITLE_CHARS = 80  # a longer title is cut at a word in each citation line (`rag ask` prints one per passage)
+
+
 def cited_at(cited) -> str:
     """Where a citation points, with what HTTP says of it and nothing HTTP leaves null invented: "Title › Section ›
-    ¶2–3 · p. 4–5 · chars 120–980"; a passage before the first heading (section null) names no section."""
+    ¶2–3 · p. 4–5 · chars 120–980"; a passage before the first heading (section null) names no section. A title of
+    more than CITED_TITLE_CHARS characters is cut at a word, with "…"."""
     from rag.corpus.passage_text import paragraph_mark  # reads only .paragraphs: a citation has them too
 
-    parts = [cited.title, *([cited.section] if cited.section is not None else []), paragraph_mark(cited)]
+    title = cited.title
+    if len(title) > CITED_TITLE_CHARS:
+        title = title[: CITED_TITLE_CHARS + 1].rsplit(" ", 1)[0].rstrip(" ,;:–—-") + "…"
+    parts = [title, *([cited.section] if cited.section is not None else []), paragraph_mark(cited)]
     where = " › ".join(parts)
     if cited.page is not None:
         spans = cited.page_end is not None and cited.page_end != cited.page
