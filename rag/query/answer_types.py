@@ -73,7 +73,8 @@ _AFTER_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Prof|St)\.\s+$")  # "Dr. Berg": th
 _ACRONYM = re.compile(r"[A-Z]{2,5}")  # DOB, HR: often a column's short name, so no evidence either way
 # titles, "I", months and days: capitalised, but not what a row is about
 _NOT_NAMES = {"mr", "mrs", "ms", "dr", "prof", "sir", "i", "i'm", "i’m", "i've", "i’ve", "i'd", "i’d", "i'll", "i’ll",
-              *_MONTHS.lower().split("|"), *_DAYS.lower().split("|")}
+              *_MONTHS.lower().split("|"), *_DAYS.lower().split("|"),
+              *(m[:3].lower() for m in _MONTHS.split("|")), "sept"}
 
 
 def _word_keys(text: str) -> set[str]:
@@ -102,6 +103,8 @@ def named_in(question: str) -> list[tuple[str, frozenset[str]]]:
     named = []
     for run in runs:
         words = [_POSSESSIVE.sub("", w) for w in run if _is_name(w)]
+        if not any(c.isalpha() for word in words for c in word):  # "June 1": a month and a day, no name
+            continue
         named.append((" ".join(words), frozenset(_word_keys(" ".join(words)))))
     named += [(t, frozenset(_word_keys(t))) for t in _TOKEN.findall(question) if _is_code(t)]
     seen: dict[frozenset[str], str] = {}
@@ -111,19 +114,45 @@ def named_in(question: str) -> list[tuple[str, frozenset[str]]]:
     return [(surface, keys) for keys, surface in seen.items()]
 
 
+_MONTH_NAMES = _MONTHS.split("|")
+_MONTH_OF = {name.lower(): number for number, name in enumerate(_MONTH_NAMES, 1)} | {
+    name[:3].lower(): number for number, name in enumerate(_MONTH_NAMES, 1)} | {"sept": 9}
+_MONTH_WORD = "|".join(sorted(_MONTH_OF, key=len, reverse=True))
+# a day of a month, either way round ("18 April", "the 18th of April", "April 18th", "Apr. 18"), or an ISO date
+_DAY_MONTH = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?: of)? ({_MONTH_WORD})\b\.?|\b({_MONTH_WORD})\.? (\d{{1,2}})(?:st|nd|rd|th)?\b(?![:.]\d)", re.I)
+_ISO_DATE = re.compile(r"\b(?:1[0-9]|20)\d{2}-([01]\d)-([0-3]\d)\b")
+
+
+def days_of_months(text: str) -> list[tuple[str, tuple[int, int]]]:
+    """(as written, (day, month)) of each day of a month `text` names: "18 April 2025" -> ("18 April", (18, 4))."""
+    found = []
+    for match in _DAY_MONTH.finditer(text):
+        day, month = (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
+        if 1 <= int(day) <= 31:
+            found.append((match.group(0).rstrip("."), (int(day), _MONTH_OF[month.lower()])))
+    for match in _ISO_DATE.finditer(text):
+        month, day = int(match.group(1)), int(match.group(2))
+        if 1 <= month <= 12 and 1 <= day <= 31:
+            found.append((match.group(0), (day, month)))
+    return found
+
+
 class Vocabulary:
     """The words of a text (`_word_keys`), asked whether it holds a word in some form: exactly, or sharing its
     first letters with one of them (at least four, and all but the last three of the longer word), so that
-    "German" meets "Germany", "Egyptian" "Egypt" and "Asian" "Asia", but "Portugal" not "Porto". Built once per
-    document and kept."""
+    "German" meets "Germany", "Egyptian" "Egypt" and "Asian" "Asia", but "Portugal" not "Porto"; and the days of
+    months it names, however written ("18 March", "March 18th", "2025-03-18"). Built once per document and kept."""
 
     def __init__(self, text: str):
         self.words = frozenset(_word_keys(text))
         self._sorted = sorted(self.words)
+        self.days = frozenset(day for _, day in days_of_months(text))
 
     def holds(self, word: str) -> bool:
         if word in self.words:
             return True
+        if word.isdigit() and 0 < int(word) < 40:  # "World War 2" where the text says "World War II"
+            return _roman(int(word)) in self.words
         if len(word) < 4 or any(c.isdigit() for c in word):  # a number or a code is held as written: 2023 is not 2024
             return False
         stem = word[:4]
@@ -137,22 +166,35 @@ class Vocabulary:
         return False
 
 
+def _roman(value: int) -> str:
+    numerals = ""
+    for amount, numeral in ((10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")):
+        while value >= amount:
+            numerals, value = numerals + numeral, value - amount
+    return numerals
+
+
 def names_absent(question: str, vocabularies: list[Vocabulary]) -> list[str]:
-    """The names of the question (`named_in`) that none of `vocabularies` holds whole (every word of the name in
-    one of them), as the question writes them: "What is the nightly hotel limit in Barcelona?" over a policy that
-    lists Lisbon, Porto and Madrid -> ["Barcelona"]."""
+    """The names of the question (`named_in`), its years and its days of months that none of `vocabularies` holds
+    (a name whole: every word of it in one of them), as the question writes them: "What is the nightly hotel limit
+    in Barcelona?" over a policy that lists Lisbon, Porto and Madrid -> ["Barcelona"]; "When is the board meeting
+    on 18 April 2025?" over minutes that say 18 March 2025 -> ["18 April"]."""
     asked = named_in(question) + [(year, frozenset(_word_keys(year))) for year in _YEAR.findall(question)]
-    return [surface for surface, keys in dict(asked).items()
-            if not any(all(v.holds(w) for w in keys) for v in vocabularies)]
+    absent = [surface for surface, keys in dict(asked).items() if not any(all(v.holds(w) for w in keys) for v in vocabularies)]
+    days = dict(days_of_months(question))
+    return absent + [surface for surface, day in days.items() if not any(day in v.days for v in vocabularies)]
 
 
 def _is_name(word: str) -> bool:
     return word.lower().rstrip(".") not in _NOT_NAMES and not _ACRONYM.fullmatch(_POSSESSIVE.sub("", word))
 
 
+_ORDINAL = re.compile(r"\d+(?:st|nd|rd|th)", re.I)
+
+
 def _is_code(token: str) -> bool:
-    """Letters and digits in one token: SKU-1010, N131, A4."""
-    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+    """Letters and digits in one token: SKU-1010, N131, A4; not an ordinal (16th)."""
+    return any(c.isdigit() for c in token) and any(c.isalpha() for c in token) and not _ORDINAL.fullmatch(token)
 
 
 def _at_possessives(words: list[str]) -> list[list[str]]:

@@ -157,6 +157,25 @@ def test_names_absent_are_those_no_document_holds_whole():
     assert answer_types.names_absent("What about Madrid?", []) == ["Madrid"]
 
 
+def test_days_of_months_are_read_however_written_and_must_be_named_as_days():
+    minutes = answer_types.Vocabulary("The next meeting is on 18 March 2025 at 18:30; the one after on April 22nd. Due 2025-06-01.")
+    assert minutes.days == {(18, 3), (22, 4), (1, 6)}
+    absent = lambda question: answer_types.names_absent(question, [minutes])  # noqa: E731
+    assert absent("When is the board meeting on 18 April 2025?") == ["18 April"]
+    assert absent("What is on the 22nd of April?") == [] and absent("What is due on June 1st?") == []
+    assert absent("What is due on June 1?") == []  # a month and a day name nothing else
+    assert absent("Who spoke on the 16th?") == []  # an ordinal alone is no code and no day of a month
+
+
+def test_a_number_after_a_name_is_held_as_written_or_as_a_roman_numeral():
+    text = answer_types.Vocabulary("Before World War I. The Trailhawk 500X. Region 57. In February 2010 a call.")
+    absent = lambda question: answer_types.names_absent(question, [text])  # noqa: E731
+    assert absent("Who was rich before World War 1?") == [] and absent("What about World War 3?") == ["World War 3"]
+    assert absent("Who runs Region 57?") == [] and absent("Who runs Region 58?") == ["Region 58"]
+    assert absent("How much is the Trailhawk 700?") == ["Trailhawk 700"]
+    assert absent("Where was the Feb 2010 call published?") == []  # "Feb" is a month, as "February" is
+
+
 def test_a_table_has_the_row_only_when_one_row_holds_each_name_whole():
     rows = ["4 | Chen Wei | Engineering | Warsaw", "5 | Vera Conti | Legal | Madrid"]
     context = "row | Name | Department | Office Staff staff"
