@@ -182,7 +182,8 @@ class QueryResponse(BaseModel):
     verified: bool = Field(False, description="The verifier (a cross-encoder) read the best evidence and its score is in the verdict "
                            "(`verify`, or the service's RAG_VERIFIER).")
     warnings: list[str] = Field(default_factory=list, description="How the question was read, when the caller should know "
-                                "(for example: longer than the model reads, so only its start was used; a name or year the "
+                                "(for example: longer than the model reads, so read as its question sentences, or from its start when it "
+                                "asks nothing; a name or year the "
                                 "documents of the best passages never mention, which keeps the verdict below `found`).")
 
 

@@ -1,7 +1,8 @@
 """Retrieval: from a parsed query to ranked, highlighted passages and a verdict, in four stages.
 
 `Retriever` is built once per snapshot (rag.service.Snapshot) and holds one of each stage, all built then:
-- embed: the question's one forward pass (the snapshot's query encoder, rag.encoding);
+- embed: the question's one forward pass (the snapshot's query encoder, rag.encoding); a question longer than
+  the model's window is read as its sentences that ask (`asked_sentences`), by this and every later stage;
 - rank: candidates from the store's dense and BM25 searches within the filter, fused (rag.query.ranking; the
   store is FAISS + bm25s in the process by default, or an engine: rag.index.vector_store);
 - highlight: the sentence(s) of each returned passage that answer the question (rag.query.highlight);
@@ -17,6 +18,7 @@ layers render them from it. `timings_ms` says what each stage cost.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,6 +31,7 @@ from rag.index.vector_store import FaissBm25Store, VectorStore
 from rag.query import verdict as verdicts
 from rag.query.coverage import idf_table, unseen_idf
 from rag.query import verification
+from rag.encoding.base import QuestionEmbedding
 from rag.query.answer_types import Vocabulary, names_absent
 from rag.query.highlight import Highlight, Highlighter, marks
 from rag.query.ranking import Ranker
@@ -62,6 +65,21 @@ class QueryResult:
     verified: bool = False  # the verifier read the evidence and its logit is in the verdict
 
 
+TAIL_SHARE = 0.9  # a long question's question sentences: at most 0.9 of the characters the model's window held (so they fit)
+_ASKED = re.compile(r"[^.!?\n]*\?")  # a sentence that asks: from the end of the one before to its question mark
+
+
+def asked_sentences(text: str, budget: int) -> str:
+    """The sentences of `text` that end with a question mark, the last ones first, as many as `budget` characters
+    hold, in text order; "" when it asks nothing. "So, to put it simply: what are the hours?" keeps its lead-in."""
+    kept: list[str] = []
+    used = 0
+    for sentence in reversed([m.group().strip() for m in _ASKED.finditer(text)]):
+        if kept and used + len(sentence) + 1 > budget:
+            break
+        kept.insert(0, sentence[-budget:] if not kept and len(sentence) > budget else sentence)
+        used += len(kept[0]) + 1
+    return " ".join(kept)
 VOCABULARIES = 256  # documents whose words are kept for `names_absent` (the most recently cited)
 
 
@@ -122,6 +140,22 @@ class Retriever:
         window = getattr(self.encoder, "max_seq_length", None)
         return bool(window) and embedded.tokens is not None and len(embedded.spans) >= window
 
+    def _embed(self, question: str) -> tuple[str, QuestionEmbedding, str | None]:
+        """(the question as read, its embedding, a warning when the model could not read all of it). A question
+        longer than the model's window that asks something ("... I am still confused. So, to put it simply: what are
+        the new opening hours of the Bristol office?") is read as its question sentences, as many of the last ones
+        as the window holds: every stage then reads those (the embedding, BM25, the highlight, the verdict). One
+        that asks nothing is read as far as the window goes."""
+        embedded = self.encoder.embed_question(question)
+        if not self._cut(embedded):
+            return question, embedded, None
+        read = max((end for _, end in embedded.spans), default=0)  # the characters the window held
+        asked = asked_sentences(question, int(TAIL_SHARE * read))
+        if not asked:
+            return question, embedded, "the question is longer than the model reads; only its start was used"
+        shown = asked if len(asked) <= 120 else "…" + asked[-119:].split(" ", 1)[-1]  # its end: where it asks
+        return asked, self.encoder.embed_question(asked), f"the question is longer than the model reads; it was read as what it asks: '{shown}'"
+
     @property
     def verdict_model(self):
         """The verdict's model for a question read as the settings say (rag.query.verdict)."""
@@ -143,7 +177,7 @@ class Retriever:
             timings[stage] = round((now - clock) * 1000, 3)
             clock = now
 
-        embedded = self.encoder.embed_question(question)
+        question, embedded, too_long = self._embed(question)
         lap("embed")
         ranking = self.ranker.rank(question, embedded.vector, query.mode, allowed, lap)
         question_terms = self.lexical.terms(question)
@@ -168,13 +202,15 @@ class Retriever:
         assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent))
         lap("verdict")
         warnings = () if unverified is None else (unverified,)
-        if self._cut(embedded) or (reading is not None and reading.question_cut):
-            warnings += ("the question is longer than the model reads; only its start was used",)
+        if too_long:
+            warnings += (too_long,)
+        elif reading is not None and reading.question_cut:
+            warnings += ("the question is longer than the verifier reads; it read only its start",)
         if absent:
             names = ", ".join(f"'{name}'" for name in absent)
             warnings += (f"the documents of the best passages never mention {names}: they may be about something else",)
         return QueryResult(
-            question=question,
+            question=query.question,
             mode=query.mode,
             answerable=assessment.answerable,
             confidence=assessment.confidence,
