@@ -174,9 +174,9 @@ class Snapshot:
         return PassageView(passage, self.documents[passage.document], neighbour(position - 1), neighbour(position + 1), self)
 
     def allowed(self, filters: Filters) -> np.ndarray | None:
-        """The passages `filters` allows (one bool each), or None for no filter; InvalidInput names a document
-        this snapshot does not have."""
-        allowed = passage_mask(filters.check(self.documents), self.passages, self.documents)
+        """The passages `filters` allows (one bool each), or None for no filter; InvalidInput names a document or
+        a section this snapshot does not have."""
+        allowed = passage_mask(filters.check(self.documents, self.passages), self.passages, self.documents)
         retired = self.retired.ids_in(self.documents)
         if not retired:
             return allowed

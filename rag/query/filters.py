@@ -6,7 +6,7 @@ dropped, so a filtered query returns the best passages within the filter,
 never a global top-k cut down afterwards.
 
 `Filters.parse(raw)` checks a filter's shape once (rag.query.request.Query) and
-`Filters.check(documents)` its document ids against the snapshot it runs on,
+`Filters.check(documents, passages)` its document ids and sections against the snapshot it runs on,
 each saying what is wrong in one sentence (a malformed date, an unknown
 document id); `passage_mask` turns it into one boolean per passage.
 
@@ -75,11 +75,19 @@ class Filters:
             raise InvalidInput(f"filters: published_after ({after}) is later than published_before ({before})")
         return cls(ids, _strings(authors, "authors"), after, before, _strings(sections, "sections"))
 
-    def check(self, documents: Mapping) -> "Filters":
-        """This filter, if every document it names is in `documents` (one snapshot's); InvalidInput otherwise."""
+    def check(self, documents: Mapping, passages=()) -> "Filters":
+        """This filter, if every document it names is in `documents` and every section it names is the section of
+        one of `passages` (one snapshot's); InvalidInput otherwise: a filter that can match nothing is a mistake
+        to say, not an empty answer."""
         missing = [i for i in self.documents if i not in documents]
         if missing:
             raise InvalidInput(f"filters.documents: no document with id {', '.join(map(repr, missing))}")
+        if self.sections:
+            titles = {p.section or UNTITLED_SECTION for p in passages}
+            unknown = [s for s in self.sections if not any(_section_matches(t, {s.casefold()}) for t in titles)]
+            if unknown:
+                raise InvalidInput(f"filters.sections: no section titled {', '.join(map(repr, unknown))} "
+                                   f"(a section is named as citations show it; {UNTITLED_SECTION!r} is the text before the first heading)")
         return self
 
     def allows_document(self, document) -> bool:

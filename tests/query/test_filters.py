@@ -122,6 +122,8 @@ def test_filters_over_http_mcp_and_cli(two_documents, encoders, monkeypatch, cap
         assert {p["citation"]["document"] for p in got["passages"]} == {"notes"}
         bad = client.post("/query", json={"question": QUESTION, "filters": {"documents": ["nope"], "published_after": "2018-01-01"}})
         assert bad.status_code == 422 and "no document with id 'nope'" in bad.json()["error"]
+        no_section = client.post("/query", json={"question": QUESTION, "filters": {"sections": ["No Such Section"]}})
+        assert no_section.status_code == 422 and "no section titled 'No Such Section'" in no_section.json()["error"]
         bad_body_date = client.post("/query", json={"question": QUESTION, "filters": {"published_after": "2018-13-01"}})
         assert bad_body_date.status_code == 422 and "filters.published_after" in bad_body_date.json()["error"]
         bad_date = client.get("/query", params={"q": QUESTION, "published_before": "01/02/2018"})
