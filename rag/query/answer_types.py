@@ -137,16 +137,36 @@ def days_of_months(text: str) -> list[tuple[str, tuple[int, int]]]:
     return found
 
 
+# a version: three or four dotted numbers ("3.7.1"), or two after "version", "release" or "v" ("version 3.9", "v2.4")
+_VERSION_ASKED = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+){2,3})(?![.\d])|\b(?:version|release|v)\s?(\d+\.\d+)(?![.\d])", re.I)
+_VERSION_HELD = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)(?![.\d])", re.I)  # in a text: any dotted number counts
+
+
+def _version(text: str) -> str:
+    """A version without its trailing zero parts: "3.9.0" and "3.9" are one version."""
+    parts = text.split(".")
+    while len(parts) > 2 and parts[-1] == "0":
+        parts.pop()
+    return ".".join(parts[:-1] if len(parts) == 2 and parts[-1] == "0" else parts)
+
+
+def versions_asked(question: str) -> list[tuple[str, str]]:
+    """(as written, normalised) of each version the question names: "What was added in version 3.9.0?" -> 3.9."""
+    return [(m.group(1) or m.group(2), _version(m.group(1) or m.group(2))) for m in _VERSION_ASKED.finditer(question)]
+
+
 class Vocabulary:
     """The words of a text (`_word_keys`), asked whether it holds a word in some form: exactly, or sharing its
     first letters with one of them (at least four, and all but the last three of the longer word), so that
     "German" meets "Germany", "Egyptian" "Egypt" and "Asian" "Asia", but "Portugal" not "Porto"; and the days of
-    months it names, however written ("18 March", "March 18th", "2025-03-18"). Built once per document and kept."""
+    months it names, however written ("18 March", "March 18th", "2025-03-18"), and its dotted numbers (versions:
+    "3.7.1", "v2.4"). Built once per document and kept."""
 
     def __init__(self, text: str):
         self.words = frozenset(_word_keys(text))
         self._sorted = sorted(self.words)
         self.days = frozenset(day for _, day in days_of_months(text))
+        self.versions = frozenset(_version(m.group(1)) for m in _VERSION_HELD.finditer(text))
 
     def holds(self, word: str) -> bool:
         if word in self.words:
@@ -175,14 +195,16 @@ def _roman(value: int) -> str:
 
 
 def names_absent(question: str, vocabularies: list[Vocabulary]) -> list[str]:
-    """The names of the question (`named_in`), its years and its days of months that none of `vocabularies` holds
+    """The names of the question (`named_in`), its years, days of months and versions that none of `vocabularies` holds
     (a name whole: every word of it in one of them), as the question writes them: "What is the nightly hotel limit
     in Barcelona?" over a policy that lists Lisbon, Porto and Madrid -> ["Barcelona"]; "When is the board meeting
     on 18 April 2025?" over minutes that say 18 March 2025 -> ["18 April"]."""
     asked = named_in(question) + [(year, frozenset(_word_keys(year))) for year in _YEAR.findall(question)]
     absent = [surface for surface, keys in dict(asked).items() if not any(all(v.holds(w) for w in keys) for v in vocabularies)]
     days = dict(days_of_months(question))
-    return absent + [surface for surface, day in days.items() if not any(day in v.days for v in vocabularies)]
+    absent += [surface for surface, day in days.items() if not any(day in v.days for v in vocabularies)]
+    versions = dict(versions_asked(question))
+    return absent + [surface for surface, version in versions.items() if not any(version in v.versions for v in vocabularies)]
 
 
 def _is_name(word: str) -> bool:

@@ -176,6 +176,14 @@ def test_a_number_after_a_name_is_held_as_written_or_as_a_roman_numeral():
     assert absent("Where was the Feb 2010 call published?") == []  # "Feb" is a month, as "February" is
 
 
+def test_versions_must_be_held_as_written_but_for_trailing_zeros():
+    notes = answer_types.Vocabulary("Version 3.7.1 (28 May 2025) fixed rounding. v2.4 was the first. It costs 1.2 million.")
+    absent = lambda question: answer_types.names_absent(question, [notes])  # noqa: E731
+    assert absent("When was version 3.7.1 released?") == [] and absent("What changed in v2.4.0?") == []
+    assert absent("What was added in version 3.9.0?") == ["3.9.0"] and absent("What is new in version 3.8?") == ["3.8"]
+    assert absent("Is it 2.5 percent?") == []  # a decimal is no version unless named one
+
+
 def test_a_table_has_the_row_only_when_one_row_holds_each_name_whole():
     rows = ["4 | Chen Wei | Engineering | Warsaw", "5 | Vera Conti | Legal | Madrid"]
     context = "row | Name | Department | Office Staff staff"
