@@ -658,10 +658,33 @@ def read_xlsx(raw: bytes, name: str, max_bytes: int) -> Extracted:
                 if hasattr(sheet, "reset_dimensions"):
                     sheet.reset_dimensions()  # a stale <dimension> must not cut rows off
                 title = clean(sheet.title)[:MAX_HEADING_CHARS] or "Sheet"
-                out.rows(enumerate(sheet.iter_rows(values_only=True), 1), numbered=True, heading=title)  # an empty sheet: nothing
+                rows = ([_shown_value(c) for c in row] for row in sheet.iter_rows())
+                out.rows(enumerate(rows, 1), numbered=True, heading=title)  # an empty sheet: nothing
         finally:
             workbook.close()
     return out.extracted(meta, "xlsx", "Excel workbook")
+
+
+_DECIMALS = re.compile(r"0\.(0+)")
+_CURRENCY = re.compile(r'"([^"0#]{1,4})"|\[\$([^\]\-]{1,4})(?:-[0-9A-Fa-f]+)?\]|([£$€¥₹])')
+
+
+def _shown_value(cell):
+    """A number as its cell's format shows it ("0%" -> "10%", '"£"#,##0.00' -> "£1,234.50"), so that what a reader
+    of the sheet sees, and asks about, is in the text; any other value as it is (rag.corpus.office._cell)."""
+    value, form = getattr(cell, "value", None), getattr(cell, "number_format", None) or "General"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or form == "General" or not math.isfinite(value):
+        return value
+    form = form.split(";")[0]  # the format of positive numbers
+    decimals = _DECIMALS.search(form)
+    places = len(decimals.group(1)) if decimals else 0
+    if "%" in form:
+        return f"{value * 100:.{places}f}%"
+    if not decimals and "#,##0" not in form and not _CURRENCY.search(form):
+        return value
+    number = f"{value:,.{places}f}" if "#,##0" in form else f"{value:.{places}f}"
+    symbol = _CURRENCY.search(form)
+    return f"{next(g for g in symbol.groups() if g)}{number}" if symbol else number
 
 
 def read_csv(raw: bytes, name: str, max_bytes: int) -> Extracted:

@@ -411,6 +411,25 @@ def test_word_lists_keep_their_numbers_and_bullets_and_library_defaults_are_no_m
     assert (load_document(tmp_path / "signed.docx").author, load_document(tmp_path / "signed.docx").published) == ("Ann Smith", "2024-05-02")
 
 
+def test_a_sheets_numbers_read_as_their_cells_show_them(tmp_path):
+    """A discount formatted 0% is 0.1 in the file and "10%" on screen; the reader, and the question, see the screen."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.title = "Pricing"
+    sheet.append(["Plan", "Price", "Discount", "Seats", "Total", "Rate"])
+    sheet.append(["Team", 12.5, 0.1, 5, 1234.5, 0.075])
+    for cell, form in (("B2", '"£"#,##0.00'), ("C2", "0%"), ("E2", "#,##0.00"), ("F2", "0.0%")):
+        sheet[cell].number_format = form
+    sheet.append(["Pro", 30, 0.15, 10, 20000, 3.5])
+    sheet["B3"].number_format, sheet["C3"].number_format = "[$€-407]#,##0.00", "0%"
+    workbook.save(tmp_path / "pricing.xlsx")
+    text = load_document(tmp_path / "pricing.xlsx").text
+    assert "2 | Team | £12.50 | 10% | 5 | 1,234.50 | 7.5%" in text
+    assert "3 | Pro | €30.00 | 15% | 10 | 20000 | 3.5" in text  # General stays as stored
+
+
 def test_eml_of_attachments_only_is_read_and_one_of_nothing_readable_is_skipped(tmp_path):
     message = EmailMessage()
     message["Subject"], message["From"], message["Date"] = "Rota", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"
