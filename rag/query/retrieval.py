@@ -80,7 +80,7 @@ def asked_sentences(text: str, budget: int) -> str:
         kept.insert(0, sentence[-budget:] if not kept and len(sentence) > budget else sentence)
         used += len(kept[0]) + 1
     return " ".join(kept)
-VOCABULARIES = 256  # documents whose words are kept for `names_absent` (the most recently cited)
+VOCABULARIES = 64  # documents whose words are kept for `names_absent`, the most recently cited (a 1 MB text: some 5 MB)
 
 
 class Retriever:
