@@ -684,17 +684,18 @@ SECTION_PATH = " › "  # between the titles of a Markdown section and the headi
 
 
 def _qualified_titles(body: list[tuple[int, int, str]], extracted: formats.Extracted) -> dict[int, str]:
-    """Each heading block's section title, by its start. A Markdown section's title is its path: the titles of the
-    headings it sits under, then its own (`SECTION_PATH`), so that "### Fixed" under every release of a changelog
-    names its release, in the citation and in what is embedded. Other formats' headings carry no level, so their
-    titles stay as written."""
+    """Each heading block's section title, by its start. A Markdown or Word section's title is its path: the titles
+    of the headings it sits under, then its own (`SECTION_PATH`), so that "### Fixed" under every release of a
+    changelog names its release, in the citation and in what is embedded. Other formats' headings carry no level
+    here, so their titles stay as written."""
     titles = {start: t for start, _, block in body if (t := _section_title(start, block, extracted)) is not None}
-    if extracted.kind != "markdown":
+    given = dict(extracted.heading_levels)  # Word's heading levels
+    if extracted.kind != "markdown" and not given:
         return titles
     above: list[tuple[int, str]] = []  # (level, title) of the headings the current one sits under
     for start, _, block in body:
         if start in titles:
-            level = (_markdown_heading(block) or (1, ""))[0]
+            level = (_markdown_heading(block) or (1, ""))[0] if extracted.kind == "markdown" else given.get(start, 1)
             while above and above[-1][0] >= level:
                 above.pop()
             own = titles[start]

@@ -129,7 +129,7 @@ def _extract(suffix: str, raw: bytes, name: str, max_bytes: int, seconds: float 
     _check_size(extracted.text, name, max_bytes)
     if LONE_SURROGATE.search(extracted.text):  # one character for one: every offset stays where it was
         extracted = Extracted(LONE_SURROGATE.sub("\ufffd", extracted.text), extracted.metadata, extracted.body_floor,
-                              extracted.kind, extracted.headings, extracted.pages)
+                              extracted.kind, extracted.headings, extracted.pages, extracted.heading_levels)
     return extracted
 
 
@@ -338,7 +338,8 @@ class Extractor:
             raise (Stopped if reply.get("stopped") else Unreadable)(reply["unreadable"])
         found = reply["extracted"]
         metadata = {k: tuple(v) if k == "authors" else v for k, v in found["metadata"].items()}
-        return Extracted(found["text"], metadata, found["body_floor"], found["kind"], frozenset(found["headings"]), tuple(found["pages"]))
+        return Extracted(found["text"], metadata, found["body_floor"], found["kind"], frozenset(found["headings"]), tuple(found["pages"]),
+                         tuple((offset, level) for offset, level in found.get("heading_levels", ())))
 
 
 def _receive(fd: int, deadline: float) -> bytes:
@@ -393,7 +394,8 @@ def serve_worker() -> None:
         try:
             found = _extract(request["suffix"], raw, name, request["max_bytes"], request["seconds"])
             reply = {"extracted": {"text": found.text, "metadata": found.metadata, "body_floor": found.body_floor, "kind": found.kind,
-                                   "headings": sorted(found.headings), "pages": list(found.pages)}}
+                                   "headings": sorted(found.headings), "pages": list(found.pages),
+                                   "heading_levels": [list(pair) for pair in found.heading_levels]}}
         except ocr.OutOfTime as exc:
             reply = {"unreadable": str(exc), "stopped": True}
         except Unreadable as exc:

@@ -145,16 +145,20 @@ class _Text:
         self.name, self.max_bytes = name, max_bytes
         self.parts: list[str] = []
         self.headings: list[int] = []
+        self.levels: list[tuple[int, int]] = []  # (offset, level) of headings whose level the file gives
         self.pages: list[int] = []
         self.offset = 0
         self.size = 0
 
-    def block(self, text: str, heading: bool = False) -> None:
-        """Add one block: `text` must hold no blank line and no surrounding whitespace (see `paragraph`, `lines`)."""
+    def block(self, text: str, heading: bool = False, level: int | None = None) -> None:
+        """Add one block: `text` must hold no blank line and no surrounding whitespace (see `paragraph`, `lines`);
+        a heading may carry its level (1 the top), which makes a section's title its path (rag.corpus.documents)."""
         if not text:
             return
         if heading:
             self.headings.append(self.offset)
+            if level is not None:
+                self.levels.append((self.offset, level))
         self.parts.append(text)
         self.offset += len(text) + 2
         self.size += len(text.encode("utf-8", "surrogatepass")) + 2
@@ -183,7 +187,8 @@ class _Text:
             raise Unreadable(f"{self.name} has no text that could be extracted from the {what}")
         source = f"{self.name} {what} metadata"
         meta = validate({k: v for k, v in metadata.items() if v not in (None, "")}, source, lenient=True)
-        return Extracted("\n\n".join(self.parts) + "\n", meta, kind=kind, headings=frozenset(self.headings), pages=tuple(self.pages))
+        return Extracted("\n\n".join(self.parts) + "\n", meta, kind=kind, headings=frozenset(self.headings), pages=tuple(self.pages),
+                         heading_levels=tuple(self.levels))
 
 
 def row_groups(rows: Iterable[tuple[int, Iterable]], numbered: bool) -> Iterator[str]:
@@ -327,7 +332,8 @@ def read_docx(raw: bytes, name: str, max_bytes: int) -> Extracted:
                 elif role == "subtitle" and not subtitled and text:
                     meta["subtitle"], subtitled = text, True
                     role = None
-                out.block(text, heading=role in ("title", "heading") and len(text) <= MAX_HEADING_CHARS)
+                heading = role in ("title", "heading") and len(text) <= MAX_HEADING_CHARS
+                out.block(text, heading=heading, level=_docx_level(item) if heading and role == "heading" else None)
             elif isinstance(item, Table):
                 out.rows(enumerate(_docx_rows(item), 1), numbered=False)
     return out.extracted(meta, "docx", "Word document")
@@ -418,6 +424,23 @@ def _formatted(value: int, kind: str) -> str:
                 roman, value = roman + numeral, value - amount
         return roman.upper() if kind == "upperRoman" else roman
     return str(value)
+
+
+def _docx_level(paragraph) -> int | None:
+    """A Word heading's level (1 the top): its style's number ("Heading 2"), else its outline level plus one."""
+    style, seen = paragraph.style, 0
+    own = _outline_level(paragraph._p)
+    if own is not None:
+        return own + 1
+    while style is not None and seen < 10:
+        match = _HEADING_STYLE.match((style.name or "").strip().lower())
+        if match:
+            return int(match.group(1))
+        outline = _outline_level(style.element)
+        if outline is not None:
+            return outline + 1
+        style, seen = style.base_style, seen + 1
+    return None
 
 
 def _docx_role(paragraph) -> str | None:

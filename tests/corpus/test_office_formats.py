@@ -274,9 +274,10 @@ def test_every_office_file_is_a_document_and_every_offset_indexes_its_text(servi
 def test_docx_headings_are_sections_and_a_table_is_rows_of_text(service, docs):
     rivers = docs["rivers"]
     assert (rivers.title, rivers.author, rivers.published) == ("Rivers of the North", "Ann Writer", "2021-04-05")
-    assert sections(rivers) == [None, "Sources", "Tributaries", "Mouths"]  # the Title paragraph is the title, not a section
+    # the Title paragraph is the title, not a section; a heading of level 2 names the level-1 heading it sits under
+    assert sections(rivers) == [None, "Sources", "Sources › Tributaries", "Mouths"]
     table = next(p for p in passages_of(service, "rivers") if "Rhine" in p.text)
-    assert table.section == "Tributaries"
+    assert table.section == "Sources › Tributaries"
     assert "River | Length | Country\nRhine | 1233 | Germany\nDanube | 2850 | Austria" in table.text
 
 
