@@ -86,6 +86,7 @@ class Sentence:
     cosine: float
     header: str | None = None  # a table line's header (rag.corpus.passage_text.row_headers); None for any other sentence
     context: str = ""  # a table line's section and document: where a sheet is named
+    section: str = ""  # the section (its Markdown or Word path) the sentence sits under
 
 
 def best_evidence(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float) -> tuple[float, float]:
@@ -93,7 +94,10 @@ def best_evidence(question: str, question_terms: set[str], sentences: Sequence[S
     if not sentences:
         return 0.0, 0.0
     cover, best = _best_covering(question_terms, sentences, idf, unseen)
-    return cover, float(type_met(answer_type(question), best.text, question))
+    kind = answer_type(question)
+    # a date in the heading the sentence sits under answers "when" for it: "[2.3.0] - 2025-02-20 › Added" over
+    # "- SMS reminders." (a changelog, minutes, release notes); no bundled or SQuAD section holds a date
+    return cover, float(type_met(kind, best.text, question) or (kind == "date" and type_met(kind, best.section, question)))
 
 
 def missing_row(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float,
@@ -263,17 +267,18 @@ class Judge:
         self.model = MODEL  # a question the verifier read is judged by MODEL blended with MODEL_VERIFIED (its best logit the third feature)
 
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False) -> Assessment:
-        rows, texts, headers, contexts = [], [], [], []
+        rows, texts, headers, contexts, sections = [], [], [], [], []
         for i in top:
             passage = self.sentences.passages[i]
             rows.extend(self.sentences.rows_of(i))
             texts.extend(self.sentences.texts_of(i))
             headers.extend(row_headers(passage))
             contexts.extend([f"{passage.section or ''} {passage.document}"] * len(passage.sentences))
+            sections.extend([passage.section or ""] * len(passage.sentences))
         vectors = np.asarray(self.sentences.vectors[rows], dtype=np.float32)
         cosines = vectors @ embedded.vector
         terms = self.sentences.terms
-        evidence = [Sentence(t, terms[r], float(c), h, x) for t, r, c, h, x in zip(texts, rows, cosines, headers, contexts)]
+        evidence = [Sentence(t, terms[r], float(c), h, x, s) for t, r, c, h, x, s in zip(texts, rows, cosines, headers, contexts, sections)]
         masked = None
         if embedded.tokens is not None:  # the masked question pooled from the question's own word pieces
             model, best = self.model, RELATION_BEST

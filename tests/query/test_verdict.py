@@ -116,6 +116,17 @@ def test_best_evidence_checks_the_type_in_the_best_covering_sentence():
     assert V.best_evidence("When?", set(), [], idf, 4.0) == (0.0, 0.0)
 
 
+def test_a_date_in_the_heading_a_sentence_sits_under_answers_when():
+    idf = {"sms": 4.0, "remind": 3.0, "ad": 1.0}
+    added = V.Sentence("- SMS reminders for booked repair slots.", frozenset({"sms", "remind"}), 0.7, section="[2.3.0] - 2025-02-20 › Added")
+    assert V.best_evidence("When were SMS reminders added?", {"sms", "remind", "ad"}, [added], idf, 4.0)[1] == 1.0
+    undated = V.Sentence("- SMS reminders for booked repair slots.", frozenset({"sms", "remind"}), 0.7, section="Added")
+    assert V.best_evidence("When were SMS reminders added?", {"sms", "remind", "ad"}, [undated], idf, 4.0)[1] == 0.0
+    # only "when": a version's digits in the heading are no count for "how many"
+    assert V.best_evidence("How many SMS reminders?", {"sms", "remind"}, [V.Sentence("- SMS reminders.", frozenset({"sms", "remind"}), 0.7,
+                                                                                         section="[2.3.0] › Added")], idf, 4.0)[1] == 0.0
+
+
 def test_asked_entities_are_name_runs_and_codes():
     assert answer_types.asked_entities("Which department does Chen Wei work in?") == [frozenset({"chen", "wei"})]
     assert answer_types.asked_entities("Who started earlier, Chen Wei or Dana Scott?") == [frozenset({"chen", "wei"}), frozenset({"dana", "scott"})]
