@@ -686,22 +686,27 @@ SECTION_PATH = " › "  # between the titles of a Markdown section and the headi
 def _qualified_titles(body: list[tuple[int, int, str]], extracted: formats.Extracted) -> dict[int, str]:
     """Each heading block's section title, by its start. A Markdown or Word section's title is its path: the titles
     of the headings it sits under, then its own (`SECTION_PATH`), so that "### Fixed" under every release of a
-    changelog names its release, in the citation and in what is embedded. Other formats' headings carry no level
-    here, so their titles stay as written."""
+    changelog names its release, in the citation and in what is embedded. A web page's heading levels are often
+    chosen for their look (a Sphinx page's "Contents" above its chapters), so there only a title the page repeats
+    takes the heading above it ("Version 3.7.1 › Fixed"). Other formats' headings carry no level here, so their
+    titles stay as written."""
     titles = {start: t for start, _, block in body if (t := _section_title(start, block, extracted)) is not None}
-    given = dict(extracted.heading_levels)  # Word's heading levels
+    given = dict(extracted.heading_levels)  # Word's and HTML's heading levels
     if extracted.kind != "markdown" and not given:
         return titles
+    paths: dict[int, list[str]] = {}
     above: list[tuple[int, str]] = []  # (level, title) of the headings the current one sits under
     for start, _, block in body:
         if start in titles:
             level = (_markdown_heading(block) or (1, ""))[0] if extracted.kind == "markdown" else given.get(start, 1)
             while above and above[-1][0] >= level:
                 above.pop()
-            own = titles[start]
-            titles[start] = SECTION_PATH.join([t for _, t in above] + [own])
-            above.append((level, own))
-    return titles
+            paths[start] = [t for _, t in above] + [titles[start]]
+            above.append((level, titles[start]))
+    if extracted.kind != "html":
+        return {start: SECTION_PATH.join(path) for start, path in paths.items()}
+    repeated = {t.casefold() for t in titles.values() if sum(u.casefold() == t.casefold() for u in titles.values()) > 1}
+    return {start: SECTION_PATH.join(path[-2:]) if path[-1].casefold() in repeated else path[-1] for start, path in paths.items()}
 
 
 def _structure(

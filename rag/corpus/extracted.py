@@ -19,4 +19,4 @@ class Extracted:
     kind: str = "text"  # text | markdown | html | pdf | an office kind (office.HEADED_KINDS): how headings are recognised
     headings: frozenset[int] = frozenset()  # html and office kinds: the start offsets of heading blocks
     pages: tuple[int, ...] = ()  # start offset of each page (PDF) or slide (.pptx)
-    heading_levels: tuple[tuple[int, int], ...] = ()  # (offset, level 1-9) of the headings whose level the format gives (Word)
+    heading_levels: tuple[tuple[int, int], ...] = ()  # (offset, level 1-9) of the headings whose level the format gives (Word, HTML)

@@ -73,11 +73,11 @@ def read_html(raw: bytes, name: str) -> Extracted:
     if _lost_headings(root, blocks) or _holds_code(root):
         blocks = _walk_page(root)
     blocks = [(text, heading) for text, heading in blocks if heading or not _NAV_LINE.match(text)]
-    text, headings = _join_blocks(blocks)
+    text, levels = _join_blocks(blocks)
     if not text.strip():
         raise Unreadable(f"{name} has no main text that could be extracted")
     meta = validate(page_metadata(tree, root), f"{name} page metadata", lenient=True)
-    return Extracted(text, meta, kind="html", headings=frozenset(headings))
+    return Extracted(text, meta, kind="html", headings=frozenset(levels), heading_levels=tuple(levels.items()))
 
 
 # --- trafilatura ------------------------------------------------------------------------------
@@ -118,13 +118,21 @@ def _flatten(element, blocks: list[tuple[str, bool]]) -> None:
     for child in element:
         if child.tag in _TRAFILATURA_BLOCKS and not (child.tag == "code" and element.tag not in _CONTAINERS | {"item"}
                                                      and "\n" not in "".join(child.itertext()).strip()):
-            _emit(inline, element.tag == "head", blocks)
+            _emit(inline, _head_level(element), blocks)
             inline = []
             _flatten(child, blocks)
         else:
             inline.append("".join(child.itertext()))
         inline.append(child.tail or "")
-    _emit(inline, element.tag == "head", blocks)
+    _emit(inline, _head_level(element), blocks)
+
+
+def _head_level(element) -> int:
+    """A trafilatura `<head rend="h2">`'s level (2), 1 for a `<head>` without one; 0 for any other element."""
+    if element.tag != "head":
+        return 0
+    rend = element.get("rend") or ""
+    return int(rend[1]) if len(rend) == 2 and rend[0] == "h" and rend[1] in "123456" else 1
 
 
 # --- the structural walk ------------------------------------------------------------------------
@@ -199,7 +207,7 @@ def _walk(element, blocks: list[tuple[str, bool]], depth: int) -> None:
             _emit_inline(inline, blocks)
             inline = []
             if tag in _HEADINGS:
-                _emit([child.text_content()], True, blocks)
+                _emit([child.text_content()], int(tag[1]), blocks)
             elif tag == "pre":
                 _emit_code(child.text_content(), blocks)
             elif tag == "table" and _data_table(child):
@@ -244,7 +252,8 @@ def _emit_inline(parts: list[tuple[str, bool]], blocks: list[tuple[str, bool]]) 
 # --- blocks into text ----------------------------------------------------------------------------
 
 
-def _emit(parts: list[str], heading: bool, blocks: list[tuple[str, bool]]) -> None:
+def _emit(parts: list[str], heading: int, blocks: list[tuple[str, int]]) -> None:
+    """A block of text; `heading` its level as a heading (1-6), or 0 (False) for any other block."""
     text = clean("".join(parts))
     if text:
         blocks.append((text, heading))
@@ -266,14 +275,15 @@ def clean(text: str) -> str:
     return " ".join(text.replace("¶", " ").split())
 
 
-def _join_blocks(blocks: list[tuple[str, bool]]) -> tuple[str, list[int]]:
-    parts, headings, offset = [], [], 0
+def _join_blocks(blocks: list[tuple[str, int]]) -> tuple[str, dict[int, int]]:
+    """The page's text, and the offset -> level (1-6) of each heading block in it."""
+    parts, levels, offset = [], {}, 0
     for text, heading in blocks:
         if heading:
-            headings.append(offset)
+            levels[offset] = int(heading)
         parts.append(text)
         offset += len(text) + 2
-    return "\n\n".join(parts) + "\n", headings
+    return "\n\n".join(parts) + "\n", levels
 
 
 # --- metadata -------------------------------------------------------------------------------------

@@ -79,6 +79,17 @@ def test_a_markdown_section_is_named_by_its_path(tmp_path):
     assert "[2.3.0] - 2025-02-20 › Added" in heading_text(doc, passage)
 
 
+def test_a_web_page_qualifies_only_the_titles_it_repeats(tmp_path):
+    path = tmp_path / "notes.html"
+    path.write_text("<html><head><title>Release notes | Ledger</title></head><body><main><h1>Release notes</h1>"
+                    "<p>Intro text that is long enough to be kept by the extractor, about releases.</p>"
+                    "<h2>Version 3.7.1 (28 May 2025)</h2><h3>Fixed</h3><p>Fixed rounding of VAT on invoices in all currencies.</p>"
+                    "<h3>Added</h3><p>Added exports of invoices to CSV.</p><h2>Version 3.7.0 (2 May 2025)</h2><h3>Fixed</h3>"
+                    "<p>Fixed the login page on Safari for all users.</p></main></body></html>")
+    assert [p.section for p in load_document(path).paragraphs] == [
+        None, "Version 3.7.1 (28 May 2025) › Fixed", "Added", "Version 3.7.0 (2 May 2025) › Fixed"]
+
+
 def test_headings_without_levels_keep_their_titles(tmp_path):
     path = tmp_path / "changes.txt"
     path.write_text("Changes\n\nRelease 2.3.0\n\nSMS reminders were added.\n\nFixed\n\nDouble bookings were fixed.\n")
