@@ -509,7 +509,12 @@ def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted
         return None
     if extracted.kind == "html" or extracted.kind in office.HEADED_KINDS:
         return block if start in extracted.headings else None
-    return _heading_title(block, False) if extracted.kind == "text" else None
+    if extracted.kind != "text":
+        return None
+    title = _heading_title(block, False)
+    if title is None and "\n" in block.strip() and (line := _ruled_line(block)) and len(line) <= _MAX_HEADING_CHARS:
+        title = line if line[-1] not in ".!?:;,\"”’)]…" else None  # ruled off: a title even in lower case ("bw - the CLI")
+    return title
 
 
 _LATIN_LETTERS = str.maketrans({"ß": "ss", "æ": "ae", "Æ": "AE", "ø": "o", "Ø": "O", "œ": "oe", "Œ": "OE", "đ": "d",

@@ -90,6 +90,15 @@ def test_a_web_page_qualifies_only_the_titles_it_repeats(tmp_path):
         None, "Version 3.7.1 (28 May 2025) › Fixed", "Added", "Version 3.7.0 (2 May 2025) › Fixed"]
 
 
+def test_a_ruled_first_line_is_the_title_even_in_lower_case(tmp_path):
+    path = tmp_path / "bw-cli-README.txt"
+    path.write_text("bw - the Brightwell command-line tool\n=====================================\n\n"
+                    "Version 2.4.1, released 3 July 2025.\n\nInstallation\n------------\n\nInstall it with pipx.\n")
+    doc = load_document(path)
+    assert doc.title == "bw - the Brightwell command-line tool"  # not "bw cli README", from the file name
+    assert [s.title for s in doc.sections] == [None, "Installation"]
+
+
 def test_headings_without_levels_keep_their_titles(tmp_path):
     path = tmp_path / "changes.txt"
     path.write_text("Changes\n\nRelease 2.3.0\n\nSMS reminders were added.\n\nFixed\n\nDouble bookings were fixed.\n")
