@@ -35,6 +35,17 @@ def test_an_faq_question_that_wins_on_its_words_gives_way_to_its_answer():
     assert H.choose(sentences[:1]) == (0, (0,))  # a question with nothing after it in the passage stays
 
 
+def test_in_a_table_the_row_that_names_what_is_asked_wins_over_its_header_and_neighbours():
+    """"Who owns action item PM-102?": the header line holds "owner" and "item", the PM-103 row reads alike; the
+    header answers nothing and the row that holds PM-102 whole is the answer."""
+    header = H.Candidate("ID | Action | Owner | Due", 0, 24, 0.55, 0.5, header=True)
+    wanted = H.Candidate("PM-102 | Add an alert on replication lag | Tomás Silva | 2025-08-01", 25, 90, 0.50, 0.3, row_named=True)
+    other = H.Candidate("PM-103 | Write the failover runbook | Tomás Ruiz | 2025-08-15", 91, 150, 0.54, 0.2)
+    best, _ = H.choose([header, wanted, other])
+    assert best == 1
+    assert H.choose([header, H.Candidate(wanted.text, 25, 90, 0.50, 0.3), other])[0] == 2  # without the name: the closest row
+
+
 def test_a_question_with_a_footnote_is_still_a_question():
     assert H.is_question("Why was it so? [3]") and H.is_question("“Why?”") and not H.is_question("It was so.")
 
