@@ -51,7 +51,7 @@ class ChunkerParams:
     min_chars: int = 300
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 6}  # 3: table rows and list items are sentences; 4: no sentence across a blank line; 5: a text's last footnote mark stays with its sentence; 6: two sections of one title are never merged
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 6}  # 3: table rows and list items are sentences; 4: no sentence across a blank line; 5: a text's last footnote mark stays with its sentence; 6: two sections of one title are never merged, and Markdown, Word and repeated HTML section titles are paths (rag.corpus.documents)
 
     @property
     def max_chars(self) -> int:

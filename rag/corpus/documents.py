@@ -64,6 +64,7 @@ import os
 import re
 import stat
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -710,7 +711,8 @@ def _qualified_titles(body: list[tuple[int, int, str]], extracted: formats.Extra
             above.append((level, titles[start]))
     if extracted.kind != "html":
         return {start: SECTION_PATH.join(path) for start, path in paths.items()}
-    repeated = {t.casefold() for t in titles.values() if sum(u.casefold() == t.casefold() for u in titles.values()) > 1}
+    counts = Counter(t.casefold() for t in titles.values())
+    repeated = {t for t, n in counts.items() if n > 1}
     return {start: SECTION_PATH.join(path[-2:]) if path[-1].casefold() in repeated else path[-1] for start, path in paths.items()}
 
 

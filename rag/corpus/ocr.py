@@ -59,6 +59,8 @@ _PR_SET_PDEATHSIG = 1
 class OutOfTime(Unreadable):
     """OCR ran out of the file's time budget: a skip, but not remembered (the next load tries again)."""
 
+    not_remembered = True  # an e-mail whose PDF attachment ran out of time is not read without it (rag.corpus.office)
+
 
 def tools() -> tuple[str, str] | None:
     """The paths of `tesseract` and `pdftoppm` on PATH, or None when either is missing (then there is no OCR)."""

@@ -44,7 +44,7 @@ sections), and for slides the start offset of every slide (`pages`, so `page_of`
   address) the author, the Date the published date (YYYY-MM-DD); the text/plain body is preferred over
   text/html (flattened like .epub's). Each attachment of a kind read here (.txt, .md, .csv, .html, .pdf, .docx,
   .odt, .pptx, .xlsx, .epub, .rtf) follows the body as a section of its own, "Attachment: inventory.csv", read by
-  that kind's reader; other attachments (pictures, archives, a forwarded .eml) and one that cannot be read, or that
+  that kind's reader (.txt and .md as plain paragraphs); other attachments (pictures, archives, a forwarded .eml) and one that cannot be read, or that
   would take the message over its size limit, are left out, and the message is read. A plain body keeps its lines, without the
   message it replies to (`>` lines, the "On ..., X wrote:" line, an Outlook "-----Original Message-----" and
   what follows; in an HTML body the quote mail clients mark, `_HTML_QUOTES`): that message is cited as its own
@@ -688,26 +688,32 @@ def read_xlsx(raw: bytes, name: str, max_bytes: int) -> Extracted:
     return out.extracted(meta, "xlsx", "Excel workbook")
 
 
-_DECIMALS = re.compile(r"0\.(0+)")
-_CURRENCY = re.compile(r'"([^"0#]{1,4})"|\[\$([^\]\-]{1,4})(?:-[0-9A-Fa-f]+)?\]|([£$€¥₹])')
+# The number formats shown as the cell shows them: a currency sign before (quoted, [$£-809], or bare), then 0 or
+# #,##0, decimals, a percent sign. Anything else (scientific, scaled by commas, units after, conditions, a section
+# for zero or text) keeps the stored value: a wrong rendering is worse than the plain number.
+_SHOWN_FORMAT = re.compile(r'(?:"(?P<quoted>[^"0#]{1,4})"|\[\$(?P<code>[^\]\-]{1,4})(?:-[0-9A-Fa-f]+)?\]|(?P<bare>[£$€¥₹]))?'
+                           r"(?P<digits>#,##0|0)(?:\.(?P<decimals>0+))?(?P<percent>%)?")
 
 
 def _shown_value(cell):
-    """A number as its cell's format shows it ("0%" -> "10%", '"£"#,##0.00' -> "£1,234.50"), so that what a reader
-    of the sheet sees, and asks about, is in the text; any other value as it is (rag.corpus.office._cell)."""
+    """A number as its cell's format shows it ("0%" -> "10%", '"£"#,##0.00' -> "£1,234.50", rounded half up as
+    Excel does), so that what a reader of the sheet sees, and asks about, is in the text; any other value, or a
+    format outside `_SHOWN_FORMAT`, as it is stored (rag.corpus.office._cell)."""
+    from decimal import ROUND_HALF_UP, Decimal
+
     value, form = getattr(cell, "value", None), getattr(cell, "number_format", None) or "General"
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or form == "General" or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return value
-    form = form.split(";")[0]  # the format of positive numbers
-    decimals = _DECIMALS.search(form)
-    places = len(decimals.group(1)) if decimals else 0
-    if "%" in form:
-        return f"{value * 100:.{places}f}%"
-    if not decimals and "#,##0" not in form and not _CURRENCY.search(form):
-        return value
-    number = f"{value:,.{places}f}" if "#,##0" in form else f"{value:.{places}f}"
-    symbol = _CURRENCY.search(form)
-    return f"{next(g for g in symbol.groups() if g)}{number}" if symbol else number
+    shown = _SHOWN_FORMAT.fullmatch(form.strip())
+    if shown is None or (shown["digits"] == "0" and not shown["decimals"] and not shown["percent"] and not shown.group(1)
+                         and not shown["code"] and not shown["bare"]):
+        return value  # "General", "0" and every other format: the stored number
+    places = len(shown["decimals"] or "")
+    number = Decimal(repr(value)) * (100 if shown["percent"] else 1)
+    rounded = number.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    text = f"{rounded:,.{places}f}" if shown["digits"] == "#,##0" else f"{rounded:.{places}f}"
+    symbol = shown["quoted"] or shown["code"] or shown["bare"] or ""
+    return f"{symbol}{text}{'%' if shown['percent'] else ''}"
 
 
 def read_csv(raw: bytes, name: str, max_bytes: int) -> Extracted:
@@ -943,11 +949,13 @@ def read_eml(raw: bytes, name: str, max_bytes: int, read_pdf: Callable[[bytes, s
         if body is not None:
             _read_body(body, name, out)
         for filename, blocks in _attachments(message, name, max_bytes, read_pdf):
-            if out.size + sum(len(text.encode("utf-8", "surrogatepass")) + 2 for text, _ in blocks) > max_bytes:
+            heading = f"Attachment: {filename}"
+            size = sum(len(text.encode("utf-8", "surrogatepass")) + 2 for text, _ in [(heading, True), *blocks])
+            if out.size + size > max_bytes:
                 continue  # the message's own text first: an attachment that does not fit is left out
-            out.block(f"Attachment: {filename}", heading=True)
-            for text, heading in blocks:
-                out.block(text, heading=heading)
+            out.block(heading, heading=True)
+            for text, is_heading in blocks:
+                out.block(text, heading=is_heading and len(text) <= MAX_HEADING_CHARS)
         if not out.parts:
             raise Unreadable(f"{name} has no text body and no attachment of a kind read here")
     return out.extracted(meta, "eml", "e-mail message")
@@ -975,14 +983,18 @@ ATTACHMENT_SUFFIXES = (".txt", ".md", ".markdown", ".csv", ".html", ".htm", ".pd
 def _attachments(message, name: str, max_bytes: int, read_pdf) -> Iterator[tuple[str, list[tuple[str, bool]]]]:
     """(file name, its (text, is heading) blocks) for each attachment of a kind read here that can be read."""
     for part in message.iter_attachments():
-        filename = " ".join(str(part.get_filename() or "").split())
+        filename = clean(str(part.get_filename() or ""))[:MAX_HEADING_CHARS - len("Attachment: ")]
         suffix = ("." + filename.rsplit(".", 1)[-1].lower()) if "." in filename else ""
         if suffix not in ATTACHMENT_SUFFIXES or (suffix == ".pdf" and read_pdf is None):
             continue
         try:
             raw = part.get_payload(decode=True) or b""
             blocks = _attachment_blocks(raw, suffix, f"{name}: attachment {filename}", max_bytes, read_pdf)
-        except (Unreadable, ValueError, LookupError, UnicodeError, TypeError):
+        except Unreadable as exc:
+            if getattr(exc, "not_remembered", False):  # OCR out of time: the message is read again next time, whole
+                raise
+            continue
+        except (ValueError, LookupError, UnicodeError, TypeError):
             continue
         if blocks:
             yield filename, blocks

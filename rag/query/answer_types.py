@@ -106,7 +106,7 @@ def named_in(question: str) -> list[tuple[str, frozenset[str]]]:
         if not any(c.isalpha() for word in words for c in word):  # "June 1": a month and a day, no name
             continue
         named.append((" ".join(words), frozenset(_word_keys(" ".join(words)))))
-    named += [(t, frozenset(_word_keys(t))) for t in _TOKEN.findall(question) if _is_code(t)]
+    named += [(t, frozenset(_word_keys(t))) for t in _TOKEN.findall(_VERSION_ASKED.sub(" ", question)) if _is_code(t)]  # "v2.4" is no code "v2"
     seen: dict[frozenset[str], str] = {}
     for surface, keys in named:
         if keys and keys not in seen:
@@ -123,23 +123,32 @@ _DAY_MONTH = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?: of)? ({_MONTH_WORD})
 _ISO_DATE = re.compile(r"\b(?:1[0-9]|20)\d{2}-([01]\d)-([0-3]\d)\b")
 
 
-def days_of_months(text: str) -> list[tuple[str, tuple[int, int]]]:
-    """(as written, (day, month)) of each day of a month `text` names: "18 April 2025" -> ("18 April", (18, 4))."""
+_NUMERIC_DATE = re.compile(r"\b(\d{1,2})[/.](\d{1,2})[/.](?:\d{4}|\d{2})\b")  # 18/04/2025, 4.18.25: either order is held
+
+
+def days_of_months(text: str, asked: bool = False) -> list[tuple[str, tuple[int, int]]]:
+    """(as written, (day, month)) of each day of a month `text` names: "18 April 2025" -> ("18 April", (18, 4)).
+    In a question (`asked`) the month must be capitalised ("10 may attend" is no date) and a date of digits alone is
+    not read; in a document "18/04/2025" is held as either order, since which one it means is not written."""
     found = []
     for match in _DAY_MONTH.finditer(text):
         day, month = (match.group(1), match.group(2)) if match.group(1) else (match.group(4), match.group(3))
-        if 1 <= int(day) <= 31:
+        if 1 <= int(day) <= 31 and not (asked and month[0].islower()):
             found.append((match.group(0).rstrip("."), (int(day), _MONTH_OF[month.lower()])))
     for match in _ISO_DATE.finditer(text):
         month, day = int(match.group(1)), int(match.group(2))
         if 1 <= month <= 12 and 1 <= day <= 31:
             found.append((match.group(0), (day, month)))
+    if not asked:
+        for match in _NUMERIC_DATE.finditer(text):
+            a, b = int(match.group(1)), int(match.group(2))
+            found += [(match.group(0), (x, y)) for x, y in ((a, b), (b, a)) if 1 <= x <= 31 and 1 <= y <= 12]
     return found
 
 
 # a version: three or four dotted numbers ("3.7.1"), or two after "version", "release" or "v" ("version 3.9", "v2.4")
-_VERSION_ASKED = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+){2,3})(?![.\d])|\b(?:version|release|v)\s?(\d+\.\d+)(?![.\d])", re.I)
-_VERSION_HELD = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)(?![.\d])", re.I)  # in a text: any dotted number counts
+_VERSION_ASKED = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+){2,3})(?!\.?\d)|\b(?:version|release|v)\s?(\d+\.\d+)(?!\.?\d)", re.I)
+_VERSION_HELD = re.compile(r"(?<![\w.])v?(\d+(?:\.\d+)+)(?!\.?\d)", re.I)  # in a text: any dotted number counts (a full stop may follow)
 
 
 def _version(text: str) -> str:
@@ -201,8 +210,8 @@ def names_absent(question: str, vocabularies: list[Vocabulary]) -> list[str]:
     on 18 April 2025?" over minutes that say 18 March 2025 -> ["18 April"]."""
     asked = named_in(question) + [(year, frozenset(_word_keys(year))) for year in _YEAR.findall(question)]
     absent = [surface for surface, keys in dict(asked).items() if not any(all(v.holds(w) for w in keys) for v in vocabularies)]
-    days = dict(days_of_months(question))
-    absent += [surface for surface, day in days.items() if not any(day in v.days for v in vocabularies)]
+    days = {day: surface for surface, day in reversed(days_of_months(question, asked=True))}  # one day named once
+    absent += [surface for day, surface in days.items() if not any(day in v.days for v in vocabularies)]
     versions = dict(versions_asked(question))
     return absent + [surface for surface, version in versions.items() if not any(version in v.versions for v in vocabularies)]
 

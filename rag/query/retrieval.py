@@ -18,7 +18,6 @@ layers render them from it. `timings_ms` says what each stage cost.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -26,14 +25,14 @@ from functools import lru_cache
 import numpy as np
 
 from rag.config import Mode
-from rag.corpus.chunking import Passage
+from rag.corpus.chunking import Passage, sentence_spans
 from rag.index.vector_store import FaissBm25Store, VectorStore
 from rag.query import verdict as verdicts
 from rag.query.coverage import idf_table, unseen_idf
 from rag.query import verification
 from rag.encoding.base import QuestionEmbedding
 from rag.query.answer_types import Vocabulary, names_absent
-from rag.query.highlight import Highlight, Highlighter, marks
+from rag.query.highlight import Highlight, Highlighter, is_question, marks
 from rag.query.ranking import Ranker
 from rag.query.request import Query
 from rag.query.sentences import Sentences
@@ -66,15 +65,13 @@ class QueryResult:
 
 
 TAIL_SHARE = 0.9  # a long question's question sentences: at most 0.9 of the characters the model's window held (so they fit)
-_ASKED = re.compile(r"[^.!?\n]*\?")  # a sentence that asks: from the end of the one before to its question mark
-
-
 def asked_sentences(text: str, budget: int) -> str:
     """The sentences of `text` that end with a question mark, the last ones first, as many as `budget` characters
     hold, in text order; "" when it asks nothing. "So, to put it simply: what are the hours?" keeps its lead-in."""
     kept: list[str] = []
     used = 0
-    for sentence in reversed([m.group().strip() for m in _ASKED.finditer(text)]):
+    asking = [text[a:b].strip() for a, b in sentence_spans(text) if is_question(text[a:b])]  # the corpus's sentence rules
+    for sentence in reversed(asking):
         if kept and used + len(sentence) + 1 > budget:
             break
         kept.insert(0, sentence[-budget:] if not kept and len(sentence) > budget else sentence)

@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 from api.app import create_app
 from api.settings import ServerSettings
 from rag.config import Settings
+from rag.corpus.passage_text import UNTITLED_SECTION
 
 pytestmark = pytest.mark.slow  # live servers, subprocesses, browsers or whole-set runs: `make test`, not `make test-fast`
 
@@ -65,11 +66,13 @@ def real_date(value):
 
 
 def with_live_filters(case):
-    """In a schema-valid case, filters name documents of the live index and real dates in order: things a schema
-    cannot say, which the library answers with a 422 naming them (tests/test_filters.py). Invalid cases are left alone."""
+    """In a schema-valid case, filters name documents and sections of the live index and real dates in order: things
+    a schema cannot say, which the library answers with a 422 naming them (tests/test_filters.py). Invalid cases are
+    left alone."""
     if case.meta is not None and case.meta.generation.mode != GenerationMode.POSITIVE:
         return
     live = sorted(APP.state.service.snapshot.documents)
+    sections = sorted({p.section or UNTITLED_SECTION for p in APP.state.service.snapshot.passages})
     if isinstance(case.query, dict):
         for key in ("published_after", "published_before"):
             if key in case.query:
@@ -78,6 +81,9 @@ def with_live_filters(case):
         if "document" in case.query:
             names = case.query["document"] if isinstance(case.query["document"], list) else [case.query["document"]]
             case.query["document"] = [live[0] for _ in names]
+        if "section" in case.query:
+            names = case.query["section"] if isinstance(case.query["section"], list) else [case.query["section"]]
+            case.query["section"] = [sections[0] for _ in names]
     body = case.body
     filters = body.get("filters") if isinstance(body, dict) else None
     if not isinstance(filters, dict):
@@ -88,6 +94,9 @@ def with_live_filters(case):
     names = filters.get("documents")
     if isinstance(names, list) and all(isinstance(n, str) and n.strip() for n in names):
         filters["documents"] = live[: len(names)]
+    titles = filters.get("sections")
+    if isinstance(titles, list) and all(isinstance(t, str) and t.strip() for t in titles):
+        filters["sections"] = [sections[i % len(sections)] for i in range(len(titles))]
     order_dates(filters)
 
 

@@ -429,6 +429,12 @@ def test_a_sheets_numbers_read_as_their_cells_show_them(tmp_path):
     text = load_document(tmp_path / "pricing.xlsx").text
     assert "2 | Team | £12.50 | 10% | 5 | 1,234.50 | 7.5%" in text
     assert "3 | Pro | €30.00 | 15% | 10 | 20000 | 3.5" in text  # General stays as stored
+    from types import SimpleNamespace
+
+    shown = lambda value, form: office._shown_value(SimpleNamespace(value=value, number_format=form))  # noqa: E731
+    assert (shown(12.5, '"£"#,##0'), shown(0.125, "0.00")) == ("£13", "0.13")  # half up, as Excel rounds
+    for form in ("0.00E+00", '0" kg"', '0.0,,"M"', '0.0%;-0.0%;"—"', "@"):  # shown otherwise: the stored number
+        assert shown(2.5, form) == 2.5
 
 
 def test_eml_of_attachments_only_is_read_and_one_of_nothing_readable_is_skipped(tmp_path):
@@ -452,6 +458,17 @@ def test_eml_of_attachments_only_is_read_and_one_of_nothing_readable_is_skipped(
     (tmp_path / "photo.eml").write_bytes(bytes(picture))
     with pytest.raises(Unreadable, match="no text body and no attachment of a kind read here"):
         load_document(tmp_path / "photo.eml")
+    # an attachment that would take the message over its size limit, its heading counted, is left out; the body stays
+    kept = []
+    for size in range(900, 1000, 5):
+        big = EmailMessage()
+        big["Subject"], big["From"], big["Date"] = "Big", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"
+        big.set_content("The body is short.")
+        big.add_attachment("x" * size, filename="big.txt")
+        read = office.read_eml(bytes(big), "big.eml", 1000)  # never "over the limit" for the whole message
+        assert read.text.startswith("The body is short.") and len(read.text.encode()) <= 1000
+        kept.append("Attachment: big.txt" in read.text)
+    assert kept[0] and not kept[-1]  # 900 bytes fit beside the body and the heading, 995 do not
 
 
 def test_eml_reply_keeps_the_reply_not_the_message_it_quotes(tmp_path):

@@ -19,6 +19,8 @@ def test_the_sentences_that_ask_are_kept_the_last_first_within_the_budget():
     assert asked_sentences("Context here. What is A? More text. And B?", 100) == "What is A? And B?"
     assert asked_sentences("Context. What is A? And B?", 8) == "And B?"  # the last question first
     assert asked_sentences("Nothing is asked here. At all.", 100) == ""
+    # sentences as the corpus's rules cut them: an abbreviation or a version is no sentence end
+    assert asked_sentences("Some context. What did Dr. Berg say about version 3.9.0?", 100) == "What did Dr. Berg say about version 3.9.0?"
 
 
 def test_a_question_after_a_long_context_is_read_as_what_it_asks(service):

@@ -176,6 +176,10 @@ def test_days_of_months_are_read_however_written_and_must_be_named_as_days():
     assert absent("What is on the 22nd of April?") == [] and absent("What is due on June 1st?") == []
     assert absent("What is due on June 1?") == []  # a month and a day name nothing else
     assert absent("Who spoke on the 16th?") == []  # an ordinal alone is no code and no day of a month
+    assert absent("How many of the 10 may attend?") == []  # the verb, not the month
+    assert absent("What is on 18 April, or April 18?") == ["18 April"]  # one day, named once
+    numeric = answer_types.Vocabulary("Minutes of the meeting held on 18/04/2025.")
+    assert answer_types.names_absent("What was decided on 18 April?", [numeric]) == []
 
 
 def test_a_number_after_a_name_is_held_as_written_or_as_a_roman_numeral():
@@ -193,6 +197,9 @@ def test_versions_must_be_held_as_written_but_for_trailing_zeros():
     assert absent("When was version 3.7.1 released?") == [] and absent("What changed in v2.4.0?") == []
     assert absent("What was added in version 3.9.0?") == ["3.9.0"] and absent("What is new in version 3.8?") == ["3.8"]
     assert absent("Is it 2.5 percent?") == []  # a decimal is no version unless named one
+    at_the_end = answer_types.Vocabulary("The rounding bug was fixed in 3.7.1. Release 2.4 is the first.")
+    assert answer_types.names_absent("What was fixed in 3.7.1?", [at_the_end]) == []  # a full stop after it
+    assert answer_types.names_absent("What was added in v2.4?", [at_the_end]) == []  # and "v2" is no code
 
 
 def test_a_table_has_the_row_only_when_one_row_holds_each_name_whole():
