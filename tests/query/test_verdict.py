@@ -139,6 +139,7 @@ def test_asked_entities_are_name_runs_and_codes():
     assert answer_types.asked_entities("Did Chen Wei join in March, on a Monday?") == [frozenset({"chen", "wei"})]
     assert answer_types.asked_entities("What is the DOB of Ann?") == [frozenset({"ann"})]  # an acronym may be a column's
     assert answer_types.asked_entities("Where does José Núñez sit?") == [frozenset({"jose", "nunez"})]  # accents folded
+    assert answer_types.asked_entities("Does Éric work in Łódź or Москва?") == [frozenset({"eric"}), frozenset({"łodz"}), frozenset({"москва"})]
     assert answer_types.asked_entities("how much is the hotel limit?") == []
 
 
