@@ -514,7 +514,7 @@ def _title_line(blocks: list[tuple[int, int, str]], extracted: formats.Extracted
         return None
     title = _heading_title(block, False)
     if title is None and "\n" in block.strip() and (line := _ruled_line(block)) and len(line) <= _MAX_HEADING_CHARS:
-        title = line if line[-1] not in ".!?:;,\"”’)]…" else None  # ruled off: a title even in lower case ("bw - the CLI")
+        title = line if line[-1] not in _CLOSING else None  # ruled off: a title even in lower case ("bw - the CLI")
     return title
 
 
@@ -647,6 +647,9 @@ def _section_title(start: int, block: str, extracted: formats.Extracted) -> str 
     return _heading_title(block, extracted.kind == "markdown")
 
 
+_CLOSING = ".!?:;,\"”’)]…"  # a line that ends in one of these is a sentence, not a heading
+
+
 def _heading_title(block: str, is_markdown: bool) -> str | None:
     """The heading's title if this block is a section heading, else None."""
     if is_markdown:
@@ -655,7 +658,7 @@ def _heading_title(block: str, is_markdown: bool) -> str | None:
     block = _ruled_line(block)
     if block is None or len(block) > _MAX_HEADING_CHARS or len(block.split()) > 12:
         return None
-    if block[-1] in ".!?:;,\"”’)]…" or not (block[0].isupper() or block[0].isdigit()):
+    if block[-1] in _CLOSING or not (block[0].isupper() or block[0].isdigit()):
         return None
     return block
 

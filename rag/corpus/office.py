@@ -343,6 +343,16 @@ _ROMAN = ((1000, "m"), (900, "cm"), (500, "d"), (400, "cd"), (100, "c"), (90, "x
           (5, "v"), (4, "iv"), (1, "i"))
 
 
+def roman_numeral(value: int) -> str:
+    """`value` (1-3999) in lower-case Roman numerals: 4 -> "iv" (a Word list's numbers; "World War II" for the
+    verdict's names, rag.query.answer_types)."""
+    roman = ""
+    for amount, numeral in _ROMAN:
+        while value >= amount:
+            roman, value = roman + numeral, value - amount
+    return roman
+
+
 class _DocxNumbering:
     """The numbers and bullets Word draws before list paragraphs ("1.", "2.", "a)", "•"), which python-docx's text
     leaves out: each paragraph's list (`w:numPr`, its own or its style's) and level, the level's format and text
@@ -418,10 +428,7 @@ def _formatted(value: int, kind: str) -> str:
             letters = chr(ord("a") + rest) + letters
         return letters.upper() if kind == "upperLetter" else letters
     if kind in ("lowerRoman", "upperRoman") and 0 < value < 4000:
-        roman = ""
-        for amount, numeral in _ROMAN:
-            while value >= amount:
-                roman, value = roman + numeral, value - amount
+        roman = roman_numeral(value)
         return roman.upper() if kind == "upperRoman" else roman
     return str(value)
 

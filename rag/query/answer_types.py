@@ -14,6 +14,8 @@ import re
 import unicodedata
 from typing import Literal
 
+from rag.corpus.office import roman_numeral
+
 AnswerType = Literal["date", "number", "place"]
 
 # "who" and "where" are not checked: on dev their answers were as often a class or a phrase ("the
@@ -73,10 +75,13 @@ _POSSESSIVE = re.compile(r"(?<=\w)[’'](?:s\b)?$")  # Berg's, the Joneses'
 _OPENS = re.compile(r"(?:^|[.:;!?]\s+)\W*$")  # what stands before a word that opens a sentence
 _AFTER_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Dr|Prof|St)\.\s+$")  # "Dr. Berg": the full stop ends no sentence
 _ACRONYM = re.compile(r"[A-Z]{2,5}")  # DOB, HR: often a column's short name, so no evidence either way
+_MONTH_NAMES = _MONTHS.split("|")
+# a month's number by its name or short name ("April", "Apr", "Sept")
+_MONTH_OF = {name.lower(): number for number, name in enumerate(_MONTH_NAMES, 1)} | {
+    name[:3].lower(): number for number, name in enumerate(_MONTH_NAMES, 1)} | {"sept": 9}
 # titles, "I", months and days: capitalised, but not what a row is about
 _NOT_NAMES = {"mr", "mrs", "ms", "dr", "prof", "sir", "i", "i'm", "i’m", "i've", "i’ve", "i'd", "i’d", "i'll", "i’ll",
-              *_MONTHS.lower().split("|"), *_DAYS.lower().split("|"),
-              *(m[:3].lower() for m in _MONTHS.split("|")), "sept"}
+              *_MONTH_OF, *_DAYS.lower().split("|")}
 
 
 def _word_keys(text: str) -> set[str]:
@@ -116,9 +121,6 @@ def named_in(question: str) -> list[tuple[str, frozenset[str]]]:
     return [(surface, keys) for keys, surface in seen.items()]
 
 
-_MONTH_NAMES = _MONTHS.split("|")
-_MONTH_OF = {name.lower(): number for number, name in enumerate(_MONTH_NAMES, 1)} | {
-    name[:3].lower(): number for number, name in enumerate(_MONTH_NAMES, 1)} | {"sept": 9}
 _MONTH_WORD = "|".join(sorted(_MONTH_OF, key=len, reverse=True))
 # a day of a month, either way round ("18 April", "the 18th of April", "April 18th", "Apr. 18"), or an ISO date
 _DAY_MONTH = re.compile(rf"\b(\d{{1,2}})(?:st|nd|rd|th)?(?: of)? ({_MONTH_WORD})\b\.?|\b({_MONTH_WORD})\.? (\d{{1,2}})(?:st|nd|rd|th)?\b(?![:.]\d)", re.I)
@@ -183,7 +185,7 @@ class Vocabulary:
         if word in self.words:
             return True
         if word.isdigit() and 0 < int(word) < 40:  # "World War 2" where the text says "World War II"
-            return _roman(int(word)) in self.words
+            return roman_numeral(int(word)) in self.words
         if len(word) < 4 or any(c.isdigit() for c in word):  # a number or a code is held as written: 2023 is not 2024
             return False
         stem = word[:4]
@@ -195,14 +197,6 @@ class Vocabulary:
                 return True
             i += 1
         return False
-
-
-def _roman(value: int) -> str:
-    numerals = ""
-    for amount, numeral in ((10, "x"), (9, "ix"), (5, "v"), (4, "iv"), (1, "i")):
-        while value >= amount:
-            numerals, value = numerals + numeral, value - amount
-    return numerals
 
 
 def names_absent(question: str, vocabularies: list[Vocabulary]) -> list[str]:

@@ -51,7 +51,6 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.corpus.passage_text import row_headers
 from rag.query.answer_types import answer_type, asked_entities, asks_for_name, names_outside, table_has_row, type_met
 from rag.query.coverage import coverage
 from rag.query.sentences import Sentences
@@ -150,8 +149,10 @@ def score(candidate: Candidate) -> float:
     value = candidate.cosine + TERM_WEIGHT * candidate.coverage + TYPE_BONUS * candidate.typed
     if candidate.names and candidate.coverage > 0.0:
         value += NAME_BONUS
-    if is_question(candidate.text) or candidate.header:
-        value -= QUESTION_PENALTY if not candidate.header else HEADER_PENALTY
+    if candidate.header:
+        value -= HEADER_PENALTY
+    elif is_question(candidate.text):
+        value -= QUESTION_PENALTY
     if candidate.row_named:
         value += ROW_NAME_BONUS
     if is_transitional(candidate):
@@ -214,7 +215,7 @@ class Highlighter:
         passage = self.sentences.passages[passage_index]
         cosines = self.sentences.cosines(rows, query)
         texts = self.sentences.texts_of(passage_index)
-        headers = row_headers(passage)
+        headers = self.sentences.headers_of(passage_index)
         entities = asked_entities(question) if any(h is not None for h in headers) else []
         return [
             Candidate(

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from rag.corpus.passage_text import row_headers
+
 TERM_CACHE_SIZE = 65_536  # term sets kept: the pools of recent queries
 # float16 -> float32 by table (exact; twice as fast as numpy's cast, which is not vectorised here)
 FLOAT16_TO_FLOAT32 = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float32)
@@ -24,6 +26,9 @@ class Sentences:
         self.rows = loaded_index.sentence_rows  # (passages, 2): first row, count
         self.vectors = loaded_index.sentence_vectors  # (sentences, dim), float16 or float32
         self.terms = LazyTerms(self.text, terms)  # by sentence row, like the vectors
+        # each sentence's table header or None (rag.corpus.passage_text.row_headers), read by the highlight and the
+        # verdict for the same top passages: worked out once per passage
+        self.headers_of = lru_cache(maxsize=TERM_CACHE_SIZE)(lambda passage_index: tuple(row_headers(self.passages[passage_index])))
 
     def rows_of(self, passage_index: int) -> range:
         first, count = self.rows[passage_index]

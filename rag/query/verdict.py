@@ -50,7 +50,6 @@ from typing import Literal
 
 import numpy as np
 
-from rag.corpus.passage_text import row_headers
 from rag.query.answer_types import answer_type, asked_entities, table_has_row, type_met
 from rag.query.answerable import AnswerabilityModel, BlendedModel
 from rag.query.coverage import coverage
@@ -85,8 +84,13 @@ class Sentence:
     terms: frozenset[str]
     cosine: float
     header: str | None = None  # a table line's header (rag.corpus.passage_text.row_headers); None for any other sentence
-    context: str = ""  # a table line's section and document: where a sheet is named
     section: str = ""  # the section (its Markdown or Word path) the sentence sits under
+    document: str = ""  # the id of its document
+
+    @property
+    def context(self) -> str:
+        """Where a table line sits: its section and document, where a sheet is named."""
+        return f"{self.section} {self.document}"
 
 
 def best_evidence(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float) -> tuple[float, float]:
@@ -267,18 +271,17 @@ class Judge:
         self.model = MODEL  # a question the verifier read is judged by MODEL blended with MODEL_VERIFIED (its best logit the third feature)
 
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False) -> Assessment:
-        rows, texts, headers, contexts, sections = [], [], [], [], []
+        rows, texts, headers, places = [], [], [], []
         for i in top:
             passage = self.sentences.passages[i]
             rows.extend(self.sentences.rows_of(i))
             texts.extend(self.sentences.texts_of(i))
-            headers.extend(row_headers(passage))
-            contexts.extend([f"{passage.section or ''} {passage.document}"] * len(passage.sentences))
-            sections.extend([passage.section or ""] * len(passage.sentences))
+            headers.extend(self.sentences.headers_of(i))
+            places.extend([(passage.section or "", passage.document)] * len(passage.sentences))
         vectors = np.asarray(self.sentences.vectors[rows], dtype=np.float32)
         cosines = vectors @ embedded.vector
         terms = self.sentences.terms
-        evidence = [Sentence(t, terms[r], float(c), h, x, s) for t, r, c, h, x, s in zip(texts, rows, cosines, headers, contexts, sections)]
+        evidence = [Sentence(t, terms[r], float(c), h, *place) for t, r, c, h, place in zip(texts, rows, cosines, headers, places)]
         masked = None
         if embedded.tokens is not None:  # the masked question pooled from the question's own word pieces
             model, best = self.model, RELATION_BEST
