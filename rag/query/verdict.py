@@ -17,6 +17,21 @@ model it has (issue 12; chosen by cross-validation on the dev split):
   forward pass (`masked_vector`); an encoder that gives no word pieces embeds
   the masked text instead.
 
+A sentence's words include those of the section heading it sits under, as the
+passage is indexed under it: in release notes, incident reports, minutes and
+API references the subject is the heading ("INC-2318: checkout slowdown",
+"3.6.2") and the sentences only say things about it ("The cause was a missing
+database index ..."). When the closest sentence and its heading hold every word
+of the question, nothing is left to mask, and the question is compared with the
+top passages as indexed (heading and text) as well as with the sentences alone,
+the better of the two. Bundled dev and test and eval/bench_tables.py unchanged to
+the third decimal; the sections collection (eval/collections/sections.jsonl,
+eight such documents) AUROC vs near-topic 0.756 -> 0.801, answerable kept 0.700
+-> 0.775 (docs/quality.md). Tried and dropped: masking with the sentence that
+covers the question best instead of the closest (sections kept 0.825, but two of
+bench_tables' answerable rows lost and bundled test AUROC 0.850 -> 0.838) and the
+document title as a heading too (bundled dev AUROC 0.932 -> 0.890).
+
 Tried on dev and dropped (no gain in cross-validated AUROC): the best sentence
 cosine as a third feature (it was one while the masked question was embedded
 again), rarity-weighted term coverage by the best sentence (paraphrases cover
@@ -81,7 +96,7 @@ class Sentence:
     """One candidate evidence sentence, as retrieval sees it."""
 
     text: str
-    terms: frozenset[str]
+    terms: frozenset[str]  # its stemmed content terms and those of the heading it sits under
     cosine: float
     header: str | None = None  # a table line's header (rag.corpus.passage_text.row_headers); None for any other sentence
     section: str = ""  # the section (its Markdown or Word path) the sentence sits under
@@ -261,8 +276,10 @@ MODEL_VERIFIED_BLEND = BlendedModel(MODEL, MODEL_VERIFIED, VERIFIED_WEIGHT)
 class Judge:
     """The verdict stage of one snapshot: the top passages' sentences and the question's word pieces -> Assessment."""
 
-    def __init__(self, sentences: Sentences, terms_of, encoder, idf: dict[str, float], unseen_idf: float, answerable_threshold: float):
+    def __init__(self, sentences: Sentences, terms_of, encoder, idf: dict[str, float], unseen_idf: float, answerable_threshold: float,
+                 passage_vectors):
         self.sentences = sentences
+        self.passage_vectors = passage_vectors  # positions -> the stored passage vectors (rag.query.ranking.Ranker)
         self.terms_of = terms_of  # rag.index.lexical's `terms`
         self.encoder = encoder  # embeds the masked text when the question came without word pieces
         self.idf = idf
@@ -270,30 +287,41 @@ class Judge:
         self.answerable_threshold = answerable_threshold
         self.model = MODEL  # a question the verifier read is judged by MODEL blended with MODEL_VERIFIED (its best logit the third feature)
 
+    def _heading_terms(self, section: str | None) -> frozenset[str]:
+        """The terms of a section heading (its Markdown or Word path), which each sentence under it counts as its own."""
+        return frozenset(self.terms_of(section)) if section else frozenset()
+
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False) -> Assessment:
-        rows, texts, headers, places = [], [], [], []
+        rows, texts, headers, places, headings = [], [], [], [], []
         for i in top:
             passage = self.sentences.passages[i]
             rows.extend(self.sentences.rows_of(i))
             texts.extend(self.sentences.texts_of(i))
             headers.extend(self.sentences.headers_of(i))
             places.extend([(passage.section or "", passage.document)] * len(passage.sentences))
+            headings.extend([self._heading_terms(passage.section)] * len(passage.sentences))
         vectors = np.asarray(self.sentences.vectors[rows], dtype=np.float32)
         cosines = vectors @ embedded.vector
-        terms = self.sentences.terms
-        evidence = [Sentence(t, terms[r], float(c), h, *place) for t, r, c, h, place in zip(texts, rows, cosines, headers, places)]
+        terms = [self.sentences.terms[r] | h for r, h in zip(rows, headings)]
+        evidence = [Sentence(t, ts, float(c), h, *place) for t, ts, c, h, place in zip(texts, terms, cosines, headers, places)]
         masked = None
+        # the words the evidence already holds: those of the sentence closest to the question, and of its heading
+        held = evidence[int(np.argmax(cosines))].terms if rows else frozenset()
         if embedded.tokens is not None:  # the masked question pooled from the question's own word pieces
             model, best = self.model, RELATION_BEST
             if rows:
-                kept = kept_spans(question, terms[rows[int(np.argmax(cosines))]], self.terms_of)
+                kept = kept_spans(question, held, self.terms_of)
                 masked = masked_vector(embedded.tokens, embedded.spans, kept) if kept else None
         else:  # an encoder without word pieces: embed the masked text, judged by the model fitted that way
             model, best = MODEL_REEMBEDDED, RELATION_BEST_REEMBEDDED
             if rows:
-                text = masked_question(question, terms[rows[int(np.argmax(cosines))]], self.terms_of)
+                text = masked_question(question, held, self.terms_of)
                 masked = self.encoder.encode([text])[0] if text else None
-        relation = relation_cos(masked, vectors, best) if masked is not None else float(cosines.max(initial=0.0))
+        if masked is not None:
+            relation = relation_cos(masked, vectors, best)
+        else:  # the evidence sentence and its heading hold every word the question asks with: read it under its heading
+            covering = self.passage_vectors(np.asarray(top, dtype=np.int64)) @ embedded.vector if top else np.zeros(0)
+            relation = max(float(cosines.max(initial=0.0)), float(covering.max(initial=0.0)))
         read = reading.logit if reading is not None else None
         found_threshold = FOUND_THRESHOLD_VERIFIED if read is not None else FOUND_THRESHOLD
         return assess(features(question, question_terms, evidence, self.idf, self.unseen_idf, relation, read),
