@@ -71,7 +71,7 @@ def test_bm25_made_in_one_pass_is_bm25s_own():
     import numpy as np
     import Stemmer
 
-    from rag.index.lexical import BM25, STEMMER, STOPWORDS, LexicalIndex
+    from rag.index.lexical import BM25, STEMMER, STOPWORDS, TOKEN, LexicalIndex
     from tests.reliability_support import article_paragraphs
 
     paragraphs = article_paragraphs()[:30]
@@ -81,13 +81,13 @@ def test_bm25_made_in_one_pass_is_bm25s_own():
               "no heading line here"]
     stemmer = Stemmer.Stemmer(STEMMER)
     reference = bm25s.BM25(**BM25)
-    reference.index(bm25s.tokenize(heads, stopwords=STOPWORDS, stemmer=stemmer, show_progress=False), show_progress=False)
+    reference.index(bm25s.tokenize(heads, stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=stemmer, show_progress=False), show_progress=False)
     for keys in (None, list(range(len(heads)))):
         ours = LexicalIndex(heads, keys=keys, passage_texts=texts)
         for text in texts:
-            expected = set(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0])
+            expected = set(bm25s.tokenize([text], stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=stemmer, show_progress=False, return_ids=False)[0])
             assert ours.terms(text) == expected, text
         for question in ("What did Trotsky say of the bourgeoisie?", "σοφος λογος οδυσσευς", "istanbul strasse", "zebra", "the of"):
-            terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0]
+            terms = bm25s.tokenize([question], stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=stemmer, show_progress=False, return_ids=False)[0]
             expected = np.asarray(reference.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(heads), np.float32)
             np.testing.assert_array_equal(ours.scores(question), expected)

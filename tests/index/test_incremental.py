@@ -18,7 +18,7 @@ from rag import uploads
 from rag.corpus.documents import load_corpus
 from rag.index import build as build_module
 from rag.index import corpus_cache
-from rag.index.lexical import BM25, STOPWORDS, LexicalIndex, bm25_from_ids
+from rag.index.lexical import BM25, STOPWORDS, TOKEN, LexicalIndex, bm25_from_ids
 from rag.service import Service
 from tests.reliability_support import article_paragraphs, manifest, settings_for, write_tiny_seeds
 
@@ -130,7 +130,7 @@ def test_an_update_writes_what_a_full_rebuild_writes(opened, encoders, tmp_path)
 
 def test_bm25_from_ids_is_bm25s_bit_for_bit():
     texts = [" ".join(article_paragraphs()[i : i + 2]) for i in range(0, 60, 2)] + ["", "the of and", "zebras zebras zebra lighthouse"]
-    tokenized = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=Stemmer.Stemmer("english"), show_progress=False)
+    tokenized = bm25s.tokenize(texts, stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=Stemmer.Stemmer("english"), show_progress=False)
     vocab = dict(tokenized.vocab)
     reference = bm25s.BM25(**BM25)
     reference.index(tokenized, show_progress=False)

@@ -131,14 +131,15 @@ def test_top_indices_is_a_stable_full_sort_cut_at_k(seed):
 def test_terms_are_exactly_what_bm25s_tokenize_makes(tiny):
     import bm25s
 
-    from rag.index.lexical import STEMMER, STOPWORDS
+    from rag.index.lexical import STEMMER, STOPWORDS, TOKEN
 
     lexical = tiny[0].snapshot.retriever.lexical
     stemmer = Stemmer.Stemmer(STEMMER)
     texts = [p.text[s - p.start : e - p.start] for p in tiny[0].snapshot.passages for s, e in p.sentences]
-    texts += ["", "Why did how what", "ÉCOLE Straße naïve café’s 1917 x y zz", "The Mensheviks' feudal-economy ... theses!"]
+    texts += ["", "Why did how what", "ÉCOLE Straße naïve café’s 1917 x y zz", "The Mensheviks' feudal-economy ... theses!",
+              "Lumen 3.7.1 (not 3.7.0) at 192.168.0.1 costs 10.25 euros, v2.4 or 4."]
     for text in texts:
-        expected = set(bm25s.tokenize([text], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0])
+        expected = set(bm25s.tokenize([text], stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=stemmer, show_progress=False, return_ids=False)[0])
         assert lexical.terms(text) == expected, text
 
 
@@ -148,14 +149,15 @@ def test_the_stop_words_and_tokens_are_bm25s_own(tiny):
     import bm25s
     from bm25s.stopwords import STOPWORDS_EN
 
-    from rag.index.lexical import STEMMER, STOPWORDS, tokens
+    from rag.index.lexical import STEMMER, STOPWORDS, TOKEN, tokens
     from rag.index import lexical
 
     assert lexical.STOPWORDS_EN == tuple(STOPWORDS_EN)
     texts = [p.text[s - p.start : e - p.start] for p in tiny[0].snapshot.passages for s, e in p.sentences]
     texts += ["", "Why did how what", "ÉCOLE Straße naïve café’s 1917 x y zz", "The Mensheviks' feudal-economy ... theses!",
+              "Lumen 3.7.1 (not 3.7.0) at 192.168.0.1 costs 10.25 euros, v2.4 or 4.",
               "revolution revolutions revolutionary Revolution"]
-    expected = bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=Stemmer.Stemmer(STEMMER), show_progress=False, return_ids=False)
+    expected = bm25s.tokenize(texts, stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=Stemmer.Stemmer(STEMMER), show_progress=False, return_ids=False)
     assert tokens(texts) == expected
     assert [tokens([t])[0] for t in texts] == expected
 
@@ -163,7 +165,7 @@ def test_the_stop_words_and_tokens_are_bm25s_own(tiny):
 def test_bm25_scores_equal_bm25s_own(tiny):
     import bm25s
 
-    from rag.index.lexical import STOPWORDS
+    from rag.index.lexical import STOPWORDS, TOKEN
 
     from rag.corpus.passage_text import heading_text
     from rag.index.lexical import BM25, STEMMER
@@ -174,9 +176,9 @@ def test_bm25_scores_equal_bm25s_own(tiny):
     stemmer = Stemmer.Stemmer(STEMMER)
     texts = [heading_text(snapshot.documents[p.document], p) for p in snapshot.passages]
     reference = bm25s.BM25(**BM25)
-    reference.index(bm25s.tokenize(texts, stopwords=STOPWORDS, stemmer=stemmer, show_progress=False), show_progress=False)
+    reference.index(bm25s.tokenize(texts, stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=stemmer, show_progress=False), show_progress=False)
     for question in (*QUESTIONS, "revolution revolution Trotsky", "zebra quartz", "the of and"):
-        terms = bm25s.tokenize([question], stopwords=STOPWORDS, stemmer=stemmer, show_progress=False, return_ids=False)[0]
+        terms = bm25s.tokenize([question], stopwords=STOPWORDS, token_pattern=TOKEN.pattern, stemmer=stemmer, show_progress=False, return_ids=False)[0]
         expected = np.asarray(reference.get_scores(terms), dtype=np.float32) if terms else np.zeros(len(texts), np.float32)
         np.testing.assert_array_equal(lexical.scores(question), expected)
 

@@ -1,0 +1,49 @@
+"""A dotted number is one BM25 term: "What changed in 3.7.1?" finds 3.7.1's notes, not 3.7.0's.
+
+bm25s's default token pattern keeps words of two characters or more, so "3.7.1" gave no term at all and the
+lexical signal ranked release notes by "changed" alone. rag.index.lexical keeps a version, an address or a
+clause number whole before that pattern ("3.7.1", "192.168.0.1", "4.2"). A real index of the sections
+collection's release notes, the real model.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rag.index.lexical import tokens
+from rag.service import Service
+
+NOTES = Path(__file__).resolve().parents[2] / "eval" / "collections" / "sections" / "release-notes.md"
+
+
+def test_a_dotted_number_is_one_term_and_other_numbers_split_as_before():
+    assert tokens(["Lumen 3.7.1 at 192.168.0.1, clause 4.2, v2.4 in 2019."]) == [["lumen", "3.7.1", "192.168.0.1", "claus", "4.2", "v2", "2019"]]
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, encoders) -> Service:
+    root = tmp_path_factory.mktemp("versions")
+    (root / "seeds").mkdir()
+    shutil.copy(NOTES, root / "seeds" / NOTES.name)
+    from rag.config import Settings
+
+    return Service.open(Settings(seeds_dir=root / "seeds", index_dir=root / "index"), encoders)
+
+
+@pytest.mark.parametrize("question, section", [
+    ("What changed in 3.7.1?", "3.7.1"),
+    ("What changed in 3.7.0?", "3.7.0"),
+    ("What does 3.6.2 fix?", "3.6.2"),
+])
+def test_the_release_the_question_names_comes_first_lexically(service, question, section):
+    result = service.query(service.parse(question, top_k=3, mode="lexical"))
+    assert result.hits[0].passage.section == section, [h.passage.section for h in result.hits]
+
+
+def test_a_version_the_notes_do_not_hold_scores_nothing_lexically(service):
+    lexical = service.snapshot.retriever.lexical
+    assert not lexical.scores("4.0.2").any()
+    assert lexical.scores("3.7.1").max() > 0
