@@ -5,9 +5,10 @@ from the passages. What is indexed is the passage under its title and section
 (rag.corpus.passage_text.heading_text). English stop words and question words are dropped; terms are
 Snowball-stemmed. The scores are bm25s's (Lucene's variant, its defaults), computed here with numpy
 (`bm25_from_ids`) from tokens made as `bm25s.tokenize(token_pattern=TOKEN.pattern)` makes them (`tokens`: its
-default pattern, after a dotted number kept whole), bit for bit what bm25s builds itself (tests/index/test_incremental.py, tests/index/test_store_mmap.py). bm25s itself is imported
-only for the rare shapes `bm25_from_ids` hands to it (nothing to index): importing it loads scipy.sparse,
-about a third of a second of every cold start, and an up-to-date index never needs it.
+default pattern, after a dotted number kept whole), bit for bit what bm25s builds itself
+(tests/index/test_incremental.py, tests/index/test_store_mmap.py). bm25s itself is imported only for the rare
+shapes `bm25_from_ids` hands to it (nothing to index): importing it loads scipy.sparse, about a third of a second
+of every cold start, and an up-to-date index never needs it.
 """
 
 from __future__ import annotations

@@ -19,9 +19,9 @@ model it has (issue 12; chosen by cross-validation on the dev split):
 
 A sentence's words include those of the section heading it sits under, as the
 passage is indexed under it: in release notes, incident reports, minutes and
-API references the subject is the heading ("INC-2318: checkout slowdown",
-"3.6.2") and the sentences only say things about it ("The cause was a missing
-database index ..."). When the closest sentence and its heading hold every word
+FAQs the subject is the heading ("INC-2291: checkout outage", "14 January
+2025") and the sentences only say things about it ("The cause was an expired
+TLS certificate ..."). When the closest sentence and its heading hold every word
 of the question, nothing is left to mask, and the question is compared with the
 top passages as indexed (heading and text) as well as with the sentences alone,
 the better of the two. Bundled dev and test and eval/bench_tables.py unchanged to
