@@ -36,8 +36,10 @@ TokenCounter = Callable[[str], int]
 
 # A sentence ends at . ! ? or … (optionally followed by closing quotes/brackets and
 # footnote markers like "[5]"), then whitespace, then something that can open a sentence, or the end of the text
-# (a paragraph's last sentence keeps its "[7]").
-_SENTENCE_END = re.compile(r"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[A-Z0-9]|\s*$)")
+# (a paragraph's last sentence keeps its "[7]"). What opens one: a capital of the Latin, Greek or Cyrillic alphabets
+# ("Éric", "Łódź"), a digit or a currency sign ("£45 an hour, minimum three hours.").
+_CAPITALS = "".join(sorted({c for c in map(chr, range(0x41, 0x530)) if c.isupper() and c.isalpha()}))
+_SENTENCE_END = re.compile(rf"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[{re.escape(_CAPITALS)}0-9£$€¥]|\s*$)")
 _RULE_CELL = re.compile(r"[ \t]*:?-+:?[ \t]*")  # one cell of a Markdown table's rule line: ---, :--:
 # A list item's opening: a bullet, or a number or letter with . or ), then a space (group 1: through the space)
 _LIST_ITEM = re.compile(r"([ \t]*(?:[-*•‣◦▪–]|\d{1,3}[.)]|[a-z][.)])[ \t]+)\S")
@@ -51,7 +53,7 @@ class ChunkerParams:
     min_chars: int = 300
 
     def as_dict(self) -> dict:
-        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 6}  # 3: table rows and list items are sentences; 4: no sentence across a blank line; 5: a text's last footnote mark stays with its sentence; 6: two sections of one title are never merged, and Markdown, Word and repeated HTML section titles are paths (rag.corpus.documents)
+        return {"max_tokens": self.max_tokens, "min_chars": self.min_chars, "version": 7}  # 3: table rows and list items are sentences; 4: no sentence across a blank line; 5: a text's last footnote mark stays with its sentence; 6: two sections of one title are never merged, and Markdown, Word and repeated HTML section titles are paths (rag.corpus.documents); 7: a sentence may open with a non-ASCII capital or a currency sign
 
     @property
     def max_chars(self) -> int:

@@ -78,7 +78,7 @@ skip_log = logging.getLogger("rag.corpus.skipped")  # one line per skipped file:
 
 METADATA_FIELDS = ("title", "subtitle", "author", "publication", "published", "url")
 SIDECAR_SUFFIX = ".meta.json"
-EXTRACTION_VERSION = 5  # of the HTML, PDF and office readers: in each such document's content hash (2: structure kept; 3: e-mail replies without the quoted message, PDF page labels and two-page running headers out; 4: an HTML title without the site's name, an HTML page's table as groups of rows under its header; 5: an e-mail's attachments of the kinds read here as sections of it, a Word list's numbers and bullets, Word heading levels, a sheet's numbers as formatted, no library defaults as Office metadata)
+EXTRACTION_VERSION = 6  # of the HTML, PDF and office readers: in each such document's content hash (2: structure kept; 3: e-mail replies without the quoted message, PDF page labels and two-page running headers out; 4: an HTML title without the site's name, an HTML page's table as groups of rows under its header; 5: an e-mail's attachments of the kinds read here as sections of it, a Word list's numbers and bullets, Word heading levels, a sheet's numbers as formatted, no library defaults as Office metadata; 6: a presentation without a title property is titled by its first slide's title)
 MAX_FOLDER_DEPTH = 64  # folders below seeds/; deeper ones are skipped with a reason
 _UNSHOWABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 

@@ -90,6 +90,13 @@ def test_sentence_spans_keep_footnotes_and_abbreviations():
     assert pieces == ["It was won in 1917. [5]", "Then vs. now it differs.", "“Quoted.”", "Next one."]
 
 
+def test_a_sentence_may_open_with_a_capital_of_any_alphabet_a_digit_or_a_currency_sign():
+    text = "Has a balcony overlooking the river.\n£45 an hour, minimum three hours. Éric booked it. Łódź next. €20 extra. 3 rooms. so no."
+    assert [text[a:b] for a, b in sentence_spans(text)] == [
+        "Has a balcony overlooking the river.", "£45 an hour, minimum three hours.", "Éric booked it.", "Łódź next.",
+        "€20 extra.", "3 rooms. so no."]
+
+
 def test_each_table_row_is_a_sentence_and_the_prose_around_it_splits_as_before():
     text = ("Stock on hand. Counted in May.\nrow | SKU | Product\n2 | A-1 | Oak desk\n3 | A-2 | Steel chair\n"
             "Counted again in June. Done.")

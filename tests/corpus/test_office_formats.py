@@ -437,6 +437,25 @@ def test_a_sheets_numbers_read_as_their_cells_show_them(tmp_path):
         assert shown(2.5, form) == 2.5
 
 
+def test_a_presentation_without_a_title_property_is_titled_by_its_first_slide(tmp_path):
+    """PowerPoint shows a deck by its first slide's title; a file name ("agm-2025") is what is left without one."""
+    from pptx import Presentation
+
+    deck = Presentation()  # python-pptx's template: no title property
+    deck.slides.add_slide(deck.slide_layouts[6])  # a blank first slide has no title
+    slide = deck.slides.add_slide(deck.slide_layouts[0])
+    slide.shapes.title.text = "Annual General Meeting 2025"
+    slide.placeholders[1].text = "The club elected a new captain and raised the junior fee."
+    slide = deck.slides.add_slide(deck.slide_layouts[1])
+    slide.shapes.title.text = "Fees"
+    slide.placeholders[1].text = "The junior fee rises to 90 pounds a year."
+    deck.save(tmp_path / "agm-2025.pptx")
+    assert load_document(tmp_path / "agm-2025.pptx").title == "Annual General Meeting 2025"
+    deck.core_properties.title = "AGM minutes"
+    deck.save(tmp_path / "agm-2025.pptx")
+    assert load_document(tmp_path / "agm-2025.pptx").title == "AGM minutes"  # the property, when the file has one
+
+
 def test_eml_of_attachments_only_is_read_and_one_of_nothing_readable_is_skipped(tmp_path):
     message = EmailMessage()
     message["Subject"], message["From"], message["Date"] = "Rota", "Ann <ann@example.org>", "Mon, 02 Dec 2024 09:00:00 +0000"

@@ -33,7 +33,7 @@ def test_build_save_load_round_trip(tmp_path, seeds_copy, encoder):
     assert loaded.id == manifest["id"]
     assert manifest["model"]["weights_sha256"] == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     assert manifest["dimension"] == 384 and manifest["counts"]["passages"] == len(loaded.passages)
-    assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 6}
+    assert manifest["chunker"] == {"max_tokens": 200, "min_chars": 300, "version": 7}
     assert manifest["verifier"]["available"] is True and len(manifest["verifier"]["sha256"]) == 64  # recorded, not fingerprinted
     assert "verifier" not in config.fingerprint()
     expected = chunk_corpus(documents, encoder.count_tokens, config.chunker)
