@@ -83,6 +83,15 @@ def test_kept_spans_are_the_words_the_evidence_does_not_hold(terms_of):
     assert [question[a:b] for a, b in V.kept_spans(question, frames, terms_of)] == ["How", "many", "does", "a", "hold", "in", "winter"]
 
 
+def test_auxiliaries_modals_and_use_are_the_question_s_form(terms_of):
+    room = terms_of("Riverside Room Has a bar hatch and a balcony overlooking the river.")
+    assert V.kept_spans("Does the Riverside Room have a balcony?", room, terms_of) is None
+    launch = terms_of("A coaching launch must carry a VHF radio tuned to channel 16.")
+    assert V.kept_spans("What radio channel must the launch use?", launch, terms_of) is None
+    question = "Does the Riverside Room have a piano?"  # what the evidence does not hold stays
+    assert [question[a:b] for a, b in V.kept_spans(question, room, terms_of)] == ["Does", "the", "have", "a", "piano"]
+
+
 def test_masked_vector_pools_the_kept_word_pieces_and_the_special_tokens():
     tokens = np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0], [0, 0, 0]], dtype=np.float32)
     spans = ((0, 0), (0, 4), (5, 9), (0, 0))  # [CLS] "When" "Fidel" [SEP]
