@@ -643,7 +643,7 @@ def read_pptx(raw: bytes, name: str, max_bytes: int) -> Extracted:
                 notes = [t for t in (clean(p.text) for p in frame.paragraphs) if t]
             if not (title or body or notes):
                 continue  # an empty slide: only its page
-            if title and not meta["title"]:  # no title in the file's properties: its first slide's, as PowerPoint shows it
+            if title and not meta["title"]:  # no title in the file's properties: that of its first slide with one
                 meta["title"] = title
             out.block(title if title and len(title) <= MAX_HEADING_CHARS else f"Slide {number}", heading=True)
             if title and len(title) > MAX_HEADING_CHARS:

@@ -32,10 +32,15 @@ class Ranking:
     pool: np.ndarray  # candidate passage positions
     scores: np.ndarray  # fused score of each pooled passage
     order: np.ndarray  # positions into `pool`, best first
+    passage_cos: np.ndarray  # each pooled passage's cosine with the question (its stored vector: title, heading and text)
 
     def top(self, k: int) -> list[tuple[int, float]]:
         """(passage position, fused score) of the best `k`."""
         return [(int(self.pool[j]), float(self.scores[j])) for j in self.order[:k]]
+
+    def top_cosines(self, k: int) -> list[float]:
+        """The passage cosines of the best `k`, in the order of `top`."""
+        return [float(self.passage_cos[j]) for j in self.order[:k]]
 
 
 class Ranker:
@@ -67,7 +72,7 @@ class Ranker:
             scores += weight * zscore(lexical.scores_of(pool))
         order = np.argsort(-scores, kind="stable")
         lap("fusion")
-        return Ranking(pool, scores, order)
+        return Ranking(pool, scores, order, passage_cos)
 
     def passage_vectors(self, pool: np.ndarray) -> np.ndarray:
         """The stored vectors of the pooled passages (fetched from the store by position)."""

@@ -97,7 +97,7 @@ class Retriever:
         self.store = store if store is not None else FaissBm25Store(loaded_index.vectors, lexical)
         self.ranker = Ranker(self.store, sentences, len(self.passages))
         self.highlighter = Highlighter(sentences, idf, unseen)
-        self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold, self.ranker.passage_vectors)
+        self.judge = verdicts.Judge(sentences, lexical.terms, encoder, idf, unseen, answerable_threshold)
         self.verifier = verifier  # rag.encoding.verifier.VerifierSlot, or None (a model other than the default)
         self._verifier_status = verifier_status or {"used": False, "on_request": False, "reason": "not available to this service"}
         self.vocabulary = lru_cache(maxsize=VOCABULARIES)(self._vocabulary)  # document id -> its words, made when first cited
@@ -196,7 +196,8 @@ class Retriever:
         reading = verification.read(verifier, question, chosen) if verifier is not None else None
         lap("verify")
         absent = self.names_absent(question, read)
-        assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent))
+        assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent),
+                                       passage_cosines=ranking.top_cosines(verification.READ_PASSAGES))
         lap("verdict")
         warnings = () if unverified is None else (unverified,)
         if too_long:

@@ -23,8 +23,8 @@ FAQs the subject is the heading ("INC-2291: checkout outage", "14 January
 2025") and the sentences only say things about it ("The cause was an expired
 TLS certificate ..."). When the closest sentence and its heading hold every word
 of the question, nothing is left to mask, and the question is compared with the
-top passages as indexed (heading and text) as well as with the sentences alone,
-the better of the two. Bundled dev and test and eval/bench_tables.py unchanged to
+top passages as indexed (title, heading and text: the ranking's passage cosines)
+as well as with the sentences alone, the better of the two. Bundled dev and test and eval/bench_tables.py unchanged to
 the third decimal; the sections collection (eval/collections/sections.jsonl,
 eight such documents) AUROC vs near-topic 0.756 -> 0.801, answerable kept 0.700
 -> 0.775 (docs/quality.md). Tried and dropped: masking with the sentence that
@@ -61,6 +61,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -173,7 +174,13 @@ _HOW_WORD = re.compile(r"\bhow\s+(many|much|long|far|old|often|soon|big|large|sm
 # not_found 10 -> 7, its 15 unanswerable unchanged; sections collection AUROC vs near-topic 0.801 -> 0.821, kept 0.775 ->
 # 0.800; bundled dev 0.933 either way, SQuAD tune 0.638 -> 0.640, bench_tables unchanged.
 _FORM_WORDS = frozenset({"have", "has", "had", "having", "must", "need", "needs", "can", "could", "would", "should", "shall",
-                         "may", "might", "use", "uses", "used"})
+                         "may", "might", "use", "uses"})
+
+
+def _is_form_word(word: str, first: bool) -> bool:
+    """An auxiliary, a modal or "use", as the question writes it: in lower case, or capitalised as its first word
+    ("May I ...?"); "in May 2025" names a month."""
+    return (word if not first else word.lower()) in _FORM_WORDS
 # How many of the top passages' sentences the masked question is compared with (mean of the best). Chosen on dev
 # by cross-validated AUROC answerable vs near-topic (5 folds x 5 seeds) with the pooled masked question: best 1
 # 0.795, 2 0.890, 3 0.913, 4 0.921, 5 0.921, 6 0.920, 8 0.924, all (~10) 0.903; 5 sits in the middle of the plateau.
@@ -195,8 +202,8 @@ def kept_spans(question: str, evidence_terms: set[str], terms_of) -> list[tuple[
     (`_FORM_WORDS`) are form as well.
     """
     form = {m.span(1) for m in _HOW_WORD.finditer(question)}
-    words = [(m.span(), set() if m.span() in form or m.group().lower() in _FORM_WORDS else terms_of(m.group()))
-             for m in _WORD.finditer(question)]
+    words = [(m.span(), set() if m.span() in form or _is_form_word(m.group(), first=j == 0) else terms_of(m.group()))
+             for j, m in enumerate(_WORD.finditer(question))]
     kept = [(span, terms) for span, terms in words if not (terms and terms <= evidence_terms)]
     return [span for span, _ in kept] if any(terms for _, terms in kept) else None
 
@@ -286,22 +293,21 @@ MODEL_VERIFIED_BLEND = BlendedModel(MODEL, MODEL_VERIFIED, VERIFIED_WEIGHT)
 class Judge:
     """The verdict stage of one snapshot: the top passages' sentences and the question's word pieces -> Assessment."""
 
-    def __init__(self, sentences: Sentences, terms_of, encoder, idf: dict[str, float], unseen_idf: float, answerable_threshold: float,
-                 passage_vectors):
+    def __init__(self, sentences: Sentences, terms_of, encoder, idf: dict[str, float], unseen_idf: float, answerable_threshold: float):
         self.sentences = sentences
-        self.passage_vectors = passage_vectors  # positions -> the stored passage vectors (rag.query.ranking.Ranker)
         self.terms_of = terms_of  # rag.index.lexical's `terms`
         self.encoder = encoder  # embeds the masked text when the question came without word pieces
         self.idf = idf
         self.unseen_idf = unseen_idf
         self.answerable_threshold = answerable_threshold
         self.model = MODEL  # a question the verifier read is judged by MODEL blended with MODEL_VERIFIED (its best logit the third feature)
+        # the terms of a section heading (its Markdown or Word path), which each sentence under it counts as its own
+        self.heading_terms = lru_cache(maxsize=4096)(lambda section: frozenset(self.terms_of(section)) if section else frozenset())
 
-    def _heading_terms(self, section: str | None) -> frozenset[str]:
-        """The terms of a section heading (its Markdown or Word path), which each sentence under it counts as its own."""
-        return frozenset(self.terms_of(section)) if section else frozenset()
 
-    def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False) -> Assessment:
+    def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False,
+               passage_cosines: Sequence[float] = ()) -> Assessment:
+        """`passage_cosines`: the question's cosine with each of the `top` passages as indexed (rag.query.ranking)."""
         rows, texts, headers, places, headings = [], [], [], [], []
         for i in top:
             passage = self.sentences.passages[i]
@@ -309,7 +315,7 @@ class Judge:
             texts.extend(self.sentences.texts_of(i))
             headers.extend(self.sentences.headers_of(i))
             places.extend([(passage.section or "", passage.document)] * len(passage.sentences))
-            headings.extend([self._heading_terms(passage.section)] * len(passage.sentences))
+            headings.extend([self.heading_terms(passage.section)] * len(passage.sentences))
         vectors = np.asarray(self.sentences.vectors[rows], dtype=np.float32)
         cosines = vectors @ embedded.vector
         terms = [self.sentences.terms[r] | h for r, h in zip(rows, headings)]
@@ -329,9 +335,10 @@ class Judge:
                 masked = self.encoder.encode([text])[0] if text else None
         if masked is not None:
             relation = relation_cos(masked, vectors, best)
-        else:  # the evidence sentence and its heading hold every word the question asks with: read it under its heading
-            covering = self.passage_vectors(np.asarray(top, dtype=np.int64)) @ embedded.vector if top else np.zeros(0)
-            relation = max(float(cosines.max(initial=0.0)), float(covering.max(initial=0.0)))
+        elif rows:  # the closest sentence and its heading hold every word the question asks with: read it under its heading too
+            relation = max(float(cosines.max()), max(passage_cosines, default=0.0))
+        else:
+            relation = 0.0
         read = reading.logit if reading is not None else None
         found_threshold = FOUND_THRESHOLD_VERIFIED if read is not None else FOUND_THRESHOLD
         return assess(features(question, question_terms, evidence, self.idf, self.unseen_idf, relation, read),

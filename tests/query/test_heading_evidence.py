@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.query.verdict import kept_spans
 from rag.service import Service
 
 SECTIONS = Path(__file__).resolve().parents[2] / "eval" / "collections" / "sections"
@@ -56,5 +57,14 @@ def test_the_heading_does_not_answer_what_its_section_never_says(service):
 
 def test_a_heading_s_words_count_as_held_by_each_sentence_under_it(service):
     judge = service.snapshot.retriever.judge
-    assert {"inc", "2291", "checkout", "outag"} <= judge._heading_terms("INC-2291: checkout outage")
-    assert judge._heading_terms(None) == frozenset()
+    sentence = judge.terms_of("The cause was an expired TLS certificate on the payment gateway.")
+    question = "What caused INC-2291?"
+    assert [question[a:b] for a, b in kept_spans(question, sentence, judge.terms_of)] == ["What", "INC-2291"]
+    assert kept_spans(question, sentence | judge.heading_terms("INC-2291: checkout outage"), judge.terms_of) is None
+    assert judge.heading_terms(None) == frozenset()
+
+
+def test_a_month_is_no_modal_so_the_wrong_meeting_is_not_found(service):
+    # the budget was approved on 14 January 2025; "May" names the 6 May meeting, not a modal verb
+    result = ask(service, "What budget did the board approve in May 2025?")
+    assert not result.answerable, (result.confidence, result.features)

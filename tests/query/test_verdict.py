@@ -90,6 +90,10 @@ def test_auxiliaries_modals_and_use_are_the_question_s_form(terms_of):
     assert V.kept_spans("What radio channel must the launch use?", launch, terms_of) is None
     question = "Does the Riverside Room have a piano?"  # what the evidence does not hold stays
     assert [question[a:b] for a, b in V.kept_spans(question, room, terms_of)] == ["Does", "the", "have", "a", "piano"]
+    minutes = terms_of("14 January 2025 The board approved the annual budget of 2.4 million euros.")
+    question = "What budget did the board approve in May 2025?"  # a month, not a modal
+    assert [question[a:b] for a, b in V.kept_spans(question, minutes, terms_of)] == ["What", "did", "the", "in", "May"]
+    assert V.kept_spans("May the board approve a budget?", minutes, terms_of) is None  # opening the question: a modal
 
 
 def test_masked_vector_pools_the_kept_word_pieces_and_the_special_tokens():
