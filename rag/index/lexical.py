@@ -5,7 +5,7 @@ from the passages. What is indexed is the passage under its title and section
 (rag.corpus.passage_text.heading_text). English stop words and question words are dropped; terms are
 Snowball-stemmed. The scores are bm25s's (Lucene's variant, its defaults), computed here with numpy
 (`bm25_from_ids`) from tokens made as `bm25s.tokenize(token_pattern=TOKEN.pattern)` makes them (`tokens`: its
-default pattern, after a dotted number kept whole, then lone digits), bit for bit what bm25s builds itself
+default pattern, after a dotted number kept whole), bit for bit what bm25s builds itself
 (tests/index/test_incremental.py, tests/index/test_store_mmap.py). bm25s itself is imported only for the rare
 shapes `bm25_from_ids` hands to it (nothing to index): importing it loads scipy.sparse, about a third of a second
 of every cold start, and an up-to-date index never needs it.
@@ -36,11 +36,10 @@ QUESTION_WORDS = ("why", "how", "what", "when", "who", "whom", "whose", "which",
 STOPWORDS = sorted(set(STOPWORDS_EN) | set(QUESTION_WORDS))
 STEMMER = "english"
 STOPWORD_SET = frozenset(STOPWORDS)
-# bm25s.tokenize's default token pattern (words of two characters or more), after a dotted number kept whole, and
-# then a lone digit: a version, an address or a clause number ("3.7.1", "192.168.0.1", "4.2") is one term, where the
-# default pattern keeps none of "3.7.1" and only "168" of the address, and "Bay 1", "Room 2", "step 3" keep their
-# number.
-TOKEN = re.compile(r"(?u)\b\d+(?:\.\d+)+\b|\b\w\w+\b|\b\d\b")
+# bm25s.tokenize's default token pattern (words of two characters or more), after a dotted number kept whole: a
+# version, an address or a clause number ("3.7.1", "192.168.0.1", "4.2") is one term, where the default pattern
+# keeps none of "3.7.1" and only "168" of the address.
+TOKEN = re.compile(r"(?u)\b\d+(?:\.\d+)+\b|\b\w\w+\b")
 BM25 = {"k1": 1.5, "b": 0.75, "method": "lucene"}  # bm25s defaults, recorded so a change shows
 
 
