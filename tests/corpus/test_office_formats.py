@@ -59,6 +59,14 @@ def make_docx(path: Path) -> None:
     d.save(path)
 
 
+def add_slide(deck, layout: int, title: str, body: str):
+    """A slide of python-pptx's template layout `layout` (0: title, 1: title and content) with its two placeholders filled."""
+    slide = deck.slides.add_slide(deck.slide_layouts[layout])
+    slide.shapes.title.text = title
+    slide.placeholders[1].text = body
+    return slide
+
+
 def make_pptx(path: Path) -> None:
     from pptx import Presentation
     from pptx.util import Inches
@@ -66,12 +74,8 @@ def make_pptx(path: Path) -> None:
     deck = Presentation()
     deck.core_properties.title = "Quarterly review"
     deck.core_properties.author = "Finance Team"
-    slide = deck.slides.add_slide(deck.slide_layouts[0])
-    slide.shapes.title.text = "Quarterly review"
-    slide.placeholders[1].text = "Prepared by the finance team for the board meeting in October."
-    slide = deck.slides.add_slide(deck.slide_layouts[1])
-    slide.shapes.title.text = "Revenue"
-    slide.placeholders[1].text = "Revenue grew twelve percent in the third quarter.\nCosts fell for the second quarter running."
+    add_slide(deck, 0, "Quarterly review", "Prepared by the finance team for the board meeting in October.")
+    slide = add_slide(deck, 1, "Revenue", "Revenue grew twelve percent in the third quarter.\nCosts fell for the second quarter running.")
     slide.notes_slide.notes_text_frame.text = "Mention the new shipping contract signed with the harbour authority."
     slide = deck.slides.add_slide(deck.slide_layouts[6])  # blank: no title placeholder
     box = slide.shapes.add_textbox(Inches(1), Inches(1), Inches(6), Inches(1))
@@ -443,12 +447,8 @@ def test_a_presentation_without_a_title_property_is_titled_by_its_first_slide(tm
 
     deck = Presentation()  # python-pptx's template: no title property
     deck.slides.add_slide(deck.slide_layouts[6])  # a blank first slide has no title
-    slide = deck.slides.add_slide(deck.slide_layouts[0])
-    slide.shapes.title.text = "Annual General Meeting 2025"
-    slide.placeholders[1].text = "The club elected a new captain and raised the junior fee."
-    slide = deck.slides.add_slide(deck.slide_layouts[1])
-    slide.shapes.title.text = "Fees"
-    slide.placeholders[1].text = "The junior fee rises to 90 pounds a year."
+    add_slide(deck, 0, "Annual General Meeting 2025", "The club elected a new captain and raised the junior fee.")
+    add_slide(deck, 1, "Fees", "The junior fee rises to 90 pounds a year.")
     deck.save(tmp_path / "agm-2025.pptx")
     assert load_document(tmp_path / "agm-2025.pptx").title == "Annual General Meeting 2025"
     deck.core_properties.title = "AGM minutes"
