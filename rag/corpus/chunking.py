@@ -39,8 +39,8 @@ TokenCounter = Callable[[str], int]
 # (a paragraph's last sentence keeps its "[7]"). What opens one: a capital of Latin (with Latin-1 and Extended-A/B),
 # Greek or Cyrillic, U+0041-U+052F ("Éric", "Łódź"; not Vietnamese's U+1Exx), a digit or a currency sign ("£45 an
 # hour, minimum three hours.").
-_CAPITALS = "".join(sorted({c for c in map(chr, range(0x41, 0x530)) if c.isupper() and c.isalpha()}))
-_SENTENCE_END = re.compile(rf"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[{re.escape(_CAPITALS)}0-9£$€¥]|\s*$)")
+CAPITALS = "".join(sorted({c for c in map(chr, range(0x41, 0x530)) if c.isupper() and c.isalpha()}))
+_SENTENCE_END = re.compile(rf"[.!?…][\"'”’)\]]*(?:\s*\[\d+\])*(?=\s+[\"“‘(\[]?[{re.escape(CAPITALS)}0-9£$€¥]|\s*$)")
 _RULE_CELL = re.compile(r"[ \t]*:?-+:?[ \t]*")  # one cell of a Markdown table's rule line: ---, :--:
 # A list item's opening: a bullet, or a number or letter with . or ), then a space (group 1: through the space)
 _LIST_ITEM = re.compile(r"([ \t]*(?:[-*•‣◦▪–]|\d{1,3}[.)]|[a-z][.)])[ \t]+)\S")

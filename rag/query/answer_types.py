@@ -14,6 +14,7 @@ import re
 import unicodedata
 from typing import Literal
 
+from rag.corpus.chunking import CAPITALS
 from rag.corpus.office import roman_numeral
 
 AnswerType = Literal["date", "number", "place"]
@@ -67,9 +68,9 @@ def names_outside(sentence: str, question: str) -> list[str]:
 
 _WORDS = re.compile(r"[^\W_]+")  # letters and digits: "SKU-1010" is two words on both sides of a comparison
 _TOKEN = re.compile(r"[\w-]+")
-# a capital letter of the Latin, Greek or Cyrillic alphabets ("Éric", "Łódź", "Москва"), not only A-Z
-_UPPER = "".join(sorted({c for c in map(chr, range(0x41, 0x530)) if c.isupper() and c.isalpha()}))
-_NAME_RUN = re.compile(rf"\b[{re.escape(_UPPER)}][\w’'-]*(?: [{re.escape(_UPPER)}][\w’'-]*)*(?: \d+\b(?![.,:]\d))?")  # "Chen Wei", "Trailhawk 700"
+# a name opens with a capital of the Latin, Greek or Cyrillic alphabets ("Éric", "Łódź", "Москва"; rag.corpus.chunking.CAPITALS,
+# the capitals a sentence may open with), not only A-Z
+_NAME_RUN = re.compile(rf"\b[{re.escape(CAPITALS)}][\w’'-]*(?: [{re.escape(CAPITALS)}][\w’'-]*)*(?: \d+\b(?![.,:]\d))?")  # "Chen Wei", "Trailhawk 700"
 _YEAR = re.compile(r"\b(?:1[0-9]{3}|20[0-9]{2})s?\b")  # "in 2023", "the 1990s"
 _POSSESSIVE = re.compile(r"(?<=\w)[’'](?:s\b)?$")  # Berg's, the Joneses'
 _OPENS = re.compile(r"(?:^|[.:;!?]\s+)\W*$")  # what stands before a word that opens a sentence

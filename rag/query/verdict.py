@@ -181,6 +181,8 @@ def _is_form_word(word: str, first: bool) -> bool:
     """An auxiliary, a modal or "use", as the question writes it: in lower case, or capitalised as its first word
     ("May I ...?"); "in May 2025" names a month."""
     return (word if not first else word.lower()) in _FORM_WORDS
+
+
 # How many of the top passages' sentences the masked question is compared with (mean of the best). Chosen on dev
 # by cross-validated AUROC answerable vs near-topic (5 folds x 5 seeds) with the pooled masked question: best 1
 # 0.795, 2 0.890, 3 0.913, 4 0.921, 5 0.921, 6 0.920, 8 0.924, all (~10) 0.903; 5 sits in the middle of the plateau.
@@ -304,21 +306,19 @@ class Judge:
         # the terms of a section heading (its Markdown or Word path), which each sentence under it counts as its own
         self.heading_terms = lru_cache(maxsize=4096)(lambda section: frozenset(self.terms_of(section)) if section else frozenset())
 
-
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False,
                passage_cosines: Sequence[float] = ()) -> Assessment:
         """`passage_cosines`: the question's cosine with each of the `top` passages as indexed (rag.query.ranking)."""
-        rows, texts, headers, places, headings = [], [], [], [], []
+        rows, texts, headers, places = [], [], [], []
         for i in top:
             passage = self.sentences.passages[i]
             rows.extend(self.sentences.rows_of(i))
             texts.extend(self.sentences.texts_of(i))
             headers.extend(self.sentences.headers_of(i))
             places.extend([(passage.section or "", passage.document)] * len(passage.sentences))
-            headings.extend([self.heading_terms(passage.section)] * len(passage.sentences))
         vectors = np.asarray(self.sentences.vectors[rows], dtype=np.float32)
         cosines = vectors @ embedded.vector
-        terms = [self.sentences.terms[r] | h for r, h in zip(rows, headings)]
+        terms = [self.sentences.terms[r] | self.heading_terms(section) for r, (section, _) in zip(rows, places)]
         evidence = [Sentence(t, ts, float(c), h, *place) for t, ts, c, h, place in zip(texts, terms, cosines, headers, places)]
         masked = None
         # the words the evidence already holds: those of the sentence closest to the question, and of its heading
