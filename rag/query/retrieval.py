@@ -32,7 +32,7 @@ from rag.query.coverage import idf_table, unseen_idf
 from rag.query import verification
 from rag.encoding.base import QuestionEmbedding
 from rag.query.answer_types import Vocabulary, names_absent
-from rag.query.highlight import Highlight, Highlighter, is_question, marks
+from rag.query.highlight import Highlight, Highlighter, choose, is_question, marks
 from rag.query.ranking import Ranker
 from rag.query.request import Query
 from rag.query.sentences import Sentences
@@ -196,8 +196,9 @@ class Retriever:
         reading = verification.read(verifier, question, chosen) if verifier is not None else None
         lap("verify")
         absent = self.names_absent(question, read)
+        shown = choose(candidates_of(read[0]))[:1] if read and candidates_of(read[0]) else ()  # the top hit's highlighted sentence
         assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent),
-                                       passage_cosines=ranking.top_cosines(verification.READ_PASSAGES))
+                                       passage_cosines=ranking.top_cosines(verification.READ_PASSAGES), highlighted=shown)
         lap("verdict")
         warnings = () if unverified is None else (unverified,)
         if too_long:

@@ -129,6 +129,17 @@ def test_best_evidence_checks_the_type_in_the_best_covering_sentence():
     assert V.best_evidence("When?", set(), [], idf, 4.0) == (0.0, 0.0)
 
 
+def test_the_type_is_checked_in_the_highlighted_sentence_when_there_is_one():
+    # the best-covering sentence holds "volunteers", the rarer word, but not the amount; the highlight shows the other
+    idf = {"volunt": 3.0, "paid": 1.0, "drive": 2.0}
+    sentences = [V.Sentence("Volunteers keep our running costs down.", frozenset({"volunt", "keep", "run", "cost"}), 0.6),
+                 V.Sentence("Mileage is paid at 45p a mile.", frozenset({"mileag", "paid", "mile"}), 0.5)]
+    question, terms = "How much are volunteers paid for driving?", {"volunt", "paid", "drive"}
+    assert V.best_evidence(question, terms, sentences, idf, 4.0)[1] == 0.0
+    assert V.best_evidence(question, terms, sentences, idf, 4.0, highlighted=(1,))[1] == 1.0
+    assert V.best_evidence(question, terms, sentences, idf, 4.0, highlighted=(0,))[1] == 0.0
+
+
 def test_a_date_in_the_heading_a_sentence_sits_under_answers_when():
     idf = {"sms": 4.0, "remind": 3.0, "ad": 1.0}
     added = V.Sentence("- SMS reminders for booked repair slots.", frozenset({"sms", "remind"}), 0.7, section="[2.3.0] - 2025-02-20 › Added")
