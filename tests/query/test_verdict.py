@@ -96,6 +96,17 @@ def test_auxiliaries_modals_and_use_are_the_question_s_form(terms_of):
     assert V.kept_spans("May the board approve a budget?", minutes, terms_of) is None  # opening the question: a modal
 
 
+def test_the_verb_of_a_measure_is_the_question_s_form(terms_of):
+    minutes = terms_of("Item 3 The boathouse roof leak will be repaired by Bowland Roofing for £2,350.")
+    assert V.kept_spans("How much will the roof repair cost?", minutes, terms_of) is None
+    incident = terms_of("INC-2291: checkout outage The checkout service returned errors for 42 minutes.")
+    assert V.kept_spans("How long did INC-2291 last?", incident, terms_of) is None
+    question = "What did the roof repair cost?"  # not a "how much" question: "cost" is what it asks
+    assert [question[a:b] for a, b in V.kept_spans(question, minutes, terms_of)] == ["What", "did", "the", "cost"]
+    question = "Who will pay for the roof repair?"
+    assert "pay" in [question[a:b] for a, b in V.kept_spans(question, minutes, terms_of)]
+
+
 def test_masked_vector_pools_the_kept_word_pieces_and_the_special_tokens():
     tokens = np.array([[1.0, 0, 0], [0, 2.0, 0], [0, 0, 3.0], [0, 0, 0]], dtype=np.float32)
     spans = ((0, 0), (0, 4), (5, 9), (0, 0))  # [CLS] "When" "Fidel" [SEP]
