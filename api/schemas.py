@@ -184,7 +184,7 @@ class QueryResponse(BaseModel):
     warnings: list[str] = Field(default_factory=list, description="How the question was read, when the caller should know "
                                 "(for example: longer than the model reads, so read as its question sentences, or from its start when it "
                                 "asks nothing; a name or year the "
-                                "documents of the best passages never mention, which keeps the verdict below `found`).")
+                                "best passages or their documents never mention, which keeps the verdict below `found`).")
 
 
 class SectionOut(BaseModel):

@@ -78,6 +78,7 @@ def asked_sentences(text: str, budget: int) -> str:
         used += len(kept[0]) + 1
     return " ".join(kept)
 VOCABULARIES = 64  # documents whose words are kept for `names_absent`, the most recently cited (a 1 MB text: some 5 MB)
+PASSAGE_VOCABULARIES = 4096  # passages whose words are kept for `names_unread`, the most recently cited
 
 
 class Retriever:
@@ -101,20 +102,42 @@ class Retriever:
         self.verifier = verifier  # rag.encoding.verifier.VerifierSlot, or None (a model other than the default)
         self._verifier_status = verifier_status or {"used": False, "on_request": False, "reason": "not available to this service"}
         self.vocabulary = lru_cache(maxsize=VOCABULARIES)(self._vocabulary)  # document id -> its words, made when first cited
+        self.passage_vocabulary = lru_cache(maxsize=PASSAGE_VOCABULARIES)(self._passage_vocabulary)  # passage index -> its words
 
     def _vocabulary(self, document_id: str) -> Vocabulary:
         """The words of a document: its text and every metadata field (title, author, file name...)."""
         document = self.documents.get(document_id)
         if document is None:  # not in this snapshot's corpus (cannot happen for a hit, but never fail a query on it)
             return Vocabulary(" ".join(p.text for p in self.passages if p.document == document_id))
-        fields = [str(v) for v in document.metadata().values() if isinstance(v, (str, int, list, tuple)) and v]
-        return Vocabulary(" ".join([document.text, *fields]))
+        return Vocabulary(" ".join([document.text, *self._fields(document_id)]))
+
+    def _passage_vocabulary(self, passage_index: int) -> Vocabulary:
+        """The words of a passage: its text, its section heading and its document's metadata fields."""
+        passage = self.passages[passage_index]
+        return Vocabulary(" ".join([passage.text, passage.section or "", *self._fields(passage.document)]))
+
+    def _fields(self, document_id: str) -> list[str]:
+        """A document's metadata fields (title, author, file name...) as text; none for a document not in the corpus."""
+        document = self.documents.get(document_id)
+        metadata = document.metadata() if document is not None else {}
+        return [str(v) for v in metadata.values() if isinstance(v, (str, int, list, tuple)) and v]
 
     def names_absent(self, question: str, top: list[int]) -> list[str]:
         """What the question names that none of the documents of the passages `top` holds (answer_types.names_absent)."""
         if not top:
             return []
         return names_absent(question, [self.vocabulary(d) for d in dict.fromkeys(self.passages[i].document for i in top)])
+
+    def names_unread(self, question: str, top: list[int]) -> tuple[list[str], list[str]]:
+        """(what the question names that none of the documents of the passages `top` holds, what those documents hold
+        elsewhere but none of the passages `top` does): "the minimum investment in the 2014 share offer" over the 2025
+        offer's passages, whose document says "registered in 2014" further up. Either caps the verdict (the passages
+        read do not speak of it); the warning tells them apart."""
+        unread = names_absent(question, [self.passage_vocabulary(i) for i in top]) if top else []
+        if not unread:
+            return [], []
+        absent = self.names_absent(question, top)
+        return absent, [name for name in unread if name not in absent]
 
     def verifier_status(self) -> dict:
         """What /ready says of the verifier: read for every question, on request, or not at all and why."""
@@ -195,9 +218,9 @@ class Retriever:
         chosen = verification.windows([(i, candidates_of(i)) for i in read], read_windows) if read_windows else []
         reading = verification.read(verifier, question, chosen) if verifier is not None else None
         lap("verify")
-        absent = self.names_absent(question, read)
+        absent, elsewhere = self.names_unread(question, read)
         shown = choose(candidates_of(read[0]))[:1] if read and candidates_of(read[0]) else ()  # the top hit's highlighted sentence
-        assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent),
+        assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent or elsewhere),
                                        passage_cosines=ranking.top_cosines(verification.READ_PASSAGES), highlighted=shown)
         lap("verdict")
         warnings = () if unverified is None else (unverified,)
@@ -208,6 +231,9 @@ class Retriever:
         if absent:
             names = ", ".join(f"'{name}'" for name in absent)
             warnings += (f"the documents of the best passages never mention {names}: they may be about something else",)
+        if elsewhere:
+            names = ", ".join(f"'{name}'" for name in elsewhere)
+            warnings += (f"the best passages never mention {names} (other parts of their documents do): they may be about something else",)
         return QueryResult(
             question=query.question,
             mode=query.mode,

@@ -65,7 +65,7 @@ def test_a_city_the_policy_does_not_list_is_not_found_as_the_nearest_one(service
     result = ask(service, question)
     assert (result.verdict, result.confidence) == ("uncertain", NAME_ABSENT_CONFIDENCE)
     assert result.hits[0].passage.section == "2. Hotels"  # the passages are still returned, for a reader to see
-    monkeypatch.setattr(type(service.snapshot.retriever), "names_absent", lambda self, question, top: [])
+    monkeypatch.setattr(type(service.snapshot.retriever), "names_unread", lambda self, question, top: ([], []))
     assert ask(service, question).verdict == "found"  # what the model alone says: the rule is what refuses it
 
 
