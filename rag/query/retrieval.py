@@ -136,7 +136,7 @@ class Retriever:
         unread = names_absent(question, [self.passage_vocabulary(i) for i in top]) if top else []
         if not unread:
             return [], []
-        absent = self.names_absent(question, top)
+        absent = [name for name in self.names_absent(question, top) if name in unread]  # a heading's word is the passage's
         return absent, [name for name in unread if name not in absent]
 
     def verifier_status(self) -> dict:

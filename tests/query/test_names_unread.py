@@ -48,6 +48,10 @@ def test_a_title_or_heading_counts_as_what_its_passages_mention(service):
     retriever = service.snapshot.retriever
     shares = passages_of(service, "member-handbook", "Shares › Getting your money back")
     assert retriever.names_unread("What does the Brackenford Community Energy Member Handbook say about withdrawals?", shares) == ([], [])
+    church_farm = passages_of(service, "member-handbook", "Solar sites › Array B - Church Farm barns")
+    assert "Church Farm" not in service.snapshot.retriever.passages[church_farm[0]].text  # only its heading names it
+    assert retriever.names_unread("When were the Church Farm panels fitted?", church_farm) == ([], [])
+    assert retriever.names_unread("When were the Church Farm panels fitted?", shares) == ([], ["Church Farm"])
 
 
 def test_the_question_is_capped_and_told_why(service):

@@ -105,6 +105,12 @@ def test_the_verb_of_a_measure_is_the_question_s_form(terms_of):
     assert [question[a:b] for a, b in V.kept_spans(question, minutes, terms_of)] == ["What", "did", "the", "cost"]
     question = "Who will pay for the roof repair?"
     assert "pay" in [question[a:b] for a, b in V.kept_spans(question, minutes, terms_of)]
+    assert V.kept_spans("Roof repair: how much will it cost?", minutes, terms_of) is None  # not only at the start
+    question = "How much will it cost to pay for the roof repair?"  # the verb nearest the measure is form, not the last one
+    assert V.kept_spans(question, minutes | terms_of("pay"), terms_of) is None
+    assert V.kept_spans(question, minutes | terms_of("cost"), terms_of) is not None
+    question = "How much paid leave does the roofer get?"  # right after "how much": what is asked, not a verb
+    assert "paid" in [question[a:b] for a, b in V.kept_spans(question, minutes, terms_of)]
 
 
 def test_masked_vector_pools_the_kept_word_pieces_and_the_special_tokens():
