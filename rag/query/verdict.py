@@ -140,13 +140,16 @@ def best_evidence(question: str, question_terms: set[str], sentences: Sequence[S
 def missing_row(question: str, question_terms: set[str], sentences: Sequence[Sentence], idf: dict[str, float], unseen: float,
                 lead: int = 0) -> bool:
     """Whether the evidence is a table that lacks the row the question names: no row of the table holds what the
-    question names (answer_types.table_has_row). The table is that of the best-covering line of the top passage
-    when that passage holds one (retrieval put a table first: the question is a lookup), else that of the sentence
-    that covers the question best when it is a table line. `lead`: how many of `sentences` are the top passage's."""
-    if all(s.header is None for s in sentences):  # no table at hand (nearly every question): nothing to compute
-        return False
+    question names (answer_types.table_has_row). The table is that of the best-covering line of the top passage,
+    when that passage holds one (retrieval put a table first: the question is a lookup). `lead`: how many of
+    `sentences` are the top passage's. A table further down is not read: "What is the lead time in days for
+    Ironbridge?" over a note saying "Ironbridge delivers castings within 12 days", ranked first, and a suppliers
+    sheet without Ironbridge after it was refused at 0.05 (before 2026-12-08 the best-covering line of any top
+    passage was read; eval/bench_tables.py and every collection unchanged)."""
     tabled = [s for s in sentences[:lead] if s.header is not None]
-    _, best = _best_covering(question_terms, tabled or sentences, idf, unseen)
+    if not tabled:  # the top passage is no table (nearly every question): nothing to compute
+        return False
+    _, best = _best_covering(question_terms, tabled, idf, unseen)
     if best.header is None:
         return False
     entities = asked_entities(question)

@@ -28,6 +28,12 @@ Brightpack,Portugal,Rui Matos,9
 Calder Mills,Scotland,Fiona Reid,30
 """
 
+NOTES = """# Supplier notes
+
+Our newest supplier is Ironbridge, a foundry in Wales. Ironbridge delivers castings within 12 days of an order being
+placed. Their contact is Owen Price.
+"""
+
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory, encoders) -> Service:
@@ -35,6 +41,7 @@ def service(tmp_path_factory, encoders) -> Service:
     (root / "seeds").mkdir()
     (root / "seeds" / "staff.csv").write_text(STAFF, encoding="utf-8")
     (root / "seeds" / "suppliers.csv").write_text(SUPPLIERS, encoding="utf-8")
+    (root / "seeds" / "notes.md").write_text(NOTES, encoding="utf-8")
     from rag.config import Settings
 
     return Service.open(Settings(seeds_dir=root / "seeds", index_dir=root / "index"), encoders)
@@ -58,7 +65,15 @@ def test_a_lookup_of_one_cell_is_answered_by_its_row(service, question, row):
     assert result.answerable, (result.verdict, result.confidence, result.features)
 
 
-@pytest.mark.parametrize("question", ["Which department does Marta Lindqvist work in?", "What is the lead time of Ironbridge?"])
+@pytest.mark.parametrize("question", ["Which department does Marta Lindqvist work in?", "What is the lead time of Harwell Forge?"])
 def test_a_row_the_sheet_does_not_have_is_still_refused(service, question):
     assert ask(service, question).verdict == "not_found"
 
+
+
+@pytest.mark.parametrize("question", ["What is the lead time in days for Ironbridge?", "How many days lead time does Ironbridge have?"])
+def test_a_sheet_below_the_prose_that_answers_does_not_refuse_it(service, question):
+    # the note ranks first and answers; the suppliers sheet after it has no Ironbridge row, which refused it at 0.05
+    result = ask(service, question)
+    assert result.hits[0].passage.document == "notes" and "12 days" in result.hits[0].highlight.text
+    assert result.verdict == "found", (result.confidence, result.features)

@@ -260,13 +260,16 @@ def test_missing_row_reads_the_table_of_the_best_covering_line_only():
     line = lambda text, terms, cosine=0.5: V.Sentence(text, frozenset(terms), cosine, header, "Suppliers inventory")  # noqa: E731
     table = [line(header, {"supplier", "lead", "time"}), line("2 | Steelline | 56", {"steellin"}), line("3 | Camtech | 21", {"camtech"})]
     idf = {"lead": 2.0, "time": 1.0, "steelgat": 4.0, "camtech": 4.0}
-    assert V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, table, idf, 4.0)
-    assert not V.missing_row("What is the lead time of Camtech?", {"lead", "time", "camtech"}, table, idf, 4.0)
-    assert not V.missing_row("What is the longest lead time?", {"longest", "lead", "time"}, table, idf, 4.0)  # names nothing
+    assert V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, table, idf, 4.0, lead=3)
+    assert not V.missing_row("What is the lead time of Camtech?", {"lead", "time", "camtech"}, table, idf, 4.0, lead=3)
+    assert not V.missing_row("What is the longest lead time?", {"longest", "lead", "time"}, table, idf, 4.0, lead=3)  # names nothing
     # the top passage is a table: its table is the one read, even when a prose sentence covers the question better
     prose_first = [V.Sentence("The lead time of every supplier is reviewed yearly.", frozenset({"lead", "time", "supplier"}), 0.9)]
     assert V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, table[1:] + prose_first, idf, 4.0, lead=2)
     assert not V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, prose_first + table[1:], idf, 4.0, lead=1)
+    # a prose passage first and the table further down: the table is not what answers, so it is not read
+    vague = V.Sentence("Deliveries usually take two weeks.", frozenset({"deliveri", "usual", "take", "two", "week"}), 0.6)
+    assert not V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, [vague] + table, idf, 4.0, lead=1)
     prose = [V.Sentence("Steelline ships in 56 days.", frozenset({"steellin", "ship", "day"}), 0.5)]
     assert not V.missing_row("What is the lead time of Steelgate?", {"lead", "time", "steelgat"}, prose, idf, 4.0)  # not a table
     model = AnswerabilityModel(mean=(0.0, 0.0), scale=(1.0, 1.0), weights=(1.0, 1.0), bias=5.0)
