@@ -210,6 +210,13 @@ def test_names_absent_are_those_no_document_holds_whole():
     assert answer_types.names_absent("What about Madrid?", []) == ["Madrid"]
 
 
+def test_a_season_is_named_as_a_year_is():
+    courses = answer_types.Vocabulary("Learn to Row runs in spring and summer. The course costs £145.")
+    assert answer_types.names_absent("How much is the autumn course?", [courses]) == ["autumn"]
+    assert answer_types.names_absent("How much is the Summer course?", [courses]) == []
+    assert answer_types.names_absent("Is the valve spring-loaded?", [courses]) == []  # part of a word
+
+
 def test_days_of_months_are_read_however_written_and_must_be_named_as_days():
     minutes = answer_types.Vocabulary("The next meeting is on 18 March 2025 at 18:30; the one after on April 22nd. Due 2025-06-01.")
     assert minutes.days == {(18, 3), (22, 4), (1, 6)}
