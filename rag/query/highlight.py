@@ -234,10 +234,10 @@ class Highlighter:
         return marks(self.candidates(passage_index, query, question, question_terms))
 
 
-def marks(candidates: Sequence[Candidate]) -> tuple[Highlight, tuple[Highlight, ...]]:
-    """The highlight and the sentences to mark among `candidates` (see `choose`). The verifier's best window as the
-    highlight was tried and dropped: on held-out SQuAD articles it held the answer for 0.62 of the answerable
-    questions against the rules' 0.70 (eval/train_verifier.py's report)."""
-    chosen, marked = choose(candidates)
+def marks(candidates: Sequence[Candidate], choice: tuple[int, tuple[int, ...]] | None = None) -> tuple[Highlight, tuple[Highlight, ...]]:
+    """The highlight and the sentences to mark among `candidates`: `choice`, `choose`'s result for them when the caller
+    has it already. The verifier's best window as the highlight was tried and dropped: on held-out SQuAD articles it
+    held the answer for 0.62 of the answerable questions against the rules' 0.70 (eval/train_verifier.py's report)."""
+    chosen, marked = choice if choice is not None else choose(candidates)
     spans = {k: Highlight(candidates[k].text, candidates[k].start, candidates[k].end) for k in marked}
     return spans[chosen], tuple(spans[k] for k in marked)

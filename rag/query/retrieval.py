@@ -209,7 +209,9 @@ class Retriever:
             return candidates[i]
 
         returned = ranking.top(query.top_k)
-        hits = [Hit(self.passages[i], round(score, 6), rank, *marks(candidates_of(i))) for rank, (i, score) in enumerate(returned, start=1)]
+        choices = [choose(candidates_of(i)) for i, _ in returned]  # each hit's highlighted sentence and marks
+        hits = [Hit(self.passages[i], round(score, 6), rank, *marks(candidates_of(i), choice))
+                for rank, ((i, score), choice) in enumerate(zip(returned, choices), start=1)]
         lap("highlight")
         read = [i for i, _ in ranking.top(verification.READ_PASSAGES)]
         verifier, unverified = self._verifier_for(query)
@@ -219,7 +221,7 @@ class Retriever:
         reading = verification.read(verifier, question, chosen) if verifier is not None else None
         lap("verify")
         absent, elsewhere = self.names_unread(question, read)
-        shown = choose(candidates_of(read[0]))[:1] if read and candidates_of(read[0]) else ()  # the top hit's highlighted sentence
+        shown = choices[0][:1] if choices else ()  # the top hit's highlighted sentence (read[0] is the top hit)
         assessment = self.judge.assess(question, question_terms, embedded, read, reading, names_absent=bool(absent or elsewhere),
                                        passage_cosines=ranking.top_cosines(verification.READ_PASSAGES), highlighted=shown)
         lap("verdict")

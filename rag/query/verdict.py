@@ -340,8 +340,9 @@ class Judge:
         self.unseen_idf = unseen_idf
         self.answerable_threshold = answerable_threshold
         self.model = MODEL  # a question the verifier read is judged by MODEL blended with MODEL_VERIFIED (its best logit the third feature)
-        # the terms of a section heading (its Markdown or Word path), which each sentence under it counts as its own
-        self.heading_terms = lru_cache(maxsize=4096)(lambda section: frozenset(self.terms_of(section)) if section else frozenset())
+        # the terms of what a sentence sits under and counts as its own: its section heading (its Markdown or Word path)
+        # or, for a table row, its table's header line
+        self.heading_terms = lru_cache(maxsize=4096)(lambda label: frozenset(self.terms_of(label)) if label else frozenset())
 
     def assess(self, question: str, question_terms: set[str], embedded, top: list[int], reading=None, names_absent: bool = False,
                passage_cosines: Sequence[float] = (), highlighted: Sequence[int] = ()) -> Assessment:
